@@ -1,0 +1,203 @@
+"""The public Python API: run an experiment, read its results, predict with a saved model.
+
+The CLI is a thin shell over these functions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.config import DomainConfig, ExperimentConfig
+from shoptransfer.data.domain import TextDomain, shared_label_vocabulary
+from shoptransfer.data.readers import read_blitzer, read_table
+from shoptransfer.data.sampling import sample_fraction, sample_per_class
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.evaluation.metrics import classification_metrics
+from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.recipes import load_predictor, make_recipe
+from shoptransfer.recipes.base import Predictor, Recipe
+from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, load_results, new_run_dir
+
+
+def read_domain(config: DomainConfig) -> TextDomain:
+    """Read the domain a config entry describes."""
+    path = Path(config.path).expanduser()
+    fmt = config.format or ("blitzer" if path.is_dir() else None)
+    if fmt == "blitzer":
+        return read_blitzer(path, name=config.name)
+    return read_table(path, text=config.text, label=config.label, name=config.name, format=fmt)
+
+
+def _describe_domain(domain: TextDomain) -> dict[str, Any]:
+    return {
+        "name": domain.name,
+        "path": domain.source,
+        "examples": len(domain),
+        "class_counts": domain.class_counts(),
+        "dropped_rows": domain.dropped,
+        "data_hash": domain.data_hash(),
+    }
+
+
+def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
+    recipes = []
+    for entry in config.recipes:
+        options = dict(entry.options)
+        recipe = make_recipe(entry.name, **options)  # validates the name and options
+        for key, value in (("backbone", config.backbone), ("max_length", config.max_length)):
+            if hasattr(recipe, key) and key not in options:
+                setattr(recipe, key, value)
+        recipe.seed = seed
+        recipes.append(recipe)
+    return recipes
+
+
+def _check_budgets(config: ExperimentConfig, pool: TextDomain) -> None:
+    counts = pool.class_counts()
+    smallest = min(counts.values())
+    too_large = [b for b in config.budgets if b > smallest]
+    if too_large:
+        raise ConfigError(
+            f"budgets: {too_large} labels per class asked for, but the target's labeled pool "
+            f"'{pool.name}' has only {counts} (at most {smallest} per class)"
+        )
+
+
+def prepare_target(config: ExperimentConfig, target: TextDomain
+                   ) -> tuple[TextDomain, TextDomain]:
+    """The target's labeled pool (budgets are drawn from it) and its test set."""
+    if config.target_test is not None:
+        test = read_domain(config.target_test)
+        if not test.labeled:
+            raise DataError(f"{test.source}: the target test set needs labels")
+        return target, test
+    if not target.labeled:
+        raise DataError(
+            f"{target.source}: the target has no labels; give target_test to evaluate on"
+        )
+    test, pool = sample_fraction(target, config.test_fraction, config.split_seed)
+    return pool, test
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    show_progress: bool = True,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run every recipe x budget x seed cell; return the run folder.
+
+    ``results.json`` is rewritten atomically after each cell, so an interrupted run keeps the
+    cells it finished.
+    """
+    source = read_domain(config.source)
+    target = read_domain(config.target)
+    classes = shared_label_vocabulary(source, target)
+    pool, test = prepare_target(config, target)
+    shared_label_vocabulary(source, test)
+    _check_budgets(config, pool)
+    for seed in config.seeds[:1]:
+        _build_recipes(config, seed)  # fail on a bad recipe before any work
+    cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
+
+    run_dir = new_run_dir(config.output_dir, config.name)
+    atomic_write_text(run_dir / "config.yaml",
+                      yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    payload: dict[str, Any] = {
+        "name": config.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config.model_dump(mode="json"),
+        "classes": classes,
+        "data": {
+            "source": _describe_domain(source),
+            "target": _describe_domain(target),
+            "target_pool": _describe_domain(pool),
+            "target_test": _describe_domain(test),
+        },
+        **environment(),
+        "results": [],
+    }
+    atomic_write_json(run_dir / RESULTS_FILE, payload)
+    y_test = test.label_ids(classes)
+    for seed in config.seeds:
+        recipes = _build_recipes(config, seed)
+        for budget in config.budgets:
+            labeled = sample_per_class(pool, budget, seed)[0] if budget > 0 else None
+            for recipe in recipes:
+                record = _run_cell(recipe, source, labeled, test, y_test, classes, cache,
+                                   run_dir if config.save_models else None, budget, seed)
+                payload["results"].append(record)
+                atomic_write_json(run_dir / RESULTS_FILE, payload)
+                if on_result is not None:
+                    on_result(record)
+    return run_dir
+
+
+def _run_cell(recipe: Recipe, source: TextDomain, labeled: TextDomain | None, test: TextDomain,
+              y_test: np.ndarray, classes: list[str], cache: EmbeddingCache,
+              run_dir: Path | None, budget: int, seed: int) -> dict[str, Any]:
+    record: dict[str, Any] = {"recipe": recipe.name, "family": recipe.family,
+                              "budget": budget, "seed": seed}
+    if not recipe.uses_source and labeled is None:
+        return {**record, "status": "skipped", "reason": "trains on target labels only"}
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        predictor = recipe.fit(source, labeled, cache=cache)
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        probabilities = predictor.predict_proba(test.texts)
+        predict_seconds = time.perf_counter() - started
+    record.update({
+        "status": "ok",
+        "options": {k: getattr(recipe, k) for k in recipe.options()},
+        "target_labels": len(labeled) if labeled is not None else 0,
+        "metrics": classification_metrics(y_test, probabilities.argmax(axis=1), classes),
+        "train_seconds": round(train_seconds, 3),
+        "predict_seconds": round(predict_seconds, 3),
+        "trainable_parameters": predictor.trainable_parameters,
+        "peak_rss_mb": round(memory.peak_mb, 1),
+    })
+    if run_dir is not None:
+        folder = run_dir / "models" / f"{recipe.name}-k{budget}-seed{seed}"
+        predictor.save(folder)
+        record["model_dir"] = str(folder.relative_to(run_dir))
+    return record
+
+
+def choose_model(run_dir: str | Path, model: str | None = None) -> Path:
+    """The folder of ``model`` in a run, or of the run's best model by macro-F1."""
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    saved = [r for r in results.get("results", []) if r.get("model_dir")]
+    if not saved:
+        raise DataError(f"{run_dir}: the run saved no models (save_models was off?)")
+    if model is None:
+        best = max(saved, key=lambda r: r["metrics"]["macro_f1"])
+        return run_dir / best["model_dir"]
+    names = [Path(r["model_dir"]).name for r in saved]
+    if model not in names:
+        raise ConfigError(f"{run_dir}: no model '{model}'; the run has {names}")
+    return run_dir / "models" / model
+
+
+def load_model(run_dir: str | Path, model: str | None = None) -> Predictor:
+    """Load a model saved in a run folder (default: the best one by macro-F1)."""
+    return load_predictor(choose_model(run_dir, model))
+
+
+def predict(run_dir: str | Path, texts: Sequence[str], model: str | None = None
+            ) -> tuple[list[str], np.ndarray, list[str]]:
+    """Labels and probabilities for ``texts``; also returns the classes (probability columns)."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"text {i + 1} is empty; expected some text to classify")
+    predictor = load_model(run_dir, model)
+    probabilities = predictor.predict_proba(list(texts))
+    labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
+    return labels, probabilities, predictor.classes

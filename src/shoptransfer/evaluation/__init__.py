@@ -1,0 +1,5 @@
+"""Metrics and comparisons."""
+
+from shoptransfer.evaluation.metrics import classification_metrics, confusion_matrix
+
+__all__ = ["classification_metrics", "confusion_matrix"]

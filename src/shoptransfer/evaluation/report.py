@@ -1,0 +1,71 @@
+"""Plain-text tables of run results: one row per recipe and budget, mean (± std) over seeds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+
+def _cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    if not values:
+        return "—"
+    mean = float(np.mean(values)) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)) * scale:.{digits}f}"
+
+
+def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group result records by (recipe, budget): lists of accuracy, macro-F1, seconds, params."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    order: list[tuple[str, int]] = []
+    for record in results:
+        key = (record["recipe"], record["budget"])
+        if key not in groups:
+            order.append(key)
+        groups[key].append(record)
+    rows = []
+    for recipe, budget in sorted(order, key=lambda k: (k[1], order.index(k))):
+        done = [r for r in groups[(recipe, budget)] if r.get("status") == "ok"]
+        rows.append({
+            "recipe": recipe,
+            "budget": budget,
+            "seeds": len(done),
+            "accuracy": [r["metrics"]["accuracy"] for r in done],
+            "macro_f1": [r["metrics"]["macro_f1"] for r in done],
+            "train_seconds": [r["train_seconds"] for r in done],
+            "trainable_parameters": done[0]["trainable_parameters"] if done else None,
+            "skipped": "; ".join(sorted({r.get("reason", "") for r in groups[(recipe, budget)]
+                                         if r.get("status") == "skipped"})),
+        })
+    return rows
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    """The results as an aligned text table (accuracy and macro-F1 in %)."""
+    header = ["strategy", "labels/class", "accuracy", "macro-F1", "train s", "trainable params"]
+    lines = [header]
+    for row in summarise(results):
+        if not row["seeds"]:
+            lines.append([row["recipe"], str(row["budget"]), "—", "—", "—",
+                          f"skipped: {row['skipped']}"])
+            continue
+        lines.append([
+            row["recipe"],
+            str(row["budget"]),
+            _cell(row["accuracy"]),
+            _cell(row["macro_f1"]),
+            _cell(row["train_seconds"], scale=1.0),
+            f"{row['trainable_parameters']:,}",
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line)
+        ).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)

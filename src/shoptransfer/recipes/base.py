@@ -1,0 +1,141 @@
+"""What every recipe and predictor share, and the registry of named recipes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.data.domain import TextDomain
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.files import atomic_write_json
+
+FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
+
+
+class Predictor(ABC):
+    """A trained model: class probabilities for texts, saved without pickle."""
+
+    kind: ClassVar[str]
+    classes: list[str]
+
+    @abstractmethod
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """An (n_texts, n_classes) array of probabilities, columns in ``self.classes`` order."""
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.classes[i] for i in self.predict_proba(texts).argmax(axis=1)]
+
+    @property
+    @abstractmethod
+    def trainable_parameters(self) -> int:
+        """How many parameters training changed."""
+
+    @abstractmethod
+    def _save_weights(self, folder: Path) -> dict[str, Any]:
+        """Write the weights into ``folder``; return the metadata needed to load them."""
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        metadata = {"kind": self.kind, "classes": self.classes, **self._save_weights(folder)}
+        atomic_write_json(folder / "model.json", metadata)
+        return folder
+
+
+_PREDICTOR_KINDS: dict[str, Any] = {}
+
+
+def register_predictor(cls: type[Predictor]) -> type[Predictor]:
+    _PREDICTOR_KINDS[cls.kind] = cls
+    return cls
+
+
+def load_predictor(folder: str | Path) -> Predictor:
+    """Load a predictor saved by :meth:`Predictor.save`."""
+    folder = Path(folder)
+    meta_path = folder / "model.json"
+    if not meta_path.exists():
+        raise DataError(f"{folder}: no model.json; expected a saved shoptransfer model")
+    try:
+        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+    kind = metadata.get("kind")
+    if kind not in _PREDICTOR_KINDS:
+        raise DataError(f"{meta_path}: unknown model kind {kind!r}; expected one of "
+                        f"{sorted(_PREDICTOR_KINDS)}")
+    return _PREDICTOR_KINDS[kind].load(folder, metadata)
+
+
+@dataclasses.dataclass
+class Recipe(ABC):
+    """A transfer strategy: ``fit(source, target)`` returns a :class:`Predictor`.
+
+    ``source`` is a labeled domain; ``target`` holds the target labels of the budget (``None``
+    when the budget is 0). Constructor arguments are the hyper-parameters; ``fit`` does the work.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    description: ClassVar[str]
+    uses_source: ClassVar[bool] = True
+    seed: int = dataclasses.field(
+        default=0, metadata={"help": "random seed of splits, initialisation and batch order"})
+
+    @abstractmethod
+    def fit(self, source: TextDomain, target: TextDomain | None = None,
+            cache: EmbeddingCache | None = None) -> Predictor:
+        """Train on ``source`` (and the labeled ``target`` examples, if any)."""
+
+    @classmethod
+    def options(cls) -> dict[str, str]:
+        """The hyper-parameters a config may set, with their help text."""
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.init}
+
+
+def option(default: Any, help: str) -> Any:
+    """A recipe hyper-parameter with the help text that the CLI and docs show."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+_RECIPES: dict[str, type[Recipe]] = {}
+
+
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    if cls.name != cls.name.lower() or cls.name in _RECIPES:
+        raise ValueError(f"recipe name '{cls.name}' must be lower-case and unique")
+    if cls.family not in FAMILIES:
+        raise ValueError(f"recipe '{cls.name}': family must be one of {FAMILIES}")
+    _RECIPES[cls.name] = cls
+    return cls
+
+
+def list_recipes() -> list[type[Recipe]]:
+    return [_RECIPES[name] for name in sorted(_RECIPES)]
+
+
+def make_recipe(name: str, **options: Any) -> Recipe:
+    """Build a registered recipe; an unknown name or option is a ConfigError naming the allowed ones."""
+    if name not in _RECIPES:
+        raise ConfigError(f"unknown recipe '{name}'; expected one of {sorted(_RECIPES)}")
+    cls = _RECIPES[name]
+    allowed = cls.options()
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"recipe '{name}': unknown option(s) {unknown}; allowed: {sorted(allowed)}"
+        )
+    return cls(**options)
+
+
+def require_target_labels(recipe: Recipe, target: TextDomain | None) -> TextDomain:
+    if target is None or not target.labeled or len(target) == 0:
+        raise DataError(f"recipe '{recipe.name}' trains on target labels only; the budget is 0")
+    return target

@@ -1,0 +1,55 @@
+"""scratch-transformer: the backbone's network with random weights, trained on target labels only.
+
+The baseline that shows what pretraining is worth. Objective: minimise cross-entropy of the
+randomly initialised encoder and head on the target's labeled examples, for a fixed number of
+epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.text import TextEncoder
+from shoptransfer.data.domain import TextDomain
+from shoptransfer.recipes.base import (
+    Predictor,
+    Recipe,
+    option,
+    register_recipe,
+    require_target_labels,
+)
+from shoptransfer.recipes.neural import NeuralPredictor, labeled_examples
+from shoptransfer.training import Classifier, Trainer, TrainingSettings
+
+
+@register_recipe
+@dataclasses.dataclass
+class ScratchTransformer(Recipe):
+    name: ClassVar[str] = "scratch-transformer"
+    family: ClassVar[str] = "baseline"
+    description: ClassVar[str] = "the backbone's network, randomly initialised, on target labels"
+    uses_source: ClassVar[bool] = False
+
+    backbone: str = option("minilm-l6", "backbone whose architecture and tokenizer are used")
+    max_length: int = option(128, "tokens kept per text")
+    epochs: int = option(10, "epochs on the target labels")
+    batch_size: int = option(16, "examples per step")
+    learning_rate: float = option(1e-4, "AdamW learning rate")
+
+    def fit(self, source: TextDomain, target: TextDomain | None = None,
+            cache: EmbeddingCache | None = None) -> Predictor:
+        target = require_target_labels(self, target)
+        classes = source.classes
+        torch.manual_seed(self.seed)
+        encoder = TextEncoder(self.backbone, self.max_length, pretrained=False)
+        model = Classifier(len(classes), encoder.hidden_size, encoder)
+        settings = TrainingSettings(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            seed=self.seed, description="scratch-transformer",
+        )
+        Trainer(settings).fit(model, labeled_examples(target, classes))
+        return NeuralPredictor(classes, model, encoder, encoder_trained=True)

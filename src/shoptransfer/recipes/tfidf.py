@@ -1,0 +1,115 @@
+"""scratch-tfidf: TF-IDF features and a logistic regression trained on target labels only.
+
+The classic baseline that any transfer recipe must beat. Objective: minimise the L2-regularised
+logistic loss of sublinear TF-IDF word and bigram features of the target's labeled reviews.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from safetensors.numpy import load_file, save_file
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.data.domain import TextDomain
+from shoptransfer.files import atomic_write_text
+from shoptransfer.recipes.base import (
+    Predictor,
+    Recipe,
+    option,
+    register_predictor,
+    register_recipe,
+    require_target_labels,
+)
+
+
+def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    tf = counts.astype(np.float64)
+    tf.data = 1.0 + np.log(tf.data)
+    weighted = sp.csr_matrix(tf.multiply(idf[None, :]))
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1))).ravel()
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ weighted)
+
+
+@register_predictor
+class TfidfPredictor(Predictor):
+    kind = "tfidf-logistic"
+
+    def __init__(self, classes: list[str], vocabulary: dict[str, int], idf: np.ndarray,
+                 coef: np.ndarray, intercept: np.ndarray, ngram_max: int) -> None:
+        self.classes = classes
+        self.vocabulary = vocabulary
+        self.idf = idf
+        self.coef = coef
+        self.intercept = intercept
+        self.ngram_max = ngram_max
+        self._counter = CountVectorizer(vocabulary=vocabulary, ngram_range=(1, ngram_max))
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        features = _tfidf(self._counter.transform(list(texts)), self.idf)
+        scores = np.asarray(features @ self.coef.T) + self.intercept
+        scores -= scores.max(axis=1, keepdims=True)
+        probs = np.exp(scores)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    @property
+    def trainable_parameters(self) -> int:
+        return int(self.coef.size + self.intercept.size)
+
+    def _save_weights(self, folder: Path) -> dict[str, Any]:
+        save_file({"idf": self.idf, "coef": self.coef, "intercept": self.intercept},
+                  str(folder / "model.safetensors"))
+        atomic_write_text(folder / "vocabulary.json", json.dumps(self.vocabulary))
+        return {"ngram_max": self.ngram_max}
+
+    @classmethod
+    def load(cls, folder: Path, metadata: dict[str, Any]) -> TfidfPredictor:
+        weights = load_file(str(folder / "model.safetensors"))
+        vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        return cls(metadata["classes"], vocabulary, weights["idf"], weights["coef"],
+                   weights["intercept"], metadata["ngram_max"])
+
+
+@register_recipe
+@dataclasses.dataclass
+class ScratchTfidf(Recipe):
+    name: ClassVar[str] = "scratch-tfidf"
+    family: ClassVar[str] = "baseline"
+    description: ClassVar[str] = "TF-IDF + logistic regression on target labels only"
+    uses_source: ClassVar[bool] = False
+
+    ngram_max: int = option(2, "longest word n-gram used as a feature")
+    max_features: int = option(50000, "keep at most this many of the most frequent n-grams")
+    c: float = option(1.0, "inverse L2 regularisation strength of the logistic regression")
+
+    def fit(self, source: TextDomain, target: TextDomain | None = None,
+            cache: EmbeddingCache | None = None) -> Predictor:
+        target = require_target_labels(self, target)
+        classes = sorted(set(source.classes) | set(target.classes))
+        counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)
+        counts = counter.fit_transform(target.texts)
+        document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
+        idf = np.log((1.0 + counts.shape[0]) / (1.0 + document_frequency)) + 1.0
+        y = target.label_ids(classes)
+        model = LogisticRegression(C=self.c, max_iter=1000, random_state=self.seed)
+        model.fit(_tfidf(counts, idf), y)
+        coef = np.zeros((len(classes), counts.shape[1]))
+        intercept = np.zeros(len(classes))
+        if len(model.classes_) == 2:  # sklearn keeps one score for the second class
+            coef[model.classes_[1]] = model.coef_[0]
+            intercept[model.classes_[1]] = model.intercept_[0]
+        else:
+            coef[model.classes_] = model.coef_
+            intercept[model.classes_] = model.intercept_
+        intercept[np.setdiff1d(np.arange(len(classes)), model.classes_)] = -1e9  # never seen
+        vocabulary = {term: int(i) for term, i in counter.vocabulary_.items()}
+        return TfidfPredictor(classes, vocabulary, idf, coef, intercept, self.ngram_max)

@@ -1,0 +1,110 @@
+"""Run folders: where results, resolved configs and saved models go, and what a run records."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import sys
+import threading
+import time
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from shoptransfer.errors import DataError
+
+RESULTS_FILE = "results.json"
+
+
+def new_run_dir(output_dir: str | Path, name: str) -> Path:
+    """Create ``output_dir/<time>-<name>/`` (with a numeric suffix if it already exists)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(output_dir) / f"{stamp}-{slug}"
+    folder, n = base, 1
+    while True:
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            n += 1
+            folder = base.with_name(f"{base.name}-{n}")
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and machine facts recorded with every run."""
+    versions = {}
+    for package in ("shoptransfer", "torch", "transformers", "numpy", "scikit-learn", "pandas"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": sys.version.split()[0],
+        "versions": versions,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpu_count": os.cpu_count(),
+        },
+    }
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process while the ``with`` block runs.
+
+    Samples ``/proc/self/status`` every 20 ms on Linux; elsewhere falls back to the process's
+    lifetime peak from ``getrusage``.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_mb: float = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, _rss_mb() or 0.0)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        if _rss_mb() is not None:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.peak_mb = max(self.peak_mb, _rss_mb() or 0.0)
+        else:
+            scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
+            self.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    """The ``results.json`` of a run folder."""
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.exists():
+        raise DataError(f"{run_dir}: no {RESULTS_FILE}; expected a shoptransfer run folder")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
