@@ -24,8 +24,9 @@ def main(root: Path) -> None:
             raw = raw.replace("\r\n", "\n").strip()
             body = raw.removeprefix("<reviews>").removesuffix("</reviews>")
             elements = [e + "</review>" for e in body.split("</review>") if e.strip()]
-            chosen = sorted(random.Random(f"{domain}-{polarity}").sample(range(len(elements)),
-                                                                        PER_CLASS))
+            chosen = sorted(
+                random.Random(f"{domain}-{polarity}").sample(range(len(elements)), PER_CLASS)
+            )
             text = "<reviews>" + "".join(elements[i] for i in chosen) + "</reviews>\n"
             target = OUT / domain / f"{polarity}.parsed.gz"
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,7 @@ def _check_budgets(config: ExperimentConfig, pool: TextDomain) -> None:
         )
 
 
-def prepare_target(config: ExperimentConfig, target: TextDomain
-                   ) -> tuple[TextDomain, TextDomain]:
+def prepare_target(config: ExperimentConfig, target: TextDomain) -> tuple[TextDomain, TextDomain]:
     """The target's labeled pool (budgets are drawn from it) and its test set."""
     if config.target_test is not None:
         test = read_domain(config.target_test)
@@ -107,8 +106,9 @@ def run_experiment(
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
 
     run_dir = new_run_dir(config.output_dir, config.name)
-    atomic_write_text(run_dir / "config.yaml",
-                      yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    atomic_write_text(
+        run_dir / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
     payload: dict[str, Any] = {
         "name": config.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -130,8 +130,18 @@ def run_experiment(
         for budget in config.budgets:
             labeled = sample_per_class(pool, budget, seed)[0] if budget > 0 else None
             for recipe in recipes:
-                record = _run_cell(recipe, source, labeled, test, y_test, classes, cache,
-                                   run_dir if config.save_models else None, budget, seed)
+                record = _run_cell(
+                    recipe,
+                    source,
+                    labeled,
+                    test,
+                    y_test,
+                    classes,
+                    cache,
+                    run_dir if config.save_models else None,
+                    budget,
+                    seed,
+                )
                 payload["results"].append(record)
                 atomic_write_json(run_dir / RESULTS_FILE, payload)
                 if on_result is not None:
@@ -139,11 +149,24 @@ def run_experiment(
     return run_dir
 
 
-def _run_cell(recipe: Recipe, source: TextDomain, labeled: TextDomain | None, test: TextDomain,
-              y_test: np.ndarray, classes: list[str], cache: EmbeddingCache,
-              run_dir: Path | None, budget: int, seed: int) -> dict[str, Any]:
-    record: dict[str, Any] = {"recipe": recipe.name, "family": recipe.family,
-                              "budget": budget, "seed": seed}
+def _run_cell(
+    recipe: Recipe,
+    source: TextDomain,
+    labeled: TextDomain | None,
+    test: TextDomain,
+    y_test: np.ndarray,
+    classes: list[str],
+    cache: EmbeddingCache,
+    run_dir: Path | None,
+    budget: int,
+    seed: int,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "recipe": recipe.name,
+        "family": recipe.family,
+        "budget": budget,
+        "seed": seed,
+    }
     if not recipe.uses_source and labeled is None:
         return {**record, "status": "skipped", "reason": "trains on target labels only"}
     with PeakMemory() as memory:
@@ -153,16 +176,18 @@ def _run_cell(recipe: Recipe, source: TextDomain, labeled: TextDomain | None, te
         started = time.perf_counter()
         probabilities = predictor.predict_proba(test.texts)
         predict_seconds = time.perf_counter() - started
-    record.update({
-        "status": "ok",
-        "options": {k: getattr(recipe, k) for k in recipe.options()},
-        "target_labels": len(labeled) if labeled is not None else 0,
-        "metrics": classification_metrics(y_test, probabilities.argmax(axis=1), classes),
-        "train_seconds": round(train_seconds, 3),
-        "predict_seconds": round(predict_seconds, 3),
-        "trainable_parameters": predictor.trainable_parameters,
-        "peak_rss_mb": round(memory.peak_mb, 1),
-    })
+    record.update(
+        {
+            "status": "ok",
+            "options": {k: getattr(recipe, k) for k in recipe.options()},
+            "target_labels": len(labeled) if labeled is not None else 0,
+            "metrics": classification_metrics(y_test, probabilities.argmax(axis=1), classes),
+            "train_seconds": round(train_seconds, 3),
+            "predict_seconds": round(predict_seconds, 3),
+            "trainable_parameters": predictor.trainable_parameters,
+            "peak_rss_mb": round(memory.peak_mb, 1),
+        }
+    )
     if run_dir is not None:
         folder = run_dir / "models" / f"{recipe.name}-k{budget}-seed{seed}"
         predictor.save(folder)
@@ -191,8 +216,9 @@ def load_model(run_dir: str | Path, model: str | None = None) -> Predictor:
     return load_predictor(choose_model(run_dir, model))
 
 
-def predict(run_dir: str | Path, texts: Sequence[str], model: str | None = None
-            ) -> tuple[list[str], np.ndarray, list[str]]:
+def predict(
+    run_dir: str | Path, texts: Sequence[str], model: str | None = None
+) -> tuple[list[str], np.ndarray, list[str]]:
     """Labels and probabilities for ``texts``; also returns the classes (probability columns)."""
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():

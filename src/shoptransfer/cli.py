@@ -28,8 +28,11 @@ DEMO_DOMAINS = ("books", "dvd", "electronics", "kitchen")
 
 def _print_result(record: dict[str, Any]) -> None:
     if record["status"] != "ok":
-        typer.echo(f"  {record['recipe']:<20} labels/class {record['budget']:>4}  skipped "
-                   f"({record['reason']})", err=True)
+        typer.echo(
+            f"  {record['recipe']:<20} labels/class {record['budget']:>4}  skipped "
+            f"({record['reason']})",
+            err=True,
+        )
         return
     metrics = record["metrics"]
     typer.echo(
@@ -45,8 +48,9 @@ def _run_and_report(config: Any, quiet: bool, title: str) -> Path:
     from shoptransfer.evaluation.report import format_table
     from shoptransfer.runs import load_results
 
-    run_dir = run_experiment(config, show_progress=not quiet,
-                             on_result=None if quiet else _print_result)
+    run_dir = run_experiment(
+        config, show_progress=not quiet, on_result=None if quiet else _print_result
+    )
     results = load_results(run_dir)
     typer.echo("")
     typer.echo(title)
@@ -67,22 +71,28 @@ def run(
     from shoptransfer.config import load_config
 
     experiment = load_config(config)
-    title = (f"{experiment.name}: {experiment.source.name or Path(experiment.source.path).name}"
-             f" → {experiment.target.name or Path(experiment.target.path).name}, "
-             f"seeds {experiment.seeds}")
+    title = (
+        f"{experiment.name}: {experiment.source.name or Path(experiment.source.path).name}"
+        f" → {experiment.target.name or Path(experiment.target.path).name}, "
+        f"seeds {experiment.seeds}"
+    )
     _run_and_report(experiment, quiet, title)
 
 
 @app.command()
 def demo(
-    source: Annotated[str, typer.Option(help=f"source domain: {', '.join(DEMO_DOMAINS)}")] = "books",
+    source: Annotated[
+        str, typer.Option(help=f"source domain: {', '.join(DEMO_DOMAINS)}")
+    ] = "books",
     target: Annotated[str, typer.Option(help="target domain")] = "kitchen",
-    budgets: Annotated[str, typer.Option(help="target labels per class, comma-separated")] = "0,16,64",
+    budgets: Annotated[
+        str, typer.Option(help="target labels per class, comma-separated")
+    ] = "0,16,64",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     output_dir: Annotated[Path, typer.Option(help="folder that receives the run")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
 ) -> None:
-    """Books → kitchen on the bundled Amazon review sample: transfer beside training from scratch."""
+    """Books → kitchen on the bundled Amazon review sample, transfer beside scratch."""
     from shoptransfer.config import parse_config
     from shoptransfer.errors import ConfigError
 
@@ -94,30 +104,45 @@ def demo(
     except ValueError:
         raise ConfigError(f"--budgets '{budgets}': expected integers separated by commas") from None
     data = resources.files("shoptransfer") / "demo_data" / "blitzer"
-    config = parse_config({
-        "name": f"demo-{source}-to-{target}",
-        "source": {"path": str(data / source), "format": "blitzer"},
-        "target": {"path": str(data / target), "format": "blitzer"},
-        "budgets": budget_list,
-        "seeds": [seed],
-        "output_dir": str(output_dir),
-    }, "demo")
-    title = (f"{source} → {target} (Amazon reviews, bundled sample), target labels per class: "
-             f"{' / '.join(map(str, budget_list))}, seed {seed}")
+    config = parse_config(
+        {
+            "name": f"demo-{source}-to-{target}",
+            "source": {"path": str(data / source), "format": "blitzer"},
+            "target": {"path": str(data / target), "format": "blitzer"},
+            "budgets": budget_list,
+            "seeds": [seed],
+            "output_dir": str(output_dir),
+        },
+        "demo",
+    )
+    title = (
+        f"{source} → {target} (Amazon reviews, bundled sample), target labels per class: "
+        f"{' / '.join(map(str, budget_list))}, seed {seed}"
+    )
     _run_and_report(config, quiet, title)
 
 
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run folder written by `run` or `demo`")],
-    text: Annotated[list[str] | None, typer.Option("--text", "-t", help="a text to classify (repeatable)")] = None,
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="a .txt file (one text per line) or a CSV/TSV/JSONL/Parquet table")] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", "-t", help="a text to classify (repeatable)")
+    ] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help="a .txt file (one text per line) or a CSV/TSV/JSONL/Parquet table"
+        ),
+    ] = None,
     column: Annotated[str, typer.Option(help="text column of an --input table")] = "text",
-    model: Annotated[str | None, typer.Option(help="model folder name in the run (default: best macro-F1)")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="model folder name in the run (default: best macro-F1)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
 ) -> None:
     """Classify texts with a model saved in a run folder."""
-    from shoptransfer.api import choose_model, predict as predict_texts
+    from shoptransfer.api import choose_model
+    from shoptransfer.api import predict as predict_texts
     from shoptransfer.data.readers import read_table
     from shoptransfer.errors import ConfigError, DataError
 
@@ -140,8 +165,15 @@ def predict(
     typer.echo(f"model: {chosen.name}", err=True)
     for sentence, label, row in zip(texts, labels, probabilities):
         if as_json:
-            typer.echo(json.dumps({"text": sentence, "label": label,
-                                   "probabilities": dict(zip(classes, map(float, row)))}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "text": sentence,
+                        "label": label,
+                        "probabilities": dict(zip(classes, map(float, row))),
+                    }
+                )
+            )
         else:
             preview = sentence if len(sentence) <= 70 else sentence[:67] + "..."
             typer.echo(f"{label}\t{row.max():.3f}\t{preview}")
@@ -154,8 +186,10 @@ def backbones() -> None:
 
     for spec in list_backbones():
         typer.echo(f"{spec.name:<14} {spec.modality:<6} {spec.description}")
-    typer.echo("\nAlso accepted: a local folder holding a Hugging Face model, or a hub id in the "
-               "local cache.")
+    typer.echo(
+        "\nAlso accepted: a local folder holding a Hugging Face model, or a hub id in the "
+        "local cache."
+    )
 
 
 @app.command()

@@ -22,7 +22,8 @@ class DomainConfig(_Strict):
 
     path: str = Field(description="a CSV/TSV/JSONL/Parquet file, or a Blitzer domain folder")
     format: Literal["csv", "tsv", "jsonl", "parquet", "blitzer"] | None = Field(
-        None, description="file format; guessed from the extension (a folder means blitzer)")
+        None, description="file format; guessed from the extension (a folder means blitzer)"
+    )
     text: str = Field("text", description="column holding the text")
     label: str | None = Field("label", description="column holding the label (null: unlabeled)")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
@@ -42,13 +43,15 @@ class ExperimentConfig(_Strict):
     source: DomainConfig
     target: DomainConfig
     target_test: DomainConfig | None = Field(
-        None, description="labeled target test set; default: hold out test_fraction of target")
+        None, description="labeled target test set; default: hold out test_fraction of target"
+    )
     test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
     split_seed: int = Field(0, description="seed of the target test split (fixed across seeds)")
     backbone: str = Field("minilm-l6", description="backbone of the neural recipes")
     max_length: int = Field(128, gt=0, description="tokens kept per text")
     recipes: list[RecipeConfig] = Field(
-        default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES])
+        default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES]
+    )
     budgets: list[int] = Field([0, 16, 64], description="target labels per class")
     seeds: list[int] = Field([0], description="random seeds; each gives one result per cell")
     output_dir: str = Field("runs", description="folder that receives the run folder")
@@ -66,8 +69,12 @@ class ExperimentConfig(_Strict):
             if isinstance(item, str):
                 out.append({"name": item})
             elif isinstance(item, dict) and "options" not in item and "name" in item:
-                out.append({"name": item["name"],
-                            "options": {k: v for k, v in item.items() if k != "name"}})
+                out.append(
+                    {
+                        "name": item["name"],
+                        "options": {k: v for k, v in item.items() if k != "name"},
+                    }
+                )
             else:
                 out.append(item)
         return out
@@ -96,8 +103,11 @@ def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str
         for part in first["loc"][:-1]:
             field = owner.model_fields.get(str(part)) if hasattr(owner, "model_fields") else None
             annotation = getattr(field, "annotation", None)
-            candidates = [a for a in getattr(annotation, "__args__", (annotation,))
-                          if isinstance(a, type) and issubclass(a, BaseModel)]
+            candidates = [
+                a
+                for a in getattr(annotation, "__args__", (annotation,))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
             owner = candidates[0] if candidates else owner
         allowed = sorted(owner.model_fields) if hasattr(owner, "model_fields") else []
         return f"{where}: unknown key '{key}'; allowed keys: {', '.join(allowed)}{more}"
@@ -131,7 +141,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(
+            f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     return parse_config(data, str(path), path.parent)

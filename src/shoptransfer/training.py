@@ -35,12 +35,16 @@ class Examples:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None
-                ) -> Iterator[dict[str, Any]]:
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Mini-batches, shuffled when a generator is given."""
         n = len(self)
-        order = (torch.randperm(n, generator=generator).numpy() if generator is not None
-                 else np.arange(n))
+        order = (
+            torch.randperm(n, generator=generator).numpy()
+            if generator is not None
+            else np.arange(n)
+        )
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             batch: dict[str, Any] = {}
@@ -60,22 +64,26 @@ class Examples:
             inputs: list[str] | np.ndarray = np.concatenate([p.inputs for p in parts])
         else:
             inputs = [t for p in parts for t in p.inputs]
-        labels = (np.concatenate([p.labels for p in parts])
-                  if all(p.labels is not None for p in parts) else None)
+        labels = (
+            np.concatenate([p.labels for p in parts])
+            if all(p.labels is not None for p in parts)
+            else None
+        )
         weights = None
         if any(p.weights is not None for p in parts):
-            weights = np.concatenate([
-                p.weights if p.weights is not None else np.ones(len(p), dtype=np.float32)
-                for p in parts
-            ])
+            weights = np.concatenate(
+                [
+                    p.weights if p.weights is not None else np.ones(len(p), dtype=np.float32)
+                    for p in parts
+                ]
+            )
         return Examples(inputs, labels, weights)
 
 
 class Classifier(nn.Module):
     """A linear head over precomputed features or over a text encoder's pooled output."""
 
-    def __init__(self, n_classes: int, input_size: int, encoder: TextEncoder | None = None
-                 ) -> None:
+    def __init__(self, n_classes: int, input_size: int, encoder: TextEncoder | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(input_size, n_classes)
@@ -123,8 +131,9 @@ class Trainer:
             groups.append({"params": body, "lr": s.learning_rate})
         return torch.optim.AdamW(groups, weight_decay=s.weight_decay)
 
-    def fit(self, model: Classifier, train: Examples, validation: Examples | None = None
-            ) -> list[dict[str, float]]:
+    def fit(
+        self, model: Classifier, train: Examples, validation: Examples | None = None
+    ) -> list[dict[str, float]]:
         """Train in place; return one record per epoch (loss, validation macro-F1, seconds)."""
         s = self.settings
         if train.labels is None:
@@ -136,8 +145,11 @@ class Trainer:
         warmup = int(total * s.warmup_fraction)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: (step + 1) / (warmup + 1) if step < warmup
-            else max(0.0, (total - step) / max(1, total - warmup)),
+            lambda step: (
+                (step + 1) / (warmup + 1)
+                if step < warmup
+                else max(0.0, (total - step) / max(1, total - warmup))
+            ),
         )
         history: list[dict[str, float]] = []
         best_score, best_state, stale = -1.0, None, 0
@@ -156,14 +168,18 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                losses.append(float(loss))
-            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                      "seconds": time.perf_counter() - started}
+                losses.append(loss.item())
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(losses)),
+                "seconds": time.perf_counter() - started,
+            }
             if validation is not None and validation.labels is not None:
                 predicted = self.predict_logits(model, validation).argmax(axis=1)
                 n_classes = model.head.out_features
-                score = classification_metrics(validation.labels, predicted,
-                                               [str(i) for i in range(n_classes)])["macro_f1"]
+                score = classification_metrics(
+                    validation.labels, predicted, [str(i) for i in range(n_classes)]
+                )["macro_f1"]
                 record["validation_macro_f1"] = score
                 if score > best_score:
                     best_score, stale = score, 0

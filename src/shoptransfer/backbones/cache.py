@@ -53,8 +53,9 @@ class EmbeddingCache:
         self._memory[digest] = table
         return table
 
-    def encode(self, encoder: TextEncoder, texts: Sequence[str], show_progress: bool = True
-               ) -> np.ndarray:
+    def encode(
+        self, encoder: TextEncoder, texts: Sequence[str], show_progress: bool = True
+    ) -> np.ndarray:
         digest, folder = self._folder(encoder)
         table = self._load(digest, folder)
         keys = [_text_key(t) for t in texts]

@@ -44,8 +44,9 @@ class TextEncoder(nn.Module):
     ``pretrained=False`` builds the same network with random weights (the scratch baseline).
     """
 
-    def __init__(self, backbone: str = "minilm-l6", max_length: int | None = None,
-                 pretrained: bool = True) -> None:
+    def __init__(
+        self, backbone: str = "minilm-l6", max_length: int | None = None, pretrained: bool = True
+    ) -> None:
         super().__init__()
         from transformers import AutoModel
 
@@ -97,17 +98,22 @@ class TextEncoder(nn.Module):
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = True
-               ) -> np.ndarray:
-        """Embed ``texts`` without gradients, in batches of similar length; rows keep input order."""
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = True
+    ) -> np.ndarray:
+        """Embed ``texts`` without gradients, batching texts of similar length together.
+
+        Rows come back in input order.
+        """
         was_training = self.training
         self.eval()
         lengths = [len(t) for t in texts]
         order = np.argsort(lengths, kind="stable")[::-1]
         out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
-        for start in progress(starts, description=f"encoding with {self.backbone}",
-                              enabled=show_progress):
+        for start in progress(
+            starts, description=f"encoding with {self.backbone}", enabled=show_progress
+        ):
             idx = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in idx])
             out[idx] = self(**batch).float().numpy()

@@ -64,7 +64,8 @@ def _table_format(path: Path, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in set(TABLE_FORMATS.values()):
             raise DataError(
-                f"{path}: unknown format '{fmt}'; expected one of {sorted(set(TABLE_FORMATS.values()))}"
+                f"{path}: unknown format '{fmt}'; expected one of "
+                f"{sorted(set(TABLE_FORMATS.values()))}"
             )
         return fmt
     suffix = path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix
@@ -86,7 +87,9 @@ def _rows_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
-            raise DataError(f"{path} line {number}: expected a JSON object, got {type(row).__name__}")
+            raise DataError(
+                f"{path} line {number}: expected a JSON object, got {type(row).__name__}"
+            )
         rows.append(row)
         lines.append(number)
     return rows, lines
@@ -197,7 +200,9 @@ def parse_blitzer(path: str | Path) -> list[str]:
     content = _decode(path, _read_bytes(path)).replace("\r\n", "\n")
     stripped = content.strip()
     if not stripped.startswith("<reviews>"):
-        raise DataError(f"{path} line 1: expected the file to start with <reviews> (Blitzer format)")
+        raise DataError(
+            f"{path} line 1: expected the file to start with <reviews> (Blitzer format)"
+        )
     if not stripped.endswith("</reviews>"):
         last = content.count("\n") + 1
         raise DataError(f"{path} line {last}: expected the file to end with </reviews>")
@@ -209,7 +214,8 @@ def parse_blitzer(path: str | Path) -> list[str]:
         start = body.find("<review>", position)
         gap = body[position : start if start >= 0 else len(body)]
         if gap.strip():
-            line = content.count("\n", 0, offset + position) + 1
+            first = position + len(gap) - len(gap.lstrip())
+            line = content.count("\n", 0, offset + first) + 1
             raise DataError(f"{path} line {line}: text outside a <review> element")
         if start < 0:
             break
@@ -220,7 +226,8 @@ def parse_blitzer(path: str | Path) -> list[str]:
             raise DataError(f"{path} line {line}: <review> is not closed by </review>")
         element = body[start + len("<review>") : end]
         title, _, text = element.strip("\n").partition("\n")
-        review = " ".join(f"{title.strip()}. {text.strip()}".split()).strip(". ")
+        parts = [" ".join(part.split()) for part in (title, text)]
+        review = ". ".join(part for part in parts if part)
         reviews.append(review)
         position = end + len("</review>")
     return reviews

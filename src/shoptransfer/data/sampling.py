@@ -40,8 +40,10 @@ def sample_per_class(domain: TextDomain, k: int, seed: int) -> tuple[TextDomain,
     return domain.subset(picked), domain.subset(rest)
 
 
-def sample_fraction(domain: TextDomain, fraction: float, seed: int) -> tuple[TextDomain, TextDomain]:
-    """A stratified ``fraction`` of the domain (at least one example of each class), and the rest."""
+def sample_fraction(
+    domain: TextDomain, fraction: float, seed: int
+) -> tuple[TextDomain, TextDomain]:
+    """A stratified ``fraction`` of the domain (at least one per class), and the rest."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"fraction: {fraction}; expected a number between 0 and 1 (exclusive)")
     counts = {c: max(1, round(fraction * len(i))) for c, i in _indices_by_class(domain).items()}

@@ -29,17 +29,26 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for recipe, budget in sorted(order, key=lambda k: (k[1], order.index(k))):
         done = [r for r in groups[(recipe, budget)] if r.get("status") == "ok"]
-        rows.append({
-            "recipe": recipe,
-            "budget": budget,
-            "seeds": len(done),
-            "accuracy": [r["metrics"]["accuracy"] for r in done],
-            "macro_f1": [r["metrics"]["macro_f1"] for r in done],
-            "train_seconds": [r["train_seconds"] for r in done],
-            "trainable_parameters": done[0]["trainable_parameters"] if done else None,
-            "skipped": "; ".join(sorted({r.get("reason", "") for r in groups[(recipe, budget)]
-                                         if r.get("status") == "skipped"})),
-        })
+        rows.append(
+            {
+                "recipe": recipe,
+                "budget": budget,
+                "seeds": len(done),
+                "accuracy": [r["metrics"]["accuracy"] for r in done],
+                "macro_f1": [r["metrics"]["macro_f1"] for r in done],
+                "train_seconds": [r["train_seconds"] for r in done],
+                "trainable_parameters": done[0]["trainable_parameters"] if done else None,
+                "skipped": "; ".join(
+                    sorted(
+                        {
+                            r.get("reason", "")
+                            for r in groups[(recipe, budget)]
+                            if r.get("status") == "skipped"
+                        }
+                    )
+                ),
+            }
+        )
     return rows
 
 
@@ -49,23 +58,29 @@ def format_table(results: list[dict[str, Any]]) -> str:
     lines = [header]
     for row in summarise(results):
         if not row["seeds"]:
-            lines.append([row["recipe"], str(row["budget"]), "—", "—", "—",
-                          f"skipped: {row['skipped']}"])
+            lines.append(
+                [row["recipe"], str(row["budget"]), "—", "—", "—", f"skipped: {row['skipped']}"]
+            )
             continue
-        lines.append([
-            row["recipe"],
-            str(row["budget"]),
-            _cell(row["accuracy"]),
-            _cell(row["macro_f1"]),
-            _cell(row["train_seconds"], scale=1.0),
-            f"{row['trainable_parameters']:,}",
-        ])
+        lines.append(
+            [
+                row["recipe"],
+                str(row["budget"]),
+                _cell(row["accuracy"]),
+                _cell(row["macro_f1"]),
+                _cell(row["train_seconds"], scale=1.0),
+                f"{row['trainable_parameters']:,}",
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
-        out.append("  ".join(
-            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line)
-        ).rstrip())
+        out.append(
+            "  ".join(
+                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                for i, cell in enumerate(line)
+            ).rstrip()
+        )
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)

@@ -69,8 +69,9 @@ def load_predictor(folder: str | Path) -> Predictor:
         raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
     kind = metadata.get("kind")
     if kind not in _PREDICTOR_KINDS:
-        raise DataError(f"{meta_path}: unknown model kind {kind!r}; expected one of "
-                        f"{sorted(_PREDICTOR_KINDS)}")
+        raise DataError(
+            f"{meta_path}: unknown model kind {kind!r}; expected one of {sorted(_PREDICTOR_KINDS)}"
+        )
     return _PREDICTOR_KINDS[kind].load(folder, metadata)
 
 
@@ -87,11 +88,16 @@ class Recipe(ABC):
     description: ClassVar[str]
     uses_source: ClassVar[bool] = True
     seed: int = dataclasses.field(
-        default=0, metadata={"help": "random seed of splits, initialisation and batch order"})
+        default=0, metadata={"help": "random seed of splits, initialisation and batch order"}
+    )
 
     @abstractmethod
-    def fit(self, source: TextDomain, target: TextDomain | None = None,
-            cache: EmbeddingCache | None = None) -> Predictor:
+    def fit(
+        self,
+        source: TextDomain,
+        target: TextDomain | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> Predictor:
         """Train on ``source`` (and the labeled ``target`` examples, if any)."""
 
     @classmethod
@@ -122,7 +128,7 @@ def list_recipes() -> list[type[Recipe]]:
 
 
 def make_recipe(name: str, **options: Any) -> Recipe:
-    """Build a registered recipe; an unknown name or option is a ConfigError naming the allowed ones."""
+    """Build a registered recipe; an unknown name or option is a ConfigError naming them."""
     if name not in _RECIPES:
         raise ConfigError(f"unknown recipe '{name}'; expected one of {sorted(_RECIPES)}")
     cls = _RECIPES[name]

@@ -25,9 +25,7 @@ from shoptransfer.training import Classifier, Trainer, TrainingSettings
 class FineTune(Recipe):
     name: ClassVar[str] = "fine-tune"
     family: ClassVar[str] = "model-based"
-    description: ClassVar[str] = (
-        "fine-tune backbone + head on source labels, then on target labels"
-    )
+    description: ClassVar[str] = "fine-tune backbone + head on source labels, then on target labels"
 
     backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
     max_length: int = option(128, "tokens kept per text")
@@ -40,7 +38,8 @@ class FineTune(Recipe):
     target_epochs: int = option(10, "epochs on the target labels (fixed: no target validation)")
     target_learning_rate: float = option(3e-5, "AdamW learning rate of the target stage")
     _source_stage: dict[Any, dict[str, torch.Tensor]] = dataclasses.field(
-        default_factory=dict, init=False, repr=False, compare=False)
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def _train_on_source(self, source: TextDomain, classes: list[str]) -> Classifier:
         """The source stage; its weights are kept so other budgets of this seed reuse them."""
@@ -53,23 +52,34 @@ class FineTune(Recipe):
             return model
         train, validation = split_source(source, self.validation_fraction, self.seed)
         settings = TrainingSettings(
-            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            head_learning_rate=self.head_learning_rate, patience=self.patience, seed=self.seed,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            head_learning_rate=self.head_learning_rate,
+            patience=self.patience,
+            seed=self.seed,
             description="fine-tune on source",
         )
-        Trainer(settings).fit(model, labeled_examples(train, classes),
-                              labeled_examples(validation, classes))
+        Trainer(settings).fit(
+            model, labeled_examples(train, classes), labeled_examples(validation, classes)
+        )
         self._source_stage[key] = {k: v.clone() for k, v in model.state_dict().items()}
         return model
 
-    def fit(self, source: TextDomain, target: TextDomain | None = None,
-            cache: EmbeddingCache | None = None) -> Predictor:
+    def fit(
+        self,
+        source: TextDomain,
+        target: TextDomain | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> Predictor:
         classes = source.classes
         model = self._train_on_source(source, classes)
         if target is not None and len(target):
             settings = TrainingSettings(
-                epochs=self.target_epochs, batch_size=self.batch_size,
-                learning_rate=self.target_learning_rate, seed=self.seed,
+                epochs=self.target_epochs,
+                batch_size=self.batch_size,
+                learning_rate=self.target_learning_rate,
+                seed=self.seed,
                 description="fine-tune on target",
             )
             Trainer(settings).fit(model, labeled_examples(target, classes))

@@ -59,25 +59,41 @@ class FrozenFeatures(Recipe):
                 "or 'balanced'"
             ) from None
 
-    def fit(self, source: TextDomain, target: TextDomain | None = None,
-            cache: EmbeddingCache | None = None) -> Predictor:
+    def fit(
+        self,
+        source: TextDomain,
+        target: TextDomain | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> Predictor:
         classes = source.classes
         encoder = TextEncoder(self.backbone, self.max_length)
         train, validation = split_source(source, self.validation_fraction, self.seed)
-        parts = [labeled_examples(train, classes, frozen_features(encoder, train.texts, cache),
-                                  weight=1.0)]
+        parts = [
+            labeled_examples(
+                train, classes, frozen_features(encoder, train.texts, cache), weight=1.0
+            )
+        ]
         if target is not None and len(target):
             weight = self._target_weight(len(train), len(target))
-            parts.append(labeled_examples(
-                target, classes, frozen_features(encoder, target.texts, cache), weight=weight))
-        held_out = labeled_examples(validation, classes,
-                                    frozen_features(encoder, validation.texts, cache))
+            parts.append(
+                labeled_examples(
+                    target, classes, frozen_features(encoder, target.texts, cache), weight=weight
+                )
+            )
+        held_out = labeled_examples(
+            validation, classes, frozen_features(encoder, validation.texts, cache)
+        )
         torch.manual_seed(self.seed)
         model = Classifier(len(classes), encoder.hidden_size)
         settings = TrainingSettings(
-            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay, warmup_fraction=0.0, patience=self.patience,
-            seed=self.seed, description="frozen-features head",
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_fraction=0.0,
+            patience=self.patience,
+            seed=self.seed,
+            description="frozen-features head",
         )
         Trainer(settings).fit(model, Examples.concatenate(parts), held_out)
         return NeuralPredictor(classes, model, encoder, encoder_trained=False, cache=cache)

@@ -19,22 +19,28 @@ from shoptransfer.recipes.base import Predictor, register_predictor
 from shoptransfer.training import Classifier, Examples, predict_logits
 
 
-def labeled_examples(domain: TextDomain, classes: Sequence[str], features: np.ndarray | None = None,
-                     weight: float | None = None) -> Examples:
+def labeled_examples(
+    domain: TextDomain,
+    classes: Sequence[str],
+    features: np.ndarray | None = None,
+    weight: float | None = None,
+) -> Examples:
     """``domain`` as training examples: its texts (or ``features``), label ids and weights."""
     inputs: list[str] | np.ndarray = list(domain.texts) if features is None else features
     weights = None if weight is None else np.full(len(domain), weight, dtype=np.float32)
     return Examples(inputs, domain.label_ids(classes), weights)
 
 
-def split_source(source: TextDomain, validation_fraction: float, seed: int
-                 ) -> tuple[TextDomain, TextDomain]:
+def split_source(
+    source: TextDomain, validation_fraction: float, seed: int
+) -> tuple[TextDomain, TextDomain]:
     """The source's (train, validation) split used for model selection."""
     return train_validation_split(source, validation_fraction, seed)
 
 
-def frozen_features(encoder: TextEncoder, texts: Sequence[str], cache: EmbeddingCache | None
-                    ) -> np.ndarray:
+def frozen_features(
+    encoder: TextEncoder, texts: Sequence[str], cache: EmbeddingCache | None
+) -> np.ndarray:
     return cache.encode(encoder, texts) if cache is not None else encoder.encode(texts)
 
 
@@ -48,8 +54,14 @@ class NeuralPredictor(Predictor):
 
     kind = "neural"
 
-    def __init__(self, classes: list[str], model: Classifier, encoder: TextEncoder,
-                 encoder_trained: bool, cache: EmbeddingCache | None = None) -> None:
+    def __init__(
+        self,
+        classes: list[str],
+        model: Classifier,
+        encoder: TextEncoder,
+        encoder_trained: bool,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
         self.classes = classes
         self.model = model.eval()
         self.encoder = encoder
@@ -90,8 +102,11 @@ class NeuralPredictor(Predictor):
     def load(cls, folder: Path, metadata: dict[str, Any]) -> NeuralPredictor:
         trained = bool(metadata["encoder_trained"])
         # A trained encoder's weights are all in the file: build the network, then load them.
-        encoder = TextEncoder(metadata["backbone"], metadata["max_length"],
-                              pretrained=bool(metadata["pretrained"]) and not trained)
+        encoder = TextEncoder(
+            metadata["backbone"],
+            metadata["max_length"],
+            pretrained=bool(metadata["pretrained"]) and not trained,
+        )
         encoder.pretrained = bool(metadata["pretrained"])
         classes = list(metadata["classes"])
         model = Classifier(len(classes), encoder.hidden_size, encoder if trained else None)
@@ -99,6 +114,8 @@ class NeuralPredictor(Predictor):
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.endswith("position_ids")]
         if missing or unexpected:
-            raise DataError(f"{folder}: the saved weights do not match the model "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise DataError(
+                f"{folder}: the saved weights do not match the model "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         return cls(classes, model, encoder, trained)

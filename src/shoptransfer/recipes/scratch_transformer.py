@@ -40,16 +40,23 @@ class ScratchTransformer(Recipe):
     batch_size: int = option(16, "examples per step")
     learning_rate: float = option(1e-4, "AdamW learning rate")
 
-    def fit(self, source: TextDomain, target: TextDomain | None = None,
-            cache: EmbeddingCache | None = None) -> Predictor:
+    def fit(
+        self,
+        source: TextDomain,
+        target: TextDomain | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> Predictor:
         target = require_target_labels(self, target)
         classes = source.classes
         torch.manual_seed(self.seed)
         encoder = TextEncoder(self.backbone, self.max_length, pretrained=False)
         model = Classifier(len(classes), encoder.hidden_size, encoder)
         settings = TrainingSettings(
-            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            seed=self.seed, description="scratch-transformer",
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+            description="scratch-transformer",
         )
         Trainer(settings).fit(model, labeled_examples(target, classes))
         return NeuralPredictor(classes, model, encoder, encoder_trained=True)

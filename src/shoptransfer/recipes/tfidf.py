@@ -44,8 +44,15 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
 class TfidfPredictor(Predictor):
     kind = "tfidf-logistic"
 
-    def __init__(self, classes: list[str], vocabulary: dict[str, int], idf: np.ndarray,
-                 coef: np.ndarray, intercept: np.ndarray, ngram_max: int) -> None:
+    def __init__(
+        self,
+        classes: list[str],
+        vocabulary: dict[str, int],
+        idf: np.ndarray,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        ngram_max: int,
+    ) -> None:
         self.classes = classes
         self.vocabulary = vocabulary
         self.idf = idf
@@ -66,8 +73,10 @@ class TfidfPredictor(Predictor):
         return int(self.coef.size + self.intercept.size)
 
     def _save_weights(self, folder: Path) -> dict[str, Any]:
-        save_file({"idf": self.idf, "coef": self.coef, "intercept": self.intercept},
-                  str(folder / "model.safetensors"))
+        save_file(
+            {"idf": self.idf, "coef": self.coef, "intercept": self.intercept},
+            str(folder / "model.safetensors"),
+        )
         atomic_write_text(folder / "vocabulary.json", json.dumps(self.vocabulary))
         return {"ngram_max": self.ngram_max}
 
@@ -75,8 +84,14 @@ class TfidfPredictor(Predictor):
     def load(cls, folder: Path, metadata: dict[str, Any]) -> TfidfPredictor:
         weights = load_file(str(folder / "model.safetensors"))
         vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-        return cls(metadata["classes"], vocabulary, weights["idf"], weights["coef"],
-                   weights["intercept"], metadata["ngram_max"])
+        return cls(
+            metadata["classes"],
+            vocabulary,
+            weights["idf"],
+            weights["coef"],
+            weights["intercept"],
+            metadata["ngram_max"],
+        )
 
 
 @register_recipe
@@ -91,8 +106,12 @@ class ScratchTfidf(Recipe):
     max_features: int = option(50000, "keep at most this many of the most frequent n-grams")
     c: float = option(1.0, "inverse L2 regularisation strength of the logistic regression")
 
-    def fit(self, source: TextDomain, target: TextDomain | None = None,
-            cache: EmbeddingCache | None = None) -> Predictor:
+    def fit(
+        self,
+        source: TextDomain,
+        target: TextDomain | None = None,
+        cache: EmbeddingCache | None = None,
+    ) -> Predictor:
         target = require_target_labels(self, target)
         classes = sorted(set(source.classes) | set(target.classes))
         counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)

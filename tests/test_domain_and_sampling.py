@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from shoptransfer.data import (
+    TextDomain,
+    sample_fraction,
+    sample_per_class,
+    shared_label_vocabulary,
+    train_validation_test_split,
+)
+from shoptransfer.errors import ConfigError, DataError
+
+
+def make_domain(n_per_class: int = 10, classes: tuple[str, ...] = ("neg", "pos")) -> TextDomain:
+    texts, labels = [], []
+    for cls in classes:
+        for i in range(n_per_class):
+            texts.append(f"{cls} review number {i}")
+            labels.append(cls)
+    return TextDomain("toy", texts, labels, source="toy.csv")
+
+
+def test_empty_domain_and_empty_text_are_errors() -> None:
+    with pytest.raises(DataError, match="has no examples"):
+        TextDomain("d", [], None)
+    with pytest.raises(DataError, match="example 1 has empty text"):
+        TextDomain("d", ["ok", "  "], None)
+    with pytest.raises(DataError, match="2 texts but 1 labels"):
+        TextDomain("d", ["a", "b"], ["x"])
+
+
+def test_single_class_source_and_unknown_target_labels() -> None:
+    single = make_domain(classes=("pos",))
+    with pytest.raises(DataError, match="single class"):
+        shared_label_vocabulary(single, make_domain())
+    target = make_domain(classes=("neg", "pos", "neutral"))
+    with pytest.raises(DataError, match=r"target labels \['neutral'\] are unknown"):
+        shared_label_vocabulary(make_domain(), target)
+    assert shared_label_vocabulary(make_domain(), make_domain(classes=("pos",))) == ["neg", "pos"]
+
+
+def test_sample_per_class_is_stratified_seeded_and_disjoint() -> None:
+    domain = make_domain(10)
+    picked, rest = sample_per_class(domain, 3, seed=1)
+    assert picked.class_counts() == {"neg": 3, "pos": 3}
+    assert rest.class_counts() == {"neg": 7, "pos": 7}
+    assert not set(picked.texts) & set(rest.texts)
+    again, _ = sample_per_class(domain, 3, seed=1)
+    other, _ = sample_per_class(domain, 3, seed=2)
+    assert again.texts == picked.texts
+    assert other.texts != picked.texts
+
+
+def test_budget_larger_than_a_class_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="only"):
+        sample_per_class(make_domain(4), 5, seed=0)
+
+
+def test_fraction_and_three_way_split() -> None:
+    domain = make_domain(20)
+    picked, rest = sample_fraction(domain, 0.25, seed=0)
+    assert picked.class_counts() == {"neg": 5, "pos": 5} and len(rest) == 30
+    train, validation, test = train_validation_test_split(domain, 0.2, 0.2, seed=0)
+    assert len(train) + len(validation) + len(test) == 40
+    assert not (set(train.texts) & set(test.texts)) and not (
+        set(train.texts) & set(validation.texts)
+    )
+    with pytest.raises(ConfigError):
+        sample_fraction(domain, 1.5, seed=0)
+
+
+def test_label_ids_and_hash() -> None:
+    domain = make_domain(2)
+    assert domain.label_ids(["neg", "pos"]).tolist() == [0, 0, 1, 1]
+    with pytest.raises(DataError, match="not in the label vocabulary"):
+        domain.label_ids(["pos"])
+    assert domain.data_hash() == make_domain(2).data_hash()
+    assert domain.data_hash() != make_domain(3).data_hash()

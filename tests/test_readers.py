@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shoptransfer.data import parse_blitzer, read_blitzer, read_table
+from shoptransfer.errors import DataError
+
+
+def test_csv_with_column_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text('id,body,stars\n1,"good, really",pos\n2,bad,neg\n', encoding="utf-8")
+    domain = read_table(path, text="body", label="stars")
+    assert domain.texts == ["good, really", "bad"]
+    assert domain.labels == ["pos", "neg"]
+    assert domain.name == "reviews"
+    assert domain.classes == ["neg", "pos"]
+
+
+def test_tsv_jsonl_and_parquet_read_the_same_rows(tmp_path: Path) -> None:
+    rows = [{"t": "nice mug", "y": 1}, {"t": "broken lid", "y": 0}]
+    (tmp_path / "a.tsv").write_text("t\ty\nnice mug\t1\nbroken lid\t0\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    pd.DataFrame(rows).to_parquet(tmp_path / "a.parquet")
+    for name in ("a.tsv", "a.jsonl", "a.parquet"):
+        domain = read_table(tmp_path / name, text="t", label="y")
+        assert domain.texts == ["nice mug", "broken lid"], name
+        assert domain.labels == ["1", "0"], name
+
+
+def test_unlabeled_table(tmp_path: Path) -> None:
+    path = tmp_path / "u.csv"
+    path.write_text("text\nhello\nworld\n")
+    domain = read_table(path, label=None)
+    assert domain.labels is None and len(domain) == 2
+
+
+def test_empty_and_missing_values_are_dropped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("text,label\nfine,pos\n,neg\n   ,pos\nok,\nnice,neg\n")
+    domain = read_table(path)
+    assert domain.texts == ["fine", "nice"]
+    assert domain.dropped == {"empty text": 2, "missing label": 1}
+
+
+def test_nan_text_in_parquet_is_dropped(tmp_path: Path) -> None:
+    pd.DataFrame({"text": ["a", None, float("nan")], "label": ["x", "y", "z"]}).to_parquet(
+        tmp_path / "n.parquet"
+    )
+    domain = read_table(tmp_path / "n.parquet")
+    assert domain.texts == ["a"] and domain.dropped == {"empty text": 2}
+
+
+@pytest.mark.parametrize(
+    ("content", "kwargs", "message"),
+    [
+        (b"text,label\nhi,pos\n", {"text": "review"}, "no column 'review'; the columns are"),
+        (b"text,label\nhi,pos\n", {"label": "stars"}, "no column 'stars'"),
+        (b"text,label\n,pos\n", {}, "no usable rows"),
+        (b"text,label\n", {}, "no usable rows"),
+        (b"text,label\nok,pos\nbad \xff\xfe byte,neg\n", {}, "line 3: bytes"),
+    ],
+)
+def test_bad_tables_name_file_and_problem(
+    tmp_path: Path, content: bytes, kwargs: dict, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_table(path, **kwargs)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found"):
+        read_table(tmp_path / "nope.csv")
+    (tmp_path / "x.xlsx").write_text("")
+    with pytest.raises(DataError, match="cannot tell the format"):
+        read_table(tmp_path / "x.xlsx")
+
+
+def test_bad_jsonl_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{"text": oops}\n')
+    with pytest.raises(DataError, match="line 2: not valid JSON"):
+        read_table(path)
+
+
+BLITZER = (
+    "<reviews><review>\tGreat pan\n\tCooks evenly & cleans up <easily>.\n\nWould buy again\n"
+    "</review><review>\tJunk\n\tBroke in a week.\n</review></reviews>\n"
+)
+
+
+def test_blitzer_parser_keeps_ampersands_angle_brackets_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "positive.parsed"
+    path.write_text(BLITZER.replace("\n", "\r\n"))
+    reviews = parse_blitzer(path)
+    assert reviews == [
+        "Great pan. Cooks evenly & cleans up <easily>. Would buy again",
+        "Junk. Broke in a week.",
+    ]
+
+
+def test_blitzer_folder_and_gzip(tmp_path: Path) -> None:
+    (tmp_path / "positive.parsed").write_text(BLITZER)
+    (tmp_path / "negative.parsed.gz").write_bytes(gzip.compress(BLITZER.encode()))
+    domain = read_blitzer(tmp_path, name="kitchen")
+    assert domain.class_counts() == {"negative": 2, "positive": 2}
+    assert domain.name == "kitchen"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("<review>\tx\n\ty\n</review>", "line 1: expected the file to start with <reviews>"),
+        ("<reviews><review>\tx\n\ty\n</review>", "expected the file to end with </reviews>"),
+        (
+            "<reviews><review>\tx\n\ty\n</review>\nstray\n<review>\ta\n</review></reviews>",
+            "line 4: text outside a <review> element",
+        ),
+        (
+            "<reviews><review>\tx\n\ty\n<review>\ta\n</review></reviews>",
+            "line 1: <review> is not closed",
+        ),
+    ],
+)
+def test_malformed_blitzer_file(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "positive.parsed"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        parse_blitzer(path)
+
+
+def test_blitzer_folder_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "positive.parsed").write_text(BLITZER)
+    with pytest.raises(DataError, match="no negative.parsed"):
+        read_blitzer(tmp_path)
+    with pytest.raises(DataError, match="folder not found"):
+        read_blitzer(tmp_path / "missing")
+
+
+def test_real_blitzer_domains_have_1000_reviews_per_class(shared_data: Path) -> None:
+    for name in ("books", "dvd", "electronics", "kitchen"):
+        domain = read_blitzer(shared_data / "blitzer_reviews" / name)
+        assert domain.class_counts() == {"negative": 1000, "positive": 1000}
+        assert domain.dropped == {}
+
+
+def test_bundled_demo_sample_reads() -> None:
+    from importlib import resources
+
+    root = resources.files("shoptransfer") / "demo_data" / "blitzer"
+    for name in ("books", "dvd", "electronics", "kitchen"):
+        domain = read_blitzer(Path(str(root / name)))
+        assert domain.class_counts() == {"negative": 300, "positive": 300}

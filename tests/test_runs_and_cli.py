@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from shoptransfer.api import predict, run_experiment
+from shoptransfer.cli import app
+from shoptransfer.config import load_config
+
+from .conftest import write_reviews_csv
+
+
+def write_config(
+    tmp_path: Path, source: Path, target: Path, backbone: str, **extra: object
+) -> Path:
+    config = {
+        "name": "toy",
+        "source": {"path": source.name, "text": "review", "label": "sentiment"},
+        "target": {"path": target.name, "text": "review", "label": "sentiment"},
+        "backbone": backbone,
+        "max_length": 32,
+        "recipes": [
+            "scratch-tfidf",
+            {"name": "frozen-features", "epochs": 3},
+            {"name": "fine-tune", "epochs": 1, "target_epochs": 1},
+            {"name": "scratch-transformer", "epochs": 1},
+        ],
+        "budgets": [0, 2],
+        "seeds": [0],
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        **extra,
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_run_writes_results_models_and_config(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    config_path = write_config(tmp_path, *review_csvs, tiny_backbone)
+    run_dir = run_experiment(load_config(config_path), show_progress=False)
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.endswith("-toy")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (run_dir / "config.yaml").exists()
+    assert results["classes"] == ["neg", "pos"]
+    assert results["versions"]["torch"]
+    assert len(results["data"]["source"]["data_hash"]) == 64
+    cells = {(r["recipe"], r["budget"]): r for r in results["results"]}
+    assert len(cells) == 8
+    assert cells[("scratch-tfidf", 0)]["status"] == "skipped"
+    for key in [("frozen-features", 0), ("fine-tune", 2), ("scratch-transformer", 2)]:
+        record = cells[key]
+        assert record["status"] == "ok"
+        assert 0.0 <= record["metrics"]["accuracy"] <= 1.0
+        assert record["trainable_parameters"] > 0 and record["peak_rss_mb"] > 0
+        assert record["train_seconds"] >= 0 and record["predict_seconds"] >= 0
+        assert (run_dir / record["model_dir"] / "model.safetensors").exists()
+    assert cells[("fine-tune", 2)]["target_labels"] == 4
+    labels, probabilities, classes = predict(
+        run_dir, ["great pan, love it"], model="scratch-tfidf-k2-seed0"
+    )
+    assert labels[0] in classes and probabilities.shape == (1, 2)
+
+
+def test_dropped_rows_are_reported_in_the_run(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    source, target = review_csvs
+    with source.open("a", encoding="utf-8") as handle:
+        handle.write(',pos\n"   ",neg\n')
+    config_path = write_config(
+        tmp_path, source, target, tiny_backbone, recipes=["scratch-tfidf"], budgets=[2]
+    )
+    run_dir = run_experiment(load_config(config_path), show_progress=False)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["data"]["source"]["dropped_rows"] == {"empty text": 2}
+
+
+def test_cli_run_and_predict(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    config_path = write_config(
+        tmp_path,
+        *review_csvs,
+        tiny_backbone,
+        recipes=["scratch-tfidf", "frozen-features"],
+        budgets=[2],
+    )
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(config_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "frozen-features" in result.output and "macro-F1" in result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    (tmp_path / "texts.txt").write_text("awful junk, broke\nlove it, great\n")
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(run_dir),
+            "--input",
+            str(tmp_path / "texts.txt"),
+            "--text",
+            "superb",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["text"] for line in lines] == ["superb", "awful junk, broke", "love it, great"]
+    assert all(abs(sum(line["probabilities"].values()) - 1) < 1e-5 for line in lines)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoptransfer.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bogus": 1}, "unknown key 'bogus'"),
+        ({"source": {"path": "missing.csv"}}, "missing.csv: file not found"),
+        (
+            {"source": {"path": "books.csv", "text": "body", "label": "sentiment"}},
+            "no column 'body'",
+        ),
+        ({"recipes": ["fine-tuning"]}, "unknown recipe 'fine-tuning'"),
+        ({"budgets": [100]}, "budgets: [100] labels per class asked for"),
+        ({"recipes": [{"name": "fine-tune", "epoch": 2}]}, "unknown option(s) ['epoch']"),
+    ],
+)
+def test_cli_bad_input_prints_one_line_and_exits_2(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str, change: dict, message: str
+) -> None:
+    config_path = write_config(tmp_path, *review_csvs, tiny_backbone)
+    config = yaml.safe_load(config_path.read_text())
+    config.update(change)
+    config_path.write_text(yaml.safe_dump(config))
+    result = cli("run", str(config_path), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_cli_single_class_source_and_unknown_target_label(tmp_path: Path) -> None:
+    source = tmp_path / "s.csv"
+    source.write_text("text,label\na,pos\nb,pos\n")
+    target = write_reviews_csv(tmp_path / "t.csv")
+    config = {
+        "source": {"path": "s.csv"},
+        "target": {"path": "t.csv", "text": "review", "label": "sentiment"},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = cli("run", "c.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and "single class" in result.stderr
+    source.write_text("text,label\na,neg\nb,other\n")
+    result = cli("run", "c.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and "unknown to the source" in result.stderr
+    assert target.exists()
+
+
+def test_cli_predict_errors(tmp_path: Path) -> None:
+    result = cli("predict", str(tmp_path), "--text", "hi", cwd=tmp_path)
+    assert result.returncode == 2 and "no results.json" in result.stderr
+    result = cli("demo", "--budgets", "a,b", cwd=tmp_path)
+    assert result.returncode == 2 and "expected integers" in result.stderr
+
+
+def test_cli_lists_recipes_and_backbones() -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["recipes"])
+    assert result.exit_code == 0 and "frozen-features" in result.output
+    assert "feature-based" in result.output
+    result = runner.invoke(app, ["backbones"])
+    assert result.exit_code == 0 and "minilm-l6" in result.output
