@@ -188,3 +188,23 @@ def test_cli_lists_recipes_and_backbones() -> None:
     assert "feature-based" in result.output
     result = runner.invoke(app, ["backbones"])
     assert result.exit_code == 0 and "minilm-l6" in result.output
+
+
+def test_same_seed_gives_the_same_numbers(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    config_path = write_config(
+        tmp_path,
+        *review_csvs,
+        tiny_backbone,
+        recipes=["scratch-tfidf", {"name": "frozen-features", "epochs": 3}],
+        budgets=[2],
+        save_models=False,
+    )
+    metrics = []
+    for _ in range(2):
+        run_dir = run_experiment(load_config(config_path), show_progress=False)
+        results = json.loads((run_dir / "results.json").read_text())
+        metrics.append([r["metrics"] for r in results["results"]])
+        assert not (run_dir / "models").exists()
+    assert metrics[0] == metrics[1]

@@ -56,11 +56,11 @@ def format_table(results: list[dict[str, Any]]) -> str:
     """The results as an aligned text table (accuracy and macro-F1 in %)."""
     header = ["strategy", "labels/class", "accuracy", "macro-F1", "train s", "trainable params"]
     lines = [header]
+    notes = []
     for row in summarise(results):
         if not row["seeds"]:
-            lines.append(
-                [row["recipe"], str(row["budget"]), "—", "—", "—", f"skipped: {row['skipped']}"]
-            )
+            lines.append([row["recipe"], str(row["budget"]), "—", "—", "—", "—"])
+            notes.append(f"{row['recipe']} at {row['budget']} labels/class: {row['skipped']}")
             continue
         lines.append(
             [
@@ -75,12 +75,11 @@ def format_table(results: list[dict[str, Any]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
-        out.append(
-            "  ".join(
-                cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
-                for i, cell in enumerate(line)
-            ).rstrip()
-        )
+        cells = [c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(line)]
+        out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
+    if notes:
+        out.append("")
+        out.extend(f"— {note}" for note in notes)
     return "\n".join(out)
