@@ -26,7 +26,7 @@ def test_empty_domain_and_empty_text_are_errors() -> None:
         TextDomain("d", [], None)
     with pytest.raises(DataError, match="example 1 has empty text"):
         TextDomain("d", ["ok", "  "], None)
-    with pytest.raises(DataError, match="2 texts but 1 labels"):
+    with pytest.raises(DataError, match="2 examples but 1 labels"):
         TextDomain("d", ["a", "b"], ["x"])
 
 

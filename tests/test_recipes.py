@@ -80,7 +80,7 @@ def test_fine_tune_changes_the_encoder_and_saves_it(tiny_backbone: str, tmp_path
     predictor = make_recipe("fine-tune", backbone=tiny_backbone, epochs=1, learning_rate=1e-2).fit(
         SOURCE
     )
-    after = predictor.encoder.state_dict()  # type: ignore[attr-defined]
+    after = predictor.model.encoder.state_dict()  # type: ignore[attr-defined]
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed
     assert predictor.trainable_parameters > 16 * 2 + 2

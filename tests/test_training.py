@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
+from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings, predict_logits
 
 
 def blobs(n: int, seed: int) -> Examples:
@@ -42,7 +42,7 @@ def test_example_weights_shift_the_decision() -> None:
         model = Classifier(2, 8)
         data.weights = np.where(data.labels == 1, weight_of_ones, 1.0).astype(np.float32)
         Trainer(TrainingSettings(epochs=10, learning_rate=1e-2)).fit(model, data)
-        logits = Trainer(TrainingSettings()).predict_logits(model, data)
+        logits = predict_logits(model, data)
         predicted_ones.append(int((logits.argmax(axis=1) == 1).sum()))
     assert predicted_ones[1] > predicted_ones[0]
 
@@ -56,7 +56,7 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     history = Trainer(settings).fit(model, blobs(200, 0), validation)
     assert len(history) < 30
     best = max(h["validation_macro_f1"] for h in history)
-    logits = Trainer(settings).predict_logits(model, validation)
+    logits = predict_logits(model, validation)
     from shoptransfer.evaluation import classification_metrics
 
     score = classification_metrics(validation.labels, logits.argmax(axis=1), ["0", "1"])

@@ -15,8 +15,9 @@ import yaml
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.config import DomainConfig, ExperimentConfig
-from shoptransfer.data.domain import TextDomain, shared_label_vocabulary
-from shoptransfer.data.readers import read_blitzer, read_table
+from shoptransfer.data.domain import Domain, shared_label_vocabulary
+from shoptransfer.data.features import FEATURE_FORMATS, read_features
+from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
 from shoptransfer.data.sampling import sample_fraction, sample_per_class
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.metrics import classification_metrics
@@ -26,16 +27,30 @@ from shoptransfer.recipes.base import Predictor, Recipe
 from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, load_results, new_run_dir
 
 
-def read_domain(config: DomainConfig) -> TextDomain:
+def read_domain(config: DomainConfig) -> Domain:
     """Read the domain a config entry describes."""
     path = Path(config.path).expanduser()
     fmt = config.format or ("blitzer" if path.is_dir() else None)
+    suffix = path.suffix.lower()
+    only_vectors = suffix in FEATURE_FORMATS and suffix not in TABLE_FORMATS
+    if (
+        config.vectors is not None
+        or fmt in {"npy", "npz", "mat", "svmlight"}
+        or (fmt is None and only_vectors)
+    ):
+        return read_features(
+            path,
+            vectors=config.vectors or "vectors",
+            label=config.label,
+            name=config.name,
+            format=fmt,
+        )
     if fmt == "blitzer":
         return read_blitzer(path, name=config.name)
     return read_table(path, text=config.text, label=config.label, name=config.name, format=fmt)
 
 
-def _describe_domain(domain: TextDomain) -> dict[str, Any]:
+def _describe_domain(domain: Domain) -> dict[str, Any]:
     return {
         "name": domain.name,
         "path": domain.source,
@@ -59,7 +74,7 @@ def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
     return recipes
 
 
-def _check_budgets(config: ExperimentConfig, pool: TextDomain) -> None:
+def _check_budgets(config: ExperimentConfig, pool: Domain) -> None:
     counts = pool.class_counts()
     smallest = min(counts.values())
     too_large = [b for b in config.budgets if b > smallest]
@@ -70,7 +85,7 @@ def _check_budgets(config: ExperimentConfig, pool: TextDomain) -> None:
         )
 
 
-def prepare_target(config: ExperimentConfig, target: TextDomain) -> tuple[TextDomain, TextDomain]:
+def prepare_target(config: ExperimentConfig, target: Domain) -> tuple[Domain, Domain]:
     """The target's labeled pool (budgets are drawn from it) and its test set."""
     if config.target_test is not None:
         test = read_domain(config.target_test)
@@ -125,6 +140,7 @@ def run_experiment(
     }
     atomic_write_json(run_dir / RESULTS_FILE, payload)
     y_test = test.label_ids(classes)
+    unlabeled = _unlabeled_target(pool, test, config.transductive)
     for seed in config.seeds:
         recipes = _build_recipes(config, seed)
         for budget in config.budgets:
@@ -134,6 +150,7 @@ def run_experiment(
                     recipe,
                     source,
                     labeled,
+                    unlabeled,
                     test,
                     y_test,
                     classes,
@@ -149,11 +166,21 @@ def run_experiment(
     return run_dir
 
 
+def _unlabeled_target(pool: Domain, test: Domain, transductive: bool) -> Domain:
+    """Target inputs without labels for alignment: the pool, plus the test inputs if asked."""
+    if not transductive:
+        return pool.without_labels()
+    if isinstance(pool.inputs, np.ndarray):
+        return type(pool)(pool.name, np.concatenate([pool.inputs, test.inputs]), None, pool.source)
+    return type(pool)(pool.name, list(pool.inputs) + list(test.inputs), None, pool.source)
+
+
 def _run_cell(
     recipe: Recipe,
-    source: TextDomain,
-    labeled: TextDomain | None,
-    test: TextDomain,
+    source: Domain,
+    labeled: Domain | None,
+    unlabeled: Domain,
+    test: Domain,
     y_test: np.ndarray,
     classes: list[str],
     cache: EmbeddingCache,
@@ -171,10 +198,10 @@ def _run_cell(
         return {**record, "status": "skipped", "reason": "trains on target labels only"}
     with PeakMemory() as memory:
         started = time.perf_counter()
-        predictor = recipe.fit(source, labeled, cache=cache)
+        predictor = recipe.fit(source, labeled, cache=cache, unlabeled=unlabeled)
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        probabilities = predictor.predict_proba(test.texts)
+        probabilities = predictor.predict_proba(test.inputs)
         predict_seconds = time.perf_counter() - started
     record.update(
         {

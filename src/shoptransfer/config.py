@@ -20,11 +20,17 @@ class _Strict(BaseModel):
 class DomainConfig(_Strict):
     """Where a domain's data is and which columns hold what."""
 
-    path: str = Field(description="a CSV/TSV/JSONL/Parquet file, or a Blitzer domain folder")
-    format: Literal["csv", "tsv", "jsonl", "parquet", "blitzer"] | None = Field(
-        None, description="file format; guessed from the extension (a folder means blitzer)"
+    path: str = Field(
+        description="a CSV/TSV/JSONL/Parquet file, a Blitzer domain folder, or a file of "
+        "vectors (npy, npz, mat, Parquet, svmlight)"
     )
+    format: (
+        Literal["csv", "tsv", "jsonl", "parquet", "blitzer", "npy", "npz", "mat", "svmlight"] | None
+    ) = Field(None, description="file format; guessed from the extension (a folder: blitzer)")
     text: str = Field("text", description="column holding the text")
+    vectors: str | None = Field(
+        None, description="array or column holding precomputed vectors (a feature domain)"
+    )
     label: str | None = Field("label", description="column holding the label (null: unlabeled)")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
 
@@ -54,6 +60,11 @@ class ExperimentConfig(_Strict):
     )
     budgets: list[int] = Field([0, 16, 64], description="target labels per class")
     seeds: list[int] = Field([0], description="random seeds; each gives one result per cell")
+    transductive: bool = Field(
+        False,
+        description="also give the target test inputs, without labels, to alignment "
+        "recipes (the protocol of the Blitzer papers)",
+    )
     output_dir: str = Field("runs", description="folder that receives the run folder")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
     save_models: bool = Field(True, description="save every trained model in the run folder")

@@ -1,17 +1,18 @@
 """The one training loop every neural recipe uses.
 
-A recipe builds a :class:`Classifier` (a linear head over either precomputed features or a
-:class:`TextEncoder`), chooses which parameters are trainable, and hands :class:`Examples` to
-:class:`Trainer`. The trainer runs mini-batch AdamW with linear warm-up and decay, weights
-examples when asked, and, given validation examples, keeps the epoch with the best validation
-macro-F1 and stops early when it stops improving.
+A recipe builds a :class:`Classifier` (a head over an encoder's features, or over precomputed
+features), chooses which parameters train, and hands :class:`Examples` to :class:`Trainer`.
+The trainer runs mini-batch AdamW with linear warm-up and decay on a weighted cross-entropy
+loss, plus any auxiliary :class:`Objective` (feature alignment, regularisation toward the
+pretrained weights, a second domain's head). Given validation examples, it keeps the epoch with
+the best validation macro-F1 and stops early when that stops improving.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.progress import progress
 
@@ -58,8 +58,15 @@ class Examples:
                 batch["weights"] = torch.from_numpy(self.weights[idx]).float()
             yield batch
 
+    def endless_batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[dict[str, Any]]:
+        """Shuffled mini-batches, reshuffled after each pass, forever."""
+        while True:
+            yield from self.batches(batch_size, generator)
+
     @staticmethod
-    def concatenate(parts: list[Examples]) -> Examples:
+    def concatenate(parts: Sequence[Examples]) -> Examples:
         if isinstance(parts[0].inputs, np.ndarray):
             inputs: list[str] | np.ndarray = np.concatenate([p.inputs for p in parts])
         else:
@@ -81,23 +88,67 @@ class Examples:
 
 
 class Classifier(nn.Module):
-    """A linear head over precomputed features or over a text encoder's pooled output."""
+    """``head(encoder(x))``: a linear head over an encoder's features.
 
-    def __init__(self, n_classes: int, input_size: int, encoder: TextEncoder | None = None) -> None:
+    ``encoder`` is a module with ``embed(batch) -> features`` (a text encoder, or an MLP over
+    precomputed vectors); without one, the head reads ``batch["features"]`` directly.
+    """
+
+    def __init__(self, n_classes: int, input_size: int, encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(input_size, n_classes)
 
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        if "features" in batch:
-            return self.head(batch["features"])
+    def features(self, batch: dict[str, Any]) -> torch.Tensor:
         if self.encoder is None:
-            raise ValueError("this classifier has no encoder; give it features")
-        return self.head(self.encoder(**self.encoder.tokenize(batch["texts"])))
+            if "features" not in batch:
+                raise ValueError("this classifier has no encoder; give it features")
+            return batch["features"]
+        return self.encoder.embed(batch)
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.head(self.features(batch))
 
 
-def trainable_parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+class FeatureMLP(nn.Module):
+    """A small trainable feature extractor over precomputed vectors (for alignment recipes)."""
+
+    def __init__(self, input_size: int, hidden_size: int = 256, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.net = nn.Sequential(
+            nn.Linear(input_size, hidden_size),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(),
+        )
+
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.net(batch["features"])
+
+
+def trainable_parameter_count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+@dataclass
+class Step:
+    """What an auxiliary objective sees at one training step."""
+
+    model: Classifier
+    source_batch: dict[str, Any]
+    source_features: torch.Tensor
+    target_batch: dict[str, Any] | None
+    target_features: torch.Tensor | None
+    progress: float  # from 0 at the first step to 1 at the last
+
+
+class Objective(nn.Module):
+    """An auxiliary loss term added to the classification loss; its parameters train too."""
+
+    def forward(self, step: Step) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 @dataclass
@@ -116,30 +167,51 @@ class TrainingSettings:
 
 
 class Trainer:
-    """Trains a classifier's trainable parameters with a weighted cross-entropy loss."""
+    """Trains a classifier's trainable parameters with a weighted cross-entropy loss.
+
+    ``target`` examples (labeled or not) are drawn alongside each source batch and passed to the
+    ``objectives``; ``parameter_groups`` overrides the default optimiser groups (for layer-wise
+    learning rates); ``on_epoch_start(epoch)`` may change what is trainable (gradual
+    unfreezing); ``on_epoch_end(model, seconds)`` observes progress without influencing it.
+    """
 
     def __init__(self, settings: TrainingSettings) -> None:
         self.settings = settings
+        self.examples_seen = 0
 
-    def _optimizer(self, model: Classifier) -> torch.optim.Optimizer:
+    def _default_groups(self, model: Classifier) -> list[dict[str, Any]]:
         s = self.settings
-        head = [p for p in model.head.parameters() if p.requires_grad]
+        head = list(model.head.parameters())
         head_ids = {id(p) for p in head}
-        body = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+        body = [p for p in model.parameters() if id(p) not in head_ids]
         groups = [{"params": head, "lr": s.head_learning_rate or s.learning_rate}]
         if body:
             groups.append({"params": body, "lr": s.learning_rate})
-        return torch.optim.AdamW(groups, weight_decay=s.weight_decay)
+        return groups
 
     def fit(
-        self, model: Classifier, train: Examples, validation: Examples | None = None
+        self,
+        model: Classifier,
+        train: Examples,
+        validation: Examples | None = None,
+        *,
+        target: Examples | None = None,
+        objectives: Sequence[Objective] = (),
+        parameter_groups: list[dict[str, Any]] | None = None,
+        on_epoch_start: Callable[[int], None] | None = None,
+        on_epoch_end: Callable[[Classifier, float], None] | None = None,
     ) -> list[dict[str, float]]:
-        """Train in place; return one record per epoch (loss, validation macro-F1, seconds)."""
+        """Train in place; return one record per epoch (losses, validation macro-F1, seconds)."""
         s = self.settings
         if train.labels is None:
             raise ValueError("training examples need labels")
         generator = torch.Generator().manual_seed(s.seed)
-        optimizer = self._optimizer(model)
+        groups = parameter_groups or self._default_groups(model)
+        for objective in objectives:
+            extra = [p for p in objective.parameters() if p.requires_grad]
+            if extra:
+                groups = [*groups, {"params": extra, "lr": s.head_learning_rate or s.learning_rate}]
+        optimizer = torch.optim.AdamW(groups, weight_decay=s.weight_decay)
         steps_per_epoch = -(-len(train) // s.batch_size)
         total = max(1, steps_per_epoch * s.epochs)
         warmup = int(total * s.warmup_fraction)
@@ -151,35 +223,40 @@ class Trainer:
                 else max(0.0, (total - step) / max(1, total - warmup))
             ),
         )
+        target_stream = (
+            target.endless_batches(s.batch_size, generator) if target is not None else None
+        )
         history: list[dict[str, float]] = []
-        best_score, best_state, stale = -1.0, None, 0
+        best_score, best_state, stale, step = -1.0, None, 0, 0
         started = time.perf_counter()
         for epoch in progress(range(s.epochs), s.description):
+            if on_epoch_start is not None:
+                on_epoch_start(epoch)
             model.train()
-            losses = []
+            for objective in objectives:
+                objective.train()
+            losses: dict[str, list[float]] = {"loss": [], "auxiliary": []}
             for batch in train.batches(s.batch_size, generator):
-                logits = model(batch)
-                loss = nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
-                if "weights" in batch:
-                    loss = (loss * batch["weights"]).sum() / batch["weights"].sum()
-                else:
-                    loss = loss.mean()
+                target_batch = next(target_stream) if target_stream is not None else None
+                loss, auxiliary = self._loss(model, batch, target_batch, objectives, step / total)
                 optimizer.zero_grad()
-                loss.backward()
+                (loss + auxiliary).backward()
                 optimizer.step()
                 scheduler.step()
-                losses.append(loss.item())
+                step += 1
+                self.examples_seen += len(batch["labels"])
+                losses["loss"].append(loss.item())
+                losses["auxiliary"].append(float(auxiliary))
             record = {
                 "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses)),
+                "train_loss": float(np.mean(losses["loss"])),
+                "auxiliary_loss": float(np.mean(losses["auxiliary"])),
                 "seconds": time.perf_counter() - started,
             }
+            if on_epoch_end is not None:
+                on_epoch_end(model, record["seconds"])
             if validation is not None and validation.labels is not None:
-                predicted = self.predict_logits(model, validation).argmax(axis=1)
-                n_classes = model.head.out_features
-                score = classification_metrics(
-                    validation.labels, predicted, [str(i) for i in range(n_classes)]
-                )["macro_f1"]
+                score = macro_f1(model, validation)
                 record["validation_macro_f1"] = score
                 if score > best_score:
                     best_score, stale = score, 0
@@ -194,8 +271,27 @@ class Trainer:
         model.eval()
         return history
 
-    def predict_logits(self, model: Classifier, examples: Examples) -> np.ndarray:
-        return predict_logits(model, examples, batch_size=max(64, self.settings.batch_size))
+    def _loss(
+        self,
+        model: Classifier,
+        batch: dict[str, Any],
+        target_batch: dict[str, Any] | None,
+        objectives: Sequence[Objective],
+        fraction: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        source_features = model.features(batch)
+        logits = model.head(source_features)
+        loss = nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+        if "weights" in batch:
+            loss = (loss * batch["weights"]).sum() / batch["weights"].sum()
+        else:
+            loss = loss.mean()
+        auxiliary = torch.zeros(())
+        if objectives:
+            target_features = model.features(target_batch) if target_batch is not None else None
+            step = Step(model, batch, source_features, target_batch, target_features, fraction)
+            auxiliary = sum((objective(step) for objective in objectives), auxiliary)
+        return loss, auxiliary
 
 
 @torch.no_grad()
@@ -213,6 +309,14 @@ def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) 
     if outputs:
         logits[order] = np.concatenate(outputs)
     return logits
+
+
+def macro_f1(model: Classifier, examples: Examples) -> float:
+    """Macro-F1 of ``model`` on labeled ``examples``."""
+    assert examples.labels is not None
+    predicted = predict_logits(model, examples).argmax(axis=1)
+    names = [str(i) for i in range(model.head.out_features)]
+    return float(classification_metrics(examples.labels, predicted, names)["macro_f1"])
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

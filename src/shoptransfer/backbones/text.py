@@ -97,6 +97,10 @@ class TextEncoder(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Pooled features of ``batch["texts"]`` (the interface a Classifier's encoder has)."""
+        return self(**self.tokenize(batch["texts"]))
+
     @torch.no_grad()
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = True

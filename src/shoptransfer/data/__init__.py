@@ -1,6 +1,7 @@
 """Domains, readers and sampling."""
 
-from shoptransfer.data.domain import TextDomain, shared_label_vocabulary
+from shoptransfer.data.domain import Domain, FeatureDomain, TextDomain, shared_label_vocabulary
+from shoptransfer.data.features import read_features
 from shoptransfer.data.readers import parse_blitzer, read_blitzer, read_table
 from shoptransfer.data.sampling import (
     sample_fraction,
@@ -10,6 +11,9 @@ from shoptransfer.data.sampling import (
 )
 
 __all__ = [
+    "Domain",
+    "FeatureDomain",
+    "read_features",
     "TextDomain",
     "parse_blitzer",
     "read_blitzer",

@@ -1,4 +1,4 @@
-"""Domains: named tables of examples, validated on construction."""
+"""Domains: named tables of examples (texts or feature vectors), validated on construction."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -13,33 +14,38 @@ from shoptransfer.errors import DataError
 
 
 @dataclass
-class TextDomain:
-    """A named set of texts with optional labels.
+class Domain:
+    """What every domain shares: a name, optional labels, where it came from, dropped rows.
 
     ``dropped`` counts rows the reader removed, by reason (for example ``{"empty text": 3}``),
     so that a run can report them instead of losing them silently.
     """
 
     name: str
-    texts: list[str]
-    labels: list[str] | None = None
-    source: str = ""
-    dropped: dict[str, int] = field(default_factory=dict)
+    labels: list[str] | None
+    source: str
+    dropped: dict[str, int]
 
-    def __post_init__(self) -> None:
-        where = self.source or self.name
-        if not self.texts:
-            raise DataError(f"{where}: domain '{self.name}' has no examples")
-        if self.labels is not None and len(self.labels) != len(self.texts):
-            raise DataError(
-                f"{where}: {len(self.texts)} texts but {len(self.labels)} labels; expected one each"
-            )
-        for i, text in enumerate(self.texts):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"{where}: example {i} has empty text")
+    @property
+    def inputs(self) -> Any:
+        """What a model reads: a list of texts or a feature matrix."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.inputs)
+
+    def _check(self) -> None:
+        if len(self.inputs) == 0:
+            raise DataError(f"{self.where}: domain '{self.name}' has no examples")
+        if self.labels is not None and len(self.labels) != len(self.inputs):
+            raise DataError(
+                f"{self.where}: {len(self.inputs)} examples but {len(self.labels)} labels; "
+                "expected one each"
+            )
+
+    @property
+    def where(self) -> str:
+        return self.source or self.name
 
     @property
     def labeled(self) -> bool:
@@ -53,64 +59,161 @@ class TextDomain:
     def class_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(self.labels or []).items()))
 
-    def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> TextDomain:
-        """A new domain holding the examples at ``indices`` (in that order)."""
+    def _take(self, idx: list[int]) -> Any:
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> Any:
+        """A new domain of the same kind holding the examples at ``indices`` (in that order)."""
         idx = [int(i) for i in indices]
-        return TextDomain(
-            name=name or self.name,
-            texts=[self.texts[i] for i in idx],
-            labels=[self.labels[i] for i in idx] if self.labels is not None else None,
-            source=self.source,
-            dropped=dict(self.dropped),
+        return self._with(
+            self._take(idx),
+            [self.labels[i] for i in idx] if self.labels is not None else None,
+            name or self.name,
         )
 
-    def without_labels(self) -> TextDomain:
-        return TextDomain(self.name, list(self.texts), None, self.source, dict(self.dropped))
+    def without_labels(self) -> Any:
+        return self._with(self.inputs, None, self.name)
+
+    def _with(self, inputs: Any, labels: list[str] | None, name: str) -> Any:
+        raise NotImplementedError
+
+    def _hash_inputs(self, digest: Any) -> None:
+        raise NotImplementedError
 
     def data_hash(self) -> str:
-        """A SHA-256 over texts and labels: two runs on the same data share it."""
+        """A SHA-256 over inputs and labels: two runs on the same data share it."""
         digest = hashlib.sha256()
-        for i, text in enumerate(self.texts):
-            digest.update(text.encode("utf-8"))
-            digest.update(b"\x1f")
-            if self.labels is not None:
-                digest.update(self.labels[i].encode("utf-8"))
-            digest.update(b"\x1e")
+        self._hash_inputs(digest)
+        for label in self.labels or []:
+            digest.update(label.encode("utf-8") + b"\x1e")
         return digest.hexdigest()
 
     def label_ids(self, classes: Sequence[str]) -> np.ndarray:
         """Labels as integer ids into ``classes``; an unknown label is a DataError."""
         if self.labels is None:
-            raise DataError(f"{self.source or self.name}: domain '{self.name}' has no labels")
+            raise DataError(f"{self.where}: domain '{self.name}' has no labels")
         index = {c: i for i, c in enumerate(classes)}
         unknown = sorted(set(self.labels) - set(index))
         if unknown:
             raise DataError(
-                f"{self.source or self.name}: labels {unknown} of domain '{self.name}' are not in "
+                f"{self.where}: labels {unknown} of domain '{self.name}' are not in "
                 f"the label vocabulary {list(classes)}"
             )
         return np.array([index[label] for label in self.labels], dtype=np.int64)
 
 
-def shared_label_vocabulary(source: TextDomain, target: TextDomain) -> list[str]:
+@dataclass
+class TextDomain(Domain):
+    """A named set of texts with optional labels."""
+
+    texts: list[str] = field(default_factory=list)
+
+    def __init__(
+        self,
+        name: str,
+        texts: list[str],
+        labels: list[str] | None = None,
+        source: str = "",
+        dropped: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(name, labels, source, dict(dropped or {}))
+        self.texts = texts
+        self._check()
+        for i, text in enumerate(self.texts):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"{self.where}: example {i} has empty text")
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.texts
+
+    def _take(self, idx: list[int]) -> list[str]:
+        return [self.texts[i] for i in idx]
+
+    def _with(self, inputs: Any, labels: list[str] | None, name: str) -> TextDomain:
+        return TextDomain(name, list(inputs), labels, self.source, self.dropped)
+
+    def _hash_inputs(self, digest: Any) -> None:
+        for text in self.texts:
+            digest.update(text.encode("utf-8") + b"\x1f")
+
+
+@dataclass
+class FeatureDomain(Domain):
+    """A named matrix of precomputed feature vectors (one row per example), labels optional."""
+
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+
+    def __init__(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        labels: list[str] | None = None,
+        source: str = "",
+        dropped: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__(name, labels, source, dict(dropped or {}))
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2:
+            raise DataError(
+                f"{self.where}: expected a 2-D matrix of vectors, got shape {vectors.shape}"
+            )
+        self.vectors = vectors.astype(np.float32)
+        self._check()
+        bad = np.flatnonzero(~np.isfinite(self.vectors).all(axis=1))
+        if len(bad):
+            raise DataError(
+                f"{self.where}: row {int(bad[0]) + 1} has NaN or infinite values "
+                f"({len(bad)} such rows)"
+            )
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self.vectors
+
+    @property
+    def dimension(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def _take(self, idx: list[int]) -> np.ndarray:
+        return self.vectors[idx]
+
+    def _with(self, inputs: Any, labels: list[str] | None, name: str) -> FeatureDomain:
+        return FeatureDomain(name, inputs, labels, self.source, self.dropped)
+
+    def _hash_inputs(self, digest: Any) -> None:
+        digest.update(np.ascontiguousarray(self.vectors).tobytes())
+
+
+def shared_label_vocabulary(source: Domain, target: Domain) -> list[str]:
     """The label vocabulary a source -> target pair shares.
 
     The source defines it; it needs two classes or more; every target label must be one of them.
     """
-    where = source.source or source.name
     if not source.labeled:
-        raise DataError(f"{where}: the source domain '{source.name}' needs labels")
+        raise DataError(f"{source.where}: the source domain '{source.name}' needs labels")
     classes = source.classes
     if len(classes) < 2:
         raise DataError(
-            f"{where}: the source domain '{source.name}' has a single class {classes}; "
+            f"{source.where}: the source domain '{source.name}' has a single class {classes}; "
             "expected at least two"
         )
     if target.labeled:
         unknown = sorted(set(target.classes) - set(classes))
         if unknown:
             raise DataError(
-                f"{target.source or target.name}: target labels {unknown} are unknown to the "
+                f"{target.where}: target labels {unknown} are unknown to the "
                 f"source domain '{source.name}' (its labels: {classes})"
             )
+    if isinstance(source, FeatureDomain) != isinstance(target, FeatureDomain):
+        raise DataError(f"{target.where}: source and target must both be texts or both vectors")
+    if (
+        isinstance(source, FeatureDomain)
+        and isinstance(target, FeatureDomain)
+        and (source.dimension != target.dimension)
+    ):
+        raise DataError(
+            f"{target.where}: vectors have {target.dimension} dimensions but the "
+            f"source's have {source.dimension}"
+        )
     return classes

@@ -1,6 +1,11 @@
 """Transfer strategies (recipes), their registry and the predictors they return."""
 
-from shoptransfer.recipes import fine_tune, frozen_features, scratch_transformer, tfidf  # noqa: F401
+from shoptransfer.recipes import (  # noqa: F401  (importing registers the recipes)
+    frozen_features,
+    scratch_transformer,
+    tfidf,
+    transfer,
+)
 from shoptransfer.recipes.base import (
     Predictor,
     Recipe,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.data.domain import TextDomain
+from shoptransfer.data.domain import Domain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
 
@@ -20,17 +20,17 @@ FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
 
 
 class Predictor(ABC):
-    """A trained model: class probabilities for texts, saved without pickle."""
+    """A trained model: class probabilities for inputs (texts or vectors), saved without pickle."""
 
     kind: ClassVar[str]
     classes: list[str]
 
     @abstractmethod
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """An (n_texts, n_classes) array of probabilities, columns in ``self.classes`` order."""
+    def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
+        """An (n_inputs, n_classes) array of probabilities, columns in ``self.classes`` order."""
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return [self.classes[i] for i in self.predict_proba(texts).argmax(axis=1)]
+    def predict(self, inputs: Sequence[str] | np.ndarray) -> list[str]:
+        return [self.classes[i] for i in self.predict_proba(inputs).argmax(axis=1)]
 
     @property
     @abstractmethod
@@ -94,11 +94,16 @@ class Recipe(ABC):
     @abstractmethod
     def fit(
         self,
-        source: TextDomain,
-        target: TextDomain | None = None,
+        source: Domain,
+        target: Domain | None = None,
         cache: EmbeddingCache | None = None,
+        unlabeled: Domain | None = None,
     ) -> Predictor:
-        """Train on ``source`` (and the labeled ``target`` examples, if any)."""
+        """Train on ``source``, the labeled ``target`` examples and ``unlabeled`` target data.
+
+        ``cache`` holds frozen embeddings shared by a run's recipes; alignment recipes read
+        ``unlabeled`` (target inputs without labels).
+        """
 
     @classmethod
     def options(cls) -> dict[str, str]:
@@ -141,7 +146,7 @@ def make_recipe(name: str, **options: Any) -> Recipe:
     return cls(**options)
 
 
-def require_target_labels(recipe: Recipe, target: TextDomain | None) -> TextDomain:
+def require_target_labels(recipe: Recipe, target: Domain | None) -> Domain:
     if target is None or not target.labeled or len(target) == 0:
         raise DataError(f"recipe '{recipe.name}' trains on target labels only; the budget is 0")
     return target

@@ -1,8 +1,13 @@
-"""frozen-features: a linear head on the frozen backbone's pooled features (feature-based).
+"""frozen-features and coral-closed-form: a linear head on frozen features (feature-based).
 
-Objective: minimise cross-entropy of ``W f(x) + b`` with ``f`` the frozen pretrained encoder,
-over the source labels plus (when the budget is above 0) the target labels, each domain
-weighted as configured. Epochs are chosen on a source validation split.
+frozen-features: minimise cross-entropy of ``W f(x) + b`` with ``f`` the frozen pretrained
+encoder (or a feature domain's own vectors), over the source labels plus, when the budget is
+above 0, the target labels, each domain weighted as configured. Epochs are chosen on a source
+validation split.
+
+coral-closed-form (Sun, Feng & Saenko, AAAI 2016, "Return of Frustratingly Easy Domain
+Adaptation"): the same head, trained on source features whitened and re-coloured with the
+covariance of the unlabeled target features.
 """
 
 from __future__ import annotations
@@ -10,19 +15,16 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
-from shoptransfer.data.domain import TextDomain
-from shoptransfer.errors import ConfigError
+from shoptransfer.data.domain import Domain, FeatureDomain
+from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.recipes.base import Predictor, Recipe, option, register_recipe
-from shoptransfer.recipes.neural import (
-    NeuralPredictor,
-    frozen_features,
-    labeled_examples,
-    split_source,
-)
+from shoptransfer.recipes.coral import coral_transform
+from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
 
 
@@ -34,6 +36,7 @@ class FrozenFeatures(Recipe):
     description: ClassVar[str] = (
         "frozen pretrained features, linear head on source (+ target) labels"
     )
+    recolor: ClassVar[bool] = False
 
     backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
     max_length: int = option(128, "tokens kept per text")
@@ -61,30 +64,38 @@ class FrozenFeatures(Recipe):
 
     def fit(
         self,
-        source: TextDomain,
-        target: TextDomain | None = None,
+        source: Domain,
+        target: Domain | None = None,
         cache: EmbeddingCache | None = None,
+        unlabeled: Domain | None = None,
     ) -> Predictor:
         classes = source.classes
-        encoder = TextEncoder(self.backbone, self.max_length)
+        frozen = (
+            None
+            if isinstance(source, FeatureDomain)
+            else TextEncoder(self.backbone, self.max_length)
+        )
         train, validation = split_source(source, self.validation_fraction, self.seed)
-        parts = [
-            labeled_examples(
-                train, classes, frozen_features(encoder, train.texts, cache), weight=1.0
-            )
-        ]
+        train_x = domain_inputs(train, frozen, cache)
+        assert isinstance(train_x, np.ndarray)
+        if self.recolor:
+            if unlabeled is None:
+                raise DataError(f"recipe '{self.name}' needs unlabeled target data")
+            target_x = domain_inputs(unlabeled, frozen, cache)
+            train_x = coral_transform(train_x, np.asarray(target_x))
+        parts = [Examples(train_x, train.label_ids(classes), np.ones(len(train), dtype=np.float32))]
         if target is not None and len(target):
             weight = self._target_weight(len(train), len(target))
             parts.append(
-                labeled_examples(
-                    target, classes, frozen_features(encoder, target.texts, cache), weight=weight
+                Examples(
+                    domain_inputs(target, frozen, cache),
+                    target.label_ids(classes),
+                    np.full(len(target), weight, dtype=np.float32),
                 )
             )
-        held_out = labeled_examples(
-            validation, classes, frozen_features(encoder, validation.texts, cache)
-        )
+        held_out = Examples(domain_inputs(validation, frozen, cache), validation.label_ids(classes))
         torch.manual_seed(self.seed)
-        model = Classifier(len(classes), encoder.hidden_size)
+        model = Classifier(len(classes), train_x.shape[1])
         settings = TrainingSettings(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -93,7 +104,15 @@ class FrozenFeatures(Recipe):
             warmup_fraction=0.0,
             patience=self.patience,
             seed=self.seed,
-            description="frozen-features head",
+            description=self.name,
         )
         Trainer(settings).fit(model, Examples.concatenate(parts), held_out)
-        return NeuralPredictor(classes, model, encoder, encoder_trained=False, cache=cache)
+        return NeuralPredictor.from_training(classes, model, self, frozen, cache)
+
+
+@register_recipe
+@dataclasses.dataclass
+class CoralClosedForm(FrozenFeatures):
+    name: ClassVar[str] = "coral-closed-form"
+    description: ClassVar[str] = "frozen features; source re-coloured with target covariance"
+    recolor: ClassVar[bool] = True

@@ -1,4 +1,4 @@
-"""The predictor shared by every neural recipe, and helpers to build their training data."""
+"""The predictor every neural recipe returns, and helpers to feed domains to models."""
 
 from __future__ import annotations
 
@@ -12,28 +12,14 @@ from safetensors.torch import load_file, save_file
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
-from shoptransfer.data.domain import TextDomain
+from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
 from shoptransfer.recipes.base import Predictor, register_predictor
-from shoptransfer.training import Classifier, Examples, predict_logits
+from shoptransfer.training import Classifier, Examples, FeatureMLP, predict_logits
 
 
-def labeled_examples(
-    domain: TextDomain,
-    classes: Sequence[str],
-    features: np.ndarray | None = None,
-    weight: float | None = None,
-) -> Examples:
-    """``domain`` as training examples: its texts (or ``features``), label ids and weights."""
-    inputs: list[str] | np.ndarray = list(domain.texts) if features is None else features
-    weights = None if weight is None else np.full(len(domain), weight, dtype=np.float32)
-    return Examples(inputs, domain.label_ids(classes), weights)
-
-
-def split_source(
-    source: TextDomain, validation_fraction: float, seed: int
-) -> tuple[TextDomain, TextDomain]:
+def split_source(source: Domain, validation_fraction: float, seed: int) -> tuple[Any, Any]:
     """The source's (train, validation) split used for model selection."""
     return train_validation_split(source, validation_fraction, seed)
 
@@ -44,12 +30,25 @@ def frozen_features(
     return cache.encode(encoder, texts) if cache is not None else encoder.encode(texts)
 
 
+def domain_inputs(
+    domain: Domain, frozen: TextEncoder | None, cache: EmbeddingCache | None
+) -> list[str] | np.ndarray:
+    """What a model reads for ``domain``: its vectors, frozen features of its texts, or texts."""
+    if isinstance(domain, FeatureDomain):
+        return domain.vectors
+    if frozen is not None:
+        return frozen_features(frozen, domain.inputs, cache)
+    return list(domain.inputs)
+
+
 @register_predictor
 class NeuralPredictor(Predictor):
-    """A :class:`Classifier` over a text encoder; the encoder is either frozen or trained.
+    """A trained :class:`Classifier` with what it needs to read raw inputs.
 
-    A frozen encoder's features come through the embedding cache when one is given. Saving
-    writes the head, and the encoder's weights only when training changed them.
+    ``spec`` says how to rebuild it: the text backbone (``backbone``, ``max_length``,
+    ``pretrained``, ``peft``) when the model trains one; ``frozen_backbone`` when a frozen text
+    encoder feeds it features; ``mlp`` when an MLP encoder sits under the head; ``saved``
+    (``all`` or ``trained``: which weights the file holds).
     """
 
     kind = "neural"
@@ -58,64 +57,107 @@ class NeuralPredictor(Predictor):
         self,
         classes: list[str],
         model: Classifier,
-        encoder: TextEncoder,
-        encoder_trained: bool,
+        spec: dict[str, Any],
+        frozen: TextEncoder | None = None,
         cache: EmbeddingCache | None = None,
     ) -> None:
         self.classes = classes
         self.model = model.eval()
-        self.encoder = encoder
-        self.encoder_trained = encoder_trained
+        self.spec = spec
+        self.frozen = frozen
         self.cache = cache
+        self._trainable = spec.get("trainable_parameters") or sum(
+            p.numel() for p in model.parameters() if p.requires_grad
+        )
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        if self.encoder_trained:
-            logits = predict_logits(self.model, Examples(list(texts)))
+    @classmethod
+    def from_training(
+        cls,
+        classes: list[str],
+        model: Classifier,
+        recipe: Any,
+        frozen: TextEncoder | None,
+        cache: EmbeddingCache | None,
+    ) -> NeuralPredictor:
+        """Wrap a freshly trained model; ``recipe`` supplies the settings to record."""
+        spec: dict[str, Any] = {}
+        if isinstance(model.encoder, TextEncoder):
+            spec["backbone"] = {
+                "name": model.encoder.backbone,
+                "max_length": model.encoder.max_length,
+                "pretrained": model.encoder.pretrained,
+                "peft": recipe.peft_spec() if hasattr(recipe, "peft_spec") else None,
+            }
+        if frozen is not None:
+            spec["frozen_backbone"] = {"name": frozen.backbone, "max_length": frozen.max_length}
+        if isinstance(model.encoder, FeatureMLP):
+            first = model.encoder.net[0]
+            spec["mlp"] = {"input_size": first.in_features, "hidden_size": first.out_features}
+        everything_trains = all(p.requires_grad for p in model.parameters())
+        pretrained = spec.get("backbone", {}).get("pretrained", False)
+        spec["saved"] = "trained" if pretrained and not everything_trains else "all"
+        spec["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return cls(classes, model, spec, frozen, cache)
+
+    def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
+        if self.frozen is not None:
+            data: list[str] | np.ndarray = frozen_features(self.frozen, list(inputs), self.cache)
+        elif isinstance(self.model.encoder, TextEncoder):
+            data = list(inputs)
         else:
-            features = frozen_features(self.encoder, texts, self.cache)
-            logits = predict_logits(self.model, Examples(features))
+            data = np.asarray(inputs, dtype=np.float32)
+        logits = predict_logits(self.model, Examples(data))
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     @property
     def trainable_parameters(self) -> int:
-        head = sum(p.numel() for p in self.model.head.parameters())
-        if not self.encoder_trained:
-            return head
-        return head + sum(p.numel() for p in self.encoder.parameters() if p.requires_grad)
+        return int(self._trainable)
 
     def _save_weights(self, folder: Path) -> dict[str, Any]:
+        trained = {name for name, p in self.model.named_parameters() if p.requires_grad}
         state = {
             name: tensor.detach().contiguous().clone()
             for name, tensor in self.model.state_dict().items()
-            if name.startswith("head.") or self.encoder_trained
+            if self.spec["saved"] == "all" or name in trained or name.startswith("head.")
         }
         save_file(state, str(folder / "model.safetensors"))
-        return {
-            "backbone": self.encoder.backbone,
-            "max_length": self.encoder.max_length,
-            "pretrained": self.encoder.pretrained,
-            "encoder_trained": self.encoder_trained,
-            "trainable_parameters": self.trainable_parameters,
-        }
+        return {"spec": self.spec}
 
     @classmethod
     def load(cls, folder: Path, metadata: dict[str, Any]) -> NeuralPredictor:
-        trained = bool(metadata["encoder_trained"])
-        # A trained encoder's weights are all in the file: build the network, then load them.
-        encoder = TextEncoder(
-            metadata["backbone"],
-            metadata["max_length"],
-            pretrained=bool(metadata["pretrained"]) and not trained,
-        )
-        encoder.pretrained = bool(metadata["pretrained"])
+        from shoptransfer.recipes.peft_methods import apply_peft
+
+        spec = metadata["spec"]
         classes = list(metadata["classes"])
-        model = Classifier(len(classes), encoder.hidden_size, encoder if trained else None)
+        encoder: Any = None
+        if "backbone" in spec:
+            b = spec["backbone"]
+            # When every weight was saved, build the network and load them all.
+            encoder = TextEncoder(
+                b["name"], b["max_length"], pretrained=b["pretrained"] and spec["saved"] != "all"
+            )
+            encoder.pretrained = b["pretrained"]
+            if b.get("peft"):
+                apply_peft(encoder, b["peft"])
+        elif "mlp" in spec:
+            encoder = FeatureMLP(spec["mlp"]["input_size"], spec["mlp"]["hidden_size"])
+        frozen = None
+        if "frozen_backbone" in spec:
+            frozen = TextEncoder(
+                spec["frozen_backbone"]["name"], spec["frozen_backbone"]["max_length"]
+            )
+        size = (
+            encoder.hidden_size
+            if encoder is not None
+            else int(load_file(str(folder / "model.safetensors"))["head.weight"].shape[1])
+        )
+        model = Classifier(len(classes), size, encoder)
         state = load_file(str(folder / "model.safetensors"))
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.endswith("position_ids")]
-        if missing or unexpected:
+        if unexpected or (spec["saved"] == "all" and missing):
             raise DataError(
                 f"{folder}: the saved weights do not match the model "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
-        return cls(classes, model, encoder, trained)
+        return cls(classes, model, spec, frozen)

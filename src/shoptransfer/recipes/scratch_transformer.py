@@ -14,7 +14,8 @@ import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
-from shoptransfer.data.domain import TextDomain
+from shoptransfer.data.domain import Domain, TextDomain
+from shoptransfer.errors import ConfigError
 from shoptransfer.recipes.base import (
     Predictor,
     Recipe,
@@ -22,8 +23,8 @@ from shoptransfer.recipes.base import (
     register_recipe,
     require_target_labels,
 )
-from shoptransfer.recipes.neural import NeuralPredictor, labeled_examples
-from shoptransfer.training import Classifier, Trainer, TrainingSettings
+from shoptransfer.recipes.neural import NeuralPredictor
+from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
 
 
 @register_recipe
@@ -42,11 +43,14 @@ class ScratchTransformer(Recipe):
 
     def fit(
         self,
-        source: TextDomain,
-        target: TextDomain | None = None,
+        source: Domain,
+        target: Domain | None = None,
         cache: EmbeddingCache | None = None,
+        unlabeled: Domain | None = None,
     ) -> Predictor:
         target = require_target_labels(self, target)
+        if not isinstance(target, TextDomain):
+            raise ConfigError(f"recipe '{self.name}' reads texts; the target holds vectors")
         classes = source.classes
         torch.manual_seed(self.seed)
         encoder = TextEncoder(self.backbone, self.max_length, pretrained=False)
@@ -58,5 +62,5 @@ class ScratchTransformer(Recipe):
             seed=self.seed,
             description="scratch-transformer",
         )
-        Trainer(settings).fit(model, labeled_examples(target, classes))
-        return NeuralPredictor(classes, model, encoder, encoder_trained=True)
+        Trainer(settings).fit(model, Examples(list(target.inputs), target.label_ids(classes)))
+        return NeuralPredictor.from_training(classes, model, self, None, None)

@@ -19,7 +19,8 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.data.domain import TextDomain
+from shoptransfer.data.domain import Domain, TextDomain
+from shoptransfer.errors import ConfigError
 from shoptransfer.files import atomic_write_text
 from shoptransfer.recipes.base import (
     Predictor,
@@ -108,11 +109,14 @@ class ScratchTfidf(Recipe):
 
     def fit(
         self,
-        source: TextDomain,
-        target: TextDomain | None = None,
+        source: Domain,
+        target: Domain | None = None,
         cache: EmbeddingCache | None = None,
+        unlabeled: Domain | None = None,
     ) -> Predictor:
         target = require_target_labels(self, target)
+        if not isinstance(target, TextDomain):
+            raise ConfigError(f"recipe '{self.name}' reads texts; the target holds vectors")
         classes = sorted(set(source.classes) | set(target.classes))
         counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)
         counts = counter.fit_transform(target.texts)

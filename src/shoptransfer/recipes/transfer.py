@@ -1,0 +1,450 @@
+"""Transfer through a trainable encoder: the pieces every model-, feature- and network-based
+recipe combines, and the named presets built from them.
+
+Pieces (each a hyper-parameter of :class:`EncoderTransfer`):
+
+- ``encoder``: ``backbone`` (the pretrained text encoder is trained) or ``mlp`` (a small MLP
+  over frozen backbone features, or over a feature domain's vectors);
+- what trains: ``frozen_layers`` (bottom layers kept frozen), ``gradual_unfreezing`` (Howard &
+  Ruder, ACL 2018: top layer first), ``layer_decay`` (layer-wise learning-rate decay), ``peft``
+  (LoRA or (IA)^3 adapters);
+- ``align``: a loss on unlabeled target data: CORAL, MMD or DANN;
+- ``regularize``: L2-SP toward the pretrained weights;
+- ``stages``: ``sequential`` (source, then the target labels) or ``joint`` (one shared trunk
+  with a head per domain, trained on both at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.text import TextEncoder
+from shoptransfer.data.domain import Domain, FeatureDomain
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.recipes.base import Predictor, Recipe, option, register_recipe
+from shoptransfer.recipes.coral import CoralObjective
+from shoptransfer.recipes.dann import DomainAdversarialObjective
+from shoptransfer.recipes.l2sp import L2SPObjective
+from shoptransfer.recipes.mmd import MMDObjective
+from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
+from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
+from shoptransfer.training import (
+    Classifier,
+    Examples,
+    FeatureMLP,
+    Objective,
+    Step,
+    Trainer,
+    TrainingSettings,
+)
+
+ALIGNMENTS = ("none", "coral", "mmd", "dann")
+
+
+class TargetHead(Objective):
+    """A second head trained on labeled target batches over the shared trunk (joint stages)."""
+
+    def __init__(self, feature_size: int, n_classes: int) -> None:
+        super().__init__()
+        self.head = nn.Linear(feature_size, n_classes)
+
+    def forward(self, step: Step) -> torch.Tensor:
+        assert step.target_batch is not None and step.target_features is not None
+        logits = self.head(step.target_features)
+        return nn.functional.cross_entropy(logits, step.target_batch["labels"])
+
+
+@dataclasses.dataclass
+class EncoderTransfer(Recipe):
+    """Train an encoder and head on the source (and target), composed from the pieces above."""
+
+    name: ClassVar[str] = "transfer"
+    family: ClassVar[str] = "model-based"
+    description: ClassVar[str] = "compose your own: every piece of the encoder recipes"
+
+    backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
+    max_length: int = option(128, "tokens kept per text")
+    encoder: str = option(
+        "backbone",
+        "'backbone' (train the text encoder) or 'mlp' (an MLP over frozen features or vectors)",
+    )
+    mlp_hidden: int = option(256, "hidden size of the 'mlp' encoder")
+    epochs: int = option(3, "most source epochs (early stopping on source validation)")
+    batch_size: int = option(16, "examples per step (and unlabeled target examples per step)")
+    learning_rate: float = option(3e-5, "AdamW learning rate of the encoder")
+    head_learning_rate: float = option(1e-3, "AdamW learning rate of new heads")
+    weight_decay: float = option(0.01, "AdamW (decoupled) weight decay")
+    patience: int = option(1, "source epochs without validation improvement before stopping")
+    validation_fraction: float = option(0.2, "share of the source held out for model selection")
+    target_epochs: int = option(10, "epochs on the target labels (fixed: no target validation)")
+    target_learning_rate: float = option(3e-5, "AdamW learning rate of the target stage")
+    frozen_layers: int = option(0, "bottom layers (embeddings first) kept frozen")
+    gradual_unfreezing: bool = option(False, "unfreeze layers top-down over the epochs")
+    layer_decay: float = option(1.0, "learning rate x decay^depth-from-top (1: no decay)")
+    peft: str = option("none", f"parameter-efficient method: one of {list(PEFT_METHODS)}")
+    peft_rank: int = option(8, "LoRA rank r")
+    peft_alpha: float = option(16.0, "LoRA scaling alpha")
+    peft_target_modules: list[str] = option(
+        ("query", "value"), "linear layers the peft method adapts (names or name endings)"
+    )
+    align: str = option("none", f"alignment loss on unlabeled target data: {list(ALIGNMENTS)}")
+    align_weight: float = option(1.0, "weight of the alignment loss")
+    regularize: str = option("none", "'none' or 'l2-sp' (pull toward the pretrained weights)")
+    l2sp_alpha: float = option(0.01, "L2-SP weight of the distance to the pretrained weights")
+    l2sp_beta: float = option(0.01, "L2-SP weight of the L2 norm of the new head")
+    stages: str = option(
+        "sequential",
+        "'sequential' (source, then target labels) or 'joint' "
+        "(a head per domain, trained together)",
+    )
+    _source_stage: dict[Any, dict[str, torch.Tensor]] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        self.peft_target_modules = list(self.peft_target_modules)
+
+    def _check(self, source: Domain) -> None:
+        choices = {
+            "encoder": ("backbone", "mlp"),
+            "peft": PEFT_METHODS,
+            "align": ALIGNMENTS,
+            "regularize": ("none", "l2-sp"),
+            "stages": ("sequential", "joint"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"recipe '{self.name}': {key} '{getattr(self, key)}'; "
+                    f"expected one of {list(allowed)}"
+                )
+        if isinstance(source, FeatureDomain) and self.encoder != "mlp":
+            raise ConfigError(
+                f"recipe '{self.name}' trains a text backbone; on feature vectors "
+                "use encoder: mlp (for example the mlp-* recipes)"
+            )
+        if self.encoder == "mlp" and (
+            self.peft != "none"
+            or self.frozen_layers
+            or self.gradual_unfreezing
+            or self.layer_decay != 1.0
+        ):
+            raise ConfigError(
+                f"recipe '{self.name}': peft, frozen_layers, gradual_unfreezing "
+                "and layer_decay apply to encoder: backbone only"
+            )
+        if self.align != "none" and self.stages == "joint":
+            raise ConfigError(f"recipe '{self.name}': choose align or joint stages, not both")
+
+    # -- building the model -------------------------------------------------------------------
+
+    def _build(self, source: Domain, n_classes: int) -> tuple[Classifier, TextEncoder | None]:
+        """The classifier to train, and the frozen encoder that feeds it features (mlp only)."""
+        torch.manual_seed(self.seed)
+        if self.encoder == "mlp":
+            frozen = (
+                None
+                if isinstance(source, FeatureDomain)
+                else TextEncoder(self.backbone, self.max_length)
+            )
+            size = source.dimension if isinstance(source, FeatureDomain) else frozen.hidden_size
+            mlp = FeatureMLP(size, self.mlp_hidden)
+            return Classifier(n_classes, mlp.hidden_size, mlp), frozen
+        text = TextEncoder(self.backbone, self.max_length)
+        if self.peft != "none":
+            apply_peft(text, self.peft_spec())
+        model = Classifier(n_classes, text.hidden_size, text)
+        for layer in self._layers(model)[: self.frozen_layers]:
+            layer.requires_grad_(False)
+        return model, None
+
+    def peft_spec(self) -> dict[str, Any] | None:
+        if self.peft == "none":
+            return None
+        spec: dict[str, Any] = {
+            "method": self.peft,
+            "target_modules": self.peft_target_modules,
+            "rank": self.peft_rank,
+            "alpha": self.peft_alpha,
+        }
+        if self.peft == "ia3":
+            spec["feedforward_modules"] = [
+                m for m in self.peft_target_modules if "intermediate" in m or "output" in m
+            ]
+        return spec
+
+    def _layers(self, model: Classifier) -> list[nn.Module]:
+        assert isinstance(model.encoder, TextEncoder)
+        return model.encoder.layers()
+
+    def _parameter_groups(
+        self, model: Classifier, learning_rate: float, head_learning_rate: float
+    ) -> list[dict[str, Any]] | None:
+        """Layer-wise decayed learning rates (top layer: ``learning_rate``)."""
+        if self.encoder != "backbone" or self.layer_decay == 1.0:
+            return None
+        layers = self._layers(model)
+        groups = [{"params": list(model.head.parameters()), "lr": head_learning_rate}]
+        for depth, layer in enumerate(reversed(layers)):
+            groups.append(
+                {"params": list(layer.parameters()), "lr": learning_rate * self.layer_decay**depth}
+            )
+        seen = {id(p) for g in groups for p in g["params"]}
+        rest = [p for p in model.parameters() if id(p) not in seen]  # e.g. the pooler
+        if rest:
+            groups.append({"params": rest, "lr": learning_rate})
+        return groups
+
+    def _unfreezer(self, model: Classifier, epochs: int) -> Any:
+        if not self.gradual_unfreezing or self.encoder != "backbone":
+            return None
+        layers = self._layers(model)[self.frozen_layers :]
+        for layer in layers:
+            layer.requires_grad_(False)
+
+        def unfreeze(epoch: int) -> None:
+            count = math.ceil((epoch + 1) / epochs * len(layers))
+            for layer in layers[len(layers) - count :]:
+                layer.requires_grad_(True)
+            if self.peft != "none":  # only the adapter weights ever train
+                for name, p in model.named_parameters():
+                    if "lora_" not in name and "ia3_" not in name and not name.startswith("head"):
+                        p.requires_grad_(False)
+
+        return unfreeze
+
+    def _objectives(self, model: Classifier, n_classes: int) -> list[Objective]:
+        size = model.head.in_features
+        objectives: list[Objective] = []
+        if self.align == "coral":
+            objectives.append(CoralObjective(self.align_weight))
+        elif self.align == "mmd":
+            objectives.append(MMDObjective(self.align_weight))
+        elif self.align == "dann":
+            objectives.append(DomainAdversarialObjective(size, weight=self.align_weight))
+        if self.regularize == "l2-sp":
+            objectives.append(L2SPObjective(model, self.l2sp_alpha, self.l2sp_beta))
+        if self.stages == "joint":
+            objectives.append(TargetHead(size, n_classes))
+        return objectives
+
+    # -- training -----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        source: Domain,
+        target: Domain | None = None,
+        cache: EmbeddingCache | None = None,
+        unlabeled: Domain | None = None,
+    ) -> Predictor:
+        self._check(source)
+        classes = source.classes
+        model, frozen = self._build(source, len(classes))
+        inputs = lambda domain: domain_inputs(domain, frozen, cache)  # noqa: E731
+        has_target_labels = target is not None and len(target) > 0
+        if self.align != "none" and unlabeled is None:
+            raise DataError(
+                f"recipe '{self.name}' aligns features with unlabeled target data; none was given"
+            )
+        objectives = self._objectives(model, len(classes))
+        target_stream = None
+        if self.align != "none":
+            assert unlabeled is not None
+            target_stream = Examples(inputs(unlabeled))
+        elif self.stages == "joint" and has_target_labels:
+            assert target is not None
+            target_stream = Examples(inputs(target), target.label_ids(classes))
+        elif self.stages == "joint":
+            objectives = [o for o in objectives if not isinstance(o, TargetHead)]
+        key = (
+            source.data_hash(),
+            self.seed,
+            unlabeled.data_hash() if unlabeled is not None and self.align != "none" else None,
+        )
+        reuse = self.stages == "sequential"
+        if reuse and key in self._source_stage:
+            model.load_state_dict(self._source_stage[key])
+            if self.gradual_unfreezing:
+                self._unfreezer(model, 1)(0)  # everything the source stage unfroze
+        else:
+            train, validation = split_source(source, self.validation_fraction, self.seed)
+            settings = TrainingSettings(
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                head_learning_rate=self.head_learning_rate,
+                weight_decay=self.weight_decay,
+                patience=self.patience,
+                seed=self.seed,
+                description=f"{self.name} on source",
+            )
+            Trainer(settings).fit(
+                model,
+                Examples(inputs(train), train.label_ids(classes)),
+                Examples(inputs(validation), validation.label_ids(classes)),
+                target=target_stream,
+                objectives=objectives,
+                parameter_groups=self._parameter_groups(
+                    model, self.learning_rate, self.head_learning_rate
+                ),
+                on_epoch_start=self._unfreezer(model, self.epochs),
+            )
+            if reuse:
+                self._source_stage[key] = {k: v.clone() for k, v in model.state_dict().items()}
+        heads = [o for o in objectives if isinstance(o, TargetHead)]
+        if heads:
+            model.head = heads[0].head  # predict the target with the target's own head
+        elif has_target_labels:
+            assert target is not None
+            settings = TrainingSettings(
+                epochs=self.target_epochs,
+                batch_size=self.batch_size,
+                learning_rate=self.target_learning_rate,
+                weight_decay=self.weight_decay,
+                seed=self.seed,
+                description=f"{self.name} on target",
+            )
+            regularizers = [o for o in objectives if isinstance(o, L2SPObjective)]
+            Trainer(settings).fit(
+                model,
+                Examples(inputs(target), target.label_ids(classes)),
+                objectives=regularizers,
+                parameter_groups=self._parameter_groups(
+                    model, self.target_learning_rate, self.target_learning_rate
+                ),
+            )
+        return NeuralPredictor.from_training(classes, model, self, frozen, cache)
+
+
+def preset(name: str, family: str, description: str, **defaults: Any) -> type[EncoderTransfer]:
+    """Register a named recipe: :class:`EncoderTransfer` with other default pieces."""
+    fields = {f.name: f for f in dataclasses.fields(EncoderTransfer) if f.init}
+    for key in defaults:
+        if key not in fields:
+            raise ValueError(f"preset '{name}': unknown piece '{key}'")
+    new_fields = [
+        (key, fields[key].type, dataclasses.field(default=value, metadata=fields[key].metadata))
+        for key, value in defaults.items()
+    ]
+    class_name = "".join(part.title() for part in name.replace("-", " ").split())
+    cls = dataclasses.make_dataclass(
+        class_name,
+        new_fields,
+        bases=(EncoderTransfer,),
+        namespace={"name": name, "family": family, "description": description},
+    )
+    cls.__module__ = __name__
+    return register_recipe(cls)  # type: ignore[return-value]
+
+
+register_recipe(EncoderTransfer)
+
+# Model-based: pretrain on the source, then fine-tune on the target.
+preset("fine-tune", "model-based", "fine-tune backbone + head on source labels, then on target")
+preset(
+    "llrd",
+    "model-based",
+    "fine-tune with layer-wise learning-rate decay (0.8 per layer)",
+    layer_decay=0.8,
+)
+preset(
+    "gradual-unfreezing",
+    "model-based",
+    "fine-tune, unfreezing layers top-down each epoch",
+    gradual_unfreezing=True,
+)
+preset(
+    "l2-sp",
+    "model-based",
+    "fine-tune with L2-SP: pull weights toward the pretrained ones",
+    regularize="l2-sp",
+    weight_decay=0.0,
+)
+# Feature-based: align source and unlabeled target features while training.
+preset(
+    "coral",
+    "feature-based",
+    "fine-tune with a Deep CORAL loss on unlabeled target text",
+    align="coral",
+)
+preset(
+    "mmd",
+    "feature-based",
+    "fine-tune with a multi-kernel MMD loss (DAN) on unlabeled target",
+    align="mmd",
+)
+preset(
+    "dann",
+    "feature-based",
+    "domain-adversarial fine-tuning (gradient reversal, DANN)",
+    align="dann",
+    align_weight=0.1,
+)
+MLP = {
+    "encoder": "mlp",
+    "epochs": 100,
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "patience": 10,
+    "target_epochs": 20,
+    "target_learning_rate": 1e-3,
+}
+preset("mlp", "feature-based", "an MLP over frozen features or vectors, on source labels", **MLP)
+preset(
+    "mlp-coral",
+    "feature-based",
+    "an MLP over frozen features or vectors with a CORAL loss",
+    align="coral",
+    **MLP,
+)
+preset(
+    "mlp-mmd",
+    "feature-based",
+    "an MLP over frozen features or vectors with an MMD loss",
+    align="mmd",
+    **MLP,
+)
+preset(
+    "mlp-dann",
+    "feature-based",
+    "an MLP over frozen features or vectors, domain-adversarial",
+    align="dann",
+    align_weight=0.1,
+    **MLP,
+)
+# Network-based: share and freeze layers, or train small adapters.
+preset(
+    "freeze-bottom",
+    "network-based",
+    "freeze the embeddings and bottom 3 layers, train the rest",
+    frozen_layers=4,
+)
+preset(
+    "multi-head",
+    "network-based",
+    "a shared trunk with one head per domain, trained jointly",
+    stages="joint",
+)
+preset(
+    "lora",
+    "network-based",
+    "LoRA adapters (peft) on query and value, plus the head",
+    peft="lora",
+    learning_rate=5e-4,
+    target_learning_rate=5e-4,
+)
+preset(
+    "ia3",
+    "network-based",
+    "(IA)^3 adapters (peft) rescaling keys, values and feed-forward",
+    peft="ia3",
+    peft_target_modules=("key", "value", "intermediate.dense"),
+    learning_rate=3e-3,
+    target_learning_rate=3e-3,
+)
