@@ -145,7 +145,13 @@ class Step:
 
 
 class Objective(nn.Module):
-    """An auxiliary loss term added to the classification loss; its parameters train too."""
+    """An auxiliary loss term added to the classification loss; its parameters train too.
+
+    ``last_metrics`` may hold numbers about the latest step (a domain classifier's accuracy,
+    say); the trainer averages them per epoch into its history.
+    """
+
+    last_metrics: dict[str, float]
 
     def forward(self, step: Step) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -236,6 +242,7 @@ class Trainer:
             for objective in objectives:
                 objective.train()
             losses: dict[str, list[float]] = {"loss": [], "auxiliary": []}
+            observed: dict[str, list[float]] = {}
             for batch in train.batches(s.batch_size, generator):
                 target_batch = next(target_stream) if target_stream is not None else None
                 loss, auxiliary = self._loss(model, batch, target_batch, objectives, step / total)
@@ -246,19 +253,23 @@ class Trainer:
                 step += 1
                 self.examples_seen += len(batch["labels"])
                 losses["loss"].append(loss.item())
-                losses["auxiliary"].append(float(auxiliary))
+                losses["auxiliary"].append(auxiliary.item())
+                for objective in objectives:
+                    for key, value in getattr(objective, "last_metrics", {}).items():
+                        observed.setdefault(key, []).append(value)
             record = {
                 "epoch": epoch + 1,
                 "train_loss": float(np.mean(losses["loss"])),
                 "auxiliary_loss": float(np.mean(losses["auxiliary"])),
                 "seconds": time.perf_counter() - started,
+                **{key: float(np.mean(values)) for key, values in observed.items()},
             }
             if on_epoch_end is not None:
                 on_epoch_end(model, record["seconds"])
             if validation is not None and validation.labels is not None:
                 score = macro_f1(model, validation)
                 record["validation_macro_f1"] = score
-                if score > best_score:
+                if score >= best_score:  # ties: prefer the later, longer-trained epoch
                     best_score, stale = score, 0
                     best_state = copy.deepcopy(_trainable_state(model))
                 else:

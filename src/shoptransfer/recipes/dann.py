@@ -50,7 +50,7 @@ class DomainAdversarialObjective(Objective):
             nn.Dropout(0.1),
             nn.Linear(hidden_size, 1),
         )
-        self.last_domain_accuracy = float("nan")
+        self.last_metrics: dict[str, float] = {}
 
     def forward(self, step: Step) -> torch.Tensor:
         assert step.target_features is not None
@@ -60,5 +60,6 @@ class DomainAdversarialObjective(Objective):
         )
         logits = self.discriminator(reverse_gradient(features, dann_lambda(step.progress)))
         logits = logits.squeeze(1)
-        self.last_domain_accuracy = float(((logits > 0).float() == domains).float().mean())
+        accuracy = ((logits > 0).float() == domains).float().mean()
+        self.last_metrics = {"domain_accuracy": float(accuracy)}
         return self.weight * nn.functional.binary_cross_entropy_with_logits(logits, domains)

@@ -106,6 +106,9 @@ class EncoderTransfer(Recipe):
     _source_stage: dict[Any, dict[str, torch.Tensor]] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    history_: list[dict[str, float]] = dataclasses.field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.peft_target_modules = list(self.peft_target_modules)
@@ -284,7 +287,7 @@ class EncoderTransfer(Recipe):
                 seed=self.seed,
                 description=f"{self.name} on source",
             )
-            Trainer(settings).fit(
+            self.history_ = Trainer(settings).fit(
                 model,
                 Examples(inputs(train), train.label_ids(classes)),
                 Examples(inputs(validation), validation.label_ids(classes)),

@@ -1,0 +1,268 @@
+"""Each transfer method does what it claims, on tiny synthetic data or a tiny random BERT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shoptransfer.data import FeatureDomain, TextDomain
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.recipes import load_predictor, make_recipe
+from shoptransfer.recipes.coral import CoralLoss, coral_transform
+from shoptransfer.recipes.dann import dann_lambda, reverse_gradient
+from shoptransfer.recipes.mmd import MultiKernelMMD
+
+from .conftest import NEGATIVE, POSITIVE
+
+
+def shifted_pair(n: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    source = rng.normal(size=(n, 8))
+    mixing = np.diag([3.0, 0.5, 2.0, 1.0, 1.0, 0.3, 1.5, 1.0])
+    target = rng.normal(size=(n, 8)) @ mixing + 2.0
+    return source.astype(np.float32), target.astype(np.float32)
+
+
+@pytest.mark.parametrize("loss_fn", [CoralLoss(), MultiKernelMMD()], ids=["coral", "mmd"])
+def test_alignment_losses_fall_as_a_map_aligns_the_domains(loss_fn: torch.nn.Module) -> None:
+    source, target = (torch.from_numpy(x) for x in shifted_pair())
+    torch.manual_seed(0)
+    mapping = torch.nn.Linear(8, 8)
+    with torch.no_grad():
+        mapping.weight.copy_(torch.eye(8))
+        mapping.bias.zero_()
+    optimizer = torch.optim.Adam(mapping.parameters(), lr=0.02)
+    first = loss_fn(mapping(source), target).item()
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = loss_fn(mapping(source), target)
+        loss.backward()
+        optimizer.step()
+    assert loss_fn(mapping(source), target).item() < 0.2 * first
+
+
+def test_losses_are_near_zero_for_the_same_distribution() -> None:
+    rng = np.random.default_rng(1)
+    a = torch.from_numpy(rng.normal(size=(400, 4)).astype(np.float32))
+    b = torch.from_numpy(rng.normal(size=(400, 4)).astype(np.float32))
+    shifted = b * 3 + 1
+    for loss_fn in (CoralLoss(), MultiKernelMMD()):
+        assert float(loss_fn(a, b)) < 0.1 * float(loss_fn(a, shifted))
+
+
+def test_gradient_reversal_is_the_negated_scaled_identity() -> None:
+    x = torch.randn(5, 3, requires_grad=True)
+    upstream = torch.randn(5, 3)
+    out = reverse_gradient(x, 0.7)
+    torch.testing.assert_close(out, x)
+    out.backward(upstream)
+    torch.testing.assert_close(x.grad, -0.7 * upstream)
+
+
+def test_dann_schedule_rises_from_zero_toward_one() -> None:
+    values = [dann_lambda(p) for p in np.linspace(0, 1, 11)]
+    assert values[0] == 0.0 and values[-1] > 0.99
+    assert all(b >= a for a, b in zip(values, values[1:]))
+
+
+def test_closed_form_coral_gives_the_source_the_target_covariance() -> None:
+    source, target = shifted_pair(2000)
+    moved = coral_transform(source, target, eps=1e-6)
+    np.testing.assert_allclose(np.cov(moved, rowvar=False), np.cov(target, rowvar=False), atol=0.05)
+    np.testing.assert_allclose(moved.mean(axis=0), target.mean(axis=0), atol=1e-4)
+
+
+def feature_domains(seed: int = 0) -> tuple[FeatureDomain, FeatureDomain]:
+    """Two classes; the target is the source rotated and shifted."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, size=600)
+    base = rng.normal(size=(600, 10)) + np.outer(labels * 2 - 1, np.r_[1.5, np.zeros(9)])
+    rotation = np.linalg.qr(rng.normal(size=(10, 10)))[0]
+    angle = 0.35  # a moderate shift: rotate part of the way, then move
+    mix = (1 - angle) * np.eye(10) + angle * rotation
+    source = FeatureDomain("s", base[:300].astype(np.float32), [str(y) for y in labels[:300]])
+    target = FeatureDomain(
+        "t", (base[300:] @ mix + 1.0).astype(np.float32), [str(y) for y in labels[300:]]
+    )
+    return source, target
+
+
+def test_dann_makes_domains_indistinguishable_and_keeps_the_task() -> None:
+    source, target = feature_domains()
+    options = {"epochs": 60, "patience": 60, "mlp_hidden": 32}
+    plain = make_recipe("mlp", **options).fit(source, unlabeled=target.without_labels())
+    recipe = make_recipe("mlp-dann", align_weight=1.0, **options)
+    dann = recipe.fit(source, unlabeled=target.without_labels())
+    domain_accuracy = [record["domain_accuracy"] for record in recipe.history_]
+    assert max(domain_accuracy) > 0.8  # while the features still differ, it tells them apart
+    assert np.mean(domain_accuracy[-10:]) < 0.7  # in the end it is close to chance (0.5)
+    accuracy = {
+        name: np.mean(np.array(p.predict(target.vectors)) == np.array(target.labels))
+        for name, p in (("plain", plain), ("dann", dann))
+    }
+    assert accuracy["dann"] > 0.8 and accuracy["dann"] > accuracy["plain"]
+
+
+def test_alignment_recipes_need_unlabeled_target_data() -> None:
+    source, _ = feature_domains()
+    with pytest.raises(DataError, match="unlabeled target data"):
+        make_recipe("mlp-coral").fit(source)
+    with pytest.raises(ConfigError, match="encoder: mlp"):
+        make_recipe("coral").fit(source)
+
+
+SOURCE = TextDomain(
+    "book",
+    [f"book {t} {r}" for r in range(2) for t in POSITIVE + NEGATIVE],
+    [y for _ in range(2) for y in ["pos"] * 8 + ["neg"] * 8],
+)
+TARGET = TextDomain(
+    "pan", [f"pan {t}" for t in POSITIVE[:4] + NEGATIVE[:4]], ["pos"] * 4 + ["neg"] * 4
+)
+TEST = [f"kettle {t}" for t in POSITIVE[4:] + NEGATIVE[4:]]
+
+
+def encoder_distance(predictor, start: dict[str, torch.Tensor]) -> float:
+    state = predictor.model.encoder.state_dict()
+    return float(sum((state[k] - v).pow(2).sum() for k, v in start.items()))
+
+
+def test_l2_sp_stays_closer_to_the_pretrained_weights(tiny_backbone: str) -> None:
+    from shoptransfer.backbones import TextEncoder
+
+    start = TextEncoder(tiny_backbone).state_dict()
+    options = {
+        "backbone": tiny_backbone,
+        "epochs": 3,
+        "patience": 3,
+        "learning_rate": 5e-3,
+        "weight_decay": 0.0,
+    }
+    plain = make_recipe("fine-tune", **options).fit(SOURCE)
+    l2sp = make_recipe("l2-sp", l2sp_alpha=5.0, **options).fit(SOURCE)
+    assert encoder_distance(l2sp, start) < 0.5 * encoder_distance(plain, start)
+
+
+def test_frozen_layers_do_not_change(tiny_backbone: str) -> None:
+    from shoptransfer.backbones import TextEncoder
+
+    reference = TextEncoder(tiny_backbone)
+    predictor = make_recipe(
+        "freeze-bottom", backbone=tiny_backbone, frozen_layers=2, epochs=2, learning_rate=1e-2
+    ).fit(SOURCE, TARGET)
+    trained = predictor.model.encoder.layers()
+    for before, after in zip(reference.layers()[:2], trained[:2]):
+        for p, q in zip(before.parameters(), after.parameters()):
+            torch.testing.assert_close(p, q)
+    top_changed = any(
+        not torch.equal(p, q)
+        for p, q in zip(reference.layers()[2].parameters(), trained[2].parameters())
+    )
+    assert top_changed
+
+
+def test_gradual_unfreezing_trains_the_top_layer_first(tiny_backbone: str) -> None:
+    from shoptransfer.backbones import TextEncoder
+
+    reference = TextEncoder(tiny_backbone)
+    # one epoch of three unfreezes ceil(1/3 * 3 layers) = 1: the top layer only
+    recipe = make_recipe(
+        "gradual-unfreezing", backbone=tiny_backbone, epochs=3, patience=3, learning_rate=1e-2
+    )
+    recipe.epochs = 3
+    model, _ = recipe._build(SOURCE, 2)
+    unfreeze = recipe._unfreezer(model, 3)
+    unfreeze(0)
+    flags = [all(p.requires_grad for p in layer.parameters()) for layer in model.encoder.layers()]
+    assert flags == [False, False, True]
+    unfreeze(2)
+    flags = [all(p.requires_grad for p in layer.parameters()) for layer in model.encoder.layers()]
+    assert flags == [True, True, True]
+    predictor = recipe.fit(SOURCE)
+    assert predictor.predict_proba(TEST).shape == (8, 2)
+    assert reference is not None
+
+
+def test_layer_decay_gives_lower_rates_to_lower_layers(tiny_backbone: str) -> None:
+    recipe = make_recipe("llrd", backbone=tiny_backbone, layer_decay=0.5)
+    model, _ = recipe._build(SOURCE, 2)
+    groups = recipe._parameter_groups(model, 1e-3, 1e-2)
+    rates = [g["lr"] for g in groups]
+    assert rates[:4] == pytest.approx([1e-2, 1e-3, 5e-4, 2.5e-4])
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_peft_trains_only_adapters_and_head_and_round_trips(
+    method: str, tiny_backbone: str, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from shoptransfer.backbones import TextEncoder
+
+    options = {"backbone": tiny_backbone, "epochs": 1, "target_epochs": 2}
+    if method == "ia3":
+        options["peft_target_modules"] = ["key", "value", "intermediate.dense"]
+    predictor = make_recipe(method, **options).fit(SOURCE, TARGET)
+    marker = "lora_" if method == "lora" else "ia3_"
+    trainable = [n for n, p in predictor.model.named_parameters() if p.requires_grad]
+    assert trainable and all(marker in n or n.startswith("head.") for n in trainable)
+    full = sum(p.numel() for p in TextEncoder(tiny_backbone).parameters())
+    assert predictor.trainable_parameters < 0.1 * full
+    saved = load_file(str(predictor.save(tmp_path / "m") / "model.safetensors"))
+    assert set(saved) == set(trainable)
+    loaded = load_predictor(tmp_path / "m")
+    np.testing.assert_allclose(loaded.predict_proba(TEST), predictor.predict_proba(TEST), atol=1e-5)
+
+
+def test_lora_on_missing_modules_is_a_config_error(tiny_backbone: str) -> None:
+    with pytest.raises(ConfigError, match=r"target modules \['q_proj'\] are not in backbone"):
+        make_recipe("lora", backbone=tiny_backbone, peft_target_modules=["q_proj"]).fit(SOURCE)
+
+
+def test_multi_head_predicts_with_the_target_head(tiny_backbone: str, tmp_path: Path) -> None:
+    recipe = make_recipe("multi-head", backbone=tiny_backbone, epochs=2, learning_rate=1e-3)
+    predictor = recipe.fit(SOURCE, TARGET)
+    loaded = load_predictor(predictor.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict_proba(TEST), predictor.predict_proba(TEST), atol=1e-5)
+    source_only = make_recipe(
+        "multi-head", backbone=tiny_backbone, epochs=2, learning_rate=1e-3
+    ).fit(SOURCE)
+    assert not np.allclose(source_only.predict_proba(TEST), predictor.predict_proba(TEST))
+
+
+@pytest.mark.parametrize("name", ["coral", "mmd", "dann"])
+def test_backbone_alignment_recipes_run_and_round_trip(
+    name: str, tiny_backbone: str, tmp_path: Path
+) -> None:
+    unlabeled = TextDomain("pan", TEST)
+    predictor = make_recipe(name, backbone=tiny_backbone, epochs=1).fit(
+        SOURCE, None, unlabeled=unlabeled
+    )
+    loaded = load_predictor(predictor.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict_proba(TEST), predictor.predict_proba(TEST), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["frozen-features", "coral-closed-form", "mlp", "mlp-coral", "mlp-mmd", "mlp-dann"]
+)
+def test_feature_recipes_run_on_vectors_and_round_trip(name: str, tmp_path: Path) -> None:
+    source, target = feature_domains()
+    predictor = make_recipe(name, epochs=20).fit(source, None, unlabeled=target.without_labels())
+    probabilities = predictor.predict_proba(target.vectors)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    loaded = load_predictor(predictor.save(tmp_path / "m"))
+    np.testing.assert_allclose(
+        loaded.predict_proba(target.vectors), predictor.predict_proba(target.vectors), atol=1e-5
+    )
+
+
+def test_closed_form_coral_beats_the_plain_head_under_covariance_shift() -> None:
+    source, target = feature_domains()
+    accuracy = {}
+    for name in ("frozen-features", "coral-closed-form"):
+        predictor = make_recipe(name).fit(source, unlabeled=target.without_labels())
+        accuracy[name] = np.mean(np.array(predictor.predict(target.vectors)) == target.labels)
+    assert accuracy["coral-closed-form"] > accuracy["frozen-features"] + 0.05
