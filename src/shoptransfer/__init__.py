@@ -1,6 +1,6 @@
 """shoptransfer: transfer learning for e-commerce, measured against training from scratch."""
 
-from shoptransfer.api import load_model, predict, read_domain, run_experiment
+from shoptransfer.api import compare, load_model, predict, read_domain, run_experiment
 from shoptransfer.config import ExperimentConfig, load_config, parse_config
 from shoptransfer.data import TextDomain, read_blitzer, read_table
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
@@ -13,6 +13,7 @@ __all__ = [
     "ExperimentConfig",
     "ShopTransferError",
     "TextDomain",
+    "compare",
     "load_config",
     "load_model",
     "parse_config",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,17 @@ import numpy as np
 import yaml
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.config import DomainConfig, ExperimentConfig
 from shoptransfer.data.domain import Domain, shared_label_vocabulary
 from shoptransfer.data.features import FEATURE_FORMATS, read_features
 from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
 from shoptransfer.data.sampling import sample_fraction, sample_per_class
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.evaluation.compare import analyse, domain_gap
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.metering import QualityMonitor, measure, monitoring
 from shoptransfer.recipes import load_predictor, make_recipe
 from shoptransfer.recipes.base import Predictor, Recipe
 from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, load_results, new_run_dir
@@ -74,10 +78,19 @@ def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
     return recipes
 
 
+def draw_budget(pool: Domain, budget: int | float | str, seed: int) -> Domain | None:
+    """The labeled target examples of a budget: k per class, a fraction, or the whole pool."""
+    if budget == "all":
+        return pool
+    if isinstance(budget, float):
+        return sample_fraction(pool, budget, seed)[0]
+    return sample_per_class(pool, int(budget), seed)[0] if int(budget) > 0 else None
+
+
 def _check_budgets(config: ExperimentConfig, pool: Domain) -> None:
     counts = pool.class_counts()
     smallest = min(counts.values())
-    too_large = [b for b in config.budgets if b > smallest]
+    too_large = [b for b in config.budgets if isinstance(b, int) and b > smallest]
     if too_large:
         raise ConfigError(
             f"budgets: {too_large} labels per class asked for, but the target's labeled pool "
@@ -138,13 +151,19 @@ def run_experiment(
         **environment(),
         "results": [],
     }
+    if config.domain_gap:
+        payload["domain_gap"] = _domain_gap(config, source, target, cache)
     atomic_write_json(run_dir / RESULTS_FILE, payload)
     y_test = test.label_ids(classes)
     unlabeled = _unlabeled_target(pool, test, config.transductive)
+    quality_sample = None
+    if config.track_quality:
+        order = np.random.default_rng(config.split_seed).permutation(len(test))
+        quality_sample = test.subset(np.sort(order[: config.quality_sample]))
     for seed in config.seeds:
         recipes = _build_recipes(config, seed)
         for budget in config.budgets:
-            labeled = sample_per_class(pool, budget, seed)[0] if budget > 0 else None
+            labeled = draw_budget(pool, budget, seed)
             for recipe in recipes:
                 record = _run_cell(
                     recipe,
@@ -158,11 +177,39 @@ def run_experiment(
                     run_dir if config.save_models else None,
                     budget,
                     seed,
+                    quality_sample,
                 )
                 payload["results"].append(record)
                 atomic_write_json(run_dir / RESULTS_FILE, payload)
                 if on_result is not None:
                     on_result(record)
+    return run_dir
+
+
+def _domain_gap(
+    config: ExperimentConfig, source: Domain, target: Domain, cache: EmbeddingCache
+) -> dict[str, float]:
+    """Proxy A-distance and MMD between the domains' frozen features (or their vectors)."""
+    if isinstance(source.inputs, np.ndarray):
+        both = np.vstack([source.inputs, target.inputs])
+        scale = both.std(axis=0) + 1e-6
+        return domain_gap(source.inputs / scale, target.inputs / scale)
+    encoder = TextEncoder(config.backbone, config.max_length)
+    return domain_gap(cache.encode(encoder, source.inputs), cache.encode(encoder, target.inputs))
+
+
+def compare(
+    config: ExperimentConfig,
+    show_progress: bool = True,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run the experiment with quality tracking and the domain gap, then add the comparison
+    (mean ± std, negative transfer, cost, time to scratch quality) to ``results.json``."""
+    config = config.model_copy(update={"track_quality": True, "domain_gap": True})
+    run_dir = run_experiment(config, show_progress=show_progress, on_result=on_result)
+    results = load_results(run_dir)
+    results["comparison"] = analyse(results["results"])
+    atomic_write_json(run_dir / RESULTS_FILE, results)
     return run_dir
 
 
@@ -185,8 +232,9 @@ def _run_cell(
     classes: list[str],
     cache: EmbeddingCache,
     run_dir: Path | None,
-    budget: int,
+    budget: int | float | str,
     seed: int,
+    quality_sample: Domain | None = None,
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "recipe": recipe.name,
@@ -196,10 +244,23 @@ def _run_cell(
     }
     if not recipe.uses_source and labeled is None:
         return {**record, "status": "skipped", "reason": "trains on target labels only"}
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        predictor = recipe.fit(source, labeled, cache=cache, unlabeled=unlabeled)
-        train_seconds = time.perf_counter() - started
+    monitor = None
+    if quality_sample is not None:
+        sample_labels = quality_sample.label_ids(classes)
+
+        def score(predictor: Predictor) -> float:
+            predicted = predictor.predict_proba(quality_sample.inputs).argmax(axis=1)
+            return classification_metrics(sample_labels, predicted, classes)["macro_f1"]
+
+        monitor = QualityMonitor(score)
+    with PeakMemory() as memory, measure() as meter:
+        with monitoring(monitor) if monitor is not None else nullcontext():
+            started = time.perf_counter()
+            predictor = recipe.fit(source, labeled, cache=cache, unlabeled=unlabeled)
+            scoring = monitor.scoring_seconds if monitor is not None else 0.0
+            train_seconds = time.perf_counter() - started - scoring
+            if monitor is not None:
+                monitor.observe(predictor)  # the final model, at the end of training
         started = time.perf_counter()
         probabilities = predictor.predict_proba(test.inputs)
         predict_seconds = time.perf_counter() - started
@@ -213,8 +274,11 @@ def _run_cell(
             "predict_seconds": round(predict_seconds, 3),
             "trainable_parameters": predictor.trainable_parameters,
             "peak_rss_mb": round(memory.peak_mb, 1),
+            "train_flops_estimate": meter.flops,
         }
     )
+    if monitor is not None:
+        record["quality_curve"] = [[seconds, f1] for seconds, f1 in monitor.curve]
     if run_dir is not None:
         folder = run_dir / "models" / f"{recipe.name}-k{budget}-seed{seed}"
         predictor.save(folder)

@@ -79,6 +79,78 @@ def run(
     _run_and_report(experiment, quiet, title)
 
 
+def _list_option(value: str | None, name: str, cast: Any) -> list[Any] | None:
+    from shoptransfer.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return [cast(item.strip()) for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise ConfigError(f"--{name} '{value}': expected a comma-separated list") from None
+
+
+def _budget(item: str) -> int | float | str:
+    if item == "all":
+        return item
+    return float(item) if "." in item else int(item)
+
+
+@app.command()
+def compare(
+    config: Annotated[
+        Path | None, typer.Argument(help="experiment YAML (optional with flags)")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="source data: file or Blitzer folder")] = None,
+    target: Annotated[str | None, typer.Option(help="target data: file or Blitzer folder")] = None,
+    text: Annotated[str | None, typer.Option(help="text column of --source/--target")] = None,
+    label: Annotated[str | None, typer.Option(help="label column of --source/--target")] = None,
+    recipes: Annotated[str | None, typer.Option(help="comma-separated recipe names")] = None,
+    budgets: Annotated[str | None, typer.Option(help="e.g. 0,16,64,0.1,all")] = None,
+    seeds: Annotated[str | None, typer.Option(help="e.g. 0,1,2")] = None,
+    name: Annotated[str | None, typer.Option(help="run name")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
+) -> None:
+    """Compare recipes x budgets x seeds: mean ± std, negative transfer, cost, domain gap."""
+    from shoptransfer.api import compare as run_comparison
+    from shoptransfer.config import load_config, parse_config
+    from shoptransfer.errors import ConfigError
+    from shoptransfer.evaluation.compare import format_comparison
+    from shoptransfer.runs import load_results
+
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if config is not None:
+        data = load_config(config).model_dump(mode="json", exclude_defaults=True)
+        base_dir = config.parent
+    for key, value in (("source", source), ("target", target)):
+        if value is not None:
+            entry: dict[str, Any] = {"path": value}
+            if text is not None:
+                entry["text"] = text
+            if label is not None:
+                entry["label"] = label
+            data[key] = entry
+    overrides = {
+        "recipes": _list_option(recipes, "recipes", str),
+        "budgets": _list_option(budgets, "budgets", _budget),
+        "seeds": _list_option(seeds, "seeds", int),
+        "name": name,
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "source" not in data or "target" not in data:
+        raise ConfigError("compare needs a config file or both --source and --target")
+    experiment = parse_config(data, str(config or "compare"), base_dir)
+    run_dir = run_comparison(
+        experiment, show_progress=not quiet, on_result=None if quiet else _print_result
+    )
+    results = load_results(run_dir)
+    typer.echo("")
+    typer.echo(f"{experiment.name}: seeds {experiment.seeds}")
+    typer.echo(format_comparison(results["comparison"], results.get("domain_gap")))
+    typer.echo(f"\nrun folder: {run_dir}")
+
+
 @app.command()
 def demo(
     source: Annotated[

@@ -58,7 +58,10 @@ class ExperimentConfig(_Strict):
     recipes: list[RecipeConfig] = Field(
         default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES]
     )
-    budgets: list[int] = Field([0, 16, 64], description="target labels per class")
+    budgets: list[int | float | Literal["all"]] = Field(
+        [0, 16, 64],
+        description="target labels: an integer per class, a fraction of the pool, or 'all'",
+    )
     seeds: list[int] = Field([0], description="random seeds; each gives one result per cell")
     transductive: bool = Field(
         False,
@@ -68,6 +71,15 @@ class ExperimentConfig(_Strict):
     output_dir: str = Field("runs", description="folder that receives the run folder")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
     save_models: bool = Field(True, description="save every trained model in the run folder")
+    track_quality: bool = Field(
+        False,
+        description="score a sample of the target test set after every epoch, for the "
+        "time-to-target-quality report (compare turns it on)",
+    )
+    domain_gap: bool = Field(
+        False, description="measure the source-target gap on frozen features (compare does)"
+    )
+    quality_sample: int = Field(500, gt=0, description="target test examples scored per epoch")
 
     @field_validator("recipes", mode="before")
     @classmethod
@@ -92,10 +104,20 @@ class ExperimentConfig(_Strict):
 
     @field_validator("budgets")
     @classmethod
-    def _budgets(cls, value: list[int]) -> list[int]:
-        if not value or any(b < 0 for b in value):
-            raise ValueError("expected a non-empty list of labels per class, each 0 or more")
-        return value
+    def _budgets(cls, value: list[Any]) -> list[Any]:
+        def valid(b: Any) -> bool:
+            if b == "all":
+                return True
+            if isinstance(b, float) and not b.is_integer():
+                return 0 < b < 1
+            return int(b) >= 0
+
+        if not value or not all(valid(b) for b in value):
+            raise ValueError(
+                "expected a non-empty list of budgets: labels per class (0 or more), a fraction "
+                "between 0 and 1, or 'all'"
+            )
+        return [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
 
     @field_validator("seeds")
     @classmethod

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from shoptransfer.evaluation.metrics import classification_metrics
+from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.progress import progress
 
 
@@ -178,7 +179,8 @@ class Trainer:
     ``target`` examples (labeled or not) are drawn alongside each source batch and passed to the
     ``objectives``; ``parameter_groups`` overrides the default optimiser groups (for layer-wise
     learning rates); ``on_epoch_start(epoch)`` may change what is trainable (gradual
-    unfreezing); ``on_epoch_end(model, seconds)`` observes progress without influencing it.
+    unfreezing); ``as_predictor(model)`` wraps the model so that an active quality monitor
+    (:mod:`shoptransfer.metering`) can score it after each epoch without influencing it.
     """
 
     def __init__(self, settings: TrainingSettings) -> None:
@@ -205,7 +207,7 @@ class Trainer:
         objectives: Sequence[Objective] = (),
         parameter_groups: list[dict[str, Any]] | None = None,
         on_epoch_start: Callable[[int], None] | None = None,
-        on_epoch_end: Callable[[Classifier, float], None] | None = None,
+        as_predictor: Callable[[Classifier], Any] | None = None,
     ) -> list[dict[str, float]]:
         """Train in place; return one record per epoch (losses, validation macro-F1, seconds)."""
         s = self.settings
@@ -238,6 +240,7 @@ class Trainer:
         for epoch in progress(range(s.epochs), s.description):
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
+            parameter_counts = _parameter_counts(model)
             model.train()
             for objective in objectives:
                 objective.train()
@@ -246,12 +249,16 @@ class Trainer:
             for batch in train.batches(s.batch_size, generator):
                 target_batch = next(target_stream) if target_stream is not None else None
                 loss, auxiliary = self._loss(model, batch, target_batch, objectives, step / total)
+                units = _units(model, batch) + (
+                    _units(model, target_batch) if target_batch is not None else 0
+                )
                 optimizer.zero_grad()
                 (loss + auxiliary).backward()
                 optimizer.step()
                 scheduler.step()
                 step += 1
                 self.examples_seen += len(batch["labels"])
+                record_step(units, *parameter_counts)
                 losses["loss"].append(loss.item())
                 losses["auxiliary"].append(auxiliary.item())
                 for objective in objectives:
@@ -264,8 +271,7 @@ class Trainer:
                 "seconds": time.perf_counter() - started,
                 **{key: float(np.mean(values)) for key, values in observed.items()},
             }
-            if on_epoch_end is not None:
-                on_epoch_end(model, record["seconds"])
+            epoch_finished(as_predictor, model)
             if validation is not None and validation.labels is not None:
                 score = macro_f1(model, validation)
                 record["validation_macro_f1"] = score
@@ -328,6 +334,25 @@ def macro_f1(model: Classifier, examples: Examples) -> float:
     predicted = predict_logits(model, examples).argmax(axis=1)
     names = [str(i) for i in range(model.head.out_features)]
     return float(classification_metrics(examples.labels, predicted, names)["macro_f1"])
+
+
+def _parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(forward, trainable) parameter counts, leaving out embedding tables (they are lookups)."""
+    forward = trainable = 0
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            continue
+        for p in module.parameters(recurse=False):
+            forward += p.numel()
+            trainable += p.numel() if p.requires_grad else 0
+    return forward, trainable
+
+
+def _units(model: Classifier, batch: dict[str, Any]) -> int:
+    """Tokens in a text batch (as the encoder will see them), or examples in a feature batch."""
+    if "texts" in batch and model.encoder is not None and hasattr(model.encoder, "tokenize"):
+        return int(model.encoder.tokenize(batch["texts"])["attention_mask"].sum())
+    return len(next(iter(batch.values())))
 
 
 def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

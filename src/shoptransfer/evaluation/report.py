@@ -27,7 +27,8 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             order.append(key)
         groups[key].append(record)
     rows = []
-    for recipe, budget in sorted(order, key=lambda k: (k[1], order.index(k))):
+    budgets = list(dict.fromkeys(budget for _, budget in order))
+    for recipe, budget in sorted(order, key=lambda k: (budgets.index(k[1]), order.index(k))):
         done = [r for r in groups[(recipe, budget)] if r.get("status") == "ok"]
         rows.append(
             {

@@ -106,8 +106,14 @@ class FrozenFeatures(Recipe):
             seed=self.seed,
             description=self.name,
         )
-        Trainer(settings).fit(model, Examples.concatenate(parts), held_out)
-        return NeuralPredictor.from_training(classes, model, self, frozen, cache)
+
+        def as_predictor(m: Classifier) -> NeuralPredictor:
+            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
+
+        Trainer(settings).fit(
+            model, Examples.concatenate(parts), held_out, as_predictor=as_predictor
+        )
+        return as_predictor(model)
 
 
 @register_recipe

@@ -62,5 +62,13 @@ class ScratchTransformer(Recipe):
             seed=self.seed,
             description="scratch-transformer",
         )
-        Trainer(settings).fit(model, Examples(list(target.inputs), target.label_ids(classes)))
-        return NeuralPredictor.from_training(classes, model, self, None, None)
+
+        def as_predictor(m: Classifier) -> NeuralPredictor:
+            return NeuralPredictor.from_training(classes, m, self, None, None)
+
+        Trainer(settings).fit(
+            model,
+            Examples(list(target.inputs), target.label_ids(classes)),
+            as_predictor=as_predictor,
+        )
+        return as_predictor(model)

@@ -265,6 +265,10 @@ class EncoderTransfer(Recipe):
             target_stream = Examples(inputs(target), target.label_ids(classes))
         elif self.stages == "joint":
             objectives = [o for o in objectives if not isinstance(o, TargetHead)]
+
+        def as_predictor(m: Classifier) -> NeuralPredictor:
+            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
+
         key = (
             source.data_hash(),
             self.seed,
@@ -297,6 +301,7 @@ class EncoderTransfer(Recipe):
                     model, self.learning_rate, self.head_learning_rate
                 ),
                 on_epoch_start=self._unfreezer(model, self.epochs),
+                as_predictor=as_predictor,
             )
             if reuse:
                 self._source_stage[key] = {k: v.clone() for k, v in model.state_dict().items()}
@@ -318,11 +323,12 @@ class EncoderTransfer(Recipe):
                 model,
                 Examples(inputs(target), target.label_ids(classes)),
                 objectives=regularizers,
+                as_predictor=as_predictor,
                 parameter_groups=self._parameter_groups(
                     model, self.target_learning_rate, self.target_learning_rate
                 ),
             )
-        return NeuralPredictor.from_training(classes, model, self, frozen, cache)
+        return as_predictor(model)
 
 
 def preset(name: str, family: str, description: str, **defaults: Any) -> type[EncoderTransfer]:

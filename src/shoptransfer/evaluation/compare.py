@@ -1,0 +1,238 @@
+"""The comparison users trust: transfer beside scratch, with noise, cost and the domain gap.
+
+- **Negative transfer**: a transfer recipe whose mean macro-F1 is below the best scratch
+  baseline's at the same target budget by more than the seed noise (the standard deviation of
+  the difference of two means, ``sqrt(s_t^2/n_t + s_s^2/n_s)``; with one seed, any shortfall).
+- **Time to target quality**: training seconds until a recipe's macro-F1 on a fixed sample of
+  the target test set first reaches the best scratch baseline's final macro-F1 on that sample.
+- **Domain gap** on frozen features: the proxy A-distance ``2 (1 - 2 err)`` of a linear domain
+  classifier (Ben-David et al., NeurIPS 2007) and a Gaussian-kernel MMD.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from shoptransfer.evaluation.report import summarise
+
+
+def proxy_a_distance(source: np.ndarray, target: np.ndarray, seed: int = 0) -> float:
+    """``2 (1 - 2 err)`` where ``err`` is a logistic domain classifier's held-out error."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.vstack([source, target])
+    y = np.r_[np.zeros(len(source)), np.ones(len(target))]
+    order = np.random.default_rng(seed).permutation(len(y))
+    half = len(y) // 2
+    train, test = order[:half], order[half:]
+    scaler = StandardScaler().fit(x[train])
+    classifier = LogisticRegression(C=1.0, max_iter=2000)
+    classifier.fit(scaler.transform(x[train]), y[train])
+    error = 1.0 - classifier.score(scaler.transform(x[test]), y[test])
+    return float(2.0 * (1.0 - 2.0 * error))
+
+
+def gaussian_mmd(source: np.ndarray, target: np.ndarray) -> float:
+    """Squared MMD with a Gaussian kernel whose bandwidth is the median pairwise distance."""
+    import torch
+
+    joint = torch.from_numpy(np.vstack([source, target]).astype(np.float32))
+    distances = torch.cdist(joint, joint).pow(2)
+    bandwidth = distances[distances > 0].median()
+    kernel = torch.exp(-distances / bandwidth)
+    n = len(source)
+    value = kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+    return float(value)
+
+
+def domain_gap(
+    source: np.ndarray, target: np.ndarray, limit: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    source = source[rng.permutation(len(source))[:limit]]
+    target = target[rng.permutation(len(target))[:limit]]
+    return {
+        "proxy_a_distance": proxy_a_distance(source, target, seed),
+        "mmd": gaussian_mmd(source, target),
+        "examples_per_domain": min(len(source), len(target)),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def _first_reaching(curve: list[list[float]], level: float) -> float | None:
+    for seconds, score in curve:
+        if score >= level - 1e-12:
+            return float(seconds)
+    return None
+
+
+def analyse(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per recipe x budget: mean/std of the metrics, cost, and the transfer verdicts."""
+    rows = summarise(results)
+    ok = [r for r in results if r.get("status") == "ok"]
+    out = []
+    for row in rows:
+        cells = [
+            r for r in ok if r["recipe"] == row["recipe"] and str(r["budget"]) == str(row["budget"])
+        ]
+        entry: dict[str, Any] = {
+            "recipe": row["recipe"],
+            "budget": row["budget"],
+            "seeds": row["seeds"],
+        }
+        if not cells:
+            entry["skipped"] = row["skipped"]
+            out.append(entry)
+            continue
+        entry["family"] = cells[0]["family"]
+        for metric in ("accuracy", "macro_f1"):
+            mean, std = _mean_std([c["metrics"][metric] for c in cells])
+            entry[metric] = {"mean": mean, "std": std}
+        for cost in ("train_seconds", "peak_rss_mb", "train_flops_estimate"):
+            entry[cost] = float(np.mean([c.get(cost, 0.0) for c in cells]))
+        entry["trainable_parameters"] = cells[0]["trainable_parameters"]
+        out.append(entry)
+    for entry in out:
+        if "macro_f1" not in entry or entry.get("family") == "baseline":
+            continue
+        baselines = [
+            e
+            for e in out
+            if e.get("family") == "baseline"
+            and "macro_f1" in e
+            and str(e["budget"]) == str(entry["budget"])
+        ]
+        if not baselines:
+            entry["negative_transfer"] = None
+            continue
+        best = max(baselines, key=lambda e: e["macro_f1"]["mean"])
+        difference = entry["macro_f1"]["mean"] - best["macro_f1"]["mean"]
+        noise = math.sqrt(
+            entry["macro_f1"]["std"] ** 2 / max(1, entry["seeds"])
+            + best["macro_f1"]["std"] ** 2 / max(1, best["seeds"])
+        )
+        entry["best_scratch"] = best["recipe"]
+        entry["versus_scratch"] = difference
+        entry["negative_transfer"] = bool(difference < -noise) if noise > 0 else difference < 0
+        entry["time_to_scratch_quality"] = _time_to_quality(ok, entry, best)
+    return out
+
+
+def _time_to_quality(
+    ok: list[dict[str, Any]], entry: dict[str, Any], best: dict[str, Any]
+) -> dict[str, Any] | None:
+    def curves(recipe: str) -> list[list[list[float]]]:
+        return [
+            c["quality_curve"]
+            for c in ok
+            if c["recipe"] == recipe
+            and str(c["budget"]) == str(entry["budget"])
+            and c.get("quality_curve")
+        ]
+
+    scratch = curves(best["recipe"])
+    mine = curves(entry["recipe"])
+    if not scratch or not mine:
+        return None
+    level = float(np.mean([curve[-1][1] for curve in scratch]))
+    times = [_first_reaching(curve, level) for curve in mine]
+    reached = [t for t in times if t is not None]
+    return {
+        "level": level,
+        "scratch_seconds": float(np.mean([curve[-1][0] for curve in scratch])),
+        "seconds": float(np.mean(reached)) if reached else None,
+        "reached": f"{len(reached)}/{len(times)}",
+    }
+
+
+def _mean_pm(entry: dict[str, Any], metric: str) -> str:
+    m = entry[metric]
+    if entry["seeds"] > 1:
+        return f"{m['mean'] * 100:.1f} ± {m['std'] * 100:.1f}"
+    return f"{m['mean'] * 100:.1f}"
+
+
+def format_comparison(rows: list[dict[str, Any]], gap: dict[str, float] | None = None) -> str:
+    header = [
+        "recipe",
+        "labels",
+        "macro-F1 %",
+        "accuracy %",
+        "train s",
+        "peak MB",
+        "params",
+        "GFLOPs",
+        "to scratch F1",
+        "verdict",
+    ]
+    lines = [header]
+    for e in rows:
+        if "macro_f1" not in e:
+            lines.append(
+                [
+                    e["recipe"],
+                    str(e["budget"]),
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    "—",
+                    f"skipped: {e['skipped']}",
+                ]
+            )
+            continue
+
+        ttq = e.get("time_to_scratch_quality")
+        reach = "—"
+        if ttq:
+            reach = f"{ttq['seconds']:.1f} s" if ttq["seconds"] is not None else "never"
+            reach += f" ({ttq['reached']})"
+        verdict = "scratch baseline" if e["family"] == "baseline" else ""
+        if e.get("negative_transfer"):
+            verdict = f"NEGATIVE TRANSFER vs {e['best_scratch']}"
+        elif e.get("negative_transfer") is False:
+            verdict = f"{e['versus_scratch'] * 100:+.1f} vs {e['best_scratch']}"
+        lines.append(
+            [
+                e["recipe"],
+                str(e["budget"]),
+                _mean_pm(e, "macro_f1"),
+                _mean_pm(e, "accuracy"),
+                f"{e['train_seconds']:.1f}",
+                f"{e['peak_rss_mb']:.0f}",
+                f"{e['trainable_parameters']:,}",
+                f"{e['train_flops_estimate'] / 1e9:.1f}",
+                reach,
+                verdict,
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = []
+    for n, line in enumerate(lines):
+        text.append(
+            "  ".join(
+                c.ljust(widths[i]) if i in (0, 9) else c.rjust(widths[i])
+                for i, c in enumerate(line)
+            ).rstrip()
+        )
+        if n == 0:
+            text.append("  ".join("-" * w for w in widths))
+    if gap:
+        text.append("")
+        text.append(
+            f"domain gap on frozen features: proxy A-distance "
+            f"{gap['proxy_a_distance']:.2f} (0 = indistinguishable, 2 = separable), "
+            f"MMD {gap['mmd']:.4f}"
+        )
+    return "\n".join(text)

@@ -1,0 +1,88 @@
+"""Counting the work a training run does, to estimate its floating-point operations.
+
+The trainer reports, for every step, how many input units it processed (tokens for a text
+encoder, examples for features) and the model's forward and trainable parameter counts. A
+step costs about ``2 N_forward`` FLOPs per unit forward and ``4 N_trainable`` backward
+(Kaplan et al. 2020's ``6 N`` per token when everything trains). ``measure()`` sums them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Meter:
+    flops: float = 0.0
+    units: int = 0
+
+
+_METER: ContextVar[Meter | None] = ContextVar("shoptransfer_meter", default=None)
+
+
+def record_step(units: int, forward_parameters: int, trainable_parameters: int) -> None:
+    meter = _METER.get()
+    if meter is not None:
+        meter.units += units
+        meter.flops += units * (2.0 * forward_parameters + 4.0 * trainable_parameters)
+
+
+@contextmanager
+def measure() -> Iterator[Meter]:
+    """Sum the estimated training FLOPs of everything trained inside the block."""
+    meter = Meter()
+    token = _METER.set(meter)
+    try:
+        yield meter
+    finally:
+        _METER.reset(token)
+
+
+class QualityMonitor:
+    """Records (training seconds, target macro-F1) after every epoch of every training stage.
+
+    ``score(predictor) -> macro-F1`` is supplied by the caller (the comparison evaluates a fixed
+    sample of the target test set). Seconds exclude the time spent scoring.
+    """
+
+    def __init__(self, score: Any) -> None:
+        self.score = score
+        self.started = time.perf_counter()
+        self.scoring_seconds = 0.0
+        self.curve: list[tuple[float, float]] = []
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started - self.scoring_seconds
+
+    def observe(self, predictor: Any) -> None:
+        at = self.elapsed()
+        begin = time.perf_counter()
+        value = float(self.score(predictor))
+        self.scoring_seconds += time.perf_counter() - begin
+        self.curve.append((round(at, 3), value))
+
+
+_MONITOR: ContextVar[QualityMonitor | None] = ContextVar("shoptransfer_monitor", default=None)
+
+
+def epoch_finished(make_predictor: Any, model: Any) -> None:
+    """Called by the trainer after each epoch; scores the model if a monitor is active."""
+    monitor = _MONITOR.get()
+    if monitor is not None and make_predictor is not None:
+        was_training = model.training
+        monitor.observe(make_predictor(model))
+        model.train(was_training)
+
+
+@contextmanager
+def monitoring(monitor: QualityMonitor) -> Iterator[QualityMonitor]:
+    token = _MONITOR.set(monitor)
+    try:
+        yield monitor
+    finally:
+        _MONITOR.reset(token)
