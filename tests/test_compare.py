@@ -147,3 +147,66 @@ def test_cli_compare_with_flags_and_text_recipes(
     assert budgets == {0, 2, "all"}
     assert [r for r in results["results"] if r["budget"] == "all"][0]["target_labels"] == 16
     assert results["comparison"][0]["recipe"] == "scratch-tfidf"
+
+
+def test_every_registered_recipe_runs_from_a_users_csv(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+    from shoptransfer.recipes import list_recipes
+
+    source, target = review_csvs
+    fast = {"epochs": 1, "target_epochs": 1}
+    recipes = []
+    for cls in list_recipes():
+        options = {k: v for k, v in fast.items() if k in cls.options()}
+        if cls.name == "ia3":
+            options["peft_target_modules"] = ["key", "value", "intermediate.dense"]
+        recipes.append({"name": cls.name, **options})
+    config = parse_config(
+        {
+            "source": {"path": str(source), "text": "review", "label": "sentiment"},
+            "target": {"path": str(target), "text": "review", "label": "sentiment"},
+            "backbone": tiny_backbone,
+            "max_length": 16,
+            "recipes": recipes,
+            "budgets": [0, 2],
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+            "save_models": False,
+        },
+        "test",
+    )
+    run_dir = run_experiment(config, show_progress=False)
+    results = json.loads((run_dir / "results.json").read_text())["results"]
+    ran = {r["recipe"] for r in results if r["status"] == "ok"}
+    assert ran == {cls.name for cls in list_recipes()}
+
+
+def test_lora_without_its_target_modules_is_one_line(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    import subprocess
+    import sys
+
+    source, target = review_csvs
+    config = {
+        "source": {"path": str(source), "text": "review", "label": "sentiment"},
+        "target": {"path": str(target), "text": "review", "label": "sentiment"},
+        "backbone": tiny_backbone,
+        "recipes": [{"name": "lora", "peft_target_modules": ["q_proj", "v_proj"]}],
+        "budgets": [0],
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "shoptransfer.cli", "compare", str(tmp_path / "c.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "target modules ['q_proj', 'v_proj'] are not in backbone" in lines[0]
