@@ -17,6 +17,15 @@ def _cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)) * scale:.{digits}f}"
 
 
+def budget_order(budget: int | float | str) -> tuple[int, float]:
+    """Sort key: labels per class first (by count), then fractions, then 'all'."""
+    if budget == "all":
+        return (2, 0.0)
+    if isinstance(budget, float):
+        return (1, budget)
+    return (0, float(budget))
+
+
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group result records by (recipe, budget): lists of accuracy, macro-F1, seconds, params."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
@@ -27,8 +36,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             order.append(key)
         groups[key].append(record)
     rows = []
-    budgets = list(dict.fromkeys(budget for _, budget in order))
-    for recipe, budget in sorted(order, key=lambda k: (budgets.index(k[1]), order.index(k))):
+    for recipe, budget in sorted(order, key=lambda k: (budget_order(k[1]), order.index(k))):
         done = [r for r in groups[(recipe, budget)] if r.get("status") == "ok"]
         rows.append(
             {
