@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.data.domain import Domain
+from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
 
@@ -146,7 +146,18 @@ def make_recipe(name: str, **options: Any) -> Recipe:
     return cls(**options)
 
 
-def require_target_labels(recipe: Recipe, target: Domain | None) -> Domain:
+def require_target_texts(recipe: Recipe, target: Domain | None) -> TextDomain:
+    """The labeled target texts a scratch baseline trains on, or a clear error."""
     if target is None or not target.labeled or len(target) == 0:
         raise DataError(f"recipe '{recipe.name}' trains on target labels only; the budget is 0")
+    if not isinstance(target, TextDomain):
+        raise ConfigError(f"recipe '{recipe.name}' reads texts; the target holds vectors")
     return target
+
+
+@dataclasses.dataclass
+class BackboneRecipe(Recipe):
+    """A recipe that reads texts through a backbone."""
+
+    backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
+    max_length: int = option(128, "tokens kept per text")

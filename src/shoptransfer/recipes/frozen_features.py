@@ -22,7 +22,7 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.recipes.base import Predictor, Recipe, option, register_recipe
+from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
 from shoptransfer.recipes.coral import coral_transform
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
@@ -30,7 +30,7 @@ from shoptransfer.training import Classifier, Examples, Trainer, TrainingSetting
 
 @register_recipe
 @dataclasses.dataclass
-class FrozenFeatures(Recipe):
+class FrozenFeatures(BackboneRecipe):
     name: ClassVar[str] = "frozen-features"
     family: ClassVar[str] = "feature-based"
     description: ClassVar[str] = (
@@ -38,8 +38,6 @@ class FrozenFeatures(Recipe):
     )
     recolor: ClassVar[bool] = False
 
-    backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
-    max_length: int = option(128, "tokens kept per text")
     epochs: int = option(100, "most epochs of head training (early stopping on source validation)")
     batch_size: int = option(32, "examples per step")
     learning_rate: float = option(1e-3, "AdamW learning rate of the head")

@@ -14,14 +14,13 @@ import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
-from shoptransfer.data.domain import Domain, TextDomain
-from shoptransfer.errors import ConfigError
+from shoptransfer.data.domain import Domain
 from shoptransfer.recipes.base import (
+    BackboneRecipe,
     Predictor,
-    Recipe,
     option,
     register_recipe,
-    require_target_labels,
+    require_target_texts,
 )
 from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
@@ -29,14 +28,12 @@ from shoptransfer.training import Classifier, Examples, Trainer, TrainingSetting
 
 @register_recipe
 @dataclasses.dataclass
-class ScratchTransformer(Recipe):
+class ScratchTransformer(BackboneRecipe):
     name: ClassVar[str] = "scratch-transformer"
     family: ClassVar[str] = "baseline"
     description: ClassVar[str] = "the backbone's network, randomly initialised, on target labels"
     uses_source: ClassVar[bool] = False
 
-    backbone: str = option("minilm-l6", "backbone whose architecture and tokenizer are used")
-    max_length: int = option(128, "tokens kept per text")
     epochs: int = option(10, "epochs on the target labels")
     batch_size: int = option(16, "examples per step")
     learning_rate: float = option(1e-4, "AdamW learning rate")
@@ -48,9 +45,7 @@ class ScratchTransformer(Recipe):
         cache: EmbeddingCache | None = None,
         unlabeled: Domain | None = None,
     ) -> Predictor:
-        target = require_target_labels(self, target)
-        if not isinstance(target, TextDomain):
-            raise ConfigError(f"recipe '{self.name}' reads texts; the target holds vectors")
+        target = require_target_texts(self, target)
         classes = source.classes
         torch.manual_seed(self.seed)
         encoder = TextEncoder(self.backbone, self.max_length, pretrained=False)

@@ -19,8 +19,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.data.domain import Domain, TextDomain
-from shoptransfer.errors import ConfigError
+from shoptransfer.data.domain import Domain
 from shoptransfer.files import atomic_write_text
 from shoptransfer.recipes.base import (
     Predictor,
@@ -28,7 +27,7 @@ from shoptransfer.recipes.base import (
     option,
     register_predictor,
     register_recipe,
-    require_target_labels,
+    require_target_texts,
 )
 
 
@@ -114,9 +113,7 @@ class ScratchTfidf(Recipe):
         cache: EmbeddingCache | None = None,
         unlabeled: Domain | None = None,
     ) -> Predictor:
-        target = require_target_labels(self, target)
-        if not isinstance(target, TextDomain):
-            raise ConfigError(f"recipe '{self.name}' reads texts; the target holds vectors")
+        target = require_target_texts(self, target)
         classes = sorted(set(source.classes) | set(target.classes))
         counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)
         counts = counter.fit_transform(target.texts)

@@ -27,7 +27,7 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.recipes.base import Predictor, Recipe, option, register_recipe
+from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
 from shoptransfer.recipes.coral import CoralObjective
 from shoptransfer.recipes.dann import DomainAdversarialObjective
 from shoptransfer.recipes.l2sp import L2SPObjective
@@ -61,15 +61,13 @@ class TargetHead(Objective):
 
 
 @dataclasses.dataclass
-class EncoderTransfer(Recipe):
+class EncoderTransfer(BackboneRecipe):
     """Train an encoder and head on the source (and target), composed from the pieces above."""
 
     name: ClassVar[str] = "transfer"
     family: ClassVar[str] = "model-based"
     description: ClassVar[str] = "compose your own: every piece of the encoder recipes"
 
-    backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
-    max_length: int = option(128, "tokens kept per text")
     encoder: str = option(
         "backbone",
         "'backbone' (train the text encoder) or 'mlp' (an MLP over frozen features or vectors)",
