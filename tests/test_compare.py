@@ -210,3 +210,35 @@ def test_lora_without_its_target_modules_is_one_line(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "target modules ['q_proj', 'v_proj'] are not in backbone" in lines[0]
+
+
+def test_reused_source_stage_is_charged_to_every_budget(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    from shoptransfer.api import compare
+    from shoptransfer.config import parse_config
+
+    source, target = review_csvs
+    config = parse_config(
+        {
+            "source": {"path": str(source), "text": "review", "label": "sentiment"},
+            "target": {"path": str(target), "text": "review", "label": "sentiment"},
+            "backbone": tiny_backbone,
+            "max_length": 16,
+            "recipes": [{"name": "fine-tune", "epochs": 2, "patience": 2, "target_epochs": 1}],
+            "budgets": [0, 2],
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+            "save_models": False,
+        },
+        "test",
+    )
+    results = json.loads((compare(config, show_progress=False) / "results.json").read_text())
+    zero, two = results["results"]
+    assert zero["reused_stage_seconds"] == 0.0 and two["reused_stage_seconds"] > 0.0
+    assert two["train_seconds"] >= two["reused_stage_seconds"]
+    assert two["train_flops_estimate"] > zero["train_flops_estimate"]
+    # the budget-2 curve replays the source stage's points, then adds the target epoch
+    assert len(two["quality_curve"]) == len(zero["quality_curve"]) + 1
+    times = [seconds for seconds, _ in two["quality_curve"]]
+    assert times == sorted(times)

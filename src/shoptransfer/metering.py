@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -20,6 +20,7 @@ from typing import Any
 class Meter:
     flops: float = 0.0
     units: int = 0
+    reused_seconds: float = 0.0  # training time of a stage computed once and reused
 
 
 _METER: ContextVar[Meter | None] = ContextVar("shoptransfer_meter", default=None)
@@ -35,12 +36,58 @@ def record_step(units: int, forward_parameters: int, trainable_parameters: int) 
 @contextmanager
 def measure() -> Iterator[Meter]:
     """Sum the estimated training FLOPs of everything trained inside the block."""
+    outer = _METER.get()
     meter = Meter()
     token = _METER.set(meter)
     try:
         yield meter
     finally:
         _METER.reset(token)
+        if outer is not None:  # nested measurements count toward the enclosing one too
+            outer.flops += meter.flops
+            outer.units += meter.units
+            outer.reused_seconds += meter.reused_seconds
+
+
+def charge_reused(seconds: float, flops: float, curve: list[tuple[float, float]]) -> None:
+    """Count a reused stage's cost as if it had been trained again.
+
+    ``curve`` holds the stage's own quality points (seconds from its start); an active monitor
+    replays them, and its clock moves on by the stage's ``seconds``.
+    """
+    meter = _METER.get()
+    if meter is not None:
+        meter.reused_seconds += seconds
+        meter.flops += flops
+    monitor = _MONITOR.get()
+    if monitor is not None:
+        offset = monitor.elapsed()
+        monitor.curve.extend((round(offset + at, 3), value) for at, value in curve)
+        monitor.started -= seconds
+
+
+@dataclass
+class Clock:
+    seconds: float = 0.0
+    curve: list[tuple[float, float]] = field(default_factory=list)  # quality points, from 0
+
+
+@contextmanager
+def training_clock() -> Iterator[Clock]:
+    """Seconds spent in the block, less the time an active quality monitor spent scoring."""
+    monitor = _MONITOR.get()
+    scored = monitor.scoring_seconds if monitor is not None else 0.0
+    points = len(monitor.curve) if monitor is not None else 0
+    begin = monitor.elapsed() if monitor is not None else 0.0
+    clock = Clock()
+    started = time.perf_counter()
+    try:
+        yield clock
+    finally:
+        scoring = (monitor.scoring_seconds - scored) if monitor is not None else 0.0
+        clock.seconds = time.perf_counter() - started - scoring
+        if monitor is not None:
+            clock.curve = [(at - begin, value) for at, value in monitor.curve[points:]]
 
 
 class QualityMonitor:

@@ -27,6 +27,7 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.metering import charge_reused, measure, training_clock
 from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
 from shoptransfer.recipes.coral import CoralObjective
 from shoptransfer.recipes.dann import DomainAdversarialObjective
@@ -101,7 +102,7 @@ class EncoderTransfer(BackboneRecipe):
         "'sequential' (source, then target labels) or 'joint' "
         "(a head per domain, trained together)",
     )
-    _source_stage: dict[Any, dict[str, torch.Tensor]] = dataclasses.field(
+    _source_stage: dict[Any, tuple[dict[str, torch.Tensor], Any, float]] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False
     )
     history_: list[dict[str, float]] = dataclasses.field(
@@ -274,7 +275,9 @@ class EncoderTransfer(BackboneRecipe):
         )
         reuse = self.stages == "sequential"
         if reuse and key in self._source_stage:
-            model.load_state_dict(self._source_stage[key])
+            state, clock, flops = self._source_stage[key]
+            model.load_state_dict(state)
+            charge_reused(clock.seconds, flops, clock.curve)  # the full cost, as if trained again
             if self.gradual_unfreezing:
                 self._unfreezer(model, 1)(0)  # everything the source stage unfroze
         else:
@@ -289,20 +292,22 @@ class EncoderTransfer(BackboneRecipe):
                 seed=self.seed,
                 description=f"{self.name} on source",
             )
-            self.history_ = Trainer(settings).fit(
-                model,
-                Examples(inputs(train), train.label_ids(classes)),
-                Examples(inputs(validation), validation.label_ids(classes)),
-                target=target_stream,
-                objectives=objectives,
-                parameter_groups=self._parameter_groups(
-                    model, self.learning_rate, self.head_learning_rate
-                ),
-                on_epoch_start=self._unfreezer(model, self.epochs),
-                as_predictor=as_predictor,
-            )
+            with training_clock() as clock, measure() as meter:
+                self.history_ = Trainer(settings).fit(
+                    model,
+                    Examples(inputs(train), train.label_ids(classes)),
+                    Examples(inputs(validation), validation.label_ids(classes)),
+                    target=target_stream,
+                    objectives=objectives,
+                    parameter_groups=self._parameter_groups(
+                        model, self.learning_rate, self.head_learning_rate
+                    ),
+                    on_epoch_start=self._unfreezer(model, self.epochs),
+                    as_predictor=as_predictor,
+                )
             if reuse:
-                self._source_stage[key] = {k: v.clone() for k, v in model.state_dict().items()}
+                state = {k: v.clone() for k, v in model.state_dict().items()}
+                self._source_stage[key] = (state, clock, meter.flops)
         heads = [o for o in objectives if isinstance(o, TargetHead)]
         if heads:
             model.head = heads[0].head  # predict the target with the target's own head
