@@ -210,6 +210,7 @@ def test_lora_without_its_target_modules_is_one_line(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "target modules ['q_proj', 'v_proj'] are not in backbone" in lines[0]
+    assert not (tmp_path / "runs").exists()  # refused before the run started
 
 
 def test_reused_source_stage_is_charged_to_every_budget(

@@ -129,8 +129,8 @@ def run_experiment(
     pool, test = prepare_target(config, target)
     shared_label_vocabulary(source, test)
     _check_budgets(config, pool)
-    for seed in config.seeds[:1]:
-        _build_recipes(config, seed)  # fail on a bad recipe before any work
+    for recipe in _build_recipes(config, config.seeds[0]):
+        recipe.validate(source)  # fail on a bad recipe before any work
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
 
     run_dir = new_run_dir(config.output_dir, config.name)

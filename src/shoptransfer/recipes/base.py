@@ -105,6 +105,13 @@ class Recipe(ABC):
         ``unlabeled`` (target inputs without labels).
         """
 
+    def validate(self, source: Domain) -> None:
+        """Raise a ConfigError for settings that cannot work on ``source``.
+
+        Cheap; a run calls it for every recipe before any training starts.
+        """
+        return None
+
     @classmethod
     def options(cls) -> dict[str, str]:
         """The hyper-parameters a config may set, with their help text."""

@@ -144,6 +144,15 @@ class EncoderTransfer(BackboneRecipe):
         if self.align != "none" and self.stages == "joint":
             raise ConfigError(f"recipe '{self.name}': choose align or joint stages, not both")
 
+    def validate(self, source: Domain) -> None:
+        self._check(source)
+        if self.peft != "none" and self.encoder == "backbone":
+            # the architecture is enough to check the target modules: no pretrained weights
+            apply_peft(
+                TextEncoder(self.backbone, self.max_length, pretrained=False),
+                self.peft_spec() or {},
+            )
+
     # -- building the model -------------------------------------------------------------------
 
     def _build(self, source: Domain, n_classes: int) -> tuple[Classifier, TextEncoder | None]:
