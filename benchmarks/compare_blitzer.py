@@ -1,7 +1,8 @@
 """Transfer beside scratch on Blitzer reviews: books → kitchen and dvd → electronics.
 
     .venv/bin/python benchmarks/compare_blitzer.py    # resumes; --fresh redoes all,
-                                                      # --markdown rewrites the .md only
+                                                      # --markdown rewrites the .md only;
+                                                      # --redo KEY... reruns those groups
 
 Per pair, half of the 2,000 target reviews are the test set (fixed split), the other half the
 labeled pool the budgets are drawn from (0 / 16 / 64 per class / all 1,000). Two groups:
@@ -79,6 +80,8 @@ def main() -> None:
         save("compare_blitzer", payload, markdown(payload))
         return
     payload.setdefault("runs", {})
+    for key in sys.argv[sys.argv.index("--redo") + 1 :] if "--redo" in sys.argv else []:
+        payload["runs"].pop(key, None)  # rerun these (pair/group keys) even if recorded
     for source, target in PAIRS:
         for group, settings in GROUPS.items():
             key = f"{source}->{target}/{group}"
