@@ -131,7 +131,8 @@ def markdown(payload: dict[str, Any]) -> str:
         "reviews first reaches the best scratch baseline's final value.\n",
         "Data: Blitzer, Dredze & Pereira, ACL 2007.\n",
     ]
-    for key, run in payload["runs"].items():
+    order = [f"{s}->{t}/{g}" for s, t in PAIRS for g in GROUPS]
+    for key, run in sorted(payload["runs"].items(), key=lambda kv: order.index(kv[0])):
         parts.append(f"## {key} ({run['seconds']:.0f} s, settings {run['settings']})\n")
         if key in NOTES:
             parts.append(f"Note: {NOTES[key]}\n")
