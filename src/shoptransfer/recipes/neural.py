@@ -146,13 +146,9 @@ class NeuralPredictor(Predictor):
             frozen = TextEncoder(
                 spec["frozen_backbone"]["name"], spec["frozen_backbone"]["max_length"]
             )
-        size = (
-            encoder.hidden_size
-            if encoder is not None
-            else int(load_file(str(folder / "model.safetensors"))["head.weight"].shape[1])
-        )
-        model = Classifier(len(classes), size, encoder)
         state = load_file(str(folder / "model.safetensors"))
+        size = encoder.hidden_size if encoder is not None else int(state["head.weight"].shape[1])
+        model = Classifier(len(classes), size, encoder)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.endswith("position_ids")]
         if unexpected or (spec["saved"] == "all" and missing):
