@@ -58,18 +58,8 @@ BUDGETS = [0, 16, 64, "all"]
 FEWER_BUDGETS = {"dvd->electronics/fine-tuning": [0, 16, 64]}
 
 
-# Facts about recorded runs that their numbers alone do not show.
-NOTES = {
-    "books->kitchen/fast": (
-        "Recorded before budgets were charged for a reused source stage: the mlp-* rows with "
-        "labels > 0 count only their target stage (add the 0-label row for the full cost)."
-    ),
-    "books->kitchen/fine-tuning": (
-        "Recorded before budgets were charged for a reused source stage: here the train "
-        "seconds, GFLOPs and 'to scratch F1' of the rows with labels > 0 count only the target "
-        "stage; add the same recipe's 0-label row (its source stage) for the full cost."
-    ),
-}
+# Facts about recorded runs that their numbers alone do not show (pair/group key -> text).
+NOTES: dict[str, str] = {}
 
 
 def main() -> None:
