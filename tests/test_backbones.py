@@ -61,3 +61,50 @@ def test_unknown_backbone_is_a_config_error(tmp_path: Path) -> None:
         TextEncoder(str(tmp_path))
     with pytest.raises(ConfigError, match="not a registered name"):
         TextEncoder("no-such-org/no-such-model-anywhere")
+
+
+def test_cached_bottom_layers_give_the_full_models_features(tiny_backbone: str) -> None:
+    import torch
+
+    texts = ["a great kettle", "it broke after two days and the lid leaks badly", "fine"]
+    encoder = TextEncoder(tiny_backbone).eval()
+    with torch.no_grad():
+        full = encoder.embed({"texts": texts})
+        encoder.cache_frozen_bottom(2)  # embeddings and the first block
+        first = encoder.embed({"texts": texts})  # computes and stores the bottom
+        again = encoder.embed({"texts": texts[::-1]})[[2, 1, 0]]  # read back, other order
+    torch.testing.assert_close(first, full, atol=1e-2, rtol=1e-2)  # states stored as fp16
+    torch.testing.assert_close(again, first)
+
+
+def test_only_the_layers_above_the_cached_bottom_train(tiny_backbone: str) -> None:
+
+    encoder = TextEncoder(tiny_backbone)
+    encoder.cache_frozen_bottom(2)
+    for layer in encoder.layers()[:2]:
+        layer.requires_grad_(False)
+    encoder.train()
+    encoder.embed({"texts": ["good", "bad pan"]}).sum().backward()
+    layers = encoder.layers()
+    assert all(p.grad is None for layer in layers[:2] for p in layer.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in layers[2].parameters())
+    with pytest.raises(ValueError, match="pretrained"):
+        TextEncoder(tiny_backbone, pretrained=False).cache_frozen_bottom(1)
+
+
+def test_head_and_tail_truncation_keeps_both_ends(tiny_backbone: str) -> None:
+    words = [f"w{i}" for i in range(40)]
+    text = " ".join(words)
+    head = TextEncoder(tiny_backbone, max_length=10)
+    both = TextEncoder(tiny_backbone, max_length=10, truncation="head+tail")
+    pieces = head.tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = both.tokenize([text])["input_ids"][0].tolist()
+    assert len(ids) == 10
+    assert ids[1:3] == pieces[:2]  # a quarter of the 8 free places from the start
+    assert ids[3:9] == pieces[-6:]  # the rest from the end
+    assert ids[0] == head.tokenizer.cls_token_id and ids[-1] == head.tokenizer.sep_token_id
+    short = ["a short one", "and another short text"]
+    assert both.tokenize(short)["input_ids"].tolist() == head.tokenize(short)["input_ids"].tolist()
+    assert both.identity() != head.identity()  # cached embeddings do not mix
+    with pytest.raises(ConfigError, match="truncation"):
+        TextEncoder(tiny_backbone, truncation="middle")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,23 +39,42 @@ def _load_tokenizer_and_config(location: str) -> tuple[Any, Any]:
         ) from None
 
 
+TRUNCATIONS = ("head", "head+tail")
+BOTTOM_STORE_BYTES = 3 * 2**30
+# Hidden states of frozen pretrained bottom layers, one fp16 (tokens, hidden) tensor per text,
+# shared by every encoder with the same pretrained weights and tokenisation; oldest out first.
+_bottom_store: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+_bottom_store_bytes = 0
+
+
 class TextEncoder(nn.Module):
     """A transformer encoder that maps tokenised text to one mean-pooled vector per text.
 
     ``pretrained=False`` builds the same network with random weights (the scratch baseline).
+    ``truncation`` says which tokens a long text keeps: the first ``max_length`` (``head``), or
+    the first quarter and the last three quarters of them (``head+tail``: reviews often state
+    their verdict at the end; Sun et al., CCL 2019).
     """
 
     def __init__(
-        self, backbone: str = "minilm-l6", max_length: int | None = None, pretrained: bool = True
+        self,
+        backbone: str = "minilm-l6",
+        max_length: int | None = None,
+        pretrained: bool = True,
+        truncation: str = "head",
     ) -> None:
         super().__init__()
         from transformers import AutoModel
 
+        if truncation not in TRUNCATIONS:
+            raise ConfigError(f"truncation '{truncation}'; expected one of {list(TRUNCATIONS)}")
         spec = get_backbone_spec(backbone)
         self.backbone = backbone
         self.location = resolve_backbone(backbone)
         self.max_length = int(max_length or (spec.default_max_length if spec else 128))
         self.pretrained = pretrained
+        self.truncation = truncation
+        self.cached_layers = 0
         self.tokenizer, config = _load_tokenizer_and_config(self.location)
         if pretrained:
             self.model = AutoModel.from_pretrained(self.location)
@@ -70,6 +90,7 @@ class TextEncoder(nn.Module):
             "max_length": self.max_length,
             "pooling": "mean",
             "pretrained": self.pretrained,
+            **({"truncation": self.truncation} if self.truncation != "head" else {}),
         }
 
     def layers(self) -> list[nn.Module]:
@@ -83,23 +104,94 @@ class TextEncoder(nn.Module):
         return [embeddings, *blocks]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
+        if self.truncation == "head":
+            batch = self.tokenizer(
+                list(texts),
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+        else:
+            tok = self.tokenizer
+            first = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+            last = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+            prefix = [first] if first is not None else []
+            suffix = [last] if last is not None else []
+            room = self.max_length - len(prefix) - len(suffix)
+            head = room // 4
+            pieces = tok(list(texts), add_special_tokens=False)["input_ids"]
+            ids = [
+                prefix + (p if len(p) <= room else p[:head] + p[len(p) - (room - head) :]) + suffix
+                for p in pieces
+            ]
+            batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
         return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return _mean_pool(hidden, attention_mask)
 
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
         """Pooled features of ``batch["texts"]`` (the interface a Classifier's encoder has)."""
-        return self(**self.tokenize(batch["texts"]))
+        encoded = self.tokenize(batch["texts"])
+        if not self.cached_layers:
+            return self(**encoded)
+        hidden = self._stored_bottom(batch["texts"], encoded)
+        mask = encoded["attention_mask"]
+        extended = _attention_mask(self.model.config, hidden, mask)
+        for block in self.layers()[self.cached_layers :]:
+            hidden = _block_output(block(hidden, extended))
+        return _mean_pool(hidden, mask)
+
+    def cache_frozen_bottom(self, layers: int) -> None:
+        """Compute the bottom ``layers`` (embeddings first) once per text and keep the result.
+
+        For recipes that freeze pretrained bottom layers: training then runs only the layers
+        above (no dropout below: the stored states are the frozen layers in evaluation mode).
+        The store is shared by encoders with the same pretrained weights and tokenisation, and
+        holds at most ``BOTTOM_STORE_BYTES``.
+        """
+        if layers and not self.pretrained:
+            raise ValueError("only pretrained, frozen bottom layers can be cached")
+        if not 0 <= layers < len(self.layers()):
+            raise ValueError(f"cached layers must be in [0, {len(self.layers()) - 1}]")
+        self.cached_layers = layers
+
+    def _stored_bottom(
+        self, texts: Sequence[str], encoded: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        global _bottom_store_bytes
+        identity = tuple(sorted(self.identity().items()))
+        precision = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        keys = [(identity, self.cached_layers, precision, text) for text in texts]
+        missing = sorted({i for i, key in enumerate(keys) if key not in _bottom_store})
+        if missing:
+            ids = encoded["input_ids"][missing]
+            mask = encoded["attention_mask"][missing]
+            layers = self.layers()[: self.cached_layers]
+            modes = [layer.training for layer in layers]
+            with torch.no_grad():
+                for layer in layers:
+                    layer.eval()
+                hidden = layers[0](input_ids=ids)
+                extended = _attention_mask(self.model.config, hidden, mask)
+                for block in layers[1:]:
+                    hidden = _block_output(block(hidden, extended))
+                for layer, mode in zip(layers, modes):
+                    layer.train(mode)
+            for row, i in enumerate(missing):
+                states = hidden[row, : int(mask[row].sum())].to(torch.float16).clone()
+                _bottom_store[keys[i]] = states
+                _bottom_store_bytes += states.numel() * 2
+        stored = [_bottom_store[key] for key in keys]
+        while _bottom_store_bytes > BOTTOM_STORE_BYTES:
+            _, dropped = _bottom_store.popitem(last=False)
+            _bottom_store_bytes -= dropped.numel() * 2
+        out = torch.zeros(len(texts), encoded["input_ids"].shape[1], self.hidden_size)
+        for row, states in enumerate(stored):
+            out[row, : states.shape[0]] = states.float()
+        return out
 
     @torch.no_grad()
     def encode(
@@ -123,3 +215,19 @@ class TextEncoder(nn.Module):
             out[idx] = self(**batch).float().numpy()
         self.train(was_training)
         return out
+
+
+def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def _attention_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -> Any:
+    """The attention mask a transformer block expects, as the full model would build it."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    return create_bidirectional_mask(config=config, inputs_embeds=hidden, attention_mask=mask)
+
+
+def _block_output(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output

@@ -168,3 +168,15 @@ class BackboneRecipe(Recipe):
 
     backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
     max_length: int = option(128, "tokens kept per text")
+    truncation: str = option(
+        "head", "which tokens a long text keeps: 'head' (the first) or 'head+tail' (first and last)"
+    )
+
+    def validate(self, source: Domain) -> None:
+        from shoptransfer.backbones.text import TRUNCATIONS
+
+        if self.truncation not in TRUNCATIONS:
+            raise ConfigError(
+                f"recipe '{self.name}': truncation '{self.truncation}'; "
+                f"expected one of {list(TRUNCATIONS)}"
+            )

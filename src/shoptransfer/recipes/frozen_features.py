@@ -71,7 +71,7 @@ class FrozenFeatures(BackboneRecipe):
         frozen = (
             None
             if isinstance(source, FeatureDomain)
-            else TextEncoder(self.backbone, self.max_length)
+            else TextEncoder(self.backbone, self.max_length, truncation=self.truncation)
         )
         train, validation = split_source(source, self.validation_fraction, self.seed)
         train_x = domain_inputs(train, frozen, cache)

@@ -86,13 +86,19 @@ class NeuralPredictor(Predictor):
                 "name": model.encoder.backbone,
                 "max_length": model.encoder.max_length,
                 "pretrained": model.encoder.pretrained,
+                "truncation": model.encoder.truncation,
                 "peft": recipe.peft_spec() if hasattr(recipe, "peft_spec") else None,
             }
         if frozen is not None:
-            spec["frozen_backbone"] = {"name": frozen.backbone, "max_length": frozen.max_length}
+            spec["frozen_backbone"] = {
+                "name": frozen.backbone,
+                "max_length": frozen.max_length,
+                "truncation": frozen.truncation,
+            }
         if isinstance(model.encoder, FeatureMLP):
             first = model.encoder.net[0]
             spec["mlp"] = {"input_size": first.in_features, "hidden_size": first.out_features}
+        spec["precision"] = model.precision
         everything_trains = all(p.requires_grad for p in model.parameters())
         pretrained = spec.get("backbone", {}).get("pretrained", False)
         spec["saved"] = "trained" if pretrained and not everything_trains else "all"
@@ -134,7 +140,10 @@ class NeuralPredictor(Predictor):
             b = spec["backbone"]
             # When every weight was saved, build the network and load them all.
             encoder = TextEncoder(
-                b["name"], b["max_length"], pretrained=b["pretrained"] and spec["saved"] != "all"
+                b["name"],
+                b["max_length"],
+                pretrained=b["pretrained"] and spec["saved"] != "all",
+                truncation=b.get("truncation", "head"),
             )
             encoder.pretrained = b["pretrained"]
             if b.get("peft"):
@@ -143,12 +152,11 @@ class NeuralPredictor(Predictor):
             encoder = FeatureMLP(spec["mlp"]["input_size"], spec["mlp"]["hidden_size"])
         frozen = None
         if "frozen_backbone" in spec:
-            frozen = TextEncoder(
-                spec["frozen_backbone"]["name"], spec["frozen_backbone"]["max_length"]
-            )
+            f = spec["frozen_backbone"]
+            frozen = TextEncoder(f["name"], f["max_length"], truncation=f.get("truncation", "head"))
         state = load_file(str(folder / "model.safetensors"))
         size = encoder.hidden_size if encoder is not None else int(state["head.weight"].shape[1])
-        model = Classifier(len(classes), size, encoder)
+        model = Classifier(len(classes), size, encoder, spec.get("precision", "fp32"))
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.endswith("position_ids")]
         if unexpected or (spec["saved"] == "all" and missing):

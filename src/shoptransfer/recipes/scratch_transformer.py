@@ -48,7 +48,9 @@ class ScratchTransformer(BackboneRecipe):
         target = require_target_texts(self, target)
         classes = source.classes
         torch.manual_seed(self.seed)
-        encoder = TextEncoder(self.backbone, self.max_length, pretrained=False)
+        encoder = TextEncoder(
+            self.backbone, self.max_length, pretrained=False, truncation=self.truncation
+        )
         model = Classifier(len(classes), encoder.hidden_size, encoder)
         settings = TrainingSettings(
             epochs=self.epochs,

@@ -10,6 +10,8 @@ Pieces (each a hyper-parameter of :class:`EncoderTransfer`):
   (LoRA or (IA)^3 adapters);
 - ``align``: a loss on unlabeled target data: CORAL, MMD or DANN;
 - ``regularize``: L2-SP toward the pretrained weights;
+- ``self_training_rounds``: after the source stage, label the unlabeled target text with the
+  model, keep the most confident share and train on it beside source examples (each round);
 - ``stages``: ``sequential`` (source, then the target labels) or ``joint`` (one shared trunk
   with a head per domain, trained on both at once).
 """
@@ -20,11 +22,12 @@ import dataclasses
 import math
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TextEncoder
+from shoptransfer.backbones.text import TRUNCATIONS, TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import charge_reused, measure, training_clock
@@ -36,6 +39,7 @@ from shoptransfer.recipes.mmd import MMDObjective
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
 from shoptransfer.training import (
+    PRECISIONS,
     Classifier,
     Examples,
     FeatureMLP,
@@ -43,6 +47,7 @@ from shoptransfer.training import (
     Step,
     Trainer,
     TrainingSettings,
+    predict_logits,
 )
 
 ALIGNMENTS = ("none", "coral", "mmd", "dann")
@@ -97,13 +102,24 @@ class EncoderTransfer(BackboneRecipe):
     regularize: str = option("none", "'none' or 'l2-sp' (pull toward the pretrained weights)")
     l2sp_alpha: float = option(0.01, "L2-SP weight of the distance to the pretrained weights")
     l2sp_beta: float = option(0.01, "L2-SP weight of the L2 norm of the new head")
+    self_training_rounds: int = option(
+        0, "rounds of self-training on pseudo-labeled unlabeled target text (0: none)"
+    )
+    pseudo_label_share: float = option(
+        0.5,
+        "share of the unlabeled target kept in the last self-training round (growing linearly "
+        "from share/rounds), most confident first, per class in the source's class proportions",
+    )
+    precision: str = option(
+        "fp32", "'fp32', or 'bf16' (mixed precision: faster on CPUs with native bfloat16)"
+    )
     stages: str = option(
         "sequential",
         "'sequential' (source, then target labels) or 'joint' "
         "(a head per domain, trained together)",
     )
-    _source_stage: dict[Any, tuple[dict[str, torch.Tensor], Any, float]] = dataclasses.field(
-        default_factory=dict, init=False, repr=False, compare=False
+    _source_stage: dict[Any, tuple[dict[str, torch.Tensor], Any, float, list[Any]]] = (
+        dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
     )
     history_: list[dict[str, float]] = dataclasses.field(
         default_factory=list, init=False, repr=False, compare=False
@@ -119,6 +135,8 @@ class EncoderTransfer(BackboneRecipe):
             "align": ALIGNMENTS,
             "regularize": ("none", "l2-sp"),
             "stages": ("sequential", "joint"),
+            "truncation": TRUNCATIONS,
+            "precision": PRECISIONS,
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
@@ -143,6 +161,14 @@ class EncoderTransfer(BackboneRecipe):
             )
         if self.align != "none" and self.stages == "joint":
             raise ConfigError(f"recipe '{self.name}': choose align or joint stages, not both")
+        if self.self_training_rounds < 0 or not 0 < self.pseudo_label_share <= 1:
+            raise ConfigError(
+                f"recipe '{self.name}': self_training_rounds must be >= 0 and "
+                f"pseudo_label_share in (0, 1]; got {self.self_training_rounds} and "
+                f"{self.pseudo_label_share}"
+            )
+        if self.self_training_rounds and self.stages == "joint":
+            raise ConfigError(f"recipe '{self.name}': self-training needs sequential stages")
 
     def validate(self, source: Domain) -> None:
         self._check(source)
@@ -162,17 +188,21 @@ class EncoderTransfer(BackboneRecipe):
             frozen = (
                 None
                 if isinstance(source, FeatureDomain)
-                else TextEncoder(self.backbone, self.max_length)
+                else TextEncoder(self.backbone, self.max_length, truncation=self.truncation)
             )
             size = source.dimension if isinstance(source, FeatureDomain) else frozen.hidden_size
             mlp = FeatureMLP(size, self.mlp_hidden)
-            return Classifier(n_classes, mlp.hidden_size, mlp), frozen
-        text = TextEncoder(self.backbone, self.max_length)
+            return Classifier(n_classes, mlp.hidden_size, mlp, self.precision), frozen
+        text = TextEncoder(self.backbone, self.max_length, truncation=self.truncation)
         if self.peft != "none":
             apply_peft(text, self.peft_spec())
-        model = Classifier(n_classes, text.hidden_size, text)
-        for layer in self._layers(model)[: self.frozen_layers]:
+        model = Classifier(n_classes, text.hidden_size, text, self.precision)
+        layers = self._layers(model)
+        for layer in layers[: self.frozen_layers]:
             layer.requires_grad_(False)
+        if self.peft == "none" and not self.gradual_unfreezing:
+            # frozen pretrained layers give the same states every epoch: compute them once
+            text.cache_frozen_bottom(min(self.frozen_layers, len(layers) - 1))
         return model, None
 
     def peft_spec(self) -> dict[str, Any] | None:
@@ -263,6 +293,10 @@ class EncoderTransfer(BackboneRecipe):
             raise DataError(
                 f"recipe '{self.name}' aligns features with unlabeled target data; none was given"
             )
+        if self.self_training_rounds and (unlabeled is None or len(unlabeled) == 0):
+            raise DataError(
+                f"recipe '{self.name}' self-trains on unlabeled target data; none was given"
+            )
         objectives = self._objectives(model, len(classes))
         target_stream = None
         if self.align != "none":
@@ -284,7 +318,8 @@ class EncoderTransfer(BackboneRecipe):
         )
         reuse = self.stages == "sequential"
         if reuse and key in self._source_stage:
-            state, clock, flops = self._source_stage[key]
+            state, clock, flops, history = self._source_stage[key]
+            self.history_ = list(history)
             model.load_state_dict(state)
             charge_reused(clock.seconds, flops, clock.curve)  # the full cost, as if trained again
             if self.gradual_unfreezing:
@@ -316,7 +351,10 @@ class EncoderTransfer(BackboneRecipe):
                 )
             if reuse:
                 state = {k: v.clone() for k, v in model.state_dict().items()}
-                self._source_stage[key] = (state, clock, meter.flops)
+                self._source_stage[key] = (state, clock, meter.flops, list(self.history_))
+        if self.self_training_rounds:
+            assert unlabeled is not None
+            self._self_train(model, source, unlabeled, inputs, objectives, as_predictor)
         heads = [o for o in objectives if isinstance(o, TargetHead)]
         if heads:
             model.head = heads[0].head  # predict the target with the target's own head
@@ -341,6 +379,97 @@ class EncoderTransfer(BackboneRecipe):
                 ),
             )
         return as_predictor(model)
+
+    def _self_train(
+        self,
+        model: Classifier,
+        source: Domain,
+        unlabeled: Domain,
+        inputs: Any,
+        objectives: list[Objective],
+        as_predictor: Any,
+    ) -> None:
+        """Rounds of: pseudo-label the unlabeled target, keep the most confident, train on them.
+
+        Round ``r`` of ``R`` keeps ``share * r / R`` of the unlabeled examples, split between the
+        classes in the source's class proportions (the usual covariate-shift assumption: the
+        label distribution does not change), and trains one epoch on them together with as many
+        randomly drawn source training examples. No target labels are read; the rounds are a
+        fixed schedule.
+        """
+        classes = source.classes
+        train, _ = split_source(source, self.validation_fraction, self.seed)
+        source_examples = Examples(inputs(train), train.label_ids(classes))
+        counts = np.bincount(source.label_ids(classes), minlength=len(classes))
+        prior = counts / counts.sum()
+        target_inputs = inputs(unlabeled)
+        regularizers = [o for o in objectives if isinstance(o, L2SPObjective)]
+        for round_ in range(1, self.self_training_rounds + 1):
+            probabilities = torch.softmax(
+                torch.from_numpy(predict_logits(model, Examples(target_inputs))), dim=1
+            ).numpy()
+            keep = confident_pseudo_labels(
+                probabilities, prior, self.pseudo_label_share * round_ / self.self_training_rounds
+            )
+            predicted = probabilities.argmax(axis=1)
+            if isinstance(target_inputs, np.ndarray):
+                pseudo_inputs: list[str] | np.ndarray = target_inputs[keep]
+            else:
+                pseudo_inputs = [target_inputs[i] for i in keep]
+            pseudo = Examples(pseudo_inputs, predicted[keep])
+            # as many source examples as pseudo-labeled ones keep the true labels in view
+            rows = np.random.default_rng(self.seed + round_).permutation(len(source_examples))
+            rows = np.sort(rows[: len(keep)])
+            source_part = Examples(
+                source_examples.inputs[rows]
+                if isinstance(source_examples.inputs, np.ndarray)
+                else [source_examples.inputs[i] for i in rows],
+                source_examples.labels[rows],
+            )
+            settings = TrainingSettings(
+                epochs=1,
+                batch_size=self.batch_size,
+                learning_rate=self.learning_rate,
+                head_learning_rate=self.head_learning_rate,
+                weight_decay=self.weight_decay,
+                seed=self.seed + round_,
+                description=f"{self.name}: self-training round {round_}",
+            )
+            history = Trainer(settings).fit(
+                model,
+                Examples.concatenate([source_part, pseudo]),
+                objectives=regularizers,
+                parameter_groups=self._parameter_groups(
+                    model, self.learning_rate, self.head_learning_rate
+                ),
+                as_predictor=as_predictor,
+            )
+            self.history_.append(
+                {
+                    "self_training_round": round_,
+                    "pseudo_labeled": len(keep),
+                    "train_loss": history[-1]["train_loss"],
+                }
+            )
+
+
+def confident_pseudo_labels(
+    probabilities: np.ndarray, prior: np.ndarray, share: float
+) -> np.ndarray:
+    """Indices of the most confident predictions: ``share`` of all rows, split by ``prior``.
+
+    Each class ``c`` contributes up to ``round(share * n * prior[c])`` of the rows predicted as
+    ``c``, highest probability first; the result is sorted.
+    """
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    chosen: list[np.ndarray] = []
+    for c, weight in enumerate(prior):
+        rows = np.flatnonzero(predicted == c)
+        quota = int(round(share * len(probabilities) * weight))
+        best = rows[np.argsort(-confidence[rows], kind="stable")][:quota]
+        chosen.append(best)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 
 def preset(name: str, family: str, description: str, **defaults: Any) -> type[EncoderTransfer]:
@@ -438,6 +567,14 @@ preset(
     align="dann",
     align_weight=0.1,
     **MLP,
+)
+preset(
+    "self-training",
+    "model-based",
+    "fine-tune the top 2 layers on the source, then self-train on confident target pseudo-labels",
+    frozen_layers=5,
+    truncation="head+tail",
+    self_training_rounds=2,
 )
 # Network-based: share and freeze layers, or train small adapters.
 preset(
