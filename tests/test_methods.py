@@ -285,7 +285,12 @@ def test_confident_pseudo_labels_follow_the_prior_and_confidence() -> None:
 def test_self_training_rounds_grow_the_pseudo_labeled_share(tiny_backbone: str) -> None:
     unlabeled = TextDomain("pan", TEST + [f"pan {t}" for t in POSITIVE + NEGATIVE], None)
     recipe = make_recipe(
-        "self-training", backbone=tiny_backbone, epochs=1, frozen_layers=1, max_length=16
+        "self-training",
+        backbone=tiny_backbone,
+        epochs=1,
+        frozen_layers=1,
+        max_length=16,
+        self_training_rounds=2,
     )
     predictor = recipe.fit(SOURCE, unlabeled=unlabeled)
     rounds = [r for r in recipe.history_ if "self_training_round" in r]
@@ -310,4 +315,4 @@ def test_self_training_lifts_target_accuracy_over_the_source_only_model() -> Non
         name: np.mean(np.array(p.predict(target.vectors)) == np.array(target.labels))
         for name, p in (("plain", plain), ("adapted", adapted))
     }
-    assert accuracy["adapted"] > accuracy["plain"] + 0.1  # measured: 0.58 -> 0.78
+    assert accuracy["adapted"] > accuracy["plain"] + 0.1  # measured: 0.58 -> 0.74

@@ -11,7 +11,7 @@ Pieces (each a hyper-parameter of :class:`EncoderTransfer`):
 - ``align``: a loss on unlabeled target data: CORAL, MMD or DANN;
 - ``regularize``: L2-SP toward the pretrained weights;
 - ``self_training_rounds``: after the source stage, label the unlabeled target text with the
-  model, keep the most confident share and train on it beside source examples (each round);
+  model, keep the most confident share and train on it (each round);
 - ``stages``: ``sequential`` (source, then the target labels) or ``joint`` (one shared trunk
   with a head per domain, trained on both at once).
 """
@@ -393,13 +393,10 @@ class EncoderTransfer(BackboneRecipe):
 
         Round ``r`` of ``R`` keeps ``share * r / R`` of the unlabeled examples, split between the
         classes in the source's class proportions (the usual covariate-shift assumption: the
-        label distribution does not change), and trains one epoch on them together with as many
-        randomly drawn source training examples. No target labels are read; the rounds are a
-        fixed schedule.
+        label distribution does not change), and trains one epoch on them. No target labels are
+        read; the rounds are a fixed schedule.
         """
         classes = source.classes
-        train, _ = split_source(source, self.validation_fraction, self.seed)
-        source_examples = Examples(inputs(train), train.label_ids(classes))
         counts = np.bincount(source.label_ids(classes), minlength=len(classes))
         prior = counts / counts.sum()
         target_inputs = inputs(unlabeled)
@@ -417,15 +414,6 @@ class EncoderTransfer(BackboneRecipe):
             else:
                 pseudo_inputs = [target_inputs[i] for i in keep]
             pseudo = Examples(pseudo_inputs, predicted[keep])
-            # as many source examples as pseudo-labeled ones keep the true labels in view
-            rows = np.random.default_rng(self.seed + round_).permutation(len(source_examples))
-            rows = np.sort(rows[: len(keep)])
-            source_part = Examples(
-                source_examples.inputs[rows]
-                if isinstance(source_examples.inputs, np.ndarray)
-                else [source_examples.inputs[i] for i in rows],
-                source_examples.labels[rows],
-            )
             settings = TrainingSettings(
                 epochs=1,
                 batch_size=self.batch_size,
@@ -437,7 +425,7 @@ class EncoderTransfer(BackboneRecipe):
             )
             history = Trainer(settings).fit(
                 model,
-                Examples.concatenate([source_part, pseudo]),
+                pseudo,
                 objectives=regularizers,
                 parameter_groups=self._parameter_groups(
                     model, self.learning_rate, self.head_learning_rate
@@ -571,10 +559,13 @@ preset(
 preset(
     "self-training",
     "model-based",
-    "fine-tune the top 2 layers on the source, then self-train on confident target pseudo-labels",
-    frozen_layers=5,
+    "fine-tune the top 4 layers on the source, then on confident target pseudo-labels",
+    frozen_layers=3,
+    learning_rate=5e-5,
+    epochs=4,
+    patience=2,
     truncation="head+tail",
-    self_training_rounds=2,
+    self_training_rounds=1,
 )
 # Network-based: share and freeze layers, or train small adapters.
 preset(
