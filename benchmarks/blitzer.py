@@ -67,7 +67,10 @@ RULE = (
 
 
 def accuracy(recipe: Recipe, source: Any, target: Any, cache: EmbeddingCache) -> float:
-    predictor = recipe.fit(source, None, cache=cache, unlabeled=target.without_labels())
+    if recipe.uses_source:
+        predictor = recipe.fit(source, None, cache=cache, unlabeled=target.without_labels())
+    else:  # a scratch baseline: its "target labels" are the source's, the only labels there are
+        predictor = recipe.fit(source, source, cache=cache)
     predicted = np.array(predictor.predict(target.inputs))
     return float(np.mean(predicted == np.array(target.labels)) * 100)
 
@@ -119,6 +122,11 @@ def run_experiment(args: argparse.Namespace, domains: dict[str, Any]) -> None:
         "name": args.experiment,
         "recipe": args.recipe,
         "options": parsed,
+        "effective_options": {
+            k: getattr(make_recipe(args.recipe, **parsed), k)
+            for k in make_recipe(args.recipe).options()
+            if k != "seed"
+        },
         "seeds": args.seeds,
         "date": datetime.date.today().isoformat(),
         "looked_at_target_labels": "yes: development pairs " + ", ".join(args.pairs),

@@ -316,3 +316,18 @@ def test_self_training_lifts_target_accuracy_over_the_source_only_model() -> Non
         for name, p in (("plain", plain), ("adapted", adapted))
     }
     assert accuracy["adapted"] > accuracy["plain"] + 0.1  # measured: 0.58 -> 0.74
+
+
+def test_bf16_precision_trains_and_round_trips_with_head_and_tail(
+    tiny_backbone: str, tmp_path: Path
+) -> None:
+    options = {"backbone": tiny_backbone, "epochs": 1, "truncation": "head+tail", "max_length": 8}
+    predictor = make_recipe("fine-tune", precision="bf16", **options).fit(SOURCE)
+    assert predictor.model.precision == "bf16"
+    probabilities = predictor.predict_proba(TEST)
+    assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1.0)
+    loaded = load_predictor(predictor.save(tmp_path / "m"))
+    assert loaded.model.precision == "bf16" and loaded.model.encoder.truncation == "head+tail"
+    np.testing.assert_allclose(loaded.predict_proba(TEST), probabilities, atol=1e-5)
+    with pytest.raises(ConfigError, match="precision"):
+        make_recipe("fine-tune", precision="fp8").validate(SOURCE)

@@ -29,7 +29,8 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class Examples:
-    """Inputs (texts or a feature matrix), integer labels and optional per-example weights."""
+    """Inputs (texts, a feature matrix, or an integer matrix such as left-padded item
+    histories), integer labels and optional per-example weights."""
 
     inputs: list[str] | np.ndarray
     labels: np.ndarray | None = None
@@ -48,10 +49,15 @@ class Examples:
             if generator is not None
             else np.arange(n)
         )
-        for start in range(0, n, batch_size):
+        starts = list(range(0, n, batch_size))
+        if generator is not None and self._is_sequences():
+            order, starts = self._bucketed(order, batch_size, generator)
+        for start in starts:
             idx = order[start : start + batch_size]
             batch: dict[str, Any] = {}
-            if isinstance(self.inputs, np.ndarray):
+            if isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu":
+                batch["ids"] = torch.from_numpy(self.inputs[idx]).long()  # e.g. item histories
+            elif isinstance(self.inputs, np.ndarray):
                 batch["features"] = torch.from_numpy(self.inputs[idx]).float()
             else:
                 batch["texts"] = [self.inputs[i] for i in idx]
@@ -60,6 +66,29 @@ class Examples:
             if self.weights is not None:
                 batch["weights"] = torch.from_numpy(self.weights[idx]).float()
             yield batch
+
+    def _is_sequences(self) -> bool:
+        return isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu"
+
+    def _bucketed(
+        self, order: np.ndarray, batch_size: int, generator: torch.Generator
+    ) -> tuple[np.ndarray, list[int]]:
+        """Shuffled batches of histories of similar length (less padding to compute on).
+
+        Each run of 16 shuffled batches is sorted by history length and cut into batches;
+        the batches are then shuffled.
+        """
+        assert isinstance(self.inputs, np.ndarray)
+        lengths = (self.inputs != 0).sum(axis=1)
+        chunk = batch_size * 16
+        parts = []
+        for start in range(0, len(order), chunk):
+            part = order[start : start + chunk]
+            parts.append(part[np.argsort(lengths[part], kind="stable")])
+        order = np.concatenate(parts) if parts else order
+        starts = np.arange(0, len(order), batch_size)
+        starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
+        return order, [int(x) for x in starts]
 
     def endless_batches(
         self, batch_size: int, generator: torch.Generator
@@ -186,6 +215,7 @@ class TrainingSettings:
     patience: int = 2
     seed: int = 0
     description: str = "training"
+    loss: str = "cross-entropy"  # or "bpr": one uniformly drawn negative class per example
 
 
 class Trainer:
@@ -207,7 +237,9 @@ class Trainer:
         head = list(model.head.parameters())
         head_ids = {id(p) for p in head}
         body = [p for p in model.parameters() if id(p) not in head_ids]
-        groups = [{"params": head, "lr": s.head_learning_rate or s.learning_rate}]
+        groups = []
+        if head:
+            groups.append({"params": head, "lr": s.head_learning_rate or s.learning_rate})
         if body:
             groups.append({"params": body, "lr": s.learning_rate})
         return groups
@@ -223,8 +255,13 @@ class Trainer:
         parameter_groups: list[dict[str, Any]] | None = None,
         on_epoch_start: Callable[[int], None] | None = None,
         as_predictor: Callable[[Classifier], Any] | None = None,
+        validation_score: Callable[[Classifier], float] | None = None,
     ) -> list[dict[str, float]]:
-        """Train in place; return one record per epoch (losses, validation macro-F1, seconds)."""
+        """Train in place; return one record per epoch (losses, validation score, seconds).
+
+        The validation score is the macro-F1 on ``validation``, or ``validation_score(model)``
+        when given (a ranking metric, say); the best epoch's weights are kept.
+        """
         s = self.settings
         if train.labels is None:
             raise ValueError("training examples need labels")
@@ -263,7 +300,9 @@ class Trainer:
             observed: dict[str, list[float]] = {}
             for batch in train.batches(s.batch_size, generator):
                 target_batch = next(target_stream) if target_stream is not None else None
-                loss, auxiliary = self._loss(model, batch, target_batch, objectives, step / total)
+                loss, auxiliary = self._loss(
+                    model, batch, target_batch, objectives, step / total, generator
+                )
                 units = _units(model, batch) + (
                     _units(model, target_batch) if target_batch is not None else 0
                 )
@@ -287,16 +326,21 @@ class Trainer:
                 **{key: float(np.mean(values)) for key, values in observed.items()},
             }
             epoch_finished(as_predictor, model)
-            if validation is not None and validation.labels is not None:
+            score = None
+            if validation_score is not None:
+                score = validation_score(model)
+                record["validation_score"] = score
+            elif validation is not None and validation.labels is not None:
                 score = macro_f1(model, validation)
                 record["validation_macro_f1"] = score
+            if score is not None:
                 if score >= best_score:  # ties: prefer the later, longer-trained epoch
                     best_score, stale = score, 0
                     best_state = copy.deepcopy(_trainable_state(model))
                 else:
                     stale += 1
             history.append(record)
-            if validation is not None and stale >= s.patience:
+            if score is not None and stale >= s.patience:
                 break
         if best_state is not None:
             model.load_state_dict(best_state, strict=False)
@@ -310,10 +354,18 @@ class Trainer:
         target_batch: dict[str, Any] | None,
         objectives: Sequence[Objective],
         fraction: float,
+        generator: torch.Generator,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         source_features = model.features(batch)
         logits = model.head(source_features)
-        loss = nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+        if self.settings.loss == "bpr":  # Rendle et al., UAI 2009: -log sigmoid(pos - neg)
+            labels = batch["labels"]
+            negatives = torch.randint(0, logits.shape[1], labels.shape, generator=generator)
+            rows = torch.arange(len(labels))
+            margin = logits[rows, labels] - logits[rows, negatives]
+            loss = -nn.functional.logsigmoid(margin)
+        else:
+            loss = nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
         if "weights" in batch:
             loss = (loss * batch["weights"]).sum() / batch["weights"].sum()
         else:

@@ -23,3 +23,5 @@ __all__ = [
     "make_recipe",
     "register_recipe",
 ]
+
+import shoptransfer.recommenders  # noqa: E402, F401  (registers the recommendation recipes)

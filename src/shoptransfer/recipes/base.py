@@ -87,6 +87,7 @@ class Recipe(ABC):
     family: ClassVar[str]
     description: ClassVar[str]
     uses_source: ClassVar[bool] = True
+    task: ClassVar[str] = "classification"
     seed: int = dataclasses.field(
         default=0, metadata={"help": "random seed of splits, initialisation and batch order"}
     )

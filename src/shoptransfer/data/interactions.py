@@ -1,0 +1,390 @@
+"""Interaction domains for recommendation: users' time-ordered item histories and an item
+catalogue with text.
+
+Readers:
+
+- :func:`read_interactions`: a RecBole atomic ``.inter`` file (tab-separated, typed header
+  ``name:type``) or a CSV / TSV / Parquet table with a column mapping, plus an optional item
+  table (atomic ``.item`` or a table) whose text columns describe each item. It drops exact
+  duplicate rows, sorts each user's rows by time, applies k-core filtering and splits each
+  history leave-one-out by time: the last item is the test case, the one before the validation
+  case, the rest is for training.
+- :func:`read_recbole_split`: the pre-split form (``NAME.train/valid/test.inter`` with
+  ``item_id_list`` histories, ``NAME.text``, ``NAME.item2index``), kept exactly as given.
+
+Items are numbered from 1 (0 pads a history). Everything a reader changes or leaves out is
+counted in :attr:`InteractionDomain.report`; what it cannot use is a one-line error naming the
+file and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shoptransfer.data.readers import _decode, _read_bytes, _table_format
+from shoptransfer.errors import DataError
+
+
+@dataclasses.dataclass
+class NextItemCases:
+    """Questions "which item comes next?": one per row, for the user ``users[i]``."""
+
+    users: np.ndarray
+    histories: list[np.ndarray]
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclasses.dataclass
+class InteractionDomain:
+    """Users' item histories (item indices from 1, oldest first) and the item catalogue.
+
+    ``train[u]`` is the part of user ``u``'s history a model may train on; ``valid`` and
+    ``test`` hold the held-out next items with the history before each.
+    """
+
+    name: str
+    items: list[str]
+    item_text: list[str]
+    users: list[str]
+    train: list[np.ndarray]
+    valid: NextItemCases
+    test: NextItemCases
+    source: str = ""
+    report: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_interactions(self) -> int:
+        return int(sum(len(s) for s in self.train)) + len(self.valid) + len(self.test)
+
+    def data_hash(self) -> str:
+        digest = hashlib.sha256()
+        for sequence in self.train:
+            digest.update(np.asarray(sequence, dtype=np.int64).tobytes() + b"|")
+        for cases in (self.valid, self.test):
+            digest.update(np.asarray(cases.targets, dtype=np.int64).tobytes())
+        digest.update("\n".join(self.item_text).encode("utf-8"))
+        return digest.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "users": len(self.users),
+            "items": self.n_items,
+            "interactions": self.n_interactions,
+            "valid_cases": len(self.valid),
+            "test_cases": len(self.test),
+            "report": dict(self.report),
+            "data_hash": self.data_hash(),
+        }
+
+
+# -- reading tables ---------------------------------------------------------------------------
+
+
+def _read_frame(path: Path, format: str | None) -> pd.DataFrame:
+    """A table as strings; RecBole atomic files (``.inter``, ``.item``) lose their type tags."""
+    atomic = path.suffix in (".inter", ".item", ".user", ".text", ".item2index", ".user2index")
+    fmt = "tsv" if atomic and format is None else _table_format(path, format)
+    if fmt == "parquet":
+        if not path.exists():
+            raise DataError(f"{path}: file not found")
+        try:
+            frame = pd.read_parquet(path).astype(str)
+        except Exception as exc:  # pyarrow raises several types for a broken file
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    elif fmt in ("csv", "tsv"):
+        decoded = _decode(path, _read_bytes(path))
+        try:
+            frame = pd.read_csv(
+                io.StringIO(decoded),
+                sep="\t" if fmt == "tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                quoting=3 if fmt == "tsv" else 0,  # tabs separate; quotes are text
+            )
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: not a readable {fmt.upper()} table ({exc})") from None
+    else:
+        raise DataError(f"{path}: interactions are read from CSV, TSV, Parquet or atomic files")
+    frame.columns = [str(c).split(":")[0] for c in frame.columns]
+    return frame
+
+
+def _require_columns(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
+    for column in columns:
+        if column not in frame.columns:
+            raise DataError(f"{path}: no column '{column}'; the columns are {list(frame.columns)}")
+
+
+def _times(path: Path, values: pd.Series) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce")
+    if not numbers.isna().any():
+        return numbers.to_numpy(dtype=np.float64)
+    dates = pd.to_datetime(values, errors="coerce", utc=True)
+    bad = dates.isna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{path} line {row + 2}: time '{values.iloc[row]}' is neither a number nor a date"
+        )
+    return dates.astype("int64").to_numpy(dtype=np.float64)
+
+
+def k_core(frame: pd.DataFrame, k: int, user: str = "user", item: str = "item") -> pd.DataFrame:
+    """Repeatedly drop users and items with fewer than ``k`` interactions."""
+    if k <= 1:
+        return frame
+    while True:
+        user_counts = frame[user].map(frame[user].value_counts())
+        item_counts = frame[item].map(frame[item].value_counts())
+        keep = (user_counts >= k) & (item_counts >= k)
+        if keep.all():
+            return frame
+        frame = frame[keep]
+
+
+def read_interactions(
+    path: str | Path,
+    *,
+    user: str = "user_id",
+    item: str = "item_id",
+    time: str | None = "timestamp",
+    items_path: str | Path | None = None,
+    item_id: str | None = None,
+    item_text: list[str] | tuple[str, ...] = ("title",),
+    name: str | None = None,
+    format: str | None = None,
+    k_core_threshold: int = 0,
+    max_history: int = 50,
+) -> InteractionDomain:
+    """Read interactions (and an item catalogue) into a leave-one-out split domain.
+
+    ``time=None`` takes the file order as time order. ``item_text`` names the catalogue
+    columns joined (with ". ") into each item's text; ``item_id`` is the catalogue's id column
+    (default: the same name as ``item``). Histories given to validation and test cases keep
+    the last ``max_history`` items.
+    """
+    path = Path(path)
+    frame = _read_frame(path, format)
+    _require_columns(path, frame, [user, item] + ([time] if time else []))
+    report: dict[str, int] = {}
+    table = pd.DataFrame(
+        {
+            "user": frame[user].str.strip(),
+            "item": frame[item].str.strip(),
+            "time": _times(path, frame[time]) if time else np.arange(len(frame), dtype=float),
+            "order": np.arange(len(frame)),
+        }
+    )
+    empty = (table["user"] == "") | (table["item"] == "")
+    if empty.any():
+        report["rows without user or item (dropped)"] = int(empty.sum())
+        table = table[~empty]
+    duplicate = table.duplicated(["user", "item", "time"])
+    if duplicate.any():
+        report["duplicate rows (dropped)"] = int(duplicate.sum())
+        table = table[~duplicate]
+    before_users, before_items = table["user"].nunique(), table["item"].nunique()
+    table = k_core(table, k_core_threshold)
+    if len(table) == 0:
+        raise DataError(
+            f"{path}: no interactions left after {k_core_threshold}-core filtering; lower k_core"
+        )
+    if k_core_threshold > 1:
+        report[f"users removed by {k_core_threshold}-core"] = before_users - table["user"].nunique()
+        report[f"items removed by {k_core_threshold}-core"] = before_items - table["item"].nunique()
+    # each user's rows in time order; ties keep the file order
+    unsorted = table.groupby("user", sort=False)["time"].apply(
+        lambda t: bool((np.diff(t.to_numpy()) < 0).any())
+    )
+    if unsorted.any():
+        report["users whose rows were not in time order (sorted)"] = int(unsorted.sum())
+    table = table.sort_values(["user", "time", "order"], kind="stable")
+    items = sorted(table["item"].unique(), key=_natural)
+    index = {item_name: i + 1 for i, item_name in enumerate(items)}
+    users = sorted(table["user"].unique(), key=_natural)
+    grouped = table.groupby("user", sort=False)["item"].apply(list).to_dict()
+    sequences = [np.array([index[i] for i in grouped[u]], dtype=np.int64) for u in users]
+    texts = _catalogue_text(
+        Path(items_path) if items_path else None, items, item_id or item, list(item_text), report
+    )
+    train, valid, test = leave_one_out(sequences, max_history, report)
+    return InteractionDomain(
+        name=name or path.stem.split(".")[0],
+        items=items,
+        item_text=texts,
+        users=users,
+        train=train,
+        valid=valid,
+        test=test,
+        source=str(path),
+        report=report,
+    )
+
+
+def _natural(value: str) -> tuple[int, Any]:
+    """Numbers in numeric order, then other ids in text order."""
+    return (0, int(value)) if value.isdigit() else (1, value)
+
+
+def _catalogue_text(
+    path: Path | None, items: list[str], id_column: str, columns: list[str], report: dict[str, int]
+) -> list[str]:
+    if path is None:
+        report["items without text"] = len(items)
+        return [""] * len(items)
+    frame = _read_frame(path, None)
+    _require_columns(path, frame, [id_column, *columns])
+    joined = frame[columns].apply(
+        lambda row: ". ".join(str(v).strip() for v in row if str(v).strip()), axis=1
+    )
+    text = dict(zip(frame[id_column].str.strip(), joined))
+    texts = [text.get(item_name, "") for item_name in items]
+    missing = sum(1 for t in texts if not t)
+    if missing:
+        report["items without text"] = missing
+    extra = len(set(text) - set(items))
+    if extra:
+        report["catalogue items without interactions (not ranked)"] = extra
+    return texts
+
+
+def leave_one_out(
+    sequences: list[np.ndarray], max_history: int, report: dict[str, int]
+) -> tuple[list[np.ndarray], NextItemCases, NextItemCases]:
+    """Split each time-ordered history: last item to test, the one before to validation.
+
+    A user with fewer than 3 items has no validation and test case; all of their items train.
+    """
+    train: list[np.ndarray] = []
+    cases: dict[str, tuple[list[int], list[np.ndarray], list[int]]] = {
+        "valid": ([], [], []),
+        "test": ([], [], []),
+    }
+    short = 0
+    for u, sequence in enumerate(sequences):
+        if len(sequence) < 3:
+            short += 1
+            train.append(sequence)
+            continue
+        train.append(sequence[:-2])
+        for name, end in (("valid", len(sequence) - 2), ("test", len(sequence) - 1)):
+            users, histories, targets = cases[name]
+            users.append(u)
+            histories.append(sequence[max(0, end - max_history) : end])
+            targets.append(int(sequence[end]))
+    if short:
+        report["users with fewer than 3 items (training only)"] = short
+    valid, test = (
+        NextItemCases(np.array(u, dtype=np.int64), h, np.array(t, dtype=np.int64))
+        for u, h, t in cases.values()
+    )
+    return train, valid, test
+
+
+# -- the pre-split RecBole form ---------------------------------------------------------------
+
+
+def read_recbole_split(folder: str | Path, dataset: str | None = None) -> InteractionDomain:
+    """Read ``DATASET.{train,valid,test}.inter``, ``.text`` and ``.item2index`` as given.
+
+    Item ids in the ``.inter`` files are 0-based positions in ``.item2index``; each user's
+    training history is their longest training row plus its next item.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; expected a RecBole dataset folder")
+    dataset = dataset or folder.name
+    files = {part: folder / f"{dataset}.{part}" for part in ("item2index", "text")}
+    files.update({part: folder / f"{dataset}.{part}.inter" for part in ("train", "valid", "test")})
+    for path in files.values():
+        if not path.exists():
+            raise DataError(f"{path}: file not found; expected the pre-split {dataset} files")
+    index_frame = pd.read_csv(
+        files["item2index"], sep="\t", header=None, dtype=str, names=["asin", "index"]
+    )
+    items = [""] * len(index_frame)
+    for line, (asin, position) in enumerate(zip(index_frame["asin"], index_frame["index"]), 1):
+        if not str(position).isdigit() or int(position) >= len(items):
+            raise DataError(
+                f"{files['item2index']} line {line}: index '{position}' is not in "
+                f"[0, {len(items) - 1}]"
+            )
+        items[int(position)] = asin
+    report: dict[str, int] = {}
+    text_frame = _read_frame(files["text"], None)
+    _require_columns(files["text"], text_frame, ["item_id", "text"])
+    text = dict(zip(text_frame["item_id"].str.strip(), text_frame["text"].str.strip()))
+    texts = [text.get(asin, "") for asin in items]
+    if any(not t for t in texts):
+        report["items without text"] = sum(1 for t in texts if not t)
+    parts = {part: _split_rows(files[part], len(items)) for part in ("train", "valid", "test")}
+    users = sorted(
+        {u for rows in parts.values() for u, _, _ in rows},
+        key=_natural,
+    )
+    user_index = {u: i for i, u in enumerate(users)}
+    longest: dict[str, np.ndarray] = {}
+    for u, history, target in parts["train"]:
+        sequence = np.append(history, target)
+        if len(sequence) > len(longest.get(u, ())):
+            longest[u] = sequence
+    train = [longest.get(u, np.zeros(0, dtype=np.int64)) for u in users]
+    cases = []
+    for part in ("valid", "test"):
+        rows = [(u, h, t) for u, h, t in parts[part] if len(h)]
+        if len(rows) < len(parts[part]):
+            report[f"{part} cases without history (dropped)"] = len(parts[part]) - len(rows)
+        cases.append(
+            NextItemCases(
+                np.array([user_index[u] for u, _, _ in rows], dtype=np.int64),
+                [h for _, h, _ in rows],
+                np.array([t for _, _, t in rows], dtype=np.int64),
+            )
+        )
+    return InteractionDomain(
+        name=dataset,
+        items=items,
+        item_text=texts,
+        users=users,
+        train=train,
+        valid=cases[0],
+        test=cases[1],
+        source=str(folder),
+        report=report,
+    )
+
+
+def _split_rows(path: Path, n_items: int) -> list[tuple[str, np.ndarray, int]]:
+    frame = _read_frame(path, None)
+    _require_columns(path, frame, ["user_id", "item_id_list", "item_id"])
+    rows = []
+    for line, (u, history, target) in enumerate(
+        zip(frame["user_id"], frame["item_id_list"], frame["item_id"]), start=2
+    ):
+        try:
+            ids = [int(x) + 1 for x in history.split()] + [int(target) + 1]
+        except ValueError:
+            raise DataError(f"{path} line {line}: item ids must be integers") from None
+        if min(ids) < 1 or max(ids) > n_items:
+            raise DataError(
+                f"{path} line {line}: item id {max(ids) - 1 if max(ids) > n_items else -1} "
+                f"is not in the catalogue (0..{n_items - 1})"
+            )
+        rows.append((u.strip(), np.array(ids[:-1], dtype=np.int64), ids[-1]))
+    return rows

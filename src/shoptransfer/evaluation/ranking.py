@@ -1,0 +1,84 @@
+"""Full-ranking evaluation of next-item recommendation, in memory-bounded batches.
+
+Every item of the catalogue is scored for each case (no sampled negatives). The items of the
+case's history are removed from the ranking, except the target itself. The target's rank is
+the number of items scored above it plus half of those tied with it (the expected rank when
+ties are broken at random), so a model that scores everything alike gets no credit.
+
+Users are scored ``batch_size`` at a time: memory holds one ``batch_size x items`` block,
+whatever the number of users.
+
+Metrics at each K (one relevant item per case, so Recall@K = HR@K):
+Recall, HR, NDCG (1 / log2(rank + 2)), MRR (1 / (rank + 1)), Precision (hit / K) and F1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+KS = (5, 10, 20, 50)
+METRICS = ("recall", "hr", "ndcg", "mrr", "precision", "f1")
+
+# scores(histories, users) -> (len(histories), n_items + 1) scores; column 0 is padding
+Scorer = Callable[[list[np.ndarray], np.ndarray], torch.Tensor]
+
+
+@torch.no_grad()
+def target_ranks(
+    scorer: Scorer,
+    histories: Sequence[np.ndarray],
+    targets: np.ndarray,
+    users: np.ndarray | None = None,
+    batch_size: int = 512,
+) -> np.ndarray:
+    """0-based rank of each target among all items, history items excluded."""
+    users = users if users is not None else np.arange(len(targets))
+    ranks = np.zeros(len(targets), dtype=np.float64)
+    for start in range(0, len(targets), batch_size):
+        stop = min(start + batch_size, len(targets))
+        batch_histories = list(histories[start:stop])
+        scores = scorer(batch_histories, users[start:stop]).float()
+        target = torch.from_numpy(np.asarray(targets[start:stop], dtype=np.int64))
+        rows = torch.arange(len(target))
+        target_scores = scores[rows, target].clone()
+        excluded = torch.zeros_like(scores, dtype=torch.bool)
+        excluded[:, 0] = True  # padding
+        for row, history in enumerate(batch_histories):
+            if len(history):
+                excluded[row, torch.from_numpy(np.asarray(history, dtype=np.int64))] = True
+        excluded[rows, target] = True  # counted apart below
+        above = ((scores > target_scores[:, None]) & ~excluded).sum(dim=1)
+        tied = ((scores == target_scores[:, None]) & ~excluded).sum(dim=1)
+        ranks[start:stop] = (above.double() + tied.double() / 2).numpy()
+    return ranks
+
+
+def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+    """``metric@k`` averaged over cases, from 0-based target ranks."""
+    results: dict[str, float] = {}
+    for k in ks:
+        hit = (ranks < k).astype(np.float64)
+        precision = hit / k
+        values = {
+            "recall": hit,
+            "hr": hit,
+            "ndcg": hit / np.log2(ranks + 2),
+            "mrr": hit / (ranks + 1),
+            "precision": precision,
+            "f1": np.where(hit > 0, 2 * precision * hit / np.maximum(precision + hit, 1e-12), 0),
+        }
+        for name in METRICS:
+            results[f"{name}@{k}"] = float(values[name].mean()) if len(ranks) else 0.0
+    return results
+
+
+def evaluate_ranking(
+    scorer: Scorer, cases: Any, ks: Sequence[int] = KS, batch_size: int = 512
+) -> dict[str, float]:
+    """Metrics of ``scorer`` on :class:`~shoptransfer.data.interactions.NextItemCases`."""
+    ranks = target_ranks(scorer, cases.histories, cases.targets, cases.users, batch_size)
+    return ranking_metrics(ranks, ks)

@@ -1,0 +1,97 @@
+"""What every recommendation recipe shares: trained rankers, training examples from
+histories, and the recipe base class (registered in the same registry as the text recipes).
+
+A recommendation recipe's ``fit(source, target)`` reads :class:`InteractionDomain` s: the
+optional ``source`` (another domain's histories, to pre-train on) and the ``target`` whose
+training histories it learns from. It returns an :class:`ItemRanker`: scores of every item for
+a batch of histories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from shoptransfer.data.interactions import InteractionDomain
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.recipes.base import Recipe, option
+
+
+class ItemRanker(ABC):
+    """A trained recommender: a score for every item (column 0 pads) per history."""
+
+    n_items: int
+
+    @abstractmethod
+    def scores(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+        """A ``(len(histories), n_items + 1)`` tensor; higher means more likely next."""
+
+    @property
+    def trainable_parameters(self) -> int:
+        return 0
+
+
+def padded_histories(histories: list[np.ndarray], max_length: int) -> np.ndarray:
+    """Histories as rows of a left-padded int64 matrix keeping the last ``max_length`` items."""
+    matrix = np.zeros((len(histories), max_length), dtype=np.int64)
+    for row, history in enumerate(histories):
+        tail = np.asarray(history[-max_length:], dtype=np.int64)
+        if len(tail):
+            matrix[row, max_length - len(tail) :] = tail
+    return matrix
+
+
+def next_item_examples(
+    sequences: list[np.ndarray], max_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every prefix of every sequence as (left-padded history, next item)."""
+    histories, targets = [], []
+    for sequence in sequences:
+        for end in range(1, len(sequence)):
+            histories.append(sequence[max(0, end - max_length) : end])
+            targets.append(int(sequence[end]))
+    return padded_histories(histories, max_length), np.array(targets, dtype=np.int64)
+
+
+def interaction_counts(domain: InteractionDomain) -> np.ndarray:
+    """How often each item occurs in the training histories (index 0 pads)."""
+    counts = np.zeros(domain.n_items + 1, dtype=np.float64)
+    for sequence in domain.train:
+        np.add.at(counts, sequence, 1.0)
+    return counts
+
+
+@dataclasses.dataclass
+class RecommendationRecipe(Recipe):
+    """A recipe for next-item recommendation on interaction domains."""
+
+    task: ClassVar[str] = "recommendation"
+    uses_source: ClassVar[bool] = False
+
+    @abstractmethod
+    def fit(  # type: ignore[override]
+        self,
+        source: InteractionDomain | None,
+        target: InteractionDomain | None = None,
+        cache: Any = None,
+        unlabeled: Any = None,
+    ) -> ItemRanker:
+        """Train on ``target``'s training histories (and ``source`` when the recipe uses it)."""
+
+    def _target(self, source: Any, target: Any) -> InteractionDomain:
+        domain = target if target is not None else source
+        if not isinstance(domain, InteractionDomain):
+            raise ConfigError(
+                f"recipe '{self.name}' recommends items; it needs interaction domains"
+            )
+        if not any(len(s) for s in domain.train):
+            raise DataError(f"{domain.source or domain.name}: no training interactions")
+        return domain
+
+
+def history_option() -> Any:
+    return option(50, "most recent items of a history the model reads")
