@@ -11,8 +11,20 @@ from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.ranking import evaluate_ranking
 from shoptransfer.recipes import list_recipes, make_recipe
 
-
-WORDS = "apple river candle mountain pencil garden violin rocket turtle blanket mirror lemon".split()
+WORDS = [
+    "apple",
+    "river",
+    "candle",
+    "mountain",
+    "pencil",
+    "garden",
+    "violin",
+    "rocket",
+    "turtle",
+    "blanket",
+    "mirror",
+    "lemon",
+]
 
 
 def cyclic_domain(n_items: int = 12, n_users: int = 60, seed: int = 0, name: str = "shop"):
@@ -26,7 +38,9 @@ def cyclic_domain(n_items: int = 12, n_users: int = 60, seed: int = 0, name: str
     train, valid, test = leave_one_out(sequences, 50, {})
     items = [f"{name}-{i}" for i in range(n_items)]
     texts = WORDS[:n_items]
-    return InteractionDomain(name, items, texts, [str(u) for u in range(n_users)], train, valid, test)
+    return InteractionDomain(
+        name, items, texts, [str(u) for u in range(n_users)], train, valid, test
+    )
 
 
 def recall_at(ranker, domain, k: int) -> float:
@@ -85,7 +99,9 @@ def test_text_model_pre_trained_on_a_source_transfers_to_new_items(tiny_backbone
     scratch = make_recipe("text-seq-scratch", epochs=1, **common).fit(None, target)
     assert recall_at(transferred, target, 2) > 0.9  # measured 1.0
     assert recall_at(scratch, target, 2) < 0.8  # measured 0.53: one epoch is not enough
-    frozen = [p for n, p in transferred.model.encoder.named_parameters() if not n.startswith("items.")]
+    frozen = [
+        p for n, p in transferred.model.encoder.named_parameters() if not n.startswith("items.")
+    ]
     assert frozen and not any(p.requires_grad for p in frozen)
 
 

@@ -71,12 +71,64 @@ def run(
     from shoptransfer.config import load_config
 
     experiment = load_config(config)
+    if experiment.task == "recommendation":
+        _run_recommendation(experiment, quiet)
+        return
     title = (
         f"{experiment.name}: {experiment.source.name or Path(experiment.source.path).name}"
         f" → {experiment.target.name or Path(experiment.target.path).name}, "
         f"seeds {experiment.seeds}"
     )
     _run_and_report(experiment, quiet, title)
+
+
+def _run_recommendation(experiment: Any, quiet: bool) -> None:
+    from shoptransfer.recommendation import format_recommendation, run_recommendation
+    from shoptransfer.runs import load_results
+
+    def show(result: dict[str, Any]) -> None:
+        if not quiet:
+            test = result["test"]
+            typer.echo(
+                f"  {result['recipe']} seed {result['seed']}: recall@10 "
+                f"{test.get('recall@10', float('nan')):.4f}, ndcg@10 "
+                f"{test.get('ndcg@10', float('nan')):.4f} ({result['train_seconds']:.0f} s)",
+                err=True,
+            )
+
+    run_dir = run_recommendation(experiment, on_result=show)
+    typer.echo(format_recommendation(load_results(run_dir)["summary"]))
+    typer.echo(f"run folder: {run_dir}", err=True)
+
+
+@app.command()
+def recommend(
+    run_dir: Annotated[Path, typer.Argument(help="a recommendation run folder")],
+    user: Annotated[str, typer.Option(help="user id as in the data")],
+    k: Annotated[int, typer.Option(help="how many items")] = 10,
+    recipe: Annotated[
+        str | None, typer.Option(help="recipe of the run (default: best validation NDCG@10)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of that recipe's model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Recommend the next items for a user, each with the history items behind it."""
+    from shoptransfer.recommendation import recommend as recommend_items
+
+    answer = recommend_items(run_dir, user, k, recipe, seed)
+    if as_json:
+        typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+        return
+    typer.echo(
+        f"user {user}, model {answer['recipe']} (seed {answer['seed']}); "
+        f"'because' weights: {answer['explanation']}"
+    )
+    for rank, item in enumerate(answer["items"], start=1):
+        typer.echo(f"{rank:>3}. {item['item']}  {item['text'][:90]}")
+        for reason in item["because"]:
+            typer.echo(
+                f"       because {reason['item']} ({reason['weight']:+.3f}) {reason['text'][:60]}"
+            )
 
 
 def _list_option(value: str | None, name: str, cast: Any) -> list[Any] | None:

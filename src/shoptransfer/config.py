@@ -35,6 +35,29 @@ class DomainConfig(_Strict):
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
 
 
+class InteractionDomainConfig(_Strict):
+    """Where a domain's interactions (and item catalogue) are and which columns hold what."""
+
+    path: str = Field(
+        description="an interactions file (RecBole atomic .inter, CSV, TSV, Parquet) or a "
+        "folder of pre-split RecBole files (NAME.train/valid/test.inter, NAME.text)"
+    )
+    format: Literal["atomic", "csv", "tsv", "parquet", "recbole-split"] | None = Field(
+        None, description="guessed from the extension (a folder: recbole-split)"
+    )
+    user: str = Field("user_id", description="column holding the user id")
+    item: str = Field("item_id", description="column holding the item id")
+    time: str | None = Field(
+        "timestamp", description="column holding the time (null: file order is time order)"
+    )
+    items: str | None = Field(None, description="item catalogue file (atomic .item, CSV, ...)")
+    item_id: str | None = Field(None, description="catalogue's item id column (default: item)")
+    item_text: list[str] = Field(["title"], description="catalogue columns joined as item text")
+    k_core: int = Field(0, ge=0, description="drop users and items with fewer interactions")
+    max_history: int = Field(50, gt=0, description="most recent items kept per history")
+    name: str | None = Field(None, description="domain name (default: the file or folder name)")
+
+
 class RecipeConfig(_Strict):
     """A recipe name and the hyper-parameters that differ from its defaults."""
 
@@ -45,6 +68,7 @@ class RecipeConfig(_Strict):
 class ExperimentConfig(_Strict):
     """One source -> target experiment: recipes x target budgets x seeds."""
 
+    task: Literal["classification"] = Field("classification", description="what is learned")
     name: str = Field("experiment", description="run name, used in the run folder's name")
     source: DomainConfig
     target: DomainConfig
@@ -127,6 +151,34 @@ class ExperimentConfig(_Strict):
         return value
 
 
+class RecommendationConfig(_Strict):
+    """Next-item recommendation: pre-train on a source domain's histories (optional), train
+    and evaluate on the target's (full ranking of every item)."""
+
+    task: Literal["recommendation"]
+    name: str = Field("recommendation", description="run name, used in the run folder's name")
+    source: InteractionDomainConfig | None = Field(
+        None, description="histories to pre-train on (the transfer recipes need it)"
+    )
+    target: InteractionDomainConfig
+    recipes: list[RecipeConfig] = Field(
+        default_factory=lambda: [
+            RecipeConfig(name=n) for n in ["popularity", "item-knn", "sasrec", "text-seq"]
+        ]
+    )
+    seeds: list[int] = Field([0], description="random seeds; each gives one result per recipe")
+    ks: list[int] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
+    eval_batch_size: int = Field(512, gt=0, description="users scored at once in evaluation")
+    output_dir: str = Field("runs", description="folder that receives the run folder")
+    cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
+    save_models: bool = Field(True, description="save every trained model in the run folder")
+
+    _recipe_shorthand = field_validator("recipes", mode="before")(
+        ExperimentConfig._recipe_shorthand.__func__  # type: ignore[attr-defined]
+    )
+    _seeds = field_validator("seeds")(ExperimentConfig._seeds.__func__)  # type: ignore[attr-defined]
+
+
 def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str:
     first = error.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -149,22 +201,30 @@ def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str
     return f"{where}: key '{key}': {first['msg']}{more}"
 
 
-def parse_config(data: Any, where: str, base_dir: Path | None = None) -> ExperimentConfig:
-    """Validate a config mapping; relative data paths are resolved against ``base_dir``."""
+def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
+    """Validate a config mapping (an :class:`ExperimentConfig`, or a
+    :class:`RecommendationConfig` when ``task: recommendation``); relative data paths are
+    resolved against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of keys to values at the top level")
+    model: Any = RecommendationConfig if data.get("task") == "recommendation" else ExperimentConfig
     try:
-        config = ExperimentConfig.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, where, ExperimentConfig)) from None
+        raise ConfigError(_describe(exc, where, model)) from None
     if base_dir is not None:
-        for domain in (config.source, config.target, config.target_test):
-            if domain is not None and not Path(domain.path).expanduser().is_absolute():
-                domain.path = str((base_dir / domain.path).resolve())
+        domains = [config.source, config.target, getattr(config, "target_test", None)]
+        for domain in domains:
+            if domain is None:
+                continue
+            for key in ("path", "items"):
+                value = getattr(domain, key, None)
+                if value is not None and not Path(value).expanduser().is_absolute():
+                    setattr(domain, key, str((base_dir / value).resolve()))
     return config
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
+def load_config(path: str | Path) -> Any:
     """Read and validate an experiment YAML file."""
     path = Path(path)
     if not path.exists():

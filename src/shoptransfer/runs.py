@@ -54,6 +54,11 @@ def environment() -> dict[str, Any]:
     }
 
 
+def resident_mb() -> float | None:
+    """This process's resident memory now (MB), where /proc tells it."""
+    return _rss_mb()
+
+
 def _rss_mb() -> float | None:
     try:
         with open("/proc/self/status", encoding="ascii") as status:

@@ -8,10 +8,12 @@ score is the summed cosine similarity to the history's items, each item keeping 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from scipy import sparse
 
 from shoptransfer.data.interactions import InteractionDomain
@@ -20,16 +22,29 @@ from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
     interaction_counts,
+    register_ranker,
 )
 
 
+@register_ranker
 class PopularityRanker(ItemRanker):
+    kind = "popularity"
+
     def __init__(self, counts: np.ndarray) -> None:
         self.n_items = len(counts) - 1
         self.counts = torch.from_numpy(counts.astype(np.float32))
 
     def scores(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         return self.counts.expand(len(histories), -1)
+
+    def _save_weights(self, folder: Path) -> dict[str, Any]:
+        save_file({"counts": self.counts}, str(folder / "ranker.safetensors"))
+        return {}
+
+    @classmethod
+    def load(cls, folder: Path, metadata: dict[str, Any], domain: Any, cache: Any) -> ItemRanker:
+        counts = load_file(str(folder / "ranker.safetensors"))["counts"]
+        return cls(counts.numpy())
 
 
 @register_recipe
@@ -49,10 +64,31 @@ class Popularity(RecommendationRecipe):
         return PopularityRanker(interaction_counts(self._target(source, target)))
 
 
+@register_ranker
 class ItemKNNRanker(ItemRanker):
+    kind = "item-knn"
+    explanation = "item-kNN similarity of the history item to the recommended one"
+
     def __init__(self, similarity: sparse.csr_matrix) -> None:
         self.n_items = similarity.shape[0] - 1
         self.similarity = similarity
+
+    def contributions(self, history: np.ndarray, item: int) -> np.ndarray:
+        return np.asarray(self.similarity[np.asarray(history), item].todense()).ravel()
+
+    def _save_weights(self, folder: Path) -> dict[str, Any]:
+        m = self.similarity
+        with open(folder / "similarity.npz", "wb") as handle:
+            np.savez(handle, data=m.data, indices=m.indices, indptr=m.indptr, shape=m.shape)
+        return {}
+
+    @classmethod
+    def load(cls, folder: Path, metadata: dict[str, Any], domain: Any, cache: Any) -> ItemRanker:
+        with np.load(folder / "similarity.npz", allow_pickle=False) as parts:
+            matrix = sparse.csr_matrix(
+                (parts["data"], parts["indices"], parts["indptr"]), shape=tuple(parts["shape"])
+            )
+        return cls(matrix)
 
     def scores(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])

@@ -19,10 +19,12 @@ head scores every item, the loss is cross-entropy (BPR for matrix factorisation)
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
@@ -36,6 +38,7 @@ from shoptransfer.recommenders.base import (
     RecommendationRecipe,
     next_item_examples,
     padded_histories,
+    register_ranker,
 )
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
 
@@ -78,12 +81,6 @@ class TextItemVectors(nn.Module):
         self.gate = nn.Linear(size, experts, bias=False)
         self.dropout = nn.Dropout(dropout)
         self.ids = IdItemVectors(text.shape[0] - 1, hidden) if id_embeddings else None
-
-    def use_text(self, text: torch.Tensor) -> None:
-        """Swap in another catalogue's text embeddings (the adaptor carries over)."""
-        if self.ids is not None:
-            raise ConfigError("item-id embeddings belong to one catalogue; cannot swap text")
-        self.text = text
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         text = self.text[ids]
@@ -210,13 +207,44 @@ class UserVectors(nn.Module):
         return self.users(batch["ids"][:, 0])
 
 
+@register_ranker
 class NeuralRanker(ItemRanker):
-    """A trained sequence (or user) model as an :class:`ItemRanker`."""
+    """A trained sequence (or user) model as an :class:`ItemRanker`.
 
-    def __init__(self, model: Classifier, by_user: bool = False) -> None:
+    ``recipe`` names the recipe and options that rebuild the network for loading.
+    """
+
+    kind = "neural"
+    explanation = "cosine similarity of the model's item vectors"
+
+    def __init__(
+        self, model: Classifier, recipe: dict[str, Any] | None = None, by_user: bool = False
+    ) -> None:
         self.model = model.eval()
         self.n_items = model.head.out_features - 1
         self.by_user = by_user
+        self.recipe = recipe or {}
+
+    @torch.no_grad()
+    def contributions(self, history: np.ndarray, item: int) -> np.ndarray:
+        self.model.eval()
+        table = nn.functional.normalize(self.model.head._items[0].table(), dim=-1)
+        return (table[torch.from_numpy(np.asarray(history))] @ table[item]).numpy()
+
+    def _save_weights(self, folder: Path) -> dict[str, Any]:
+        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(folder / "ranker.safetensors"))
+        return {"recipe": self.recipe, "by_user": self.by_user}
+
+    @classmethod
+    def load(cls, folder: Path, metadata: dict[str, Any], domain: Any, cache: Any) -> ItemRanker:
+        from shoptransfer.recipes import make_recipe
+
+        spec = metadata["recipe"]
+        recipe = make_recipe(spec["name"], **spec["options"])
+        model = recipe.build(domain, cache)
+        model.load_state_dict(load_file(str(folder / "ranker.safetensors")))
+        return cls(model, spec, metadata["by_user"])
 
     @torch.no_grad()
     def scores(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
@@ -244,6 +272,13 @@ class _NeuralRecommender(RecommendationRecipe):
     batch_size: int = option(2048, "examples per step")
     learning_rate: float = option(1e-3, "Adam learning rate")
     weight_decay: float = option(0.0, "AdamW (decoupled) weight decay")
+
+    def _spec(self) -> dict[str, Any]:
+        return {"name": self.name, "options": {k: getattr(self, k) for k in self.options()}}
+
+    def build(self, domain: InteractionDomain, cache: Any = None) -> Classifier:
+        """The untrained network for ``domain``'s catalogue."""
+        raise NotImplementedError
 
     def _settings(self, description: str, epochs: int | None = None, **extra: Any) -> Any:
         return TrainingSettings(
@@ -290,15 +325,19 @@ class BPR(_NeuralRecommender):
         torch.manual_seed(self.seed)
         users = np.repeat(np.arange(len(domain.train)), [len(s) for s in domain.train])
         items = np.concatenate([s for s in domain.train if len(s)])
-        encoder = UserVectors(len(domain.users), domain.n_items, self.hidden)
-        model = Classifier(domain.n_items + 1, self.hidden, encoder)
-        model.head = ItemScores(encoder.items, domain.n_items)
-        Trainer(self._settings("bpr", loss="bpr")).fit(
+        model = self.build(domain)
+        self.history_ = Trainer(self._settings("bpr", loss="bpr")).fit(
             model,
             Examples(users[:, None].astype(np.int64), items),
             validation_score=_validation(domain, by_user=True),
         )
-        return NeuralRanker(model, by_user=True)
+        return NeuralRanker(model, self._spec(), by_user=True)
+
+    def build(self, domain: InteractionDomain, cache: Any = None) -> Classifier:
+        encoder = UserVectors(len(domain.users), domain.n_items, self.hidden)
+        model = Classifier(domain.n_items + 1, self.hidden, encoder)
+        model.head = ItemScores(encoder.items, domain.n_items)
+        return model
 
 
 @register_recipe
@@ -346,11 +385,15 @@ class SASRec(_NeuralRecommender):
     ) -> ItemRanker:
         domain = self._target(source, target)
         torch.manual_seed(self.seed)
+        model = self.build(domain)
+        self.history_ = self._train(model, domain, "sasrec", None)
+        return NeuralRanker(model, self._spec())
+
+    def build(self, domain: InteractionDomain, cache: Any = None) -> Classifier:
         items = IdItemVectors(domain.n_items, self.hidden)
         model = Classifier(domain.n_items + 1, self.hidden, self._encoder(items))
         model.head = ItemScores(items, domain.n_items)
-        self.history_ = self._train(model, domain, "sasrec", None)
-        return NeuralRanker(model)
+        return model
 
 
 TRAINABLE = ("all", "adaptor")
@@ -424,23 +467,29 @@ class TextSequential(SASRec):
             self.history_ += self._train(
                 model, source, f"{self.name} on source", self.source_epochs
             )
-        target_items = TextItemVectors(
+        model = self.build(domain, cache)
+        if self.pretrain:  # the adaptor and the encoder carry over; the catalogue changes
+            pretrained = {
+                k: v for k, v in encoder.state_dict().items() if not k.startswith("items.ids")
+            }
+            model.encoder.load_state_dict(pretrained, strict=False)
+        if self.trainable == "adaptor":
+            for name, parameter in model.encoder.named_parameters():
+                parameter.requires_grad_(name.startswith("items."))
+        self.history_ += self._train(model, domain, f"{self.name} on target", None)
+        return NeuralRanker(model, self._spec())
+
+    def build(self, domain: InteractionDomain, cache: Any = None) -> Classifier:
+        items = TextItemVectors(
             self._text(domain, cache),
             self.hidden,
             self.experts,
             self.adaptor_dropout,
             self.id_embeddings,
         )
-        if self.pretrain:  # the adaptor carries over; only the catalogue changes
-            target_items.load_state_dict(items.state_dict(), strict=False)
-        encoder.items = target_items
-        model = Classifier(domain.n_items + 1, self.hidden, encoder)
-        model.head = ItemScores(target_items, domain.n_items, self.temperature)
-        if self.trainable == "adaptor":
-            for name, parameter in encoder.named_parameters():
-                parameter.requires_grad_(name.startswith("items."))
-        self.history_ += self._train(model, domain, f"{self.name} on target", None)
-        return NeuralRanker(model)
+        model = Classifier(domain.n_items + 1, self.hidden, self._encoder(items))
+        model.head = ItemScores(items, domain.n_items, self.temperature)
+        return model
 
 
 def preset(name: str, family: str, description: str, **defaults: Any) -> None:
