@@ -83,17 +83,18 @@ class TextItemVectors(nn.Module):
         self.ids = IdItemVectors(text.shape[0] - 1, hidden) if id_embeddings else None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        text = self.text[ids]
-        centred = self.dropout(text).unsqueeze(-2) - self.bias  # (..., experts, size)
-        experts = torch.einsum("...es,esh->...eh", centred, self.weight)
-        gate = torch.softmax(self.gate(text), dim=-1).unsqueeze(-1)
-        vectors = (gate * experts).sum(dim=-2)
-        if self.ids is not None:
-            vectors = vectors + self.ids(ids)
-        return vectors
+        return self.table()[ids]
 
     def table(self) -> torch.Tensor:
-        return self(torch.arange(self.text.shape[0]))
+        """Every item's vector (row 0 pads): the catalogue is small next to a batch of
+        histories, so it is adapted once per call and indexed."""
+        centred = self.dropout(self.text).unsqueeze(1) - self.bias  # (items, experts, size)
+        experts = torch.einsum("nes,esh->neh", centred, self.weight)
+        gate = torch.softmax(self.gate(self.text), dim=-1).unsqueeze(-1)
+        vectors = (gate * experts).sum(dim=1)
+        if self.ids is not None:
+            vectors = vectors + self.ids.table()
+        return vectors
 
 
 # -- the sequence encoder and the item head -----------------------------------------------------
