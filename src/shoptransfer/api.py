@@ -70,6 +70,11 @@ def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
     for entry in config.recipes:
         options = dict(entry.options)
         recipe = make_recipe(entry.name, **options)  # validates the name and options
+        if recipe.task != "classification":
+            raise ConfigError(
+                f"recipe '{entry.name}' is a {recipe.task} recipe; set task: {recipe.task} "
+                "and give interaction domains"
+            )
         for key, value in (("backbone", config.backbone), ("max_length", config.max_length)):
             if hasattr(recipe, key) and key not in options:
                 setattr(recipe, key, value)

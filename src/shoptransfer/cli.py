@@ -324,7 +324,7 @@ def recipes(
     from shoptransfer.recipes import list_recipes
 
     for cls in list_recipes():
-        typer.echo(f"{cls.name:<20} {cls.family:<14} {cls.description}")
+        typer.echo(f"{cls.name:<20} {cls.task:<15} {cls.family:<14} {cls.description}")
         if verbose:
             defaults = cls()
             for key, help_text in cls.options().items():

@@ -136,8 +136,9 @@ def register_recipe(cls: type[Recipe]) -> type[Recipe]:
     return cls
 
 
-def list_recipes() -> list[type[Recipe]]:
-    return [_RECIPES[name] for name in sorted(_RECIPES)]
+def list_recipes(task: str | None = None) -> list[type[Recipe]]:
+    """Registered recipes by name; only those of ``task`` when given."""
+    return [_RECIPES[name] for name in sorted(_RECIPES) if task in (None, _RECIPES[name].task)]
 
 
 def make_recipe(name: str, **options: Any) -> Recipe:

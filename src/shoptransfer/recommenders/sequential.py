@@ -297,7 +297,7 @@ class _NeuralRecommender(RecommendationRecipe):
 
 def _validation(domain: InteractionDomain, by_user: bool = False) -> Any:
     def score(model: Classifier) -> float:
-        ranker = NeuralRanker(model, by_user)
+        ranker = NeuralRanker(model, by_user=by_user)
         value = evaluate_ranking(ranker.scores, domain.valid, ks=(10,))["ndcg@10"]
         model.train()
         return value
