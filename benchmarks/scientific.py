@@ -221,7 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redo", nargs="*", default=[], help="models to run again")
     parser.add_argument("--only", nargs="*", default=None, help="run only these models")
-    parser.add_argument("--speed", action="store_true", help="run the RecBole comparison")
+    parser.add_argument("--speed", action="store_true", help="run only the RecBole comparison")
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
     args = parser.parse_args()
     out = RESULTS / "scientific.json"
@@ -241,6 +241,7 @@ def main() -> None:
                 "eval_ratio": round(peer["eval_seconds"][-1] / ours["eval_seconds"][-1], 2),
             }
             _finish(payload)
+            return
         cache = EmbeddingCache()
         for name in args.only or list(MODELS):
             if name in payload["models"]:
