@@ -47,9 +47,13 @@ def target_ranks(
         target_scores = scores[rows, target].clone()
         excluded = torch.zeros_like(scores, dtype=torch.bool)
         excluded[:, 0] = True  # padding
-        for row, history in enumerate(batch_histories):
-            if len(history):
-                excluded[row, torch.from_numpy(np.asarray(history, dtype=np.int64))] = True
+        lengths = [len(history) for history in batch_histories]
+        if sum(lengths):
+            history_rows = torch.from_numpy(np.repeat(np.arange(len(lengths)), lengths))
+            history_items = torch.from_numpy(
+                np.concatenate([np.asarray(h, dtype=np.int64) for h in batch_histories])
+            )
+            excluded[history_rows, history_items] = True
         excluded[rows, target] = True  # counted apart below
         above = ((scores > target_scores[:, None]) & ~excluded).sum(dim=1)
         tied = ((scores == target_scores[:, None]) & ~excluded).sum(dim=1)
