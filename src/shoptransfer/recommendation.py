@@ -173,8 +173,7 @@ def summarise(results: list[dict[str, Any]], metric: str = "ndcg@10") -> dict[st
             "eval_seconds": float(np.mean([r["eval_seconds"] for r in rows])),
         }
     baselines = [s for s in summary.values() if s["family"] == "baseline"]
-    if metric not in results[0]["test"]:  # other cut-offs: the first NDCG there is
-        metric = next(key for key in results[0]["test"] if key.startswith("ndcg@"))
+    metric = _ndcg_key(results[0]["test"], metric)
     if baselines:
         best = max(baselines, key=lambda s: s["test"][metric]["mean"])
         for entry in summary.values():
@@ -200,10 +199,15 @@ def format_recommendation(summary: dict[str, Any], ks: tuple[int, ...] = (10, 50
     return "\n".join(lines)
 
 
+def _ndcg_key(metrics: dict[str, float], preferred: str = "ndcg@10") -> str:
+    """``preferred`` when the run measured it, else the first NDCG cut-off it has."""
+    if preferred in metrics:
+        return preferred
+    return next(key for key in metrics if key.startswith("ndcg@"))
+
+
 def _best_recipe(results: dict[str, Any]) -> tuple[str, int]:
-    metric = "ndcg@10"
-    if metric not in results["results"][0]["valid"]:
-        metric = next(key for key in results["results"][0]["valid"] if key.startswith("ndcg@"))
+    metric = _ndcg_key(results["results"][0]["valid"])
     best = max(results["results"], key=lambda r: r["valid"][metric])
     return best["recipe"], best["seed"]
 

@@ -21,7 +21,7 @@ import torch
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
-from shoptransfer.recipes.base import Recipe, option
+from shoptransfer.recipes.base import Recipe
 
 
 class ItemRanker(ABC):
@@ -137,7 +137,3 @@ class RecommendationRecipe(Recipe):
         if not any(len(s) for s in domain.train):
             raise DataError(f"{domain.source or domain.name}: no training interactions")
         return domain
-
-
-def history_option() -> Any:
-    return option(50, "most recent items of a history the model reads")
