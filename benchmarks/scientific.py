@@ -5,6 +5,11 @@
     .venv/bin/python benchmarks/scientific.py --only sasrec text-seq   # just these models
     .venv/bin/python benchmarks/scientific.py --speed         # the RecBole speed comparison
     .venv/bin/python benchmarks/scientific.py --markdown      # rewrites the .md from the JSON
+    .venv/bin/python benchmarks/scientific.py --experiment NAME --model text-seq \\
+        --set batch_size=256 ...                 # a development run: seed 0, validation only
+
+Development experiments see the valid split only (never test) and are logged in
+results/scientific_experiments.json; the settings in MODELS were chosen from them.
 
 Target: Amazon "Industrial and Scientific" as processed for UniSRec (Hou et al., KDD 2022),
 its own train / valid / test files, all 4,385 items ranked for each of the 8,442 test users,
@@ -131,6 +136,36 @@ def run_model(name: str, source: Any, target: Any, cache: EmbeddingCache) -> dic
     return cell
 
 
+def run_experiment(args: argparse.Namespace, source: Any, target: Any) -> None:
+    """Seed 0 of one model with changed options; validation metrics only, logged."""
+    options = {**MODELS[args.model]}
+    for item in args.set:
+        key, _, text = item.partition("=")
+        options[key] = json.loads(text) if text not in ("", "true", "false") else text == "true"
+    recipe = make_recipe(args.model, seed=0, **options)
+    started = time.perf_counter()
+    ranker = recipe.fit(source, target, EmbeddingCache())
+    seconds = time.perf_counter() - started
+    valid = evaluate_ranking(ranker.scores, target.valid)
+    history = getattr(recipe, "history_", [])
+    entry = {
+        "name": args.experiment,
+        "model": args.model,
+        "options": options,
+        "valid": {key: round(valid[key], 4) for key in METRICS},
+        "epochs": len(history),
+        "curve": [round(r.get("validation_score", float("nan")), 4) for r in history],
+        "train_seconds": round(seconds, 1),
+    }
+    log_path = RESULTS / "scientific_experiments.json"
+    log = load_json(log_path) or {"experiments": []}
+    log["experiments"].append(entry)
+    from shoptransfer.files import atomic_write_json
+
+    atomic_write_json(log_path, log)
+    print(json.dumps(entry))
+
+
 # -- speed against RecBole ---------------------------------------------------------------------
 
 PEER = ROOT / "benchmarks" / ".peers" / "recbole"
@@ -223,12 +258,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="run only these models")
     parser.add_argument("--speed", action="store_true", help="run only the RecBole comparison")
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
+    parser.add_argument("--experiment", help="log a development run (validation only)")
+    parser.add_argument("--model", default="text-seq", help="model of the experiment")
+    parser.add_argument("--set", nargs="*", default=[], help="experiment options key=value")
     args = parser.parse_args()
     out = RESULTS / "scientific.json"
     payload = load_json(out)
     payload.setdefault("models", {})
     if not args.markdown:
         source, target = domains()
+        if args.experiment:
+            run_experiment(args, source, target)
+            return
         payload["domains"] = {"source": source.summary(), "target": target.summary()}
         for name in args.redo:
             payload["models"].pop(name, None)

@@ -14,7 +14,9 @@ def test_defaults_and_recipe_shorthand() -> None:
     config = parse_config(
         {**MINIMAL, "recipes": ["fine-tune", {"name": "frozen-features", "epochs": 5}]}, "x.yaml"
     )
-    assert config.budgets == [0, 16, 64] and config.backbone == "minilm-l6"
+    assert (
+        config.budgets == [0, 16, 64] and config.backbone is None
+    )  # chosen by what the source holds
     assert config.recipes[1].name == "frozen-features"
     assert config.recipes[1].options == {"epochs": 5}
 
@@ -25,7 +27,8 @@ def test_defaults_and_recipe_shorthand() -> None:
         ({**MINIMAL, "budget": [1]}, "unknown key 'budget'; allowed keys: backbone, budgets"),
         (
             {"source": {"path": "a", "column": "t"}, "target": {"path": "b"}},
-            "unknown key 'source.column'; allowed keys: format, label, name, path, text",
+            "unknown key 'source.column'; allowed keys: format, image, image_root, label, name, "
+            "path, text",
         ),
         ({"source": {"path": "a"}}, "missing key 'target'"),
         ({**MINIMAL, "budgets": [-1]}, "key 'budgets'"),

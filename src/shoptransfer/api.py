@@ -5,6 +5,7 @@ The CLI is a thin shell over these functions.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -14,11 +15,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from shoptransfer.backbones import make_encoder
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.config import DomainConfig, ExperimentConfig
 from shoptransfer.data.domain import Domain, shared_label_vocabulary
 from shoptransfer.data.features import FEATURE_FORMATS, read_features
+from shoptransfer.data.images import read_image_folder, read_image_table
 from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
 from shoptransfer.data.sampling import sample_fraction, sample_per_class
 from shoptransfer.errors import ConfigError, DataError
@@ -34,7 +36,21 @@ from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, load_result
 def read_domain(config: DomainConfig) -> Domain:
     """Read the domain a config entry describes."""
     path = Path(config.path).expanduser()
-    fmt = config.format or ("blitzer" if path.is_dir() else None)
+    if config.image is not None:
+        return read_image_table(
+            path,
+            image=config.image,
+            label=config.label,
+            root=config.image_root,
+            name=config.name,
+            format=config.format,
+        )
+    fmt = config.format
+    if fmt is None and path.is_dir():
+        blitzer = all((path / name).exists() for name in ("positive.parsed", "negative.parsed"))
+        fmt = "blitzer" if blitzer else "images"
+    if fmt == "images":
+        return read_image_folder(path, name=config.name)
     suffix = path.suffix.lower()
     only_vectors = suffix in FEATURE_FORMATS and suffix not in TABLE_FORMATS
     if (
@@ -65,6 +81,13 @@ def _describe_domain(domain: Domain) -> dict[str, Any]:
     }
 
 
+def default_backbone(config: ExperimentConfig, source: Domain) -> str:
+    """The configured backbone, else the default for what the source holds."""
+    if config.backbone is not None:
+        return config.backbone
+    return "efficientnet-lite0" if source.holds == "images" else "minilm-l6"
+
+
 def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
     recipes = []
     for entry in config.recipes:
@@ -75,8 +98,13 @@ def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
                 f"recipe '{entry.name}' is a {recipe.task} recipe; set task: {recipe.task} "
                 "and give interaction domains"
             )
-        for key, value in (("backbone", config.backbone), ("max_length", config.max_length)):
-            if hasattr(recipe, key) and key not in options:
+        settings = (
+            ("backbone", config.backbone),
+            ("max_length", config.max_length),
+            ("image_size", config.image_size),
+        )
+        for key, value in settings:
+            if hasattr(recipe, key) and key not in options and value is not None:
                 setattr(recipe, key, value)
         recipe.seed = seed
         recipes.append(recipe)
@@ -131,6 +159,7 @@ def run_experiment(
     source = read_domain(config.source)
     target = read_domain(config.target)
     classes = shared_label_vocabulary(source, target)
+    config = config.model_copy(update={"backbone": default_backbone(config, source)})
     pool, test = prepare_target(config, target)
     shared_label_vocabulary(source, test)
     _check_budgets(config, pool)
@@ -199,7 +228,11 @@ def _domain_gap(
         both = np.vstack([source.inputs, target.inputs])
         scale = both.std(axis=0) + 1e-6
         return domain_gap(source.inputs / scale, target.inputs / scale)
-    encoder = TextEncoder(config.backbone, config.max_length)
+    encoder = make_encoder(
+        config.backbone or "minilm-l6",
+        max_length=config.max_length,
+        image_size=config.image_size,
+    )
     return domain_gap(cache.encode(encoder, source.inputs), cache.encode(encoder, target.inputs))
 
 
@@ -223,8 +256,8 @@ def _unlabeled_target(pool: Domain, test: Domain, transductive: bool) -> Domain:
     if not transductive:
         return pool.without_labels()
     if isinstance(pool.inputs, np.ndarray):
-        return type(pool)(pool.name, np.concatenate([pool.inputs, test.inputs]), None, pool.source)
-    return type(pool)(pool.name, list(pool.inputs) + list(test.inputs), None, pool.source)
+        return pool._with(np.concatenate([pool.inputs, test.inputs]), None, pool.name)
+    return pool._with(list(pool.inputs) + list(test.inputs), None, pool.name)
 
 
 def _run_cell(
@@ -313,13 +346,24 @@ def load_model(run_dir: str | Path, model: str | None = None) -> Predictor:
     return load_predictor(choose_model(run_dir, model))
 
 
+def model_reads(model_dir: Path) -> str:
+    """What a saved model classifies: 'texts', 'images' or 'vectors'."""
+    metadata = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    spec = metadata.get("spec", {})
+    backbone = spec.get("backbone") or spec.get("frozen_backbone")
+    if backbone is not None:
+        return "images" if "image_size" in backbone else "texts"
+    return "vectors" if metadata.get("kind") == "neural" else "texts"
+
+
 def predict(
     run_dir: str | Path, texts: Sequence[str], model: str | None = None
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Labels and probabilities for ``texts``; also returns the classes (probability columns)."""
+    """Labels and probabilities for ``texts`` (or image paths, for an image model); also
+    returns the classes (probability columns)."""
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
-            raise DataError(f"text {i + 1} is empty; expected some text to classify")
+            raise DataError(f"input {i + 1} is empty; expected some text to classify")
     predictor = load_model(run_dir, model)
     probabilities = predictor.predict_proba(list(texts))
     labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]

@@ -206,41 +206,61 @@ def compare(
 @app.command()
 def demo(
     source: Annotated[
-        str, typer.Option(help=f"source domain: {', '.join(DEMO_DOMAINS)}")
-    ] = "books",
-    target: Annotated[str, typer.Option(help="target domain")] = "kitchen",
+        str | None, typer.Option(help=f"source domain: {', '.join(DEMO_DOMAINS)} (or men, women)")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="target domain")] = None,
+    images: Annotated[
+        bool, typer.Option("--images", help="product photos, men → women, instead of reviews")
+    ] = False,
     budgets: Annotated[
-        str, typer.Option(help="target labels per class, comma-separated")
-    ] = "0,16,64",
+        str | None,
+        typer.Option(
+            help="target labels per class, comma-separated [reviews: 0,16,64; images: 0,5]"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     output_dir: Annotated[Path, typer.Option(help="folder that receives the run")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
 ) -> None:
-    """Books → kitchen on the bundled Amazon review sample, transfer beside scratch."""
+    """Transfer beside scratch on bundled data: books → kitchen reviews, or (--images) men's →
+    women's product photos."""
     from shoptransfer.config import parse_config
     from shoptransfer.errors import ConfigError
 
+    if images:
+        source, target = source or "men", target or "women"
+        allowed = ("men", "women")
+    else:
+        source, target = source or "books", target or "kitchen"
+        allowed = DEMO_DOMAINS
     for domain in (source, target):
-        if domain not in DEMO_DOMAINS:
-            raise ConfigError(f"demo domain '{domain}'; expected one of {list(DEMO_DOMAINS)}")
+        if domain not in allowed:
+            raise ConfigError(f"demo domain '{domain}'; expected one of {list(allowed)}")
+    budgets = budgets or ("0,5" if images else "0,16,64")
     try:
         budget_list = [int(b) for b in budgets.split(",") if b.strip()]
     except ValueError:
         raise ConfigError(f"--budgets '{budgets}': expected integers separated by commas") from None
-    data = resources.files("shoptransfer") / "demo_data" / "blitzer"
-    config = parse_config(
-        {
-            "name": f"demo-{source}-to-{target}",
-            "source": {"path": str(data / source), "format": "blitzer"},
-            "target": {"path": str(data / target), "format": "blitzer"},
-            "budgets": budget_list,
-            "seeds": [seed],
-            "output_dir": str(output_dir),
-        },
-        "demo",
-    )
+    data = resources.files("shoptransfer") / "demo_data" / ("fashion" if images else "blitzer")
+    settings: dict[str, Any] = {
+        "name": f"demo-{source}-to-{target}",
+        "source": {"path": str(data / source), "format": "images" if images else "blitzer"},
+        "target": {"path": str(data / target), "format": "images" if images else "blitzer"},
+        "budgets": budget_list,
+        "seeds": [seed],
+        "output_dir": str(output_dir),
+    }
+    if images:
+        settings["image_size"] = 128
+        settings["recipes"] = [
+            {"name": "scratch-transformer", "epochs": 15, "learning_rate": 1e-3},
+            "frozen-features",
+            {"name": "fine-tune", "learning_rate": 1e-3, "epochs": 4, "target_epochs": 4},
+        ]
+    config = parse_config(settings, "demo")
+    sample = "Myntra product photos" if images else "Amazon reviews"
     title = (
-        f"{source} → {target} (Amazon reviews, bundled sample), target labels per class: "
+        f"{source} → {target} ({sample}, bundled sample), target labels per class: "
         f"{' / '.join(map(str, budget_list))}, seed {seed}"
     )
     _run_and_report(config, quiet, title)
@@ -259,17 +279,39 @@ def predict(
         ),
     ] = None,
     column: Annotated[str, typer.Option(help="text column of an --input table")] = "text",
+    image: Annotated[
+        list[Path] | None,
+        typer.Option("--image", help="an image file, or a folder of them (repeatable)"),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="classes shown per input", min=1)] = 1,
     model: Annotated[
         str | None, typer.Option(help="model folder name in the run (default: best macro-F1)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
 ) -> None:
-    """Classify texts with a model saved in a run folder."""
-    from shoptransfer.api import choose_model
-    from shoptransfer.api import predict as predict_texts
+    """Classify texts or images with a model saved in a run folder."""
+    from shoptransfer.api import choose_model, model_reads
     from shoptransfer.data.readers import read_table
     from shoptransfer.errors import ConfigError, DataError
 
+    chosen = choose_model(run_dir, model)
+    reads = model_reads(chosen)
+    if image and (text or input):
+        raise ConfigError("give texts (--text/--input) or images (--image), not both")
+    if image and reads != "images":
+        raise ConfigError(f"model {chosen.name} reads {reads}; --image needs an image model")
+    if (text or input) and reads == "images":
+        raise ConfigError(f"model {chosen.name} reads images; give --image")
+    if image:
+        from shoptransfer.data.images import image_files
+
+        texts, skipped = image_files(image)
+        if skipped:
+            typer.echo(f"skipped {sum(skipped.values())} files: {skipped}", err=True)
+        if not texts:
+            raise DataError(f"no readable images in {', '.join(map(str, image))}")
+        _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="image")
+        return
     texts = list(text or [])
     if input is not None:
         if input.suffix.lower() == ".txt":
@@ -283,24 +325,34 @@ def predict(
         else:
             texts += read_table(input, text=column, label=None).texts
     if not texts:
-        raise ConfigError("nothing to classify: give --text or --input")
-    chosen = choose_model(run_dir, model)
-    labels, probabilities, classes = predict_texts(run_dir, texts, model=chosen.name)
-    typer.echo(f"model: {chosen.name}", err=True)
-    for sentence, label, row in zip(texts, labels, probabilities):
+        raise ConfigError("nothing to classify: give --text, --input or --image")
+    _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="text")
+
+
+def _print_predictions(
+    run_dir: Path, model: str, inputs: list[str], top_k: int, as_json: bool, key: str
+) -> None:
+    from shoptransfer.api import predict as predict_inputs
+
+    labels, probabilities, classes = predict_inputs(run_dir, inputs, model=model)
+    typer.echo(f"model: {model}", err=True)
+    for item, label, row in zip(inputs, labels, probabilities):
+        best = row.argsort()[::-1][:top_k]
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "text": sentence,
-                        "label": label,
-                        "probabilities": dict(zip(classes, map(float, row))),
-                    }
-                )
-            )
+            record: dict[str, Any] = {
+                key: item,
+                "label": label,
+                "probabilities": dict(zip(classes, map(float, row))),
+            }
+            if top_k > 1:
+                record["top"] = [[classes[i], float(row[i])] for i in best]
+            typer.echo(json.dumps(record))
         else:
-            preview = sentence if len(sentence) <= 70 else sentence[:67] + "..."
-            typer.echo(f"{label}\t{row.max():.3f}\t{preview}")
+            preview = item if len(item) <= 70 else item[:67] + "..."
+            shown = ", ".join(f"{classes[i]} {row[i]:.3f}" for i in best)
+            typer.echo(
+                f"{shown}\t{preview}" if top_k > 1 else f"{label}\t{row.max():.3f}\t{preview}"
+            )
 
 
 @app.command()

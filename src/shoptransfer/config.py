@@ -21,13 +21,26 @@ class DomainConfig(_Strict):
     """Where a domain's data is and which columns hold what."""
 
     path: str = Field(
-        description="a CSV/TSV/JSONL/Parquet file, a Blitzer domain folder, or a file of "
-        "vectors (npy, npz, mat, Parquet, svmlight)"
+        description="a CSV/TSV/JSONL/Parquet file, a Blitzer domain folder, a folder of images "
+        "(one sub-folder per class), or a file of vectors (npy, npz, mat, Parquet, svmlight)"
     )
     format: (
-        Literal["csv", "tsv", "jsonl", "parquet", "blitzer", "npy", "npz", "mat", "svmlight"] | None
-    ) = Field(None, description="file format; guessed from the extension (a folder: blitzer)")
+        Literal[
+            "csv", "tsv", "jsonl", "parquet", "blitzer", "images", "npy", "npz", "mat", "svmlight"
+        ]
+        | None
+    ) = Field(
+        None,
+        description="file format; guessed from the extension (a folder: blitzer when it holds "
+        "positive.parsed and negative.parsed, else images)",
+    )
     text: str = Field("text", description="column holding the text")
+    image: str | None = Field(
+        None, description="column holding image file paths (a table of images)"
+    )
+    image_root: str | None = Field(
+        None, description="folder that relative image paths start from (default: the table's)"
+    )
     vectors: str | None = Field(
         None, description="array or column holding precomputed vectors (a feature domain)"
     )
@@ -77,8 +90,15 @@ class ExperimentConfig(_Strict):
     )
     test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
     split_seed: int = Field(0, description="seed of the target test split (fixed across seeds)")
-    backbone: str = Field("minilm-l6", description="backbone of the neural recipes")
+    backbone: str | None = Field(
+        None,
+        description="backbone of the neural recipes (default: minilm-l6 for texts, "
+        "efficientnet-lite0 for images)",
+    )
     max_length: int = Field(128, gt=0, description="tokens kept per text")
+    image_size: int | None = Field(
+        None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
+    )
     recipes: list[RecipeConfig] = Field(
         default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES]
     )
@@ -217,7 +237,7 @@ def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
         for domain in domains:
             if domain is None:
                 continue
-            for key in ("path", "items"):
+            for key in ("path", "items", "image_root"):
                 value = getattr(domain, key, None)
                 if value is not None and not Path(value).expanduser().is_absolute():
                     setattr(domain, key, str((base_dir / value).resolve()))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.image import ImageInputs, pixel_batches
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.progress import progress
@@ -29,10 +30,10 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass
 class Examples:
-    """Inputs (texts, a feature matrix, or an integer matrix such as left-padded item
-    histories), integer labels and optional per-example weights."""
+    """Inputs (texts, a feature matrix, an integer matrix such as left-padded item
+    histories, or :class:`ImageInputs`), integer labels and optional per-example weights."""
 
-    inputs: list[str] | np.ndarray
+    inputs: list[str] | np.ndarray | ImageInputs
     labels: np.ndarray | None = None
     weights: np.ndarray | None = None
 
@@ -42,7 +43,10 @@ class Examples:
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Mini-batches, shuffled when a generator is given."""
+        """Mini-batches, shuffled when a generator is given.
+
+        Images are decoded in worker processes and, when shuffled (training), augmented.
+        """
         n = len(self)
         order = (
             torch.randperm(n, generator=generator).numpy()
@@ -52,10 +56,18 @@ class Examples:
         starts = list(range(0, n, batch_size))
         if generator is not None and self._is_sequences():
             order, starts = self._bucketed(order, batch_size, generator)
-        for start in starts:
-            idx = order[start : start + batch_size]
+        chunks = [order[start : start + batch_size] for start in starts]
+        pixels: Iterator[torch.Tensor] | None = None
+        if isinstance(self.inputs, ImageInputs):
+            seed = int(torch.randint(2**31 - 1, (1,), generator=generator)) if generator else 0
+            augment = generator is not None and self.inputs.augment
+            pixels = pixel_batches(self.inputs, chunks, augment=augment, seed=seed)
+        for idx in chunks:
             batch: dict[str, Any] = {}
-            if isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu":
+            if pixels is not None:
+                batch["pixels"] = next(pixels)
+                batch["paths"] = [self.inputs[i] for i in idx]
+            elif isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu":
                 batch["ids"] = torch.from_numpy(self.inputs[idx]).long()  # e.g. item histories
             elif isinstance(self.inputs, np.ndarray):
                 batch["features"] = torch.from_numpy(self.inputs[idx]).float()
@@ -99,8 +111,13 @@ class Examples:
 
     @staticmethod
     def concatenate(parts: Sequence[Examples]) -> Examples:
-        if isinstance(parts[0].inputs, np.ndarray):
-            inputs: list[str] | np.ndarray = np.concatenate([p.inputs for p in parts])
+        first = parts[0].inputs
+        inputs: list[str] | np.ndarray | ImageInputs
+        if isinstance(first, ImageInputs):
+            paths = [path for p in parts for path in p.inputs]
+            inputs = ImageInputs(paths, first.preprocessing, first.augment)
+        elif isinstance(first, np.ndarray):
+            inputs = np.concatenate([p.inputs for p in parts])
         else:
             inputs = [t for p in parts for t in p.inputs]
         labels = (
@@ -384,7 +401,7 @@ def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) 
     was_training = model.training
     model.eval()
     order = np.arange(len(examples))
-    if not isinstance(examples.inputs, np.ndarray):  # batch texts of similar length together
+    if isinstance(examples.inputs, list):  # batch texts of similar length together
         order = np.argsort([len(t) for t in examples.inputs], kind="stable")
         examples = Examples([examples.inputs[i] for i in order])
     outputs = [model(batch).float().numpy() for batch in examples.batches(batch_size)]
@@ -416,7 +433,10 @@ def _parameter_counts(model: nn.Module) -> tuple[int, int]:
 
 
 def _units(model: Classifier, batch: dict[str, Any]) -> int:
-    """Tokens in a text batch (as the encoder will see them), or examples in a feature batch."""
+    """Tokens in a text batch (as the encoder will see them), image positions a convolution's
+    weights are applied at in an image batch, or examples in a feature batch."""
+    if "pixels" in batch and hasattr(model.encoder, "parameter_uses"):
+        return round(len(batch["pixels"]) * model.encoder.parameter_uses())
     if "texts" in batch and model.encoder is not None and hasattr(model.encoder, "tokenize"):
         return int(model.encoder.tokenize(batch["texts"])["attention_mask"].sum())
     return len(next(iter(batch.values())))

@@ -1,4 +1,7 @@
-"""An on-disk cache of frozen embeddings, keyed by encoder identity, settings and text.
+"""An on-disk cache of frozen embeddings, keyed by encoder identity, settings and input.
+
+An input's key is the hash of its text, or of its file's bytes for an image (the encoder's
+``input_key``).
 
 Each encoder identity gets a folder; each call that computes new vectors adds one shard
 (``.npz`` of text keys and vectors, written atomically), so a later run that asks for any
@@ -12,10 +15,10 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.files import atomic_write_bytes, atomic_write_text
 
 
@@ -37,7 +40,7 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def _folder(self, encoder: TextEncoder) -> tuple[str, Path]:
+    def _folder(self, encoder: Any) -> tuple[str, Path]:
         identity = json.dumps(encoder.identity(), sort_keys=True)
         digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:24]
         return digest, self.root / digest
@@ -53,12 +56,12 @@ class EmbeddingCache:
         self._memory[digest] = table
         return table
 
-    def encode(
-        self, encoder: TextEncoder, texts: Sequence[str], show_progress: bool = True
-    ) -> np.ndarray:
+    def encode(self, encoder: Any, texts: Sequence[str], show_progress: bool = True) -> np.ndarray:
+        """Frozen features of ``texts`` (texts, or image paths for an image encoder)."""
         digest, folder = self._folder(encoder)
         table = self._load(digest, folder)
-        keys = [_text_key(t) for t in texts]
+        key_of = getattr(encoder, "input_key", _text_key)
+        keys = [key_of(t) for t in texts]
         missing = sorted({k: i for i, k in enumerate(keys) if k not in table}.values())
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)

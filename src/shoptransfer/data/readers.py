@@ -100,20 +100,10 @@ def _rows_frame(frame: pd.DataFrame, first_line: int) -> tuple[list[dict[str, An
     return rows, list(range(first_line, first_line + len(rows)))
 
 
-def read_table(
-    path: str | Path,
-    text: str = "text",
-    label: str | None = "label",
-    name: str | None = None,
-    format: str | None = None,
-) -> TextDomain:
-    """Read a CSV, TSV, JSON Lines or Parquet table into a :class:`TextDomain`.
-
-    ``text`` and ``label`` name the columns to use; ``label=None`` reads an unlabeled domain.
-    Line numbers in errors count the header as line 1 (CSV/TSV) and are file lines for JSON Lines;
-    for Parquet they are row numbers starting at 1.
-    """
-    path = Path(path)
+def read_rows(
+    path: Path, format: str | None = None
+) -> tuple[list[dict[str, Any]], list[int], list[str]]:
+    """The rows of a CSV, TSV, JSON Lines or Parquet table, each row's line, and the columns."""
     fmt = _table_format(path, format)
     if fmt == "parquet":
         if not path.exists():
@@ -141,6 +131,24 @@ def read_table(
                 raise DataError(f"{path}: not a readable {fmt.upper()} table ({exc})") from None
             rows, lines = _rows_frame(frame, 2)
             columns = list(frame.columns)
+    return rows, lines, columns
+
+
+def read_table(
+    path: str | Path,
+    text: str = "text",
+    label: str | None = "label",
+    name: str | None = None,
+    format: str | None = None,
+) -> TextDomain:
+    """Read a CSV, TSV, JSON Lines or Parquet table into a :class:`TextDomain`.
+
+    ``text`` and ``label`` name the columns to use; ``label=None`` reads an unlabeled domain.
+    Line numbers in errors count the header as line 1 (CSV/TSV) and are file lines for JSON Lines;
+    for Parquet they are row numbers starting at 1.
+    """
+    path = Path(path)
+    rows, lines, columns = read_rows(path, format)
     wanted = [text] + ([label] if label is not None else [])
     for column in wanted:
         if column not in columns:

@@ -155,28 +155,63 @@ def make_recipe(name: str, **options: Any) -> Recipe:
     return cls(**options)
 
 
-def require_target_texts(recipe: Recipe, target: Domain | None) -> TextDomain:
-    """The labeled target texts a scratch baseline trains on, or a clear error."""
+def require_target_labels(recipe: Recipe, target: Domain | None) -> Domain:
+    """The labeled target examples a scratch baseline trains on, or a clear error."""
     if target is None or not target.labeled or len(target) == 0:
         raise DataError(f"recipe '{recipe.name}' trains on target labels only; the budget is 0")
+    return target
+
+
+def require_target_texts(recipe: Recipe, target: Domain | None) -> TextDomain:
+    """The labeled target texts a text-only baseline trains on, or a clear error."""
+    target = require_target_labels(recipe, target)
     if not isinstance(target, TextDomain):
-        raise ConfigError(f"recipe '{recipe.name}' reads texts; the target holds vectors")
+        raise ConfigError(f"recipe '{recipe.name}' reads texts; the target holds {target.holds}")
     return target
 
 
 @dataclasses.dataclass
 class BackboneRecipe(Recipe):
-    """A recipe that reads texts through a backbone."""
+    """A recipe that reads texts or images through a backbone."""
 
-    backbone: str = option("minilm-l6", "registered backbone name, local model folder or hub id")
+    backbone: str = option(
+        "minilm-l6",
+        "registered backbone name (text or image), local model folder or hub id",
+    )
     max_length: int = option(128, "tokens kept per text")
     truncation: str = option(
         "head", "which tokens a long text keeps: 'head' (the first) or 'head+tail' (first and last)"
     )
+    image_size: int = option(0, "pixels per side an image backbone reads (0: its native size)")
+
+    def make_encoder(self, pretrained: bool = True) -> Any:
+        """The backbone's encoder with this recipe's settings."""
+        from shoptransfer.backbones import make_encoder
+
+        return make_encoder(
+            self.backbone,
+            max_length=self.max_length,
+            truncation=self.truncation,
+            image_size=self.image_size or None,
+            pretrained=pretrained,
+        )
+
+    def check_backbone(self, domain: Domain) -> None:
+        """A ConfigError when the backbone cannot read ``domain`` (images vs texts)."""
+        from shoptransfer.backbones import backbone_modality, list_backbones
+
+        reads = "images" if backbone_modality(self.backbone) == "image" else "texts"
+        if domain.holds in ("texts", "images") and domain.holds != reads:
+            fitting = [b.name for b in list_backbones() if (b.modality + "s") == domain.holds]
+            raise ConfigError(
+                f"recipe '{self.name}': backbone '{self.backbone}' reads {reads} but domain "
+                f"'{domain.name}' holds {domain.holds}; set backbone to one of {fitting}"
+            )
 
     def validate(self, source: Domain) -> None:
         from shoptransfer.backbones.text import TRUNCATIONS
 
+        self.check_backbone(source)
         if self.truncation not in TRUNCATIONS:
             raise ConfigError(
                 f"recipe '{self.name}': truncation '{self.truncation}'; "

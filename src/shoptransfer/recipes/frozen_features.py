@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
@@ -68,11 +67,8 @@ class FrozenFeatures(BackboneRecipe):
         unlabeled: Domain | None = None,
     ) -> Predictor:
         classes = source.classes
-        frozen = (
-            None
-            if isinstance(source, FeatureDomain)
-            else TextEncoder(self.backbone, self.max_length, truncation=self.truncation)
-        )
+        self.check_backbone(source)
+        frozen = None if isinstance(source, FeatureDomain) else self.make_encoder()
         train, validation = split_source(source, self.validation_fraction, self.seed)
         train_x = domain_inputs(train, frozen, cache)
         assert isinstance(train_x, np.ndarray)

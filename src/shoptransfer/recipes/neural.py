@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from shoptransfer.backbones import make_encoder
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.image import ImageEncoder, ImageInputs
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.data.sampling import train_validation_split
@@ -25,20 +27,55 @@ def split_source(source: Domain, validation_fraction: float, seed: int) -> tuple
 
 
 def frozen_features(
-    encoder: TextEncoder, texts: Sequence[str], cache: EmbeddingCache | None
+    encoder: Any, inputs: Sequence[str], cache: EmbeddingCache | None
 ) -> np.ndarray:
-    return cache.encode(encoder, texts) if cache is not None else encoder.encode(texts)
+    """Features of texts (or image paths) from a frozen encoder, through the cache if given."""
+    return cache.encode(encoder, inputs) if cache is not None else encoder.encode(inputs)
 
 
 def domain_inputs(
-    domain: Domain, frozen: TextEncoder | None, cache: EmbeddingCache | None
-) -> list[str] | np.ndarray:
-    """What a model reads for ``domain``: its vectors, frozen features of its texts, or texts."""
+    domain: Domain, frozen: Any, cache: EmbeddingCache | None, encoder: Any = None
+) -> list[str] | np.ndarray | ImageInputs:
+    """What a model reads for ``domain``: its vectors, frozen features of its texts or images,
+    or the raw inputs for ``encoder`` (texts, or image files with its preprocessing)."""
     if isinstance(domain, FeatureDomain):
         return domain.vectors
     if frozen is not None:
         return frozen_features(frozen, domain.inputs, cache)
-    return list(domain.inputs)
+    return raw_inputs(encoder, domain.inputs)
+
+
+def raw_inputs(encoder: Any, inputs: Sequence[str]) -> list[str] | ImageInputs:
+    """Texts as a list; image paths with the preprocessing of the image ``encoder``."""
+    if isinstance(encoder, ImageEncoder):
+        return encoder.inputs(inputs)
+    return list(inputs)
+
+
+def encoder_spec(encoder: Any) -> dict[str, Any]:
+    """What rebuilds ``encoder`` (a text or image backbone) when a model is loaded."""
+    if isinstance(encoder, ImageEncoder):
+        return {
+            "name": encoder.backbone,
+            "image_size": encoder.image_size,
+            "pretrained": encoder.pretrained,
+        }
+    return {
+        "name": encoder.backbone,
+        "max_length": encoder.max_length,
+        "pretrained": encoder.pretrained,
+        "truncation": encoder.truncation,
+    }
+
+
+def encoder_from_spec(spec: dict[str, Any], pretrained: bool = True) -> Any:
+    return make_encoder(
+        spec["name"],
+        max_length=spec.get("max_length"),
+        truncation=spec.get("truncation", "head"),
+        image_size=spec.get("image_size"),
+        pretrained=pretrained,
+    )
 
 
 @register_predictor
@@ -81,20 +118,13 @@ class NeuralPredictor(Predictor):
     ) -> NeuralPredictor:
         """Wrap a freshly trained model; ``recipe`` supplies the settings to record."""
         spec: dict[str, Any] = {}
-        if isinstance(model.encoder, TextEncoder):
+        if isinstance(model.encoder, TextEncoder | ImageEncoder):
             spec["backbone"] = {
-                "name": model.encoder.backbone,
-                "max_length": model.encoder.max_length,
-                "pretrained": model.encoder.pretrained,
-                "truncation": model.encoder.truncation,
+                **encoder_spec(model.encoder),
                 "peft": recipe.peft_spec() if hasattr(recipe, "peft_spec") else None,
             }
         if frozen is not None:
-            spec["frozen_backbone"] = {
-                "name": frozen.backbone,
-                "max_length": frozen.max_length,
-                "truncation": frozen.truncation,
-            }
+            spec["frozen_backbone"] = encoder_spec(frozen)
         if isinstance(model.encoder, FeatureMLP):
             first = model.encoder.net[0]
             spec["mlp"] = {"input_size": first.in_features, "hidden_size": first.out_features}
@@ -106,10 +136,12 @@ class NeuralPredictor(Predictor):
         return cls(classes, model, spec, frozen, cache)
 
     def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Class probabilities of texts, image paths or vectors (what the model was trained on)."""
+        data: list[str] | np.ndarray | ImageInputs
         if self.frozen is not None:
-            data: list[str] | np.ndarray = frozen_features(self.frozen, list(inputs), self.cache)
-        elif isinstance(self.model.encoder, TextEncoder):
-            data = list(inputs)
+            data = frozen_features(self.frozen, list(inputs), self.cache)
+        elif isinstance(self.model.encoder, TextEncoder | ImageEncoder):
+            data = raw_inputs(self.model.encoder, list(inputs))
         else:
             data = np.asarray(inputs, dtype=np.float32)
         logits = predict_logits(self.model, Examples(data))
@@ -139,12 +171,7 @@ class NeuralPredictor(Predictor):
         if "backbone" in spec:
             b = spec["backbone"]
             # When every weight was saved, build the network and load them all.
-            encoder = TextEncoder(
-                b["name"],
-                b["max_length"],
-                pretrained=b["pretrained"] and spec["saved"] != "all",
-                truncation=b.get("truncation", "head"),
-            )
+            encoder = encoder_from_spec(b, pretrained=b["pretrained"] and spec["saved"] != "all")
             encoder.pretrained = b["pretrained"]
             if b.get("peft"):
                 apply_peft(encoder, b["peft"])
@@ -152,8 +179,7 @@ class NeuralPredictor(Predictor):
             encoder = FeatureMLP(spec["mlp"]["input_size"], spec["mlp"]["hidden_size"])
         frozen = None
         if "frozen_backbone" in spec:
-            f = spec["frozen_backbone"]
-            frozen = TextEncoder(f["name"], f["max_length"], truncation=f.get("truncation", "head"))
+            frozen = encoder_from_spec(spec["frozen_backbone"])
         state = load_file(str(folder / "model.safetensors"))
         size = encoder.hidden_size if encoder is not None else int(state["head.weight"].shape[1])
         model = Classifier(len(classes), size, encoder, spec.get("precision", "fp32"))

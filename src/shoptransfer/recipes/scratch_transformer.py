@@ -1,4 +1,5 @@
-"""scratch-transformer: the backbone's network with random weights, trained on target labels only.
+"""scratch-transformer: the backbone's network with random weights, trained on target labels only
+(for an image backbone, the convolutional network: the name is kept for existing configs).
 
 The baseline that shows what pretraining is worth. Objective: minimise cross-entropy of the
 randomly initialised encoder and head on the target's labeled examples, for a fixed number of
@@ -13,16 +14,15 @@ from typing import ClassVar
 import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain
 from shoptransfer.recipes.base import (
     BackboneRecipe,
     Predictor,
     option,
     register_recipe,
-    require_target_texts,
+    require_target_labels,
 )
-from shoptransfer.recipes.neural import NeuralPredictor
+from shoptransfer.recipes.neural import NeuralPredictor, raw_inputs
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
 
 
@@ -45,12 +45,11 @@ class ScratchTransformer(BackboneRecipe):
         cache: EmbeddingCache | None = None,
         unlabeled: Domain | None = None,
     ) -> Predictor:
-        target = require_target_texts(self, target)
+        target = require_target_labels(self, target)
+        self.check_backbone(target)
         classes = source.classes
         torch.manual_seed(self.seed)
-        encoder = TextEncoder(
-            self.backbone, self.max_length, pretrained=False, truncation=self.truncation
-        )
+        encoder = self.make_encoder(pretrained=False)
         model = Classifier(len(classes), encoder.hidden_size, encoder)
         settings = TrainingSettings(
             epochs=self.epochs,
@@ -65,7 +64,7 @@ class ScratchTransformer(BackboneRecipe):
 
         Trainer(settings).fit(
             model,
-            Examples(list(target.inputs), target.label_ids(classes)),
+            Examples(raw_inputs(encoder, target.inputs), target.label_ids(classes)),
             as_predictor=as_predictor,
         )
         return as_predictor(model)

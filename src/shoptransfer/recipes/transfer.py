@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TRUNCATIONS, TextEncoder
+from shoptransfer.backbones.image import ImageInputs
+from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import charge_reused, measure, training_clock
@@ -144,6 +145,7 @@ class EncoderTransfer(BackboneRecipe):
                     f"recipe '{self.name}': {key} '{getattr(self, key)}'; "
                     f"expected one of {list(allowed)}"
                 )
+        self.check_backbone(source)
         if isinstance(source, FeatureDomain) and self.encoder != "mlp":
             raise ConfigError(
                 f"recipe '{self.name}' trains a text backbone; on feature vectors "
@@ -174,35 +176,28 @@ class EncoderTransfer(BackboneRecipe):
         self._check(source)
         if self.peft != "none" and self.encoder == "backbone":
             # the architecture is enough to check the target modules: no pretrained weights
-            apply_peft(
-                TextEncoder(self.backbone, self.max_length, pretrained=False),
-                self.peft_spec() or {},
-            )
+            apply_peft(self.make_encoder(pretrained=False), self.peft_spec() or {})
 
     # -- building the model -------------------------------------------------------------------
 
-    def _build(self, source: Domain, n_classes: int) -> tuple[Classifier, TextEncoder | None]:
+    def _build(self, source: Domain, n_classes: int) -> tuple[Classifier, Any]:
         """The classifier to train, and the frozen encoder that feeds it features (mlp only)."""
         torch.manual_seed(self.seed)
         if self.encoder == "mlp":
-            frozen = (
-                None
-                if isinstance(source, FeatureDomain)
-                else TextEncoder(self.backbone, self.max_length, truncation=self.truncation)
-            )
+            frozen = None if isinstance(source, FeatureDomain) else self.make_encoder()
             size = source.dimension if isinstance(source, FeatureDomain) else frozen.hidden_size
             mlp = FeatureMLP(size, self.mlp_hidden)
             return Classifier(n_classes, mlp.hidden_size, mlp, self.precision), frozen
-        text = TextEncoder(self.backbone, self.max_length, truncation=self.truncation)
+        encoder = self.make_encoder()
         if self.peft != "none":
-            apply_peft(text, self.peft_spec())
-        model = Classifier(n_classes, text.hidden_size, text, self.precision)
+            apply_peft(encoder, self.peft_spec())
+        model = Classifier(n_classes, encoder.hidden_size, encoder, self.precision)
         layers = self._layers(model)
         for layer in layers[: self.frozen_layers]:
             layer.requires_grad_(False)
         if self.peft == "none" and not self.gradual_unfreezing:
             # frozen pretrained layers give the same states every epoch: compute them once
-            text.cache_frozen_bottom(min(self.frozen_layers, len(layers) - 1))
+            encoder.cache_frozen_bottom(min(self.frozen_layers, len(layers) - 1))
         return model, None
 
     def peft_spec(self) -> dict[str, Any] | None:
@@ -221,8 +216,8 @@ class EncoderTransfer(BackboneRecipe):
         return spec
 
     def _layers(self, model: Classifier) -> list[nn.Module]:
-        assert isinstance(model.encoder, TextEncoder)
-        return model.encoder.layers()
+        assert model.encoder is not None and hasattr(model.encoder, "layers")
+        return list(model.encoder.layers())
 
     def _parameter_groups(
         self, model: Classifier, learning_rate: float, head_learning_rate: float
@@ -287,7 +282,7 @@ class EncoderTransfer(BackboneRecipe):
         self._check(source)
         classes = source.classes
         model, frozen = self._build(source, len(classes))
-        inputs = lambda domain: domain_inputs(domain, frozen, cache)  # noqa: E731
+        inputs = lambda domain: domain_inputs(domain, frozen, cache, model.encoder)  # noqa: E731
         has_target_labels = target is not None and len(target) > 0
         if self.align != "none" and unlabeled is None:
             raise DataError(
@@ -409,8 +404,15 @@ class EncoderTransfer(BackboneRecipe):
                 probabilities, prior, self.pseudo_label_share * round_ / self.self_training_rounds
             )
             predicted = probabilities.argmax(axis=1)
+            pseudo_inputs: list[str] | np.ndarray | ImageInputs
             if isinstance(target_inputs, np.ndarray):
-                pseudo_inputs: list[str] | np.ndarray = target_inputs[keep]
+                pseudo_inputs = target_inputs[keep]
+            elif isinstance(target_inputs, ImageInputs):
+                pseudo_inputs = ImageInputs(
+                    [target_inputs[i] for i in keep],
+                    target_inputs.preprocessing,
+                    target_inputs.augment,
+                )
             else:
                 pseudo_inputs = [target_inputs[i] for i in keep]
             pseudo = Examples(pseudo_inputs, predicted[keep])

