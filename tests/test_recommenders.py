@@ -115,3 +115,31 @@ def test_text_model_options_are_checked(tiny_backbone: str) -> None:
         "text-seq-ids", backbone=tiny_backbone, pretrain=False, epochs=1, hidden=16
     ).fit(None, domain)
     assert ids.model.encoder.items.ids is not None
+
+
+def test_variants_share_one_pre_training_and_the_adaptor_is_one_product(
+    tiny_backbone: str,
+) -> None:
+    from shoptransfer.recommenders.sequential import TextItemVectors
+
+    source, target = cyclic_domain(name="videos"), cyclic_domain(seed=1, name="shop")
+    common = {"backbone": tiny_backbone, "hidden": 16, "source_epochs": 2, "epochs": 1}
+    first = make_recipe("text-seq", seed=7, source_prefixes=3, **common)
+    first.fit(source, target)
+    assert first.reused_seconds_ == 0.0
+    frozen = make_recipe("text-seq-adaptor", seed=7, source_prefixes=3, **common)
+    frozen.fit(source, target)
+    assert frozen.reused_seconds_ > 0  # same source, seed and pre-training settings
+    assert frozen.history_[:2] == first.history_[:2]
+    other_seed = make_recipe("text-seq-adaptor", seed=8, source_prefixes=3, **common)
+    other_seed.fit(source, target)
+    assert other_seed.reused_seconds_ == 0.0
+
+    torch.manual_seed(0)
+    items = TextItemVectors(torch.randn(6, 10), hidden=4, experts=3, dropout=0.0)
+    with torch.no_grad():
+        items.bias.normal_()
+    centred = items.text.unsqueeze(1) - items.bias  # (x - b_e) W_e, expert by expert
+    experts = torch.einsum("nes,esh->neh", centred, items.weight)
+    gate = torch.softmax(items.gate(items.text), dim=-1).unsqueeze(-1)
+    assert torch.allclose(items.table(), (gate * experts).sum(dim=1), atol=1e-5)

@@ -92,12 +92,14 @@ def padded_histories(histories: list[np.ndarray], max_length: int) -> np.ndarray
 
 
 def next_item_examples(
-    sequences: list[np.ndarray], max_length: int
+    sequences: list[np.ndarray], max_length: int, per_sequence: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every prefix of every sequence as (left-padded history, next item)."""
+    """Every prefix of every sequence as (left-padded history, next item); only the latest
+    ``per_sequence`` prefixes of each sequence when given."""
     histories, targets = [], []
     for sequence in sequences:
-        for end in range(1, len(sequence)):
+        first = 1 if per_sequence is None else max(1, len(sequence) - per_sequence)
+        for end in range(first, len(sequence)):
             histories.append(sequence[max(0, end - max_length) : end])
             targets.append(int(sequence[end]))
     return padded_histories(histories, max_length), np.array(targets, dtype=np.int64)

@@ -19,6 +19,8 @@ head scores every item, the loss is cross-entropy (BPR for matrix factorisation)
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,9 +89,15 @@ class TextItemVectors(nn.Module):
 
     def table(self) -> torch.Tensor:
         """Every item's vector (row 0 pads): the catalogue is small next to a batch of
-        histories, so it is adapted once per call and indexed."""
-        centred = self.dropout(self.text).unsqueeze(1) - self.bias  # (items, experts, size)
-        experts = torch.einsum("nes,esh->neh", centred, self.weight)
+        histories, so it is adapted once per call and indexed.
+
+        Expert e maps ``(x - b_e) W_e``, computed as ``x W_e - b_e W_e``: one matrix product
+        for all experts instead of a centred copy of the text per expert.
+        """
+        experts_n, size, hidden = self.weight.shape
+        weights = self.weight.permute(1, 0, 2).reshape(size, experts_n * hidden)
+        mapped = (self.dropout(self.text) @ weights).view(-1, experts_n, hidden)
+        experts = mapped - torch.einsum("es,esh->eh", self.bias, self.weight)
         gate = torch.softmax(self.gate(self.text), dim=-1).unsqueeze(-1)
         vectors = (gate * experts).sum(dim=1)
         if self.ids is not None:
@@ -366,9 +374,14 @@ class SASRec(_NeuralRecommender):
         )
 
     def _train(
-        self, model: Classifier, domain: InteractionDomain, description: str, epochs: int | None
+        self,
+        model: Classifier,
+        domain: InteractionDomain,
+        description: str,
+        epochs: int | None,
+        per_user: int | None = None,
     ) -> list[dict[str, float]]:
-        histories, targets = next_item_examples(domain.train, self.max_history)
+        histories, targets = next_item_examples(domain.train, self.max_history, per_user)
         if not len(targets):
             raise DataError(
                 f"{domain.source or domain.name}: no history has two items to learn from"
@@ -398,6 +411,9 @@ class SASRec(_NeuralRecommender):
 
 
 TRAINABLE = ("all", "adaptor")
+# options that only change the target stage: pre-trainings that differ only in them are shared
+TARGET_ONLY = {"trainable", "id_embeddings", "epochs", "patience"}
+_pretrained: dict[tuple[str, str], tuple[dict[str, torch.Tensor], list[Any], float]] = {}
 
 
 @dataclasses.dataclass
@@ -419,6 +435,9 @@ class TextSequential(SASRec):
     id_embeddings: bool = option(False, "add item-id embeddings (transductive; not cold-start)")
     pretrain: bool = option(True, "pre-train on the source domain's histories first")
     source_epochs: int = option(20, "most pre-training epochs (early stopping on source valid)")
+    source_prefixes: int = option(
+        0, "latest training prefixes per source user in pre-training (0: all)"
+    )
     trainable: str = option(
         "all", f"what trains on the target: {list(TRAINABLE)} (adaptor: encoder frozen)"
     )
@@ -456,6 +475,7 @@ class TextSequential(SASRec):
             raise DataError(f"recipe '{self.name}' pre-trains on a source interaction domain")
         torch.manual_seed(self.seed)
         self.history_: list[dict[str, float]] = []
+        self.reused_seconds_ = 0.0
         first = source if self.pretrain else domain
         items = TextItemVectors(
             self._text(first, cache), self.hidden, self.experts, self.adaptor_dropout
@@ -463,11 +483,7 @@ class TextSequential(SASRec):
         encoder = self._encoder(items)
         if self.pretrain:
             assert isinstance(source, InteractionDomain)
-            model = Classifier(source.n_items + 1, self.hidden, encoder)
-            model.head = ItemScores(items, source.n_items, self.temperature)
-            self.history_ += self._train(
-                model, source, f"{self.name} on source", self.source_epochs
-            )
+            self._pretrain(encoder, items, source)
         model = self.build(domain, cache)
         if self.pretrain:  # the adaptor and the encoder carry over; the catalogue changes
             pretrained = {
@@ -479,6 +495,43 @@ class TextSequential(SASRec):
                 parameter.requires_grad_(name.startswith("items."))
         self.history_ += self._train(model, domain, f"{self.name} on target", None)
         return NeuralRanker(model, self._spec())
+
+    def _pretrain(
+        self, encoder: SequenceEncoder, items: TextItemVectors, source: InteractionDomain
+    ) -> None:
+        """Train ``encoder`` on the source's histories, or load the state an identical
+        pre-training (same source, seed and settings) left in this process.
+
+        Variants that differ only in what they do on the target share one pre-training;
+        ``reused_seconds_`` is its training time, to charge to each of them.
+        """
+        settings = {k: getattr(self, k) for k in self.options() if k not in TARGET_ONLY}
+        key = (source.data_hash(), json.dumps(settings, sort_keys=True, default=str))
+        if key in _pretrained:
+            state, history, seconds = _pretrained[key]
+            encoder.load_state_dict(state)
+            self.history_ += history
+            self.reused_seconds_ = seconds
+            return
+        model = Classifier(source.n_items + 1, self.hidden, encoder)
+        model.head = ItemScores(items, source.n_items, self.temperature)
+        started = time.perf_counter()
+        history = self._train(
+            model,
+            source,
+            f"{self.name} on source",
+            self.source_epochs,
+            self.source_prefixes or None,
+        )
+        seconds = time.perf_counter() - started
+        self.history_ += history
+        _pretrained[key] = (
+            {k: v.clone() for k, v in encoder.state_dict().items()},
+            history,
+            seconds,
+        )
+        while len(_pretrained) > 4:
+            _pretrained.pop(next(iter(_pretrained)))
 
     def build(self, domain: InteractionDomain, cache: Any = None) -> Classifier:
         items = TextItemVectors(
