@@ -257,6 +257,7 @@ IMAGE_OPTIONS = {"backbone": "efficientnet-lite0", "image_size": 32}
         ("coral", {"epochs": 2, "learning_rate": 1e-4, "batch_size": 8}),
         ("dann", {"epochs": 2, "learning_rate": 1e-4, "batch_size": 8}),
         ("mlp-mmd", {"epochs": 4}),
+        ("lora", {"epochs": 1, "peft_target_modules": ["_project_conv", "_conv_head"]}),
         ("scratch-transformer", {"epochs": 2, "learning_rate": 1e-3}),
     ],
 )
@@ -274,6 +275,8 @@ def test_recipes_train_on_images_and_reload(
     )
     probabilities = predictor.predict_proba(test.paths)
     assert probabilities.shape == (len(test), 3)
+    if name == "lora":  # adapters on the pointwise convolutions, and the head, train
+        assert predictor.trainable_parameters < 200_000
     accuracy = np.mean(np.array(predictor.predict(test.paths)) == np.array(test.labels))
     if name in ("frozen-features", "fine-tune"):
         assert accuracy >= 0.9  # colours are easy for ImageNet features

@@ -76,7 +76,9 @@ def _describe_domain(domain: Domain) -> dict[str, Any]:
         "path": domain.source,
         "examples": len(domain),
         "class_counts": domain.class_counts(),
+        "holds": domain.holds,
         "dropped_rows": domain.dropped,
+        **({"converted": domain.converted} if getattr(domain, "converted", None) else {}),
         "data_hash": domain.data_hash(),
     }
 

@@ -177,6 +177,29 @@ def pixel_batches(
     yield from loader
 
 
+def _plain_pointwise_convolutions(model: nn.Module) -> None:
+    """Swap the package's 1x1 'same'-padded convolutions (which pad nothing) for plain
+    ``nn.Conv2d`` holding the same weights: the same function, and a layer type that adapter
+    libraries (peft's LoRA) can copy."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (
+                type(child) is not nn.Conv2d
+                and isinstance(child, nn.Conv2d)
+                and child.kernel_size == (1, 1)
+                and tuple(child.stride) == (1, 1)
+            ):
+                plain = nn.Conv2d(
+                    child.in_channels,
+                    child.out_channels,
+                    1,
+                    groups=child.groups,
+                    bias=child.bias is not None,
+                )
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain)
+
+
 class ImageEncoder(nn.Module):
     """An EfficientNet-Lite trunk that maps pixels to one average-pooled vector per image.
 
@@ -214,6 +237,7 @@ class ImageEncoder(nn.Module):
             for module in self.model.modules():
                 if isinstance(module, nn.BatchNorm2d):
                     module.momentum = 0.1
+        _plain_pointwise_convolutions(self.model)
         # the ImageNet classifier is kept aside: it is not part of the trainable encoder
         self._imagenet_head = [self.model._fc.requires_grad_(False)]
         self.model._fc = nn.Identity()

@@ -62,7 +62,7 @@ class ScratchTransformer(BackboneRecipe):
         def as_predictor(m: Classifier) -> NeuralPredictor:
             return NeuralPredictor.from_training(classes, m, self, None, None)
 
-        Trainer(settings).fit(
+        self.history_ = Trainer(settings).fit(
             model,
             Examples(raw_inputs(encoder, target.inputs), target.label_ids(classes)),
             as_predictor=as_predictor,

@@ -1,0 +1,302 @@
+"""Product image recognition by transfer from ImageNet: Myntra product photos.
+
+    .venv/bin/python benchmarks/fashion.py                   # both parts; recorded cells kept
+    .venv/bin/python benchmarks/fashion.py --part budgets    # or: --part shift
+    .venv/bin/python benchmarks/fashion.py --redo fine-tune  # reruns one recipe's cells
+    .venv/bin/python benchmarks/fashion.py --markdown        # rewrites the .md from the JSON
+
+Data: ../shared/data/fashion_products (22,048 photos of about 60x80 pixels; half of the Kaggle
+"Fashion Product Images (Small)" set, Aggarwal 2019). Backbone: EfficientNet-Lite0 (ImageNet).
+
+Part 1, budgets: articleType over the 20 largest classes. A fixed test set of 20 % of each
+class (seed 0); from the rest, 5 / 20 / 100 labelled photos per class or all of them, drawn
+per seed (0, 1, 2). Recipes:
+- scratch: the same network, random weights, 64 px (the photos' own scale; 4x cheaper than
+  128), fixed epochs per budget (30 / 15 / 8; 2 at all, seed 0 only: the goal does not need it,
+  and it costs 5 minutes a seed);
+- frozen-features: 128 px ImageNet features, a linear head; epochs by early stopping on 20 % of
+  the budget's photos;
+- fine-tune: 128 px; the stem and 13 lower blocks frozen (computed once per photo), the top 3
+  blocks, head convolution and a new head trained with layer-wise learning-rate decay 0.8;
+  early stopping as above, at most 10 / 10 / 6 / 3 epochs.
+Part 2, shift: men -> women over the 10 article types both have; train on the men's photos and
+labels (the alignment recipes also read the women's photos without labels), test on all the
+women's photos of those types. Source-only (frozen-features, mlp, fine-tune) beside CORAL,
+MMD and DANN, on frozen features (coral-closed-form, mlp-*) and in the network (fine-tune +
+alignment); 3 seeds.
+Scores: accuracy and macro-F1 on the test photos; training seconds (wall clock, 2 cores,
+including computing features not yet cached).
+Writes benchmarks/results/fashion.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from common import RESULTS, load_json, require_data, save
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.data.images import ImageDomain, read_image_table
+from shoptransfer.data.sampling import sample_fraction, sample_per_class
+from shoptransfer.evaluation.metrics import classification_metrics
+from shoptransfer.recipes import make_recipe
+from shoptransfer.runs import PeakMemory, environment
+
+SEEDS = [0, 1, 2]
+BUDGETS: list[int | str] = [5, 20, 100, "all"]
+IMAGE = {"backbone": "efficientnet-lite0", "image_size": 128}
+FINE_TUNE = {
+    **IMAGE,
+    "frozen_layers": 14,  # stem + 13 blocks
+    "layer_decay": 0.8,
+    "learning_rate": 1e-3,
+    "head_learning_rate": 1e-3,
+    "batch_size": 32,
+    "patience": 2,
+}
+SCRATCH = {"backbone": "efficientnet-lite0", "image_size": 64, "learning_rate": 1e-3}
+SCRATCH_EPOCHS = {5: 30, 20: 15, 100: 8, "all": 2}
+FINE_TUNE_EPOCHS = {5: 10, 20: 10, 100: 6, "all": 3}
+BUDGET_RECIPES = ["scratch", "frozen-features", "fine-tune"]
+SHIFT_TYPES = [
+    "Tshirts",
+    "Shirts",
+    "Casual Shoes",
+    "Sports Shoes",
+    "Watches",
+    "Sunglasses",
+    "Belts",
+    "Flip Flops",
+    "Wallets",
+    "Jeans",
+]
+SHIFT_RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "source-only (frozen-features)": ("frozen-features", IMAGE),
+    "coral-closed-form": ("coral-closed-form", IMAGE),
+    "source-only (mlp)": ("mlp", {**IMAGE, "epochs": 20, "patience": 3}),
+    "mlp-coral": ("mlp-coral", {**IMAGE, "epochs": 20, "patience": 3}),
+    "mlp-mmd": ("mlp-mmd", {**IMAGE, "epochs": 20, "patience": 3}),
+    "mlp-dann": ("mlp-dann", {**IMAGE, "epochs": 20, "patience": 3}),
+    "source-only (fine-tune)": ("fine-tune", {**FINE_TUNE, "epochs": 2}),
+    "fine-tune + coral": ("coral", {**FINE_TUNE, "epochs": 2}),
+    "fine-tune + dann": ("dann", {**FINE_TUNE, "epochs": 2}),
+}
+GOAL = "at 20 photos per class, the best transfer recipe reaches >= 90 % of its own all-labels "
+GOAL += "accuracy and beats scratch by >= 25 points"
+
+
+def photos(column: str, keep: list[str], gender: str | None = None) -> ImageDomain:
+    folder = require_data("fashion_products")
+    domain = read_image_table(folder / "labels.csv", image="image", label=column)
+    table = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
+    by_path = dict(zip((str(folder / p) for p in table.image), table.gender))
+    rows = [
+        i
+        for i, (path, label) in enumerate(zip(domain.paths, domain.labels or []))
+        if label in keep and (gender is None or by_path[path] == gender)
+    ]
+    return domain.subset(rows, name=gender.lower() if gender else column)
+
+
+def score(predictor: Any, test: ImageDomain) -> dict[str, float]:
+    classes = predictor.classes
+    predicted = predictor.predict_proba(test.paths).argmax(axis=1)
+    metrics = classification_metrics(test.label_ids(classes), predicted, classes)
+    return {"accuracy": float(metrics["accuracy"]), "macro_f1": float(metrics["macro_f1"])}
+
+
+def run_cell(name: str, options: dict[str, Any], train: Any, test: Any, **fit: Any) -> dict:
+    recipe = make_recipe(name, **options)
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        predictor = recipe.fit(train, **fit)
+        seconds = time.perf_counter() - started
+    return {
+        **score(predictor, test),
+        "train_seconds": round(seconds, 1),
+        "peak_mb": round(memory.peak_mb, 1),
+        "trainable_parameters": predictor.trainable_parameters,
+        "epochs": len(getattr(recipe, "history_", []) or []),
+    }
+
+
+def budgets_part(payload: dict[str, Any], cache: EmbeddingCache) -> None:
+    kinds = pd.read_csv(require_data("fashion_products") / "labels.csv").articleType
+    largest = list(kinds.value_counts().index[:20])
+    domain = photos("articleType", largest)
+    test, pool = sample_fraction(domain, 0.2, seed=0)
+    part = payload.setdefault("budgets", {})
+    payload["budgets_data"] = {
+        "classes": sorted(largest),
+        "test_photos": len(test),
+        "pool_photos": len(pool),
+        "skipped": domain.dropped,
+        "converted": domain.converted,
+    }
+    for budget in BUDGETS:
+        for name in BUDGET_RECIPES:
+            cell = part.setdefault(str(budget), {}).setdefault(name, {"runs": {}})
+            seeds = [0] if (name == "scratch" and budget == "all") else SEEDS
+            for seed in seeds:
+                if str(seed) in cell["runs"]:
+                    continue
+                train = pool if budget == "all" else sample_per_class(pool, int(budget), seed)[0]
+                if name == "scratch":
+                    options = {**SCRATCH, "epochs": SCRATCH_EPOCHS[budget], "seed": seed}
+                    result = run_cell("scratch-transformer", options, train, test, target=train)
+                elif name == "frozen-features":
+                    result = run_cell(name, {**IMAGE, "seed": seed}, train, test, cache=cache)
+                else:
+                    options = {**FINE_TUNE, "epochs": FINE_TUNE_EPOCHS[budget], "seed": seed}
+                    result = run_cell(name, options, train, test, cache=cache)
+                cell["runs"][str(seed)] = result
+                summarise(cell)
+                print(f"{budget} per class, {name}, seed {seed}: {result}", flush=True)
+                finish(payload)
+
+
+def shift_part(payload: dict[str, Any], cache: EmbeddingCache) -> None:
+    men = photos("articleType", SHIFT_TYPES, "Men")
+    women = photos("articleType", SHIFT_TYPES, "Women")
+    unlabeled = women.without_labels()
+    part = payload.setdefault("men_to_women", {})
+    payload["shift_data"] = {
+        "classes": sorted(SHIFT_TYPES),
+        "men_photos": len(men),
+        "women_photos": len(women),
+        "men_class_counts": men.class_counts(),
+        "women_class_counts": women.class_counts(),
+    }
+    for label, (name, options) in SHIFT_RECIPES.items():
+        cell = part.setdefault(label, {"recipe": name, "runs": {}})
+        for seed in SEEDS:
+            if str(seed) in cell["runs"]:
+                continue
+            result = run_cell(
+                name, {**options, "seed": seed}, men, women, cache=cache, unlabeled=unlabeled
+            )
+            cell["runs"][str(seed)] = result
+            summarise(cell)
+            print(f"men -> women, {label}, seed {seed}: {result}", flush=True)
+            finish(payload)
+
+
+def summarise(cell: dict[str, Any]) -> None:
+    runs = list(cell["runs"].values())
+    for key in ("accuracy", "macro_f1", "train_seconds"):
+        values = [r[key] for r in runs]
+        cell[key] = round(float(np.mean(values)), 4)
+        cell[f"{key}_std"] = round(float(np.std(values)), 4)
+    cell["seeds"] = len(runs)
+
+
+def check_goal(payload: dict[str, Any]) -> dict[str, Any] | None:
+    budgets = payload.get("budgets", {})
+    if "20" not in budgets or "all" not in budgets:
+        return None
+    at_20 = budgets["20"]
+    transfer = [n for n in at_20 if n != "scratch" and "accuracy" in at_20[n]]
+    if not transfer or "accuracy" not in at_20.get("scratch", {}):
+        return None
+    best = max(transfer, key=lambda n: at_20[n]["accuracy"])
+    own_all = budgets["all"].get(best, {}).get("accuracy")
+    if own_all is None:
+        return None
+    share = at_20[best]["accuracy"] / own_all
+    margin = at_20[best]["accuracy"] - at_20["scratch"]["accuracy"]
+    return {
+        "best_at_20": best,
+        "accuracy_at_20": at_20[best]["accuracy"],
+        "own_all_labels_accuracy": own_all,
+        "share_of_all_labels": round(share, 4),
+        "points_over_scratch": round(100 * margin, 2),
+        "met": bool(share >= 0.9 and margin >= 0.25),
+    }
+
+
+def finish(payload: dict[str, Any]) -> None:
+    payload.update(
+        protocol=__doc__.split("Data: ")[1].split("Writes")[0].strip(),
+        goal=GOAL,
+        goal_check=check_goal(payload),
+        environment=environment(),
+    )
+    save("fashion", payload, markdown(payload))
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    lines = [
+        "# Product image recognition: EfficientNet-Lite0 (ImageNet) → Myntra product photos\n",
+        "Command: `.venv/bin/python benchmarks/fashion.py` (protocol in the script's docstring). "
+        "Mean ± std over seeds; 2 CPU cores. Data: Aggarwal 2019 (Kaggle, Myntra photos).\n",
+        "## 1. articleType, 20 largest classes, labelled photos per class\n",
+        "| budget | recipe | accuracy % | macro-F1 % | train s | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for budget, cells in payload.get("budgets", {}).items():
+        for name, cell in cells.items():
+            if "accuracy" not in cell:
+                continue
+            lines.append(
+                f"| {budget} | {name} | {100 * cell['accuracy']:.1f} ± "
+                f"{100 * cell['accuracy_std']:.1f} | {100 * cell['macro_f1']:.1f} ± "
+                f"{100 * cell['macro_f1_std']:.1f} | {cell['train_seconds']:.0f} | "
+                f"{cell['seeds']} |"
+            )
+    goal = payload.get("goal_check")
+    if goal:
+        lines.append(
+            f"\nGoal ({GOAL}): best at 20 per class `{goal['best_at_20']}` "
+            f"{100 * goal['accuracy_at_20']:.1f} % = {100 * goal['share_of_all_labels']:.1f} % "
+            f"of its all-labels {100 * goal['own_all_labels_accuracy']:.1f} %, "
+            f"{goal['points_over_scratch']:.1f} points over scratch — "
+            f"{'met' if goal['met'] else 'not met'}."
+        )
+    lines += [
+        "\n## 2. Men → women, 10 shared article types (test: all women's photos)\n",
+        "| recipe | accuracy % | macro-F1 % | train s | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for label, cell in payload.get("men_to_women", {}).items():
+        if "accuracy" not in cell:
+            continue
+        lines.append(
+            f"| {label} | {100 * cell['accuracy']:.1f} ± {100 * cell['accuracy_std']:.1f} | "
+            f"{100 * cell['macro_f1']:.1f} ± {100 * cell['macro_f1_std']:.1f} | "
+            f"{cell['train_seconds']:.0f} | {cell['seeds']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["budgets", "shift"], help="run one part only")
+    parser.add_argument("--redo", nargs="*", default=[], help="recipes whose cells to rerun")
+    parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
+    args = parser.parse_args()
+    payload = load_json(RESULTS / "fashion.json")
+    if not args.markdown:
+        for cells in payload.get("budgets", {}).values():
+            for name in args.redo:
+                cells.pop(name, None)
+        shift = payload.get("men_to_women", {})
+        for label in [k for k, cell in shift.items() if {k, cell["recipe"]} & set(args.redo)]:
+            shift.pop(label)
+        cache = EmbeddingCache()
+        started = time.perf_counter()
+        if args.part in (None, "budgets"):
+            budgets_part(payload, cache)
+        if args.part in (None, "shift"):
+            shift_part(payload, cache)
+        payload.setdefault("wall_seconds", {})[args.part or "both"] = round(
+            time.perf_counter() - started, 1
+        )
+    finish(payload)
+
+
+if __name__ == "__main__":
+    main()
