@@ -334,3 +334,11 @@ def test_make_encoder_dispatches_on_the_backbone() -> None:
     encoder = make_encoder("efficientnet-lite0", image_size=40, pretrained=False)
     assert isinstance(encoder, ImageEncoder) and encoder.image_size == 40
     assert encoder.parameter_uses() > 1  # convolutions reuse their weights at each position
+
+
+def test_bundled_photos_read_cleanly() -> None:
+    root = resources.files("shoptransfer") / "demo_data" / "fashion"
+    for gender in ("men", "women"):
+        domain = read_image_folder(Path(str(root / gender)))
+        assert len(domain) == 150 and not domain.dropped
+        assert set(domain.class_counts().values()) == {30}

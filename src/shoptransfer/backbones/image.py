@@ -229,7 +229,8 @@ class ImageEncoder(nn.Module):
         self.pretrained = pretrained
         self.image_size = int(image_size or native_size(backbone))
         self.preprocessing = ImagePreprocessing(self.image_size)
-        self.model = EfficientNet.from_name(backbone)
+        # 'same' padding is computed for the input size, as TensorFlow does at run time
+        self.model = EfficientNet.from_name(backbone, image_size=self.image_size)
         if pretrained:
             state = torch.load(weights_path(backbone), map_location="cpu", weights_only=True)
             self.model.load_state_dict(state)
