@@ -360,10 +360,12 @@ def backbones() -> None:
     """List the registered backbones."""
     from shoptransfer.backbones import list_backbones
 
-    for spec in list_backbones():
-        typer.echo(f"{spec.name:<14} {spec.modality:<6} {spec.description}")
+    specs = list_backbones()
+    width = max(len(spec.name) for spec in specs)
+    for spec in specs:
+        typer.echo(f"{spec.name:<{width}}  {spec.modality:<6} {spec.description}")
     typer.echo(
-        "\nAlso accepted: a local folder holding a Hugging Face model, or a hub id in the "
+        "\nAlso accepted (text): a local folder holding a Hugging Face model, or a hub id in the "
         "local cache."
     )
 
