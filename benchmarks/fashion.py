@@ -26,6 +26,9 @@ MMD and DANN, on frozen features (coral-closed-form, mlp-*), and DANN in the net
 (fine-tune's top layers + a domain classifier, one epoch over the men's photos); 3 seeds.
 Scores: accuracy and macro-F1 on the test photos; training seconds (wall clock, 2 cores,
 including computing features not yet cached).
+Development: frozen-features at 224 px (the weights' own size) was tried after the run on 1,500
+pool photos outside the budget (never the test set): 81.7 % vs 76.5 % at 20 per class with a
+logistic-regression head. Its partial rerun is kept under "development" in the JSON.
 Writes benchmarks/results/fashion.json and .md.
 """
 
@@ -138,9 +141,9 @@ def budgets_part(payload: dict[str, Any], cache: EmbeddingCache) -> None:
     }
     for budget in BUDGETS:
         for name in BUDGET_RECIPES:
-            cell = part.setdefault(str(budget), {}).setdefault(name, {"runs": {}})
             if name == "scratch" and budget not in SCRATCH_EPOCHS:
                 continue
+            cell = part.setdefault(str(budget), {}).setdefault(name, {"runs": {}})
             for seed in SEEDS:
                 if str(seed) in cell["runs"]:
                     continue
@@ -269,6 +272,13 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{100 * cell['macro_f1']:.1f} ± {100 * cell['macro_f1_std']:.1f} | "
             f"{cell['train_seconds']:.0f} | {cell['seeds']} |"
         )
+    runs = payload.get("invocations", [])
+    if runs:
+        total = sum(run["wall_seconds"] for run in runs) / 60
+        lines.append(
+            f"\nWall clock: {total:.1f} min over {len(runs)} invocations "
+            "(`invocations` in the JSON says what each ran)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -280,10 +290,10 @@ def main() -> None:
     args = parser.parse_args()
     payload = load_json(RESULTS / "fashion.json")
     if not args.markdown:
-        for cells in payload.get("budgets", {}).values():
+        for cells in payload.get("budgets", {}).values() if args.part != "shift" else []:
             for name in args.redo:
                 cells.pop(name, None)
-        shift = payload.get("men_to_women", {})
+        shift = payload.get("men_to_women", {}) if args.part != "budgets" else {}
         for label in [k for k, cell in shift.items() if {k, cell["recipe"]} & set(args.redo)]:
             shift.pop(label)
         cache = EmbeddingCache()
