@@ -252,10 +252,17 @@ def demo(
     }
     if images:
         settings["image_size"] = 128
-        settings["recipes"] = [
-            {"name": "scratch-transformer", "epochs": 15, "learning_rate": 1e-3},
+        settings["recipes"] = [  # the photos are about 60x80: scratch reads them at 64 px
+            {"name": "scratch-transformer", "epochs": 15, "learning_rate": 1e-3, "image_size": 64},
             "frozen-features",
-            {"name": "fine-tune", "learning_rate": 1e-3, "epochs": 4, "target_epochs": 4},
+            {  # the top 3 blocks fine-tune; the frozen stem and blocks run once per photo
+                "name": "fine-tune",
+                "frozen_layers": 14,
+                "layer_decay": 0.8,
+                "learning_rate": 1e-3,
+                "epochs": 4,
+                "target_epochs": 4,
+            },
         ]
     config = parse_config(settings, "demo")
     sample = "Myntra product photos" if images else "Amazon reviews"
