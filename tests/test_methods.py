@@ -331,3 +331,39 @@ def test_bf16_precision_trains_and_round_trips_with_head_and_tail(
     np.testing.assert_allclose(loaded.predict_proba(TEST), probabilities, atol=1e-5)
     with pytest.raises(ConfigError, match="precision"):
         make_recipe("fine-tune", precision="fp8").validate(SOURCE)
+
+
+def test_lbfgs_head_matches_scikit_learn_on_raw_features(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=240)
+    centres = rng.normal(size=(3, 6)) * 2
+    scales = np.array([1.0, 50.0, 0.01, 3.0, 1.0, 200.0])  # standardisation matters
+    x = ((centres[labels] + rng.normal(size=(240, 6))) * scales + 7.0).astype(np.float32)
+    domain = FeatureDomain("f", x, [f"c{y}" for y in labels])
+    recipe = make_recipe("frozen-features", solver="lbfgs")
+    predictor = recipe.fit(domain)
+    chosen = recipe.chosen_l2_["inverse_l2"]
+    assert {k for k in recipe.chosen_l2_ if k.startswith("cv_accuracy@")}  # chosen by CV
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=chosen, max_iter=500))
+    reference.fit(x, labels)
+    np.testing.assert_allclose(predictor.predict_proba(x), reference.predict_proba(x), atol=2e-3)
+    loaded = load_predictor(predictor.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict_proba(x), predictor.predict_proba(x), atol=1e-5)
+
+
+def test_lbfgs_head_uses_every_label_and_handles_two_classes() -> None:
+    source, target = feature_domains()
+    few = source.subset(list(range(6)))  # too few for cross-validation in some class
+    for domain in (source, few):
+        predictor = make_recipe("frozen-features", solver="lbfgs").fit(domain)
+        probabilities = predictor.predict_proba(target.vectors)
+        assert probabilities.shape == (len(target), 2)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = np.mean(np.array(predictor.predict(few.vectors)) == np.array(few.labels))
+    assert accuracy == 1.0  # all six training examples were used to fit
+    with pytest.raises(ConfigError, match="solver 'newton'"):
+        make_recipe("frozen-features", solver="newton").fit(source)

@@ -2,8 +2,13 @@
 
 frozen-features: minimise cross-entropy of ``W f(x) + b`` with ``f`` the frozen pretrained
 encoder (or a feature domain's own vectors), over the source labels plus, when the budget is
-above 0, the target labels, each domain weighted as configured. Epochs are chosen on a source
-validation split.
+above 0, the target labels, each domain weighted as configured. Two solvers:
+
+- ``adamw``: mini-batches, epochs chosen by early stopping on a source validation split;
+- ``lbfgs``: the linear-probe protocol (Kornblith, Shlens & Le, CVPR 2019): full-batch
+  L2-regularised logistic regression on standardised features, the L2 strength chosen by
+  stratified cross-validation, then refit on every labelled example. No example is held out,
+  which matters most when labels are few.
 
 coral-closed-form (Sun, Feng & Saenko, AAAI 2016, "Return of Frustratingly Easy Domain
 Adaptation"): the same head, trained on source features whitened and re-coloured with the
@@ -43,6 +48,9 @@ class FrozenFeatures(BackboneRecipe):
     weight_decay: float = option(1e-4, "AdamW weight decay of the head")
     patience: int = option(10, "epochs without validation improvement before stopping")
     validation_fraction: float = option(0.2, "share of the source held out for model selection")
+    solver: str = option(
+        "adamw", "head training: 'adamw' (early stopping on a validation split) or 'lbfgs'"
+    )
     target_weight: float | str = option(
         "balanced",
         "weight of each target example; 'balanced' gives source and target equal total weight",
@@ -68,8 +76,15 @@ class FrozenFeatures(BackboneRecipe):
     ) -> Predictor:
         classes = source.classes
         self.check_backbone(source)
+        if self.solver not in SOLVERS:
+            raise ConfigError(
+                f"recipe '{self.name}': solver '{self.solver}'; expected one of {list(SOLVERS)}"
+            )
         frozen = None if isinstance(source, FeatureDomain) else self.make_encoder()
-        train, validation = split_source(source, self.validation_fraction, self.seed)
+        if self.solver == "lbfgs":  # cross-validation picks the setting: no split held out
+            train, validation = source, None
+        else:
+            train, validation = split_source(source, self.validation_fraction, self.seed)
         train_x = domain_inputs(train, frozen, cache)
         assert isinstance(train_x, np.ndarray)
         if self.recolor:
@@ -87,9 +102,27 @@ class FrozenFeatures(BackboneRecipe):
                     np.full(len(target), weight, dtype=np.float32),
                 )
             )
-        held_out = Examples(domain_inputs(validation, frozen, cache), validation.label_ids(classes))
         torch.manual_seed(self.seed)
         model = Classifier(len(classes), train_x.shape[1])
+
+        def as_predictor(m: Classifier) -> NeuralPredictor:
+            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
+
+        if self.solver == "lbfgs":
+            examples = Examples.concatenate(parts)
+            weight, bias, self.chosen_l2_ = fit_logistic_head(
+                np.asarray(examples.inputs),
+                examples.labels,
+                examples.weights,
+                len(classes),
+                self.seed,
+            )
+            with torch.no_grad():
+                model.head.weight.copy_(torch.from_numpy(weight))
+                model.head.bias.copy_(torch.from_numpy(bias))
+            return as_predictor(model)
+        assert validation is not None
+        held_out = Examples(domain_inputs(validation, frozen, cache), validation.label_ids(classes))
         settings = TrainingSettings(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -100,14 +133,70 @@ class FrozenFeatures(BackboneRecipe):
             seed=self.seed,
             description=self.name,
         )
-
-        def as_predictor(m: Classifier) -> NeuralPredictor:
-            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
-
         Trainer(settings).fit(
             model, Examples.concatenate(parts), held_out, as_predictor=as_predictor
         )
         return as_predictor(model)
+
+
+SOLVERS = ("adamw", "lbfgs")
+# inverse L2 strengths tried by cross-validation (features standardised first)
+INVERSE_L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+def fit_logistic_head(
+    x: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray | None,
+    n_classes: int,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Multinomial logistic regression ``(weight, bias)`` over raw features ``x``.
+
+    Features are standardised, the inverse L2 strength ``C`` is chosen from
+    :data:`INVERSE_L2_GRID` by stratified cross-validation (up to 5 folds, as many as the
+    rarest class allows; with one example in some class the middle of the grid is used), and
+    the standardisation is folded into the returned weights so they apply to raw features.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise DataError("a logistic-regression head needs labelled examples of two classes")
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    standard = (x - mean) / scale
+    folds = min(5, int(np.bincount(labels)[present].min()))
+    scores = dict.fromkeys(INVERSE_L2_GRID, 0.0)
+    if folds >= 2:
+        weights = np.ones(len(labels)) if weights is None else weights
+        split = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        for fit_rows, held_rows in split.split(standard, labels):
+            # from strong to weak regularisation, each fit starting from the previous solution
+            model = LogisticRegression(max_iter=500, warm_start=True)
+            for inverse_l2 in INVERSE_L2_GRID:
+                model.set_params(C=inverse_l2)
+                model.fit(standard[fit_rows], labels[fit_rows], weights[fit_rows])
+                correct = model.predict(standard[held_rows]) == labels[held_rows]
+                scores[inverse_l2] += float(correct.mean()) / folds
+        chosen = max(INVERSE_L2_GRID, key=lambda c: (round(scores[c], 6), -c))
+    else:
+        chosen = INVERSE_L2_GRID[len(INVERSE_L2_GRID) // 2]
+    model = LogisticRegression(C=chosen, max_iter=500).fit(standard, labels, sample_weight=weights)
+    weight = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -1e4, dtype=np.float32)  # classes without examples: never chosen
+    coef, intercept = model.coef_, model.intercept_
+    if len(present) == 2:  # sklearn keeps one score, for the second class
+        coef = np.stack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight[present] = coef / scale
+    bias[present] = intercept - (coef / scale) @ mean
+    report = {"inverse_l2": chosen}
+    if folds >= 2:
+        report.update({f"cv_accuracy@{c}": round(v, 4) for c, v in scores.items()})
+    return weight, bias, report
 
 
 @register_recipe
