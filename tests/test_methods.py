@@ -367,3 +367,25 @@ def test_lbfgs_head_uses_every_label_and_handles_two_classes() -> None:
     assert accuracy == 1.0  # all six training examples were used to fit
     with pytest.raises(ConfigError, match="solver 'newton'"):
         make_recipe("frozen-features", solver="newton").fit(source)
+
+
+@pytest.mark.parametrize("solver", ["adamw", "lbfgs"])
+def test_power_normalised_features_feed_the_head_in_training_and_after_loading(
+    solver: str, tmp_path: Path
+) -> None:
+    from shoptransfer.training import transform_features
+
+    source, target = feature_domains()
+    source = FeatureDomain("s", np.abs(source.vectors), source.labels)  # pooled: non-negative
+    recipe = make_recipe("frozen-features", solver=solver, feature_transform="sqrt-l2", epochs=5)
+    predictor = recipe.fit(source)
+    x = np.abs(target.vectors[:20])
+    transformed = transform_features(torch.from_numpy(x), "sqrt-l2")
+    np.testing.assert_allclose(transformed.norm(dim=1).numpy(), 1.0, atol=1e-5)
+    head = predictor.model.head
+    expected = torch.softmax(head(transformed), dim=1).detach().numpy()
+    np.testing.assert_allclose(predictor.predict_proba(x), expected, atol=1e-5)
+    loaded = load_predictor(predictor.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict_proba(x), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="feature_transform 'log'"):
+        make_recipe("frozen-features", feature_transform="log").fit(source)

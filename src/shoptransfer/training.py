@@ -190,6 +190,33 @@ class FeatureMLP(nn.Module):
         return self.net(batch["features"])
 
 
+FEATURE_TRANSFORMS = ("none", "sqrt-l2")
+
+
+def transform_features(features: torch.Tensor, name: str) -> torch.Tensor:
+    """``sqrt-l2``: power normalisation ``sign(x) sqrt(|x|)`` then unit length per row (Hu,
+    Gripon & Pateux 2021: it makes pooled activations closer to Gaussian, which suits a linear
+    head trained on few examples); ``none`` leaves features as they are."""
+    if name == "none":
+        return features
+    if name == "sqrt-l2":
+        powered = torch.sign(features) * torch.sqrt(torch.abs(features))
+        return nn.functional.normalize(powered, dim=-1)
+    raise ValueError(f"feature transform '{name}'; expected one of {list(FEATURE_TRANSFORMS)}")
+
+
+class FeatureTransform(nn.Module):
+    """A fixed transform of precomputed vectors under a linear head (no parameters)."""
+
+    def __init__(self, input_size: int, name: str) -> None:
+        super().__init__()
+        self.hidden_size = input_size
+        self.name = name
+
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        return transform_features(batch["features"], self.name)
+
+
 def trainable_parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 

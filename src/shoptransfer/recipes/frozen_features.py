@@ -29,7 +29,15 @@ from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
 from shoptransfer.recipes.coral import coral_transform
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
-from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
+from shoptransfer.training import (
+    FEATURE_TRANSFORMS,
+    Classifier,
+    Examples,
+    FeatureTransform,
+    Trainer,
+    TrainingSettings,
+    transform_features,
+)
 
 
 @register_recipe
@@ -50,6 +58,9 @@ class FrozenFeatures(BackboneRecipe):
     validation_fraction: float = option(0.2, "share of the source held out for model selection")
     solver: str = option(
         "adamw", "head training: 'adamw' (early stopping on a validation split) or 'lbfgs'"
+    )
+    feature_transform: str = option(
+        "none", "features before the head: 'none' or 'sqrt-l2' (power normalisation, unit length)"
     )
     target_weight: float | str = option(
         "balanced",
@@ -76,6 +87,11 @@ class FrozenFeatures(BackboneRecipe):
     ) -> Predictor:
         classes = source.classes
         self.check_backbone(source)
+        if self.feature_transform not in FEATURE_TRANSFORMS:
+            raise ConfigError(
+                f"recipe '{self.name}': feature_transform '{self.feature_transform}'; expected "
+                f"one of {list(FEATURE_TRANSFORMS)}"
+            )
         if self.solver not in SOLVERS:
             raise ConfigError(
                 f"recipe '{self.name}': solver '{self.solver}'; expected one of {list(SOLVERS)}"
@@ -103,15 +119,20 @@ class FrozenFeatures(BackboneRecipe):
                 )
             )
         torch.manual_seed(self.seed)
-        model = Classifier(len(classes), train_x.shape[1])
+        size = train_x.shape[1]
+        transform = None
+        if self.feature_transform != "none":
+            transform = FeatureTransform(size, self.feature_transform)
+        model = Classifier(len(classes), size, transform)
 
         def as_predictor(m: Classifier) -> NeuralPredictor:
             return NeuralPredictor.from_training(classes, m, self, frozen, cache)
 
         if self.solver == "lbfgs":
             examples = Examples.concatenate(parts)
+            x = torch.from_numpy(np.asarray(examples.inputs, dtype=np.float32))
             weight, bias, self.chosen_l2_ = fit_logistic_head(
-                np.asarray(examples.inputs),
+                transform_features(x, self.feature_transform).numpy(),
                 examples.labels,
                 examples.weights,
                 len(classes),

@@ -18,7 +18,13 @@ from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
 from shoptransfer.recipes.base import Predictor, register_predictor
-from shoptransfer.training import Classifier, Examples, FeatureMLP, predict_logits
+from shoptransfer.training import (
+    Classifier,
+    Examples,
+    FeatureMLP,
+    FeatureTransform,
+    predict_logits,
+)
 
 
 def split_source(source: Domain, validation_fraction: float, seed: int) -> tuple[Any, Any]:
@@ -128,6 +134,8 @@ class NeuralPredictor(Predictor):
         if isinstance(model.encoder, FeatureMLP):
             first = model.encoder.net[0]
             spec["mlp"] = {"input_size": first.in_features, "hidden_size": first.out_features}
+        if isinstance(model.encoder, FeatureTransform):
+            spec["feature_transform"] = model.encoder.name
         spec["precision"] = model.precision
         everything_trains = all(p.requires_grad for p in model.parameters())
         pretrained = spec.get("backbone", {}).get("pretrained", False)
@@ -177,6 +185,9 @@ class NeuralPredictor(Predictor):
                 apply_peft(encoder, b["peft"])
         elif "mlp" in spec:
             encoder = FeatureMLP(spec["mlp"]["input_size"], spec["mlp"]["hidden_size"])
+        elif "feature_transform" in spec:
+            size = int(load_file(str(folder / "model.safetensors"))["head.weight"].shape[1])
+            encoder = FeatureTransform(size, spec["feature_transform"])
         frozen = None
         if "frozen_backbone" in spec:
             frozen = encoder_from_spec(spec["frozen_backbone"])
