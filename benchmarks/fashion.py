@@ -31,10 +31,10 @@ including computing features not yet cached).
 Development (pool photos outside the budget, never the test set): at 20 per class, 224 px
 features gave 81.7 % against 76.5 % at 128 px (logistic-regression head); the 'lbfgs' head
 gave 75.8 / 73.9 % against 74.1 / 71.0 % for early-stopped AdamW at 128 px (seeds 0 / 1).
-Power-normalised features (feature_transform 'sqrt-l2') before the lbfgs head at 224 px, held-out
-pool photos, 3 seeds: 80.0 % against 78.8 % at 20 per class, 84.8 against 84.4 at 100; not yet
-in a benchmark run. The first run (128 px features, AdamW head, before channels-last convolutions) is in the git
-history of results/fashion.json.
+Power-normalised features (feature_transform 'sqrt-l2') before the lbfgs head at 224 px,
+held-out pool photos, 3 seeds: 80.0 % against 78.8 % at 20 per class, 84.8 against 84.4 at
+100; not yet in a benchmark run. The first run (128 px features, AdamW head, before
+channels-last convolutions) is in the git history of results/fashion.json.
 Writes benchmarks/results/fashion.json and .md.
 """
 
