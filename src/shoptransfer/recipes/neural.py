@@ -185,13 +185,13 @@ class NeuralPredictor(Predictor):
                 apply_peft(encoder, b["peft"])
         elif "mlp" in spec:
             encoder = FeatureMLP(spec["mlp"]["input_size"], spec["mlp"]["hidden_size"])
-        elif "feature_transform" in spec:
-            size = int(load_file(str(folder / "model.safetensors"))["head.weight"].shape[1])
+        state = load_file(str(folder / "model.safetensors"))
+        if "feature_transform" in spec:
+            size = int(state["head.weight"].shape[1])
             encoder = FeatureTransform(size, spec["feature_transform"])
         frozen = None
         if "frozen_backbone" in spec:
             frozen = encoder_from_spec(spec["frozen_backbone"])
-        state = load_file(str(folder / "model.safetensors"))
         size = encoder.hidden_size if encoder is not None else int(state["head.weight"].shape[1])
         model = Classifier(len(classes), size, encoder, spec.get("precision", "fp32"))
         missing, unexpected = model.load_state_dict(state, strict=False)
