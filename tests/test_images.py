@@ -285,6 +285,29 @@ def test_recipes_train_on_images_and_reload(
     assert np.allclose(reloaded.predict_proba(test.paths), probabilities, atol=1e-3)
 
 
+def test_bf16_frozen_features_are_close_cached_apart_and_reload(
+    catalogue: tuple[ImageDomain, ImageDomain], tmp_path: Path
+) -> None:
+    train, test = catalogue
+    cache = EmbeddingCache(tmp_path / "cache")
+    single = make_encoder("efficientnet-lite0", image_size=32)
+    half = make_encoder("efficientnet-lite0", image_size=32, precision="bf16")
+    assert half.identity() == {**single.identity(), "precision": "bf16"}
+    exact, mixed = cache.encode(single, test.paths), cache.encode(half, test.paths)
+    assert cache.misses == 2 * len(test)  # a separate cache entry per precision
+    cosine = (exact * mixed).sum(1) / np.linalg.norm(exact, axis=1) / np.linalg.norm(mixed, axis=1)
+    # bfloat16 keeps 8 bits of mantissa: at 32 px features differ by a few per cent at most
+    assert cosine.mean() > 0.98 and cosine.min() > 0.9 and not np.array_equal(exact, mixed)
+    recipe = make_recipe("frozen-features", **IMAGE_OPTIONS, precision="bf16", solver="lbfgs")
+    predictor = recipe.fit(train, cache=cache)
+    assert predictor.spec["frozen_backbone"]["precision"] == "bf16"
+    reloaded = load_predictor(predictor.save(tmp_path / "model"))
+    assert reloaded.frozen.precision == "bf16"
+    assert np.allclose(reloaded.predict_proba(test.paths), predictor.predict_proba(test.paths))
+    with pytest.raises(ConfigError, match=r"precision 'fp16'; expected one of \['fp32', 'bf16'\]"):
+        make_recipe("frozen-features", **IMAGE_OPTIONS, precision="fp16").validate(train)
+
+
 def test_pretrained_features_beat_scratch_on_few_images(catalogue) -> None:
     train, test = catalogue
     few = train.subset([0, 1, 8, 9, 16, 17])  # two photos per class

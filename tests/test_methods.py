@@ -355,6 +355,25 @@ def test_lbfgs_head_matches_scikit_learn_on_raw_features(tmp_path: Path) -> None
     np.testing.assert_allclose(loaded.predict_proba(x), predictor.predict_proba(x), atol=1e-5)
 
 
+def test_l2_grid_search_stops_once_weaker_settings_keep_scoring_lower() -> None:
+    from shoptransfer.recipes.frozen_features import INVERSE_L2_GRID, search_grid
+
+    peak = INVERSE_L2_GRID[2]
+    tried: list[float] = []
+
+    def score(inverse_l2: float) -> float:
+        tried.append(inverse_l2)
+        return 1.0 - abs(np.log(inverse_l2 / peak))
+
+    scores = search_grid(score)
+    assert tried == list(INVERSE_L2_GRID[:5]) == list(scores)  # peak, then two lower: stop
+    assert max(scores, key=scores.__getitem__) == peak
+    rising = search_grid(lambda inverse_l2: inverse_l2)  # better all along: the whole grid
+    assert list(rising) == list(INVERSE_L2_GRID)
+    flat = search_grid(lambda inverse_l2: 0.5)  # ties are not a fall: the whole grid
+    assert list(flat) == list(INVERSE_L2_GRID)
+
+
 def test_lbfgs_head_uses_every_label_and_handles_two_classes() -> None:
     source, target = feature_domains()
     few = source.subset(list(range(6)))  # too few for cross-validation in some class

@@ -23,17 +23,23 @@ def make_encoder(
     truncation: str = "head",
     image_size: int | None = None,
     pretrained: bool = True,
+    precision: str = "fp32",
 ) -> Any:
     """The encoder a backbone name stands for: a :class:`TextEncoder` or an ``ImageEncoder``.
 
     Text settings (``max_length``, ``truncation``) are ignored by image backbones and
-    ``image_size`` by text backbones.
+    ``image_size`` by text backbones. ``precision`` is the arithmetic of frozen features
+    (:meth:`encode`): ``fp32``, or ``bf16`` (mixed precision, part of the cache key).
     """
     if backbone_modality(backbone) == "image":
         from shoptransfer.backbones.image import ImageEncoder
 
-        return ImageEncoder(backbone, image_size or None, pretrained=pretrained)
-    return TextEncoder(backbone, max_length, pretrained=pretrained, truncation=truncation)
+        return ImageEncoder(
+            backbone, image_size or None, pretrained=pretrained, precision=precision
+        )
+    return TextEncoder(
+        backbone, max_length, pretrained=pretrained, truncation=truncation, precision=precision
+    )
 
 
 __all__ = [

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.precision import check_precision, computing_in
 from shoptransfer.errors import ConfigError
 from shoptransfer.progress import progress
 
@@ -219,6 +220,7 @@ class ImageEncoder(nn.Module):
         backbone: str = "efficientnet-lite0",
         image_size: int | None = None,
         pretrained: bool = True,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
@@ -227,6 +229,7 @@ class ImageEncoder(nn.Module):
             raise ConfigError(f"image backbone '{backbone}'; expected one of {sorted(_NETWORKS)}")
         self.backbone = backbone
         self.pretrained = pretrained
+        self.precision = check_precision(precision)
         self.image_size = int(image_size or native_size(backbone))
         self.preprocessing = ImagePreprocessing(self.image_size)
         # 'same' padding is computed for the input size, as TensorFlow does at run time
@@ -255,6 +258,7 @@ class ImageEncoder(nn.Module):
             "preprocessing": "pad-square, bicubic, (x-127)/128",
             "pooling": "mean",
             "pretrained": self.pretrained,
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
         }
 
     @staticmethod
@@ -320,7 +324,8 @@ class ImageEncoder(nn.Module):
     def _stored_bottom(self, paths: Sequence[str], pixels: torch.Tensor) -> torch.Tensor:
         global _bottom_store_bytes
         identity = tuple(sorted(self.identity().items()))
-        keys = [(identity, self.cached_layers, path) for path in paths]
+        precision = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        keys = [(identity, self.cached_layers, precision, path) for path in paths]
         missing = [i for i, key in enumerate(keys) if key not in _bottom_store]
         if missing:
             bottom = self.layers()[: self.cached_layers]
@@ -393,6 +398,7 @@ class ImageEncoder(nn.Module):
             enabled=show_progress,
             total=len(batches),
         ):
-            out[idx] = self(chunk).float().numpy()
+            with computing_in(self.precision):
+                out[idx] = self(chunk).float().numpy()
         self.train(was_training)
         return out

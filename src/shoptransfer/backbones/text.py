@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.precision import check_precision, computing_in
 from shoptransfer.backbones.registry import get_backbone_spec, resolve_backbone
 from shoptransfer.errors import ConfigError
 from shoptransfer.progress import progress
@@ -62,6 +63,7 @@ class TextEncoder(nn.Module):
         max_length: int | None = None,
         pretrained: bool = True,
         truncation: str = "head",
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         from transformers import AutoModel
@@ -74,6 +76,7 @@ class TextEncoder(nn.Module):
         self.max_length = int(max_length or (spec.default_max_length if spec else 128))
         self.pretrained = pretrained
         self.truncation = truncation
+        self.precision = check_precision(precision)
         self.cached_layers = 0
         self.tokenizer, config = _load_tokenizer_and_config(self.location)
         if pretrained:
@@ -91,6 +94,7 @@ class TextEncoder(nn.Module):
             "pooling": "mean",
             "pretrained": self.pretrained,
             **({"truncation": self.truncation} if self.truncation != "head" else {}),
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
         }
 
     def layers(self) -> list[nn.Module]:
@@ -212,7 +216,8 @@ class TextEncoder(nn.Module):
         ):
             idx = order[start : start + batch_size]
             batch = self.tokenize([texts[i] for i in idx])
-            out[idx] = self(**batch).float().numpy()
+            with computing_in(self.precision):
+                out[idx] = self(**batch).float().numpy()
         self.train(was_training)
         return out
 

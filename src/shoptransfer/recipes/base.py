@@ -183,6 +183,11 @@ class BackboneRecipe(Recipe):
         "head", "which tokens a long text keeps: 'head' (the first) or 'head+tail' (first and last)"
     )
     image_size: int = option(0, "pixels per side an image backbone reads (0: its native size)")
+    precision: str = option(
+        "fp32",
+        "'fp32', or 'bf16': the backbone computes in bfloat16 (mixed precision), about 2x "
+        "faster on CPUs with native bfloat16 (AVX512-BF16, AMX), slower on others",
+    )
 
     def make_encoder(self, pretrained: bool = True) -> Any:
         """The backbone's encoder with this recipe's settings."""
@@ -194,6 +199,7 @@ class BackboneRecipe(Recipe):
             truncation=self.truncation,
             image_size=self.image_size or None,
             pretrained=pretrained,
+            precision=self.precision,
         )
 
     def check_backbone(self, domain: Domain) -> None:
@@ -209,11 +215,13 @@ class BackboneRecipe(Recipe):
             )
 
     def validate(self, source: Domain) -> None:
+        from shoptransfer.backbones.precision import PRECISIONS
         from shoptransfer.backbones.text import TRUNCATIONS
 
         self.check_backbone(source)
-        if self.truncation not in TRUNCATIONS:
-            raise ConfigError(
-                f"recipe '{self.name}': truncation '{self.truncation}'; "
-                f"expected one of {list(TRUNCATIONS)}"
-            )
+        for key, allowed in (("truncation", TRUNCATIONS), ("precision", PRECISIONS)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"recipe '{self.name}': {key} '{getattr(self, key)}'; "
+                    f"expected one of {list(allowed)}"
+                )

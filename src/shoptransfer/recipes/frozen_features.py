@@ -18,6 +18,7 @@ covariance of the unlabeled target features.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -163,6 +164,20 @@ class FrozenFeatures(BackboneRecipe):
 SOLVERS = ("adamw", "lbfgs")
 # inverse L2 strengths tried by cross-validation (features standardised first)
 INVERSE_L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+GRID_PATIENCE = 2  # the search stops once this many weaker settings in a row score lower
+
+
+def search_grid(score: Callable[[float], float]) -> dict[float, float]:
+    """``score`` of each inverse L2 strength of :data:`INVERSE_L2_GRID`, strongest L2 first,
+    until :data:`GRID_PATIENCE` settings in a row score below the best so far."""
+    scores: dict[float, float] = {}
+    for inverse_l2 in INVERSE_L2_GRID:
+        scores[inverse_l2] = score(inverse_l2)
+        best = max(scores.values())
+        recent = list(scores.values())[-GRID_PATIENCE:]
+        if len(scores) > GRID_PATIENCE and all(value < best for value in recent):
+            break
+    return scores
 
 
 def fit_logistic_head(
@@ -176,7 +191,9 @@ def fit_logistic_head(
 
     Features are standardised, the inverse L2 strength ``C`` is chosen from
     :data:`INVERSE_L2_GRID` by stratified cross-validation (up to 5 folds, as many as the
-    rarest class allows; with one example in some class the middle of the grid is used), and
+    rarest class allows; with one example in some class the middle of the grid is used),
+    walking from strong to weak regularisation and stopping once :data:`GRID_PATIENCE`
+    settings in a row score below the best (the fits with weak L2 are the slow ones), and
     the standardisation is folded into the returned weights so they apply to raw features.
     """
     from sklearn.linear_model import LogisticRegression
@@ -190,19 +207,25 @@ def fit_logistic_head(
     scale[scale < 1e-6] = 1.0
     standard = (x - mean) / scale
     folds = min(5, int(np.bincount(labels)[present].min()))
-    scores = dict.fromkeys(INVERSE_L2_GRID, 0.0)
+    scores: dict[float, float] = {}
     if folds >= 2:
         weights = np.ones(len(labels)) if weights is None else weights
-        split = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        for fit_rows, held_rows in split.split(standard, labels):
-            # from strong to weak regularisation, each fit starting from the previous solution
-            model = LogisticRegression(max_iter=500, warm_start=True)
-            for inverse_l2 in INVERSE_L2_GRID:
+        split = list(
+            StratifiedKFold(folds, shuffle=True, random_state=seed).split(standard, labels)
+        )
+        # from strong to weak regularisation, each fold's fit starting from its previous solution
+        models = [LogisticRegression(max_iter=500, warm_start=True) for _ in split]
+
+        def cross_validated(inverse_l2: float) -> float:
+            correct = 0.0
+            for model, (fit_rows, held_rows) in zip(models, split):
                 model.set_params(C=inverse_l2)
                 model.fit(standard[fit_rows], labels[fit_rows], weights[fit_rows])
-                correct = model.predict(standard[held_rows]) == labels[held_rows]
-                scores[inverse_l2] += float(correct.mean()) / folds
-        chosen = max(INVERSE_L2_GRID, key=lambda c: (round(scores[c], 6), -c))
+                correct += float((model.predict(standard[held_rows]) == labels[held_rows]).mean())
+            return correct / folds
+
+        scores = search_grid(cross_validated)
+        chosen = max(scores, key=lambda c: (round(scores[c], 6), -c))
     else:
         chosen = INVERSE_L2_GRID[len(INVERSE_L2_GRID) // 2]
     model = LogisticRegression(C=chosen, max_iter=500).fit(standard, labels, sample_weight=weights)

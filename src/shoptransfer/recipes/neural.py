@@ -60,17 +60,20 @@ def raw_inputs(encoder: Any, inputs: Sequence[str]) -> list[str] | ImageInputs:
 
 def encoder_spec(encoder: Any) -> dict[str, Any]:
     """What rebuilds ``encoder`` (a text or image backbone) when a model is loaded."""
+    precision = {"precision": encoder.precision} if encoder.precision != "fp32" else {}
     if isinstance(encoder, ImageEncoder):
         return {
             "name": encoder.backbone,
             "image_size": encoder.image_size,
             "pretrained": encoder.pretrained,
+            **precision,
         }
     return {
         "name": encoder.backbone,
         "max_length": encoder.max_length,
         "pretrained": encoder.pretrained,
         "truncation": encoder.truncation,
+        **precision,
     }
 
 
@@ -81,6 +84,7 @@ def encoder_from_spec(spec: dict[str, Any], pretrained: bool = True) -> Any:
         truncation=spec.get("truncation", "head"),
         image_size=spec.get("image_size"),
         pretrained=pretrained,
+        precision=spec.get("precision", "fp32"),
     )
 
 

@@ -50,7 +50,7 @@ class ScratchTransformer(BackboneRecipe):
         classes = source.classes
         torch.manual_seed(self.seed)
         encoder = self.make_encoder(pretrained=False)
-        model = Classifier(len(classes), encoder.hidden_size, encoder)
+        model = Classifier(len(classes), encoder.hidden_size, encoder, self.precision)
         settings = TrainingSettings(
             epochs=self.epochs,
             batch_size=self.batch_size,

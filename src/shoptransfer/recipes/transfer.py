@@ -28,6 +28,7 @@ from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.image import ImageInputs
+from shoptransfer.backbones.precision import PRECISIONS
 from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
@@ -40,7 +41,6 @@ from shoptransfer.recipes.mmd import MMDObjective
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
 from shoptransfer.training import (
-    PRECISIONS,
     Classifier,
     Examples,
     FeatureMLP,
@@ -110,9 +110,6 @@ class EncoderTransfer(BackboneRecipe):
         0.5,
         "share of the unlabeled target kept in the last self-training round (growing linearly "
         "from share/rounds), most confident first, per class in the source's class proportions",
-    )
-    precision: str = option(
-        "fp32", "'fp32', or 'bf16' (mixed precision: faster on CPUs with native bfloat16)"
     )
     stages: str = option(
         "sequential",
