@@ -341,7 +341,8 @@ class ImageEncoder(nn.Module):
             for row, i in enumerate(missing):
                 _bottom_store[keys[i]] = x[row].to(torch.float16).clone()
                 _bottom_store_bytes += x[row].numel() * 2
-        stored = torch.stack([_bottom_store[key] for key in keys]).float()
+        with torch.autocast("cpu", enabled=False):  # autocast has no rule for float16 here
+            stored = torch.stack([_bottom_store[key] for key in keys]).float()
         while _bottom_store_bytes > BOTTOM_STORE_BYTES:
             _, dropped = _bottom_store.popitem(last=False)
             _bottom_store_bytes -= dropped.numel() * 2
