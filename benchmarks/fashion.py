@@ -21,8 +21,8 @@ per seed (0, 1, 2). Recipes:
   does not need it, and a useful number of epochs on 14,000 photos takes hours on 2 cores);
 - frozen-features: 260 px Lite2 features (the weights' own size), power-normalised and
   scaled to unit length (feature_transform 'sqrt-l2'), a logistic-regression head fitted by
-  L-BFGS on every labelled photo, its L2 strength by 5-fold cross-validation (solver 'lbfgs',
-  the linear-probe protocol);
+  L-BFGS on every labelled photo, its L2 strength by cross-validation (5 folds; 3 from 2,000
+  photos) (solver 'lbfgs', the linear-probe protocol);
 - fine-tune: Lite0 at 128 px (224 px costs 3x the time); the stem and 13 lower blocks frozen
   (computed once per photo), the top 3 blocks, head convolution and a new head trained with
   layer-wise learning-rate decay 0.8; early stopping on 20 % of the budget's photos, at most

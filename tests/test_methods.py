@@ -374,6 +374,17 @@ def test_l2_grid_search_stops_once_weaker_settings_keep_scoring_lower() -> None:
     assert list(flat) == list(INVERSE_L2_GRID)
 
 
+def test_lbfgs_head_cross_validates_with_fewer_folds_on_many_examples() -> None:
+    from shoptransfer.recipes.frozen_features import FEWER_FOLDS_FROM, fit_logistic_head
+
+    rng = np.random.default_rng(0)
+    for n, folds in ((FEWER_FOLDS_FROM - 2, 5), (FEWER_FOLDS_FROM, 3)):
+        labels = np.arange(n) % 2
+        x = rng.normal(size=(n, 4)) + labels[:, None]
+        _, _, report = fit_logistic_head(x, labels, None, 2)
+        assert report["folds"] == folds
+
+
 def test_lbfgs_head_uses_every_label_and_handles_two_classes() -> None:
     source, target = feature_domains()
     few = source.subset(list(range(6)))  # too few for cross-validation in some class
