@@ -305,6 +305,7 @@ def markdown(payload: dict[str, Any]) -> str:
             f"\nWall clock: {total:.1f} min over {len(runs)} invocations "
             "(`invocations` in the JSON says what each ran)."
         )
+        lines += [f"- {run['note']}" for run in runs if run.get("note")]
     return "\n".join(lines) + "\n"
 
 
