@@ -191,13 +191,12 @@ def fit_logistic_head(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Multinomial logistic regression ``(weight, bias)`` over raw features ``x``.
 
-    Features are standardised, the inverse L2 strength ``C`` is chosen from
-    :data:`INVERSE_L2_GRID` by stratified cross-validation (up to 5 folds, 3 from
-    :data:`FEWER_FOLDS_FROM` examples, as many as the rarest class allows; with one example
-    in some class the middle of the grid is used),
-    walking from strong to weak regularisation and stopping once :data:`GRID_PATIENCE`
-    settings in a row score below the best (the fits with weak L2 are the slow ones), and
-    the standardisation is folded into the returned weights so they apply to raw features.
+    Features are standardised; the inverse L2 strength ``C`` is chosen by stratified
+    cross-validation along :data:`INVERSE_L2_GRID` (:func:`search_grid`: strong L2 first, the
+    slow weak-L2 fits skipped once scores fall). Folds: 5, or 3 from :data:`FEWER_FOLDS_FROM`
+    examples, never more than the rarest class has; with one example in some class the middle
+    of the grid is used. The standardisation is folded into the returned weights, so they
+    apply to raw features.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
