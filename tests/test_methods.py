@@ -10,10 +10,10 @@ import torch
 
 from shoptransfer.data import FeatureDomain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.objectives.coral import CoralLoss, coral_transform
+from shoptransfer.objectives.dann import dann_lambda, reverse_gradient
+from shoptransfer.objectives.mmd import MultiKernelMMD
 from shoptransfer.recipes import load_predictor, make_recipe
-from shoptransfer.recipes.coral import CoralLoss, coral_transform
-from shoptransfer.recipes.dann import dann_lambda, reverse_gradient
-from shoptransfer.recipes.mmd import MultiKernelMMD
 
 from .conftest import NEGATIVE, POSITIVE
 
@@ -94,7 +94,7 @@ def test_dann_makes_domains_indistinguishable_and_keeps_the_task() -> None:
     source, target = feature_domains()
     options = {"epochs": 60, "patience": 60, "mlp_hidden": 32}
     plain = make_recipe("mlp", **options).fit(source, unlabeled=target.without_labels())
-    recipe = make_recipe("mlp-dann", align_weight=1.0, **options)
+    recipe = make_recipe("mlp-dann", objectives=[{"name": "dann", "weight": 1.0}], **options)
     dann = recipe.fit(source, unlabeled=target.without_labels())
     domain_accuracy = [record["domain_accuracy"] for record in recipe.history_]
     assert max(domain_accuracy) > 0.8  # while the features still differ, it tells them apart
@@ -142,7 +142,9 @@ def test_l2_sp_stays_closer_to_the_pretrained_weights(tiny_backbone: str) -> Non
         "weight_decay": 0.0,
     }
     plain = make_recipe("fine-tune", **options).fit(SOURCE)
-    l2sp = make_recipe("l2-sp", l2sp_alpha=5.0, **options).fit(SOURCE)
+    l2sp = make_recipe("l2-sp", objectives=[{"name": "l2-sp", "weight": 5.0}], **options).fit(
+        SOURCE
+    )
     assert encoder_distance(l2sp, start) < 0.5 * encoder_distance(plain, start)
 
 

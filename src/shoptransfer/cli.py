@@ -392,6 +392,23 @@ def recipes(
                 typer.echo(f"    {key} = {getattr(defaults, key)!r}: {help_text}")
 
 
+@app.command()
+def objectives(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show every setting")] = False,
+) -> None:
+    """List the objectives a recipe's `objectives:` list may name, with what each needs."""
+    from shoptransfer.objectives import list_objectives
+
+    for cls in list_objectives():
+        needs = "unlabeled target" if cls.needs_unlabeled_target else "-"
+        stages = ",".join(cls.stages)
+        typer.echo(f"{cls.name:<8} needs {needs:<16} stages {stages:<28} {cls.description}")
+        if verbose:
+            defaults = cls()
+            for key, help_text in cls.options().items():
+                typer.echo(f"    {key} = {getattr(defaults, key)!r}: {help_text}")
+
+
 def main() -> None:
     try:
         app()

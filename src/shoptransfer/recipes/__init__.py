@@ -2,6 +2,7 @@
 
 from shoptransfer.recipes import (  # noqa: F401  (importing registers the recipes)
     frozen_features,
+    presets,
     scratch_transformer,
     tfidf,
     transfer,

@@ -27,8 +27,8 @@ import torch
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.objectives.coral import coral_transform
 from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
-from shoptransfer.recipes.coral import coral_transform
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.training import (
     FEATURE_TRANSFORMS,

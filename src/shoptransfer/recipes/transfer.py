@@ -8,8 +8,9 @@ Pieces (each a hyper-parameter of :class:`EncoderTransfer`):
 - what trains: ``frozen_layers`` (bottom layers kept frozen), ``gradual_unfreezing`` (Howard &
   Ruder, ACL 2018: top layer first), ``layer_decay`` (layer-wise learning-rate decay), ``peft``
   (LoRA or (IA)^3 adapters);
-- ``align``: a loss on unlabeled target data: CORAL, MMD or DANN;
-- ``regularize``: L2-SP toward the pretrained weights;
+- ``objectives``: auxiliary losses from the objective registry, composed as a list: alignment
+  on unlabeled target data (CORAL, MMD, DANN, MCC), L2-SP toward the pretrained weights, batch
+  spectral shrinkage (:mod:`shoptransfer.objectives`); each applies in the stages it declares;
 - ``self_training_rounds``: after the source stage, label the unlabeled target text with the
   model, keep the most confident share and train on it (each round);
 - ``stages``: ``sequential`` (source, then the target labels) or ``joint`` (one shared trunk
@@ -33,11 +34,8 @@ from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import charge_reused, measure, training_clock
+from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
 from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
-from shoptransfer.recipes.coral import CoralObjective
-from shoptransfer.recipes.dann import DomainAdversarialObjective
-from shoptransfer.recipes.l2sp import L2SPObjective
-from shoptransfer.recipes.mmd import MMDObjective
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
 from shoptransfer.training import (
@@ -50,8 +48,6 @@ from shoptransfer.training import (
     TrainingSettings,
     predict_logits,
 )
-
-ALIGNMENTS = ("none", "coral", "mmd", "dann")
 
 
 class TargetHead(Objective):
@@ -98,11 +94,11 @@ class EncoderTransfer(BackboneRecipe):
     peft_target_modules: list[str] = option(
         ("query", "value"), "linear layers the peft method adapts (names or name endings)"
     )
-    align: str = option("none", f"alignment loss on unlabeled target data: {list(ALIGNMENTS)}")
-    align_weight: float = option(1.0, "weight of the alignment loss")
-    regularize: str = option("none", "'none' or 'l2-sp' (pull toward the pretrained weights)")
-    l2sp_alpha: float = option(0.01, "L2-SP weight of the distance to the pretrained weights")
-    l2sp_beta: float = option(0.01, "L2-SP weight of the L2 norm of the new head")
+    objectives: list[Any] = option(
+        (),
+        "auxiliary losses, each a name or {name, weight, ...}: "
+        + ", ".join(o.name for o in list_objectives()),
+    )
     self_training_rounds: int = option(
         0, "rounds of self-training on pseudo-labeled unlabeled target text (0: none)"
     )
@@ -125,13 +121,30 @@ class EncoderTransfer(BackboneRecipe):
 
     def __post_init__(self) -> None:
         self.peft_target_modules = list(self.peft_target_modules)
+        self.objectives = [dict(o) if isinstance(o, dict) else o for o in self.objectives]
+        self.objective_configs()  # a bad entry is an error when the recipe is made
+
+    def objective_configs(self) -> list[ObjectiveConfig]:
+        """The configured objectives, checked (names, settings, types)."""
+        if not isinstance(self.objectives, list | tuple):
+            raise ConfigError(
+                f"recipe '{self.name}': objectives must be a list; got {self.objectives!r}"
+            )
+        configs = [make_objective(o, f"recipe '{self.name}': objectives") for o in self.objectives]
+        names = [c.name for c in configs]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"recipe '{self.name}': objective(s) {repeated} listed twice")
+        return configs
+
+    def aligns(self) -> bool:
+        """Whether an objective reads unlabeled target inputs."""
+        return any(c.needs_unlabeled_target for c in self.objective_configs())
 
     def _check(self, source: Domain) -> None:
         choices = {
             "encoder": ("backbone", "mlp"),
             "peft": PEFT_METHODS,
-            "align": ALIGNMENTS,
-            "regularize": ("none", "l2-sp"),
             "stages": ("sequential", "joint"),
             "truncation": TRUNCATIONS,
             "precision": PRECISIONS,
@@ -158,8 +171,11 @@ class EncoderTransfer(BackboneRecipe):
                 f"recipe '{self.name}': peft, frozen_layers, gradual_unfreezing "
                 "and layer_decay apply to encoder: backbone only"
             )
-        if self.align != "none" and self.stages == "joint":
-            raise ConfigError(f"recipe '{self.name}': choose align or joint stages, not both")
+        if self.aligns() and self.stages == "joint":
+            raise ConfigError(
+                f"recipe '{self.name}': choose objectives on unlabeled target data or joint "
+                "stages, not both"
+            )
         if self.self_training_rounds < 0 or not 0 < self.pseudo_label_share <= 1:
             raise ConfigError(
                 f"recipe '{self.name}': self_training_rounds must be >= 0 and "
@@ -252,20 +268,37 @@ class EncoderTransfer(BackboneRecipe):
 
         return unfreeze
 
-    def _objectives(self, model: Classifier, n_classes: int) -> list[Objective]:
-        size = model.head.in_features
-        objectives: list[Objective] = []
-        if self.align == "coral":
-            objectives.append(CoralObjective(self.align_weight))
-        elif self.align == "mmd":
-            objectives.append(MMDObjective(self.align_weight))
-        elif self.align == "dann":
-            objectives.append(DomainAdversarialObjective(size, weight=self.align_weight))
-        if self.regularize == "l2-sp":
-            objectives.append(L2SPObjective(model, self.l2sp_alpha, self.l2sp_beta))
+    def _build_objectives(
+        self, model: Classifier, n_classes: int
+    ) -> list[tuple[ObjectiveConfig | None, Objective]]:
+        """Each configured objective built for ``model`` (with its config), plus the target's
+        own head when the stages are joint (it applies to the source stage only)."""
+        built: list[tuple[ObjectiveConfig | None, Objective]] = [
+            (config, config.build(model)) for config in self.objective_configs()
+        ]
         if self.stages == "joint":
-            objectives.append(TargetHead(size, n_classes))
-        return objectives
+            built.append((None, TargetHead(model.head.in_features, n_classes)))
+        return built
+
+    def _settings(self, stage: str, **overrides: Any) -> TrainingSettings:
+        """Training settings of a stage: the source stage's, or the target stage's."""
+        values: dict[str, Any] = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "head_learning_rate": self.head_learning_rate,
+            "weight_decay": self.weight_decay,
+            "patience": self.patience,
+            "seed": self.seed,
+            "description": f"{self.name} on {stage}",
+        }
+        if stage == "target":
+            values.update(
+                epochs=self.target_epochs,
+                learning_rate=self.target_learning_rate,
+                head_learning_rate=None,
+            )
+        return TrainingSettings(**{**values, **overrides})
 
     # -- training -----------------------------------------------------------------------------
 
@@ -281,7 +314,7 @@ class EncoderTransfer(BackboneRecipe):
         model, frozen = self._build(source, len(classes))
         inputs = lambda domain: domain_inputs(domain, frozen, cache, model.encoder)  # noqa: E731
         has_target_labels = target is not None and len(target) > 0
-        if self.align != "none" and unlabeled is None:
+        if self.aligns() and unlabeled is None:
             raise DataError(
                 f"recipe '{self.name}' aligns features with unlabeled target data; none was given"
             )
@@ -289,24 +322,65 @@ class EncoderTransfer(BackboneRecipe):
             raise DataError(
                 f"recipe '{self.name}' self-trains on unlabeled target data; none was given"
             )
-        objectives = self._objectives(model, len(classes))
+        built = self._build_objectives(model, len(classes))
+
+        def in_stage(stage: str) -> list[Objective]:
+            return [o for c, o in built if stage in (c.stages if c else ("source",))]
+
+        def as_predictor(m: Classifier) -> NeuralPredictor:
+            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
+
+        source_objectives = in_stage("source")
         target_stream = None
-        if self.align != "none":
+        if self.aligns():
             assert unlabeled is not None
             target_stream = Examples(inputs(unlabeled))
         elif self.stages == "joint" and has_target_labels:
             assert target is not None
             target_stream = Examples(inputs(target), target.label_ids(classes))
-        elif self.stages == "joint":
-            objectives = [o for o in objectives if not isinstance(o, TargetHead)]
+        elif self.stages == "joint":  # no target labels: no target head to train
+            source_objectives = [o for o in source_objectives if not isinstance(o, TargetHead)]
+        self._source_stage_fit(
+            model, source, inputs, target_stream, source_objectives, as_predictor, unlabeled
+        )
+        if self.self_training_rounds:
+            assert unlabeled is not None
+            self._self_train(
+                model, source, unlabeled, inputs, in_stage("self-training"), as_predictor
+            )
+        heads = [o for o in source_objectives if isinstance(o, TargetHead)]
+        if heads:
+            model.head = heads[0].head  # predict the target with the target's own head
+        elif has_target_labels:
+            assert target is not None
+            Trainer(self._settings("target")).fit(
+                model,
+                Examples(inputs(target), target.label_ids(classes)),
+                objectives=in_stage("target"),
+                as_predictor=as_predictor,
+                parameter_groups=self._parameter_groups(
+                    model, self.target_learning_rate, self.target_learning_rate
+                ),
+            )
+        return as_predictor(model)
 
-        def as_predictor(m: Classifier) -> NeuralPredictor:
-            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
-
+    def _source_stage_fit(
+        self,
+        model: Classifier,
+        source: Domain,
+        inputs: Any,
+        target_stream: Examples | None,
+        objectives: list[Objective],
+        as_predictor: Any,
+        unlabeled: Domain | None,
+    ) -> None:
+        """Train on the source labels (with the objectives' target stream), selecting the
+        epoch on a source validation split; sequential stages reuse an earlier identical run."""
+        classes = source.classes
         key = (
             source.data_hash(),
             self.seed,
-            unlabeled.data_hash() if unlabeled is not None and self.align != "none" else None,
+            unlabeled.data_hash() if unlabeled is not None and self.aligns() else None,
         )
         reuse = self.stages == "sequential"
         if reuse and key in self._source_stage:
@@ -316,61 +390,24 @@ class EncoderTransfer(BackboneRecipe):
             charge_reused(clock.seconds, flops, clock.curve)  # the full cost, as if trained again
             if self.gradual_unfreezing:
                 self._unfreezer(model, 1)(0)  # everything the source stage unfroze
-        else:
-            train, validation = split_source(source, self.validation_fraction, self.seed)
-            settings = TrainingSettings(
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                learning_rate=self.learning_rate,
-                head_learning_rate=self.head_learning_rate,
-                weight_decay=self.weight_decay,
-                patience=self.patience,
-                seed=self.seed,
-                description=f"{self.name} on source",
-            )
-            with training_clock() as clock, measure() as meter:
-                self.history_ = Trainer(settings).fit(
-                    model,
-                    Examples(inputs(train), train.label_ids(classes)),
-                    Examples(inputs(validation), validation.label_ids(classes)),
-                    target=target_stream,
-                    objectives=objectives,
-                    parameter_groups=self._parameter_groups(
-                        model, self.learning_rate, self.head_learning_rate
-                    ),
-                    on_epoch_start=self._unfreezer(model, self.epochs),
-                    as_predictor=as_predictor,
-                )
-            if reuse:
-                state = {k: v.clone() for k, v in model.state_dict().items()}
-                self._source_stage[key] = (state, clock, meter.flops, list(self.history_))
-        if self.self_training_rounds:
-            assert unlabeled is not None
-            self._self_train(model, source, unlabeled, inputs, objectives, as_predictor)
-        heads = [o for o in objectives if isinstance(o, TargetHead)]
-        if heads:
-            model.head = heads[0].head  # predict the target with the target's own head
-        elif has_target_labels:
-            assert target is not None
-            settings = TrainingSettings(
-                epochs=self.target_epochs,
-                batch_size=self.batch_size,
-                learning_rate=self.target_learning_rate,
-                weight_decay=self.weight_decay,
-                seed=self.seed,
-                description=f"{self.name} on target",
-            )
-            regularizers = [o for o in objectives if isinstance(o, L2SPObjective)]
-            Trainer(settings).fit(
+            return
+        train, validation = split_source(source, self.validation_fraction, self.seed)
+        with training_clock() as clock, measure() as meter:
+            self.history_ = Trainer(self._settings("source")).fit(
                 model,
-                Examples(inputs(target), target.label_ids(classes)),
-                objectives=regularizers,
-                as_predictor=as_predictor,
+                Examples(inputs(train), train.label_ids(classes)),
+                Examples(inputs(validation), validation.label_ids(classes)),
+                target=target_stream,
+                objectives=objectives,
                 parameter_groups=self._parameter_groups(
-                    model, self.target_learning_rate, self.target_learning_rate
+                    model, self.learning_rate, self.head_learning_rate
                 ),
+                on_epoch_start=self._unfreezer(model, self.epochs),
+                as_predictor=as_predictor,
             )
-        return as_predictor(model)
+        if reuse:
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            self._source_stage[key] = (state, clock, meter.flops, list(self.history_))
 
     def _self_train(
         self,
@@ -392,7 +429,6 @@ class EncoderTransfer(BackboneRecipe):
         counts = np.bincount(source.label_ids(classes), minlength=len(classes))
         prior = counts / counts.sum()
         target_inputs = inputs(unlabeled)
-        regularizers = [o for o in objectives if isinstance(o, L2SPObjective)]
         for round_ in range(1, self.self_training_rounds + 1):
             probabilities = torch.softmax(
                 torch.from_numpy(predict_logits(model, Examples(target_inputs))), dim=1
@@ -413,19 +449,16 @@ class EncoderTransfer(BackboneRecipe):
             else:
                 pseudo_inputs = [target_inputs[i] for i in keep]
             pseudo = Examples(pseudo_inputs, predicted[keep])
-            settings = TrainingSettings(
+            settings = self._settings(
+                "source",
                 epochs=1,
-                batch_size=self.batch_size,
-                learning_rate=self.learning_rate,
-                head_learning_rate=self.head_learning_rate,
-                weight_decay=self.weight_decay,
                 seed=self.seed + round_,
                 description=f"{self.name}: self-training round {round_}",
             )
             history = Trainer(settings).fit(
                 model,
                 pseudo,
-                objectives=regularizers,
+                objectives=objectives,
                 parameter_groups=self._parameter_groups(
                     model, self.learning_rate, self.head_learning_rate
                 ),
@@ -459,140 +492,4 @@ def confident_pseudo_labels(
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 
-def preset(name: str, family: str, description: str, **defaults: Any) -> type[EncoderTransfer]:
-    """Register a named recipe: :class:`EncoderTransfer` with other default pieces."""
-    fields = {f.name: f for f in dataclasses.fields(EncoderTransfer) if f.init}
-    for key in defaults:
-        if key not in fields:
-            raise ValueError(f"preset '{name}': unknown piece '{key}'")
-    new_fields = [
-        (key, fields[key].type, dataclasses.field(default=value, metadata=fields[key].metadata))
-        for key, value in defaults.items()
-    ]
-    class_name = "".join(part.title() for part in name.replace("-", " ").split())
-    cls = dataclasses.make_dataclass(
-        class_name,
-        new_fields,
-        bases=(EncoderTransfer,),
-        namespace={"name": name, "family": family, "description": description},
-    )
-    cls.__module__ = __name__
-    return register_recipe(cls)  # type: ignore[return-value]
-
-
 register_recipe(EncoderTransfer)
-
-# Model-based: pretrain on the source, then fine-tune on the target.
-preset("fine-tune", "model-based", "fine-tune backbone + head on source labels, then on target")
-preset(
-    "llrd",
-    "model-based",
-    "fine-tune with layer-wise learning-rate decay (0.8 per layer)",
-    layer_decay=0.8,
-)
-preset(
-    "gradual-unfreezing",
-    "model-based",
-    "fine-tune, unfreezing layers top-down each epoch",
-    gradual_unfreezing=True,
-)
-preset(
-    "l2-sp",
-    "model-based",
-    "fine-tune with L2-SP: pull weights toward the pretrained ones",
-    regularize="l2-sp",
-    weight_decay=0.0,
-)
-# Feature-based: align source and unlabeled target features while training.
-preset(
-    "coral",
-    "feature-based",
-    "fine-tune with a Deep CORAL loss on unlabeled target text",
-    align="coral",
-)
-preset(
-    "mmd",
-    "feature-based",
-    "fine-tune with a multi-kernel MMD loss (DAN) on unlabeled target",
-    align="mmd",
-)
-preset(
-    "dann",
-    "feature-based",
-    "domain-adversarial fine-tuning (gradient reversal, DANN)",
-    align="dann",
-    align_weight=0.1,
-)
-MLP = {
-    "encoder": "mlp",
-    "epochs": 100,
-    "batch_size": 64,
-    "learning_rate": 1e-3,
-    "patience": 10,
-    "target_epochs": 20,
-    "target_learning_rate": 1e-3,
-}
-preset("mlp", "feature-based", "an MLP over frozen features or vectors, on source labels", **MLP)
-preset(
-    "mlp-coral",
-    "feature-based",
-    "an MLP over frozen features or vectors with a CORAL loss",
-    align="coral",
-    **MLP,
-)
-preset(
-    "mlp-mmd",
-    "feature-based",
-    "an MLP over frozen features or vectors with an MMD loss",
-    align="mmd",
-    **MLP,
-)
-preset(
-    "mlp-dann",
-    "feature-based",
-    "an MLP over frozen features or vectors, domain-adversarial",
-    align="dann",
-    align_weight=0.1,
-    **MLP,
-)
-preset(
-    "self-training",
-    "model-based",
-    "fine-tune the top 4 layers on the source, then on confident target pseudo-labels",
-    frozen_layers=3,
-    learning_rate=5e-5,
-    epochs=4,
-    patience=2,
-    truncation="head+tail",
-    self_training_rounds=1,
-)
-# Network-based: share and freeze layers, or train small adapters.
-preset(
-    "freeze-bottom",
-    "network-based",
-    "freeze the embeddings and bottom 3 layers, train the rest",
-    frozen_layers=4,
-)
-preset(
-    "multi-head",
-    "network-based",
-    "a shared trunk with one head per domain, trained jointly",
-    stages="joint",
-)
-preset(
-    "lora",
-    "network-based",
-    "LoRA adapters (peft) on query and value, plus the head",
-    peft="lora",
-    learning_rate=5e-4,
-    target_learning_rate=5e-4,
-)
-preset(
-    "ia3",
-    "network-based",
-    "(IA)^3 adapters (peft) rescaling keys, values and feed-forward",
-    peft="ia3",
-    peft_target_modules=("key", "value", "intermediate.dense"),
-    learning_rate=3e-3,
-    target_learning_rate=3e-3,
-)

@@ -9,11 +9,14 @@ classifier on them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
 
-from shoptransfer.training import Objective, Step
+from shoptransfer.objectives.base import ObjectiveConfig, register_objective
+from shoptransfer.training import Classifier, Objective, Step
 
 
 def covariance(features: torch.Tensor) -> torch.Tensor:
@@ -40,6 +43,17 @@ class CoralObjective(Objective):
     def forward(self, step: Step) -> torch.Tensor:
         assert step.target_features is not None
         return self.weight * self.loss(step.source_features, step.target_features)
+
+
+@register_objective
+@dataclasses.dataclass
+class Coral(ObjectiveConfig):
+    name = "coral"
+    description = "Deep CORAL: match feature covariances of source and unlabeled target batches"
+    needs_unlabeled_target = True
+
+    def build(self, model: Classifier) -> Objective:
+        return CoralObjective(self.weight)
 
 
 def _matrix_power(matrix: np.ndarray, power: float) -> np.ndarray:

@@ -8,13 +8,15 @@ extractor to fool it: ``min_F max_D  L_task(F) - lambda L_domain(D(F))``, with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from shoptransfer.training import Objective, Step
+from shoptransfer.objectives.base import ObjectiveConfig, register_objective, setting
+from shoptransfer.training import Classifier, Objective, Step
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -63,3 +65,15 @@ class DomainAdversarialObjective(Objective):
         accuracy = ((logits > 0).float() == domains).float().mean()
         self.last_metrics = {"domain_accuracy": float(accuracy)}
         return self.weight * nn.functional.binary_cross_entropy_with_logits(logits, domains)
+
+
+@register_objective
+@dataclasses.dataclass
+class DANN(ObjectiveConfig):
+    name = "dann"
+    description = "domain-adversarial: a domain classifier on gradient-reversed features"
+    needs_unlabeled_target = True
+    hidden_size: int = setting(256, "hidden units of the domain classifier")
+
+    def build(self, model: Classifier) -> Objective:
+        return DomainAdversarialObjective(model.head.in_features, self.hidden_size, self.weight)

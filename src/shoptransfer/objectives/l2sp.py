@@ -8,8 +8,11 @@ Networks", ICML 2018: add ``alpha/2 ||w_S - w_S^0||^2 + beta/2 ||w_new||^2`` to 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from shoptransfer.objectives.base import ObjectiveConfig, register_objective, setting
 from shoptransfer.training import Classifier, Objective, Step
 
 
@@ -40,3 +43,16 @@ class L2SPObjective(Objective):
         )
         new = sum((p.pow(2).sum() for p in step.model.head.parameters()), torch.zeros(()))
         return 0.5 * self.alpha * shared + 0.5 * self.beta * new
+
+
+@register_objective
+@dataclasses.dataclass
+class L2SP(ObjectiveConfig):
+    name = "l2-sp"
+    description = "L2-SP: pull the encoder toward its pretrained weights (and the head to 0)"
+    stages = ("source", "target", "self-training")
+    weight: float = setting(0.01, "alpha: weight of the distance to the pretrained weights")
+    head_weight: float = setting(0.01, "beta: weight of the L2 norm of the new head")
+
+    def build(self, model: Classifier) -> Objective:
+        return L2SPObjective(model, self.weight, self.head_weight)

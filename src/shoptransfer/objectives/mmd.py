@@ -7,12 +7,14 @@ of Gaussian kernels whose bandwidths are multiples of the batch's mean squared d
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from shoptransfer.training import Objective, Step
+from shoptransfer.objectives.base import ObjectiveConfig, register_objective
+from shoptransfer.training import Classifier, Objective, Step
 
 
 class MultiKernelMMD(nn.Module):
@@ -42,3 +44,14 @@ class MMDObjective(Objective):
     def forward(self, step: Step) -> torch.Tensor:
         assert step.target_features is not None
         return self.weight * self.loss(step.source_features, step.target_features)
+
+
+@register_objective
+@dataclasses.dataclass
+class MMD(ObjectiveConfig):
+    name = "mmd"
+    description = "DAN: multi-kernel MMD between source and unlabeled target features"
+    needs_unlabeled_target = True
+
+    def build(self, model: Classifier) -> Objective:
+        return MMDObjective(self.weight)

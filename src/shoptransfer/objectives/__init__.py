@@ -1,0 +1,15 @@
+"""Auxiliary training objectives: alignment, regularisation, spectral penalties.
+
+Importing the package registers every objective; see :mod:`shoptransfer.objectives.base`.
+"""
+
+from shoptransfer.objectives import coral, dann, l2sp, mmd  # noqa: F401  (registers)
+from shoptransfer.objectives.base import (
+    STAGES,
+    ObjectiveConfig,
+    list_objectives,
+    make_objective,
+    register_objective,
+)
+
+__all__ = ["STAGES", "ObjectiveConfig", "list_objectives", "make_objective", "register_objective"]

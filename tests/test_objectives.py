@@ -1,0 +1,85 @@
+"""The objective registry, composition of objectives, and the claims of MCC and BSS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shoptransfer.data import FeatureDomain
+from shoptransfer.errors import ConfigError
+from shoptransfer.objectives import list_objectives, make_objective
+from shoptransfer.recipes import make_recipe
+
+MLP_OPTIONS = {"epochs": 40, "patience": 40, "mlp_hidden": 32}
+
+
+def rotated_domains(seed: int, classes: int = 4, shift: float = 0.5) -> tuple[FeatureDomain, ...]:
+    """Gaussian classes; the target is the source partly rotated and moved."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, 10)) * 1.5
+    labels = rng.integers(0, classes, size=800)
+    x = centres[labels] + rng.normal(size=(800, 10))
+    rotation = np.linalg.qr(rng.normal(size=(10, 10)))[0]
+    mix = (1 - shift) * np.eye(10) + shift * rotation
+    source = FeatureDomain("s", x[:400].astype(np.float32), [str(y) for y in labels[:400]])
+    target = FeatureDomain(
+        "t", (x[400:] @ mix + 0.5).astype(np.float32), [str(y) for y in labels[400:]]
+    )
+    return source, target
+
+
+def test_registry_lists_every_objective_with_what_it_needs() -> None:
+    objectives = {o.name: o for o in list_objectives()}
+    assert {"coral", "mmd", "dann", "l2-sp"} <= set(objectives)
+    assert objectives["dann"].needs_unlabeled_target
+    assert not objectives["l2-sp"].needs_unlabeled_target
+    assert "target" in objectives["l2-sp"].stages and objectives["coral"].stages == ("source",)
+    for objective in objectives.values():
+        assert objective.description and all(objective.options().values())
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("cora", "unknown objective 'cora'"),
+        ({"name": "dann", "wieght": 1}, r"unknown setting\(s\) \['wieght'\]"),
+        ({"name": "dann", "weight": "abc"}, "weight 'abc'; expected float"),
+        ({"name": "dann", "hidden_size": 1.5}, "hidden_size 1.5; expected int"),
+        ({"name": "dann", "hidden_size": True}, "hidden_size True; expected int"),
+        ({"name": "mmd", "weight": -1}, "weight must be 0 or more"),
+        ({"weight": 1}, "expected an objective name"),
+    ],
+)
+def test_bad_objective_entries_are_config_errors(entry: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_objective(entry)  # type: ignore[arg-type]
+
+
+def test_a_recipe_rejects_bad_objectives_when_it_is_made() -> None:
+    with pytest.raises(ConfigError, match="recipe 'mlp': objectives: unknown objective"):
+        make_recipe("mlp", objectives=["nope"])
+    with pytest.raises(ConfigError, match=r"\['dann'\] listed twice"):
+        make_recipe("mlp", objectives=["dann", {"name": "dann", "weight": 0.5}])
+    with pytest.raises(ConfigError, match="joint stages"):
+        make_recipe("mlp", stages="joint", objectives=["coral"]).validate(rotated_domains(0)[0])
+
+
+def test_objectives_compose_dann_and_l2_sp_both_act() -> None:
+    source, target = rotated_domains(0)
+    unlabeled = target.without_labels()
+
+    def encoder_drift(objectives: list[object]) -> tuple[float, list[dict[str, float]]]:
+        recipe = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS)
+        torch.manual_seed(0)
+        start = {k: v.clone() for k, v in recipe._build(source, 4)[0].encoder.state_dict().items()}
+        predictor = recipe.fit(source, unlabeled=unlabeled)
+        state = predictor.model.encoder.state_dict()
+        return float(sum((state[k] - v).pow(2).sum() for k, v in start.items())), recipe.history_
+
+    dann_only, history = encoder_drift([{"name": "dann", "weight": 1.0}])
+    both, both_history = encoder_drift(
+        [{"name": "dann", "weight": 1.0}, {"name": "l2-sp", "weight": 1.0}]
+    )
+    assert "domain_accuracy" in history[0] and "domain_accuracy" in both_history[0]
+    assert both < 0.5 * dann_only  # L2-SP holds the encoder near its starting weights
