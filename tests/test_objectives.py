@@ -9,6 +9,7 @@ import torch
 from shoptransfer.data import FeatureDomain
 from shoptransfer.errors import ConfigError
 from shoptransfer.objectives import list_objectives, make_objective
+from shoptransfer.objectives.mcc import ClassConfusionLoss
 from shoptransfer.recipes import make_recipe
 
 MLP_OPTIONS = {"epochs": 40, "patience": 40, "mlp_hidden": 32}
@@ -83,3 +84,28 @@ def test_objectives_compose_dann_and_l2_sp_both_act() -> None:
     )
     assert "domain_accuracy" in history[0] and "domain_accuracy" in both_history[0]
     assert both < 0.5 * dann_only  # L2-SP holds the encoder near its starting weights
+
+
+def test_mcc_lowers_class_confusion_on_the_target_and_helps_accuracy() -> None:
+    accuracy: dict[str, list[float]] = {"plain": [], "mcc": []}
+    for seed in (0, 1):
+        source, target = rotated_domains(seed)
+        confusion = {}
+        for name, objectives in (("plain", []), ("mcc", [{"name": "mcc", "weight": 3.0}])):
+            predictor = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS).fit(
+                source, unlabeled=target.without_labels()
+            )
+            probabilities = torch.from_numpy(predictor.predict_proba(target.vectors))
+            confusion[name] = float(ClassConfusionLoss(1.0)(torch.log(probabilities)))
+            predicted = np.array(predictor.predict(target.vectors))
+            accuracy[name].append(float(np.mean(predicted == np.array(target.labels))))
+        assert confusion["mcc"] < 0.9 * confusion["plain"]
+    assert np.mean(accuracy["mcc"]) > np.mean(accuracy["plain"]) + 0.03
+
+
+def test_class_confusion_is_zero_for_confident_distinct_predictions() -> None:
+    confident = torch.eye(3).repeat(4, 1) * 50
+    unsure = torch.zeros(12, 3)
+    loss = ClassConfusionLoss(temperature=1.0)
+    assert float(loss(confident)) < 1e-6
+    assert float(loss(unsure)) == pytest.approx(2 / 3, abs=1e-5)

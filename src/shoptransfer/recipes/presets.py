@@ -70,6 +70,12 @@ preset(
     "domain-adversarial fine-tuning (gradient reversal, DANN)",
     objectives=({"name": "dann", "weight": 0.1},),
 )
+preset(
+    "mcc",
+    "feature-based",
+    "fine-tune with minimum class confusion on unlabeled target (MCC)",
+    objectives=("mcc",),
+)
 MLP = {
     "encoder": "mlp",
     "epochs": 100,
@@ -99,6 +105,13 @@ preset(
     "feature-based",
     "an MLP over frozen features or vectors, domain-adversarial",
     objectives=({"name": "dann", "weight": 0.1},),
+    **MLP,
+)
+preset(
+    "mlp-mcc",
+    "feature-based",
+    "an MLP over frozen features or vectors with minimum class confusion",
+    objectives=("mcc",),
     **MLP,
 )
 preset(
