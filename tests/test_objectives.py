@@ -9,6 +9,7 @@ import torch
 from shoptransfer.data import FeatureDomain
 from shoptransfer.errors import ConfigError
 from shoptransfer.objectives import list_objectives, make_objective
+from shoptransfer.objectives.bss import SpectralShrinkage
 from shoptransfer.objectives.mcc import ClassConfusionLoss
 from shoptransfer.recipes import make_recipe
 
@@ -32,9 +33,9 @@ def rotated_domains(seed: int, classes: int = 4, shift: float = 0.5) -> tuple[Fe
 
 def test_registry_lists_every_objective_with_what_it_needs() -> None:
     objectives = {o.name: o for o in list_objectives()}
-    assert {"coral", "mmd", "dann", "l2-sp"} <= set(objectives)
-    assert objectives["dann"].needs_unlabeled_target
-    assert not objectives["l2-sp"].needs_unlabeled_target
+    assert {"coral", "mmd", "dann", "mcc", "l2-sp", "bss"} <= set(objectives)
+    assert objectives["mcc"].needs_unlabeled_target and objectives["dann"].needs_unlabeled_target
+    assert not objectives["bss"].needs_unlabeled_target
     assert "target" in objectives["l2-sp"].stages and objectives["coral"].stages == ("source",)
     for objective in objectives.values():
         assert objective.description and all(objective.options().values())
@@ -46,8 +47,8 @@ def test_registry_lists_every_objective_with_what_it_needs() -> None:
         ("cora", "unknown objective 'cora'"),
         ({"name": "dann", "wieght": 1}, r"unknown setting\(s\) \['wieght'\]"),
         ({"name": "dann", "weight": "abc"}, "weight 'abc'; expected float"),
-        ({"name": "dann", "hidden_size": 1.5}, "hidden_size 1.5; expected int"),
-        ({"name": "dann", "hidden_size": True}, "hidden_size True; expected int"),
+        ({"name": "bss", "k": 1.5}, "k 1.5; expected int"),
+        ({"name": "bss", "k": True}, "k True; expected int"),
         ({"name": "mmd", "weight": -1}, "weight must be 0 or more"),
         ({"weight": 1}, "expected an objective name"),
     ],
@@ -63,7 +64,7 @@ def test_a_recipe_rejects_bad_objectives_when_it_is_made() -> None:
     with pytest.raises(ConfigError, match=r"\['dann'\] listed twice"):
         make_recipe("mlp", objectives=["dann", {"name": "dann", "weight": 0.5}])
     with pytest.raises(ConfigError, match="joint stages"):
-        make_recipe("mlp", stages="joint", objectives=["coral"]).validate(rotated_domains(0)[0])
+        make_recipe("mlp", stages="joint", objectives=["mcc"]).validate(rotated_domains(0)[0])
 
 
 def test_objectives_compose_dann_and_l2_sp_both_act() -> None:
@@ -109,3 +110,23 @@ def test_class_confusion_is_zero_for_confident_distinct_predictions() -> None:
     loss = ClassConfusionLoss(temperature=1.0)
     assert float(loss(confident)) < 1e-6
     assert float(loss(unsure)) == pytest.approx(2 / 3, abs=1e-5)
+
+
+def test_spectral_shrinkage_is_the_squared_smallest_singular_values() -> None:
+    features = torch.diag(torch.tensor([5.0, 3.0, 0.5])) @ torch.linalg.qr(torch.randn(3, 3))[0]
+    assert float(SpectralShrinkage(k=1)(features)) == pytest.approx(0.25, rel=1e-4)
+    assert float(SpectralShrinkage(k=2)(features)) == pytest.approx(9.25, rel=1e-4)
+
+
+def test_bss_shrinks_the_smallest_singular_values_of_the_features() -> None:
+    source, target = rotated_domains(0)
+    smallest = {}
+    for name, objectives in (("plain", []), ("bss", [{"name": "bss", "weight": 0.1, "k": 8}])):
+        predictor = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS).fit(source)
+        with torch.no_grad():
+            features = predictor.model.features({"features": torch.from_numpy(source.vectors)})
+        values = torch.linalg.svdvals(features)
+        smallest[name] = float(values[-8:].pow(2).sum() / values.pow(2).sum())
+        accuracy = np.mean(np.array(predictor.predict(source.vectors)) == np.array(source.labels))
+        assert accuracy > 0.9  # the task is kept
+    assert smallest["bss"] < 0.5 * smallest["plain"]

@@ -51,6 +51,12 @@ preset(
     objectives=("l2-sp",),
     weight_decay=0.0,
 )
+preset(
+    "bss",
+    "model-based",
+    "fine-tune with batch spectral shrinkage against negative transfer",
+    objectives=("bss",),
+)
 # Feature-based: align source and unlabeled target features while training.
 preset(
     "coral",
