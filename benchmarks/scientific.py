@@ -42,9 +42,9 @@ import numpy as np
 from common import RESULTS, ROOT, load_json, require_data, save
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.catalogue import make_recipe
 from shoptransfer.data.interactions import read_interactions, read_recbole_split
 from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.recipes import make_recipe
 from shoptransfer.runs import PeakMemory, environment, resident_mb
 from shoptransfer.training import Examples, Trainer
 

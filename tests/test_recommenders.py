@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from shoptransfer.catalogue import list_recipes, make_recipe
 from shoptransfer.data.interactions import InteractionDomain, leave_one_out
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.recipes import list_recipes, make_recipe
 
 WORDS = [
     "apple",

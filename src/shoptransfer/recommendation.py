@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.catalogue import make_recipe
 from shoptransfer.config import InteractionDomainConfig, RecommendationConfig, load_config
 from shoptransfer.data.interactions import (
     InteractionDomain,
@@ -27,7 +28,6 @@ from shoptransfer.data.interactions import (
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.ranking import evaluate_ranking
 from shoptransfer.files import atomic_write_json, atomic_write_text
-from shoptransfer.recipes import make_recipe
 from shoptransfer.recommenders.base import ItemRanker, load_ranker
 from shoptransfer.runs import (
     RESULTS_FILE,
