@@ -250,7 +250,7 @@ def recbole_speed() -> dict[str, Any]:
 def our_speed(target: Any) -> dict[str, Any]:
     """Our SASRec with the same hyper-parameters: one epoch and one validation pass, twice."""
     from shoptransfer.recommenders.base import next_item_examples
-    from shoptransfer.recommenders.sequential import NeuralRanker
+    from shoptransfer.recommenders.neural import NeuralRanker
 
     recipe = make_recipe("sasrec", **SASREC)
     model = recipe.build(target)

@@ -120,7 +120,7 @@ def test_text_model_options_are_checked(tiny_backbone: str) -> None:
 def test_variants_share_one_pre_training_and_the_adaptor_is_one_product(
     tiny_backbone: str,
 ) -> None:
-    from shoptransfer.recommenders.sequential import TextItemVectors
+    from shoptransfer.recommenders.text_seq import TextItemVectors
 
     source, target = cyclic_domain(name="videos"), cyclic_domain(seed=1, name="shop")
     common = {"backbone": tiny_backbone, "hidden": 16, "source_epochs": 2, "epochs": 1}
