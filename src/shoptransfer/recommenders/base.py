@@ -22,6 +22,7 @@ import torch
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
+from shoptransfer.metering import StageCache
 from shoptransfer.recipes.base import Recipe
 
 
@@ -134,16 +135,21 @@ class RecommendationRecipe(Recipe):
         target: InteractionDomain | None = None,
         cache: Any = None,
         unlabeled: Any = None,
+        stages: StageCache | None = None,
     ) -> ItemRanker:
         """Train on ``target``'s training histories (and ``source`` when the recipe uses it).
 
-        With one domain only, it is the target. ``cache`` holds frozen text embeddings.
+        With one domain only, it is the target. ``cache`` holds frozen text embeddings;
+        ``stages`` holds the run's trained stages (a pre-training on the source) that fits
+        with the same settings reuse, each charged their cost. Without it nothing is reused.
         """
         self.validate(source)
-        return self._fit(self._target(source, target), source, cache)
+        return self._fit(self._target(source, target), source, cache, stages)
 
     @abstractmethod
-    def _fit(self, domain: InteractionDomain, source: Any, cache: Any) -> ItemRanker:
+    def _fit(
+        self, domain: InteractionDomain, source: Any, cache: Any, stages: StageCache | None
+    ) -> ItemRanker:
         """Train on ``domain`` (the target, checked to have training interactions)."""
 
     def _target(self, source: Any, target: Any) -> InteractionDomain:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from shoptransfer.data.interactions import InteractionDomain
+from shoptransfer.metering import StageCache
 from shoptransfer.recipes.base import option, register_recipe
 from shoptransfer.recommenders.base import ItemRanker, sequence_items
 from shoptransfer.recommenders.layers import IdItemVectors
@@ -48,7 +49,9 @@ class BPR(NeuralRecommender):
     batch_size: int = option(4096, "examples per step")
     weight_decay: float = option(1e-4, "AdamW (decoupled) weight decay")
 
-    def _fit(self, domain: InteractionDomain, source: Any, cache: Any) -> ItemRanker:
+    def _fit(
+        self, domain: InteractionDomain, source: Any, cache: Any, stages: StageCache | None
+    ) -> ItemRanker:
         torch.manual_seed(self.seed)
         users, items = sequence_items(domain.train)
         model = self.build(domain)

@@ -17,6 +17,7 @@ import torch
 from scipy import sparse
 
 from shoptransfer.data.interactions import InteractionDomain
+from shoptransfer.metering import StageCache
 from shoptransfer.recipes.base import option, register_recipe
 from shoptransfer.recommenders.base import (
     ItemRanker,
@@ -76,7 +77,9 @@ class ItemKNN(RecommendationRecipe):
     neighbours: int = option(100, "most similar items each item keeps")
     shrink: float = option(10.0, "added to the cosine denominator: damps rare co-occurrences")
 
-    def _fit(self, domain: InteractionDomain, source: Any, cache: Any) -> ItemRanker:
+    def _fit(
+        self, domain: InteractionDomain, source: Any, cache: Any, stages: StageCache | None
+    ) -> ItemRanker:
         users_items = incidence(domain.train, domain.n_items)
         users_items.data[:] = 1.0  # repeats count once
         co = (users_items.T @ users_items).tocsr().astype(np.float32)

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from shoptransfer.data.interactions import InteractionDomain
+from shoptransfer.metering import StageCache
 from shoptransfer.recipes.base import register_recipe
 from shoptransfer.recommenders.base import (
     ItemRanker,
@@ -49,5 +50,7 @@ class Popularity(RecommendationRecipe):
     family: ClassVar[str] = "baseline"
     description: ClassVar[str] = "the items most often in the target's training histories"
 
-    def _fit(self, domain: InteractionDomain, source: Any, cache: Any) -> ItemRanker:
+    def _fit(
+        self, domain: InteractionDomain, source: Any, cache: Any, stages: StageCache | None
+    ) -> ItemRanker:
         return PopularityRanker(interaction_counts(domain))

@@ -16,6 +16,7 @@ from torch import nn
 
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import DataError
+from shoptransfer.metering import StageCache
 from shoptransfer.recipes.base import option, register_recipe
 from shoptransfer.recommenders.base import ItemRanker, next_item_examples
 from shoptransfer.recommenders.layers import IdItemVectors, SequenceEncoder
@@ -69,7 +70,9 @@ class SASRec(NeuralRecommender):
             model, Examples(histories, targets), validation_score=validation_ndcg(domain)
         )
 
-    def _fit(self, domain: InteractionDomain, source: Any, cache: Any) -> ItemRanker:
+    def _fit(
+        self, domain: InteractionDomain, source: Any, cache: Any, stages: StageCache | None
+    ) -> ItemRanker:
         torch.manual_seed(self.seed)
         model = self.build(domain)
         self.history_ = self._train(model, domain, "sasrec", None)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +22,7 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.metering import StageCache, measure, training_clock
 from shoptransfer.recipes.base import option, register_recipe
 from shoptransfer.recommenders.base import ItemRanker
 from shoptransfer.recommenders.layers import IdItemVectors, SequenceEncoder
@@ -75,7 +75,6 @@ class TextItemVectors(nn.Module):
 TRAINABLE = ("all", "adaptor")
 # options that only change the target stage: pre-trainings that differ only in them are shared
 TARGET_ONLY = {"trainable", "id_embeddings", "epochs", "patience"}
-_pretrained: dict[tuple[str, str], tuple[dict[str, torch.Tensor], list[Any], float]] = {}
 
 
 @dataclasses.dataclass
@@ -124,19 +123,20 @@ class TextSequential(SASRec):
         table[1:] = vectors
         return torch.from_numpy(table)
 
-    def _fit(self, domain: InteractionDomain, source: Any, cache: Any) -> ItemRanker:
+    def _fit(
+        self, domain: InteractionDomain, source: Any, cache: Any, stages: StageCache | None
+    ) -> ItemRanker:
         if self.pretrain and not isinstance(source, InteractionDomain):
             raise DataError(f"recipe '{self.name}' pre-trains on a source interaction domain")
         torch.manual_seed(self.seed)
         self.history_: list[dict[str, float]] = []
-        self.reused_seconds_ = 0.0
         first = source if self.pretrain else domain
         items = TextItemVectors(
             self._text(first, cache), self.hidden, self.experts, self.adaptor_dropout
         )
         encoder = self._encoder(items)
         if self.pretrain:
-            self._pretrain(encoder, items, source)
+            self._pretrain(encoder, items, source, stages)
         model = self.build(domain, cache)
         if self.pretrain:  # the adaptor and the encoder carry over; the catalogue changes
             pretrained = {
@@ -150,40 +150,40 @@ class TextSequential(SASRec):
         return NeuralRanker(model, self._spec())
 
     def _pretrain(
-        self, encoder: SequenceEncoder, items: TextItemVectors, source: InteractionDomain
+        self,
+        encoder: SequenceEncoder,
+        items: TextItemVectors,
+        source: InteractionDomain,
+        stages: StageCache | None,
     ) -> None:
-        """Train ``encoder`` on the source's histories, or load the state an identical
-        pre-training (same source, seed and settings) left in this process.
+        """Train ``encoder`` on the source's histories, or load the state that an identical
+        pre-training (same source, seed and settings) left in ``stages``.
 
-        Variants that differ only in what they do on the target share one pre-training;
-        ``reused_seconds_`` is its training time, to charge to each of them.
+        Variants that differ only in what they do on the target share one pre-training
+        through the run's stage cache; reusing it charges its training time and FLOPs to the
+        fit that reuses it.
         """
         settings = {k: getattr(self, k) for k in self.options() if k not in TARGET_ONLY}
-        key = (source.data_hash(), json.dumps(settings, sort_keys=True, default=str))
-        if key in _pretrained:
-            state, history, seconds = _pretrained[key]
+        key = ("text-seq source stage", source.data_hash(), json.dumps(settings, sort_keys=True))
+        kept = stages.get(key) if stages is not None else None
+        if kept is not None:
+            state, history = kept
             encoder.load_state_dict(state)
             self.history_ += history
-            self.reused_seconds_ = seconds
             return
         model = ranking_model(encoder, items, source.n_items, self.hidden, self.temperature)
-        started = time.perf_counter()
-        history = self._train(
-            model,
-            source,
-            f"{self.name} on source",
-            self.source_epochs,
-            self.source_prefixes or None,
-        )
-        seconds = time.perf_counter() - started
+        with training_clock() as clock, measure() as meter:
+            history = self._train(
+                model,
+                source,
+                f"{self.name} on source",
+                self.source_epochs,
+                self.source_prefixes or None,
+            )
         self.history_ += history
-        _pretrained[key] = (
-            {k: v.clone() for k, v in encoder.state_dict().items()},
-            history,
-            seconds,
-        )
-        while len(_pretrained) > 4:
-            _pretrained.pop(next(iter(_pretrained)))
+        if stages is not None:
+            state = {k: v.clone() for k, v in encoder.state_dict().items()}
+            stages.put(key, (state, history), clock.seconds, meter.flops, clock.curve)
 
     def build(self, domain: InteractionDomain, cache: Any = None) -> Classifier:
         items = TextItemVectors(
