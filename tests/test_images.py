@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from shoptransfer.backbones import EmbeddingCache, make_encoder
-from shoptransfer.backbones.image import ImageEncoder, ImagePreprocessing, load_rgb
+from shoptransfer.backbones.image import ImageEncoder
 from shoptransfer.data.images import ImageDomain, image_files, read_image_folder, read_image_table
+from shoptransfer.data.pixels import ImagePreprocessing, load_rgb
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.recipes import load_predictor, make_recipe
 from shoptransfer.training import Examples

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from shoptransfer.backbones import EmbeddingCache
+from shoptransfer.catalogue import list_recipes, make_recipe
 from shoptransfer.data import TextDomain
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.recipes import list_recipes, load_predictor, make_recipe
+from shoptransfer.recipes import load_predictor
 
 from .conftest import NEGATIVE, POSITIVE
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,38 @@ def recommend_missing_user(tmp_path: Path):
     (tmp_path / "pop.yaml").write_text(yaml.safe_dump(data))
     run_dir = run_recommendation(load_config(tmp_path / "pop.yaml"))
     return cli("recommend", str(run_dir), "--user", "nobody", cwd=tmp_path)
+
+
+def slow_source_stage(monkeypatch, seconds: float) -> list[str]:
+    """Make every pre-training on a source take ``seconds`` longer; return the list that
+    records each one's description."""
+    from shoptransfer.training import Trainer
+
+    trained: list[str] = []
+    fit = Trainer.fit
+
+    def slow_fit(self, *args, **kwargs):
+        if self.settings.description.endswith("on source"):
+            trained.append(self.settings.description)
+            time.sleep(seconds)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", slow_fit)
+    return trained
+
+
+def test_a_reused_pre_training_is_charged_to_the_run_that_reuses_it(
+    tmp_path: Path, tiny_backbone: str, monkeypatch
+) -> None:
+    trained = slow_source_stage(monkeypatch, 4.0)
+    data = yaml.safe_load(write_config(tmp_path, tiny_backbone).read_text())
+    text_seq = data["recipes"][3]
+    data["recipes"] = [text_seq, {**text_seq, "name": "text-seq-adaptor"}]
+    (tmp_path / "walks.yaml").write_text(yaml.safe_dump(data))
+    for run in (1, 2):  # each run trains its own pre-training, shared by its two variants
+        results = load_results(run_recommendation(load_config(tmp_path / "walks.yaml")))
+        assert len(trained) == run
+        first, reusing = results["results"]
+        assert first["train_seconds"] >= 4.0 and reusing["train_seconds"] >= 4.0
+        assert first["reused_stage_seconds"] == 0.0
+        assert 4.0 <= reusing["reused_stage_seconds"] <= reusing["train_seconds"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
+from shoptransfer.catalogue import list_recipes, make_recipe
 from shoptransfer.data.interactions import InteractionDomain, leave_one_out
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.recipes import list_recipes, make_recipe
+from shoptransfer.metering import StageCache, measure
 
 WORDS = [
     "apple",
@@ -120,20 +123,25 @@ def test_text_model_options_are_checked(tiny_backbone: str) -> None:
 def test_variants_share_one_pre_training_and_the_adaptor_is_one_product(
     tiny_backbone: str,
 ) -> None:
-    from shoptransfer.recommenders.sequential import TextItemVectors
+    from shoptransfer.recommenders.text_seq import TextItemVectors
 
     source, target = cyclic_domain(name="videos"), cyclic_domain(seed=1, name="shop")
     common = {"backbone": tiny_backbone, "hidden": 16, "source_epochs": 2, "epochs": 1}
-    first = make_recipe("text-seq", seed=7, source_prefixes=3, **common)
-    first.fit(source, target)
-    assert first.reused_seconds_ == 0.0
-    frozen = make_recipe("text-seq-adaptor", seed=7, source_prefixes=3, **common)
-    frozen.fit(source, target)
-    assert frozen.reused_seconds_ > 0  # same source, seed and pre-training settings
+    stages = StageCache()  # what one run hands its recipes
+
+    def fit(name: str, seed: int) -> tuple[Any, float]:
+        recipe = make_recipe(name, seed=seed, source_prefixes=3, **common)
+        with measure() as meter:
+            recipe.fit(source, target, stages=stages)
+        return recipe, meter.reused_seconds
+
+    first, first_reused = fit("text-seq", 7)
+    assert first_reused == 0.0 and len(stages) == 1
+    frozen, frozen_reused = fit("text-seq-adaptor", 7)
+    assert frozen_reused > 0  # same source, seed and pre-training settings: charged in full
     assert frozen.history_[:2] == first.history_[:2]
-    other_seed = make_recipe("text-seq-adaptor", seed=8, source_prefixes=3, **common)
-    other_seed.fit(source, target)
-    assert other_seed.reused_seconds_ == 0.0
+    _, other_reused = fit("text-seq-adaptor", 8)
+    assert other_reused == 0.0 and len(stages) == 2
 
     torch.manual_seed(0)
     items = TextItemVectors(torch.randn(6, 10), hidden=4, experts=3, dropout=0.0)
@@ -143,3 +151,27 @@ def test_variants_share_one_pre_training_and_the_adaptor_is_one_product(
     experts = torch.einsum("nes,esh->neh", centred, items.weight)
     gate = torch.softmax(items.gate(items.text), dim=-1).unsqueeze(-1)
     assert torch.allclose(items.table(), (gate * experts).sum(dim=1), atol=1e-5)
+
+
+def test_fits_share_nothing_without_a_stage_cache(tiny_backbone: str, monkeypatch) -> None:
+    """No pre-training is kept in class or module state: a fit's result does not depend on
+    which fits (or tests) ran before it in the process."""
+    from shoptransfer.training import Trainer
+
+    pre_trainings = []
+    fit = Trainer.fit
+
+    def counting_fit(self, *args, **kwargs):
+        if self.settings.description.endswith("on source"):
+            pre_trainings.append(self.settings.description)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", counting_fit)
+    source, target = cyclic_domain(name="videos"), cyclic_domain(seed=1, name="shop")
+    options = {"backbone": tiny_backbone, "hidden": 16, "source_epochs": 2, "epochs": 1}
+    scores = []
+    for _ in range(2):
+        ranker = make_recipe("text-seq", seed=3, **options).fit(source, target)
+        scores.append(ranker.scores([np.array([1, 2])], np.array([0])))
+    assert len(pre_trainings) == 2
+    assert torch.equal(scores[0], scores[1])

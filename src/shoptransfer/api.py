@@ -17,6 +17,7 @@ import yaml
 
 from shoptransfer.backbones import make_encoder
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.catalogue import make_recipe
 from shoptransfer.config import DomainConfig, ExperimentConfig
 from shoptransfer.data.domain import Domain, shared_label_vocabulary
 from shoptransfer.data.features import FEATURE_FORMATS, read_features
@@ -28,7 +29,7 @@ from shoptransfer.evaluation.compare import analyse, domain_gap
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.metering import QualityMonitor, measure, monitoring
-from shoptransfer.recipes import load_predictor, make_recipe
+from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, Recipe
 from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, load_results, new_run_dir
 

@@ -382,7 +382,7 @@ def recipes(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show every option")] = False,
 ) -> None:
     """List the registered recipes with their family and description."""
-    from shoptransfer.recipes import list_recipes
+    from shoptransfer.catalogue import list_recipes
 
     for cls in list_recipes():
         typer.echo(f"{cls.name:<20} {cls.task:<15} {cls.family:<14} {cls.description}")

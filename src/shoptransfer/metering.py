@@ -4,6 +4,9 @@ The trainer reports, for every step, how many input units it processed (tokens f
 encoder, examples for features) and the model's forward and trainable parameter counts. A
 step costs about ``2 N_forward`` FLOPs per unit forward and ``4 N_trainable`` backward
 (Kaplan et al. 2020's ``6 N`` per token when everything trains). ``measure()`` sums them.
+
+A :class:`StageCache` keeps a run's trained stages for reuse and charges each reuse the
+stage's full cost, so a recipe's seconds and FLOPs do not depend on what ran before it.
 """
 
 from __future__ import annotations
@@ -64,6 +67,55 @@ def charge_reused(seconds: float, flops: float, curve: list[tuple[float, float]]
         offset = monitor.elapsed()
         monitor.curve.extend((round(offset + at, 3), value) for at, value in curve)
         monitor.started -= seconds
+
+
+@dataclass
+class Stage:
+    """A trained stage kept for reuse, with what training it cost."""
+
+    value: Any
+    seconds: float
+    flops: float = 0.0
+    curve: list[tuple[float, float]] = field(default_factory=list)  # quality points, from 0
+
+
+class StageCache:
+    """Trained stages (a pre-training on the source) that later fits of one run may reuse.
+
+    The runner makes one per run and hands it to every fit, so nothing is kept in class or
+    module state and a fit without a cache trains everything itself. ``get`` charges a reused
+    stage's full cost (:func:`charge_reused`) to the fit that reuses it, as if trained again.
+    The oldest stage goes when more than ``limit`` are kept.
+    """
+
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self._stages: dict[Any, Stage] = {}
+
+    def __len__(self) -> int:
+        return len(self._stages)
+
+    def get(self, key: Any) -> Any | None:
+        """The value kept under ``key`` (its cost charged to the active meter), or None."""
+        stage = self._stages.get(key)
+        if stage is None:
+            return None
+        charge_reused(stage.seconds, stage.flops, stage.curve)
+        return stage.value
+
+    def put(
+        self,
+        key: Any,
+        value: Any,
+        seconds: float,
+        flops: float = 0.0,
+        curve: list[tuple[float, float]] | None = None,
+    ) -> None:
+        """Keep ``value``, which took ``seconds`` (and ``flops``) to train."""
+        self._stages.pop(key, None)
+        self._stages[key] = Stage(value, seconds, flops, list(curve or []))
+        while len(self._stages) > self.limit:
+            self._stages.pop(next(iter(self._stages)))
 
 
 @dataclass

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from shoptransfer.backbones.image import ImageInputs, pixel_batches
 from shoptransfer.backbones.precision import check_precision, computing_in
+from shoptransfer.data.pixels import ImageInputs, pixel_batches
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.progress import progress

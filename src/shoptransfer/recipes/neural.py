@@ -12,9 +12,10 @@ from safetensors.torch import load_file, save_file
 
 from shoptransfer.backbones import make_encoder
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.image import ImageEncoder, ImageInputs
+from shoptransfer.backbones.image import ImageEncoder
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
+from shoptransfer.data.pixels import ImageInputs
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
 from shoptransfer.recipes.base import Predictor, register_predictor

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ import torch
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
+from shoptransfer.metering import StageCache
 from shoptransfer.recipes.base import Recipe
 
 
@@ -105,6 +107,13 @@ def next_item_examples(
     return padded_histories(histories, max_length), np.array(targets, dtype=np.int64)
 
 
+def sequence_items(sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every item of every sequence as (sequence index, item id), in order (both int64)."""
+    rows = np.repeat(np.arange(len(sequences), dtype=np.int64), [len(s) for s in sequences])
+    items = [np.asarray(s, dtype=np.int64) for s in sequences]
+    return rows, np.concatenate(items) if items else np.zeros(0, dtype=np.int64)
+
+
 def interaction_counts(domain: InteractionDomain) -> np.ndarray:
     """How often each item occurs in the training histories (index 0 pads)."""
     counts = np.zeros(domain.n_items + 1, dtype=np.float64)
@@ -120,15 +129,28 @@ class RecommendationRecipe(Recipe):
     task: ClassVar[str] = "recommendation"
     uses_source: ClassVar[bool] = False
 
-    @abstractmethod
     def fit(  # type: ignore[override]
         self,
         source: InteractionDomain | None,
         target: InteractionDomain | None = None,
         cache: Any = None,
         unlabeled: Any = None,
+        stages: StageCache | None = None,
     ) -> ItemRanker:
-        """Train on ``target``'s training histories (and ``source`` when the recipe uses it)."""
+        """Train on ``target``'s training histories (and ``source`` when the recipe uses it).
+
+        With one domain only, it is the target. ``cache`` holds frozen text embeddings;
+        ``stages`` holds the run's trained stages (a pre-training on the source) that fits
+        with the same settings reuse, each charged their cost. Without it nothing is reused.
+        """
+        self.validate(source)
+        return self._fit(self._target(source, target), source, cache, stages)
+
+    @abstractmethod
+    def _fit(
+        self, domain: InteractionDomain, source: Any, cache: Any, stages: StageCache | None
+    ) -> ItemRanker:
+        """Train on ``domain`` (the target, checked to have training interactions)."""
 
     def _target(self, source: Any, target: Any) -> InteractionDomain:
         domain = target if target is not None else source
