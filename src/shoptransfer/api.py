@@ -255,11 +255,7 @@ def compare(
 
 def _unlabeled_target(pool: Domain, test: Domain, transductive: bool) -> Domain:
     """Target inputs without labels for alignment: the pool, plus the test inputs if asked."""
-    if not transductive:
-        return pool.without_labels()
-    if isinstance(pool.inputs, np.ndarray):
-        return pool._with(np.concatenate([pool.inputs, test.inputs]), None, pool.name)
-    return pool._with(list(pool.inputs) + list(test.inputs), None, pool.name)
+    return pool.unlabeled_with(test) if transductive else pool.without_labels()
 
 
 def _run_cell(
