@@ -28,6 +28,7 @@ from shoptransfer.evaluation.compare import analyse, domain_gap
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.metering import QualityMonitor, measure, monitoring
+from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor, make_recipe
 from shoptransfer.recipes.base import Predictor, Recipe
 from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, load_results, new_run_dir
@@ -156,8 +157,15 @@ def run_experiment(
     """Run every recipe x budget x seed cell; return the run folder.
 
     ``results.json`` is rewritten atomically after each cell, so an interrupted run keeps the
-    cells it finished.
+    cells it finished. ``show_progress=False`` silences every progress bar of the run.
     """
+    with showing_progress(show_progress):
+        return _run_cells(config, on_result)
+
+
+def _run_cells(
+    config: ExperimentConfig, on_result: Callable[[dict[str, Any]], None] | None
+) -> Path:
     source = read_domain(config.source)
     target = read_domain(config.target)
     classes = shared_label_vocabulary(source, target)

@@ -96,7 +96,7 @@ def _run_recommendation(experiment: Any, quiet: bool) -> None:
                 err=True,
             )
 
-    run_dir = run_recommendation(experiment, on_result=show)
+    run_dir = run_recommendation(experiment, show_progress=not quiet, on_result=show)
     typer.echo(format_recommendation(load_results(run_dir)["summary"]))
     typer.echo(f"run folder: {run_dir}", err=True)
 
