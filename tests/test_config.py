@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,35 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("source: {path: a\ntarget: [\n")
     with pytest.raises(ConfigError, match=r"bad.yaml line \d+: not valid YAML"):
         load_config(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seeds": [-1]}, "x.yaml: key 'seeds.0': Input should be greater than or equal to 0"),
+        ({"seeds": [True]}, "x.yaml: key 'seeds.0': Input should be a valid integer"),
+        ({"budgets": [True]}, "x.yaml: key 'budgets': budget True is not valid"),
+        ({"budgets": [16, False]}, "x.yaml: key 'budgets': budget False is not valid"),
+        ({"max_length": True}, "x.yaml: key 'max_length': Input should be a valid integer"),
+        (
+            {"recipes": [{"name": "scratch-tfidf", "c": "abc"}]},
+            "x.yaml: key 'recipes.0': recipe 'scratch-tfidf': option 'c' is 'abc'; "
+            "expected a number",
+        ),
+        (
+            {"recipes": ["fine-tune", {"name": "scratch-tfidf", "ngram_max": 0}]},
+            "x.yaml: key 'recipes.1': recipe 'scratch-tfidf': option 'ngram_max' is 0",
+        ),
+        ({"recipes": ["fine-tuning"]}, "x.yaml: key 'recipes.0': unknown recipe 'fine-tuning'"),
+    ],
+)
+def test_bad_values_and_recipe_options_are_config_errors(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({**MINIMAL, **change}, "x.yaml")
+
+
+def test_recipe_options_are_stored_converted() -> None:
+    config = parse_config(
+        {**MINIMAL, "recipes": [{"name": "frozen-features", "learning_rate": "1e-3"}]}, "x.yaml"
+    )
+    assert config.recipes[0].options == {"learning_rate": 0.001}

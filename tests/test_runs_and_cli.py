@@ -140,6 +140,16 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ({"recipes": ["fine-tuning"]}, "unknown recipe 'fine-tuning'"),
         ({"budgets": [100]}, "budgets: [100] labels per class asked for"),
         ({"recipes": [{"name": "fine-tune", "epoch": 2}]}, "unknown option(s) ['epoch']"),
+        (
+            {"recipes": [{"name": "scratch-tfidf", "c": "abc"}]},
+            "key 'recipes.0': recipe 'scratch-tfidf': option 'c' is 'abc'; expected a number",
+        ),
+        (
+            {"recipes": [{"name": "scratch-tfidf", "ngram_max": 0}]},
+            "option 'ngram_max' is 0; expected an integer >= 1",
+        ),
+        ({"seeds": [-1]}, "key 'seeds.0': Input should be greater than or equal to 0"),
+        ({"budgets": [True]}, "key 'budgets': budget True is not valid"),
     ],
 )
 def test_cli_bad_input_prints_one_line_and_exits_2(

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from shoptransfer.errors import ConfigError
 
@@ -14,7 +22,8 @@ DEFAULT_RECIPES = ["scratch-tfidf", "scratch-transformer", "frozen-features", "f
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no value changes type on the way in (true is not 1, "3" is not 3)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DomainConfig(_Strict):
@@ -89,7 +98,9 @@ class ExperimentConfig(_Strict):
         None, description="labeled target test set; default: hold out test_fraction of target"
     )
     test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
-    split_seed: int = Field(0, description="seed of the target test split (fixed across seeds)")
+    split_seed: int = Field(
+        0, ge=0, description="seed of the target test split (fixed across seeds)"
+    )
     backbone: str | None = Field(
         None,
         description="backbone of the neural recipes (default: minilm-l6 for texts, "
@@ -106,7 +117,9 @@ class ExperimentConfig(_Strict):
         [0, 16, 64],
         description="target labels: an integer per class, a fraction of the pool, or 'all'",
     )
-    seeds: list[int] = Field([0], description="random seeds; each gives one result per cell")
+    seeds: list[NonNegativeInt] = Field(
+        [0], description="random seeds; each gives one result per cell"
+    )
     transductive: bool = Field(
         False,
         description="also give the target test inputs, without labels, to alignment "
@@ -146,21 +159,27 @@ class ExperimentConfig(_Strict):
                 out.append(item)
         return out
 
-    @field_validator("budgets")
+    @field_validator("budgets", mode="before")
     @classmethod
-    def _budgets(cls, value: list[Any]) -> list[Any]:
+    def _budgets(cls, value: Any) -> Any:
         def valid(b: Any) -> bool:
             if b == "all":
                 return True
+            if isinstance(b, bool) or not isinstance(b, int | float):
+                return False
             if isinstance(b, float) and not b.is_integer():
                 return 0 < b < 1
-            return int(b) >= 0
+            return b >= 0
 
-        if not value or not all(valid(b) for b in value):
-            raise ValueError(
-                "expected a non-empty list of budgets: labels per class (0 or more), a fraction "
-                "between 0 and 1, or 'all'"
-            )
+        expected = (
+            "expected labels per class (an integer, 0 or more), a fraction between 0 and 1, "
+            "or 'all'"
+        )
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"expected a non-empty list of budgets: {expected}")
+        for b in value:
+            if not valid(b):
+                raise ValueError(f"budget {b!r} is not valid; {expected}")
         return [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
 
     @field_validator("seeds")
@@ -186,8 +205,10 @@ class RecommendationConfig(_Strict):
             RecipeConfig(name=n) for n in ["popularity", "item-knn", "sasrec", "text-seq"]
         ]
     )
-    seeds: list[int] = Field([0], description="random seeds; each gives one result per recipe")
-    ks: list[int] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
+    seeds: list[NonNegativeInt] = Field(
+        [0], description="random seeds; each gives one result per recipe"
+    )
+    ks: list[PositiveInt] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
     eval_batch_size: int = Field(512, gt=0, description="users scored at once in evaluation")
     output_dir: str = Field("runs", description="folder that receives the run folder")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
@@ -218,7 +239,11 @@ def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str
         return f"{where}: unknown key '{key}'; allowed keys: {', '.join(allowed)}{more}"
     if first["type"] == "missing":
         return f"{where}: missing key '{key}'{more}"
-    return f"{where}: key '{key}': {first['msg']}{more}"
+    if first["type"] == "value_error":  # our own validators' words, without pydantic's prefix
+        return f"{where}: key '{key}': {first['ctx']['error']}{more}"
+    given = first.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    return f"{where}: key '{key}': {first['msg']}{shown}{more}"
 
 
 def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
@@ -232,6 +257,7 @@ def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
         config = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, where, model)) from None
+    _check_recipe_options(config.recipes, where)
     if base_dir is not None:
         domains = [config.source, config.target, getattr(config, "target_test", None)]
         for domain in domains:
@@ -242,6 +268,19 @@ def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
                 if value is not None and not Path(value).expanduser().is_absolute():
                     setattr(domain, key, str((base_dir / value).resolve()))
     return config
+
+
+def _check_recipe_options(entries: list[RecipeConfig], where: str) -> None:
+    """Each entry's recipe name and options checked against the recipe registry, before any
+    work; options are kept as the recipe reads them (YAML's ``1e-3`` text becomes a number)."""
+    from shoptransfer.recipes import make_recipe  # the registry imports torch: only when needed
+
+    for number, entry in enumerate(entries):
+        try:
+            recipe = make_recipe(entry.name, **entry.options)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: key 'recipes.{number}': {exc}") from None
+        entry.options = {key: getattr(recipe, key) for key in entry.options}
 
 
 def load_config(path: str | Path) -> Any:
