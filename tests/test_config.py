@@ -88,3 +88,51 @@ def test_recipe_options_are_stored_converted() -> None:
         {**MINIMAL, "recipes": [{"name": "frozen-features", "learning_rate": "1e-3"}]}, "x.yaml"
     )
     assert config.recipes[0].options == {"learning_rate": 0.001}
+
+
+def test_each_recipe_entry_gets_a_unique_label() -> None:
+    config = parse_config(
+        {
+            **MINIMAL,
+            "recipes": [
+                "fine-tune",
+                {"name": "scratch-tfidf", "c": 0.1, "ngram_max": 1},
+                {"name": "scratch-tfidf", "c": 10.0, "ngram_max": 1},
+                {"name": "frozen-features", "label": "ff-lbfgs", "solver": "lbfgs"},
+                {"name": "frozen-features"},
+                {"name": "frozen-features"},
+            ],
+        },
+        "x.yaml",
+    )
+    assert [entry.label for entry in config.recipes] == [
+        "fine-tune",
+        "scratch-tfidf-c=0.1",
+        "scratch-tfidf-c=10.0",
+        "ff-lbfgs",
+        "frozen-features",
+        "frozen-features#2",
+    ]
+    assert config.recipes[3].options == {"solver": "lbfgs"}
+
+
+@pytest.mark.parametrize(
+    ("recipes", "message"),
+    [
+        (
+            [{"name": "fine-tune", "label": "a"}, {"name": "scratch-tfidf", "label": "a"}],
+            "x.yaml: key 'recipes': entries 1 and 2 have the same label 'a'",
+        ),
+        (
+            ["fine-tune", {"name": "scratch-tfidf", "label": "fine-tune"}],
+            "entries 1 and 2 have the same label 'fine-tune'",
+        ),
+        (
+            [{"name": "fine-tune", "label": "my model"}],
+            "x.yaml: key 'recipes': entry 1: label 'my model' may hold only",
+        ),
+    ],
+)
+def test_duplicate_or_odd_labels_are_config_errors(recipes: list, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({**MINIMAL, "recipes": recipes}, "x.yaml")

@@ -91,7 +91,8 @@ def default_backbone(config: ExperimentConfig, source: Domain) -> str:
     return "efficientnet-lite0" if source.holds == "images" else "minilm-l6"
 
 
-def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
+def _build_recipes(config: ExperimentConfig, seed: int) -> list[tuple[str, Recipe]]:
+    """Each recipe entry's label and recipe, with the experiment's settings and ``seed``."""
     recipes = []
     for entry in config.recipes:
         options = dict(entry.options)
@@ -110,7 +111,7 @@ def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
             if hasattr(recipe, key) and key not in options and value is not None:
                 setattr(recipe, key, value)
         recipe.seed = seed
-        recipes.append(recipe)
+        recipes.append((entry.label or entry.name, recipe))
     return recipes
 
 
@@ -173,7 +174,7 @@ def _run_cells(
     pool, test = prepare_target(config, target)
     shared_label_vocabulary(source, test)
     _check_budgets(config, pool)
-    for recipe in _build_recipes(config, config.seeds[0]):
+    for _, recipe in _build_recipes(config, config.seeds[0]):
         recipe.validate(source)  # fail on a bad recipe before any work
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
 
@@ -208,8 +209,9 @@ def _run_cells(
         recipes = _build_recipes(config, seed)
         for budget in config.budgets:
             labeled = draw_budget(pool, budget, seed)
-            for recipe in recipes:
+            for label, recipe in recipes:
                 record = _run_cell(
+                    label,
                     recipe,
                     source,
                     labeled,
@@ -267,6 +269,7 @@ def _unlabeled_target(pool: Domain, test: Domain, transductive: bool) -> Domain:
 
 
 def _run_cell(
+    label: str,
     recipe: Recipe,
     source: Domain,
     labeled: Domain | None,
@@ -282,6 +285,7 @@ def _run_cell(
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "recipe": recipe.name,
+        "label": label,
         "family": recipe.family,
         "budget": budget,
         "seed": seed,
@@ -325,7 +329,7 @@ def _run_cell(
     if monitor is not None:
         record["quality_curve"] = [[seconds, f1] for seconds, f1 in monitor.curve]
     if run_dir is not None:
-        folder = run_dir / "models" / f"{recipe.name}-k{budget}-seed{seed}"
+        folder = run_dir / "models" / f"{label}-k{budget}-seed{seed}"
         predictor.save(folder)
         record["model_dir"] = str(folder.relative_to(run_dir))
     return record

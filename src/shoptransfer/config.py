@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,11 +81,75 @@ class InteractionDomainConfig(_Strict):
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
 
 
+LABEL = re.compile(r"[A-Za-z0-9._=+,#-]+")
+
+
 class RecipeConfig(_Strict):
     """A recipe name and the hyper-parameters that differ from its defaults."""
 
     name: str
+    label: str | None = Field(
+        None,
+        description="names this entry in results and model folders (default: the recipe name; "
+        "for a recipe listed twice, the name and the options that differ)",
+    )
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "+".join(_option_text(v) for v in value)
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", str(value))
+
+
+def label_recipes(entries: list[RecipeConfig]) -> list[RecipeConfig]:
+    """Give every entry without a ``label`` one, and check that all labels differ.
+
+    A recipe listed once is labeled with its name; a recipe listed more than once adds the
+    options that differ between its entries (``scratch-tfidf-c=0.1``), and ``#2``, ``#3``, ...
+    where that still repeats a label given this way.
+    """
+    for number, entry in enumerate(entries, start=1):
+        if entry.label is not None and not LABEL.fullmatch(entry.label):
+            raise ValueError(
+                f"entry {number}: label '{entry.label}' may hold only letters, digits and "
+                "the characters . _ - = + , #"
+            )
+    given: set[str] = set()
+    for entry in entries:
+        if entry.label is None:
+            twins = [e for e in entries if e.name == entry.name]
+            differing = sorted(
+                key
+                for key in {key for e in twins for key in e.options}
+                if len({_option_text(e.options.get(key, "")) for e in twins}) > 1
+            )
+            label = "-".join(
+                [entry.name]
+                + [
+                    f"{key}={_option_text(entry.options[key])}"
+                    for key in differing
+                    if key in entry.options
+                ]
+            )
+            label = label if len(label) <= 80 else entry.name
+            entry.label, count = label, 1
+            while entry.label in given:
+                count += 1
+                entry.label = f"{label}#{count}"
+            given.add(entry.label)
+    first: dict[str, int] = {}
+    for number, entry in enumerate(entries, start=1):
+        assert entry.label is not None
+        if entry.label in first:
+            raise ValueError(
+                f"entries {first[entry.label]} and {number} have the same label "
+                f"'{entry.label}'; give each entry its own 'label'"
+            )
+        first[entry.label] = number
+    return entries
 
 
 class ExperimentConfig(_Strict):
@@ -111,7 +176,8 @@ class ExperimentConfig(_Strict):
         None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
     )
     recipes: list[RecipeConfig] = Field(
-        default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES]
+        default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES],
+        validate_default=True,
     )
     budgets: list[int | float | Literal["all"]] = Field(
         [0, 16, 64],
@@ -141,7 +207,7 @@ class ExperimentConfig(_Strict):
     @field_validator("recipes", mode="before")
     @classmethod
     def _recipe_shorthand(cls, value: Any) -> Any:
-        """Accept ``- fine-tune`` and ``- {name: fine-tune, epochs: 2}`` as well."""
+        """Accept ``- fine-tune`` and ``- {name: fine-tune, label: ft, epochs: 2}`` as well."""
         if not isinstance(value, list):
             return value
         out = []
@@ -149,12 +215,9 @@ class ExperimentConfig(_Strict):
             if isinstance(item, str):
                 out.append({"name": item})
             elif isinstance(item, dict) and "options" not in item and "name" in item:
-                out.append(
-                    {
-                        "name": item["name"],
-                        "options": {k: v for k, v in item.items() if k != "name"},
-                    }
-                )
+                entry = {key: item[key] for key in ("name", "label") if key in item}
+                entry["options"] = {k: v for k, v in item.items() if k not in entry}
+                out.append(entry)
             else:
                 out.append(item)
         return out
@@ -182,6 +245,11 @@ class ExperimentConfig(_Strict):
                 raise ValueError(f"budget {b!r} is not valid; {expected}")
         return [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
 
+    @field_validator("recipes")
+    @classmethod
+    def _labels(cls, value: list[RecipeConfig]) -> list[RecipeConfig]:
+        return label_recipes(value)
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, value: list[int]) -> list[int]:
@@ -203,7 +271,8 @@ class RecommendationConfig(_Strict):
     recipes: list[RecipeConfig] = Field(
         default_factory=lambda: [
             RecipeConfig(name=n) for n in ["popularity", "item-knn", "sasrec", "text-seq"]
-        ]
+        ],
+        validate_default=True,
     )
     seeds: list[NonNegativeInt] = Field(
         [0], description="random seeds; each gives one result per recipe"
@@ -218,6 +287,7 @@ class RecommendationConfig(_Strict):
         ExperimentConfig._recipe_shorthand.__func__  # type: ignore[attr-defined]
     )
     _seeds = field_validator("seeds")(ExperimentConfig._seeds.__func__)  # type: ignore[attr-defined]
+    _labels = field_validator("recipes")(ExperimentConfig._labels.__func__)  # type: ignore[attr-defined]
 
 
 def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str:
