@@ -77,3 +77,18 @@ def test_label_ids_and_hash() -> None:
         domain.label_ids(["pos"])
     assert domain.data_hash() == make_domain(2).data_hash()
     assert domain.data_hash() != make_domain(3).data_hash()
+
+
+def test_unlabeled_with_joins_inputs_without_labels() -> None:
+    import numpy as np
+
+    from shoptransfer.data import FeatureDomain
+
+    pool, test = make_domain(2), TextDomain("test", ["one more"], ["pos"])
+    joined = pool.unlabeled_with(test)
+    assert isinstance(joined, TextDomain) and joined.name == "toy"
+    assert joined.texts == pool.texts + ["one more"] and joined.labels is None
+    vectors = FeatureDomain("v", np.zeros((2, 3)), ["a", "b"]).unlabeled_with(
+        FeatureDomain("w", np.ones((1, 3)), None)
+    )
+    assert vectors.vectors.shape == (3, 3) and vectors.labels is None

@@ -309,8 +309,10 @@ def test_bf16_frozen_features_are_close_cached_apart_and_reload(
     reloaded = load_predictor(predictor.save(tmp_path / "model"))
     assert reloaded.frozen.precision == "bf16"
     assert np.allclose(reloaded.predict_proba(test.paths), predictor.predict_proba(test.paths))
-    with pytest.raises(ConfigError, match=r"precision 'fp16'; expected one of \['fp32', 'bf16'\]"):
-        make_recipe("frozen-features", **IMAGE_OPTIONS, precision="fp16").validate(train)
+    with pytest.raises(
+        ConfigError, match=r"'precision' is 'fp16'; expected one of \['fp32', 'bf16'\]"
+    ):
+        make_recipe("frozen-features", **IMAGE_OPTIONS, precision="fp16")
 
 
 def test_pretrained_features_beat_scratch_on_few_images(catalogue) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +98,36 @@ def test_fine_tune_reuses_its_source_stage_across_budgets(tiny_backbone: str) ->
     assert len(recipe._source_stage) == 1
 
 
-def test_frozen_features_target_weight_validation(tiny_backbone: str) -> None:
-    with pytest.raises(ConfigError, match="target_weight"):
-        make_recipe("frozen-features", backbone=tiny_backbone, target_weight="lots").fit(
-            SOURCE, TARGET
-        )
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("scratch-tfidf", {"c": "abc"}, "option 'c' is 'abc'; expected a number"),
+        ("scratch-tfidf", {"ngram_max": 0}, "option 'ngram_max' is 0; expected an integer >= 1"),
+        ("scratch-tfidf", {"ngram_max": True}, "option 'ngram_max' is True; expected an integer"),
+        ("scratch-tfidf", {"max_features": 2.5}, "option 'max_features' is 2.5; expected an int"),
+        ("frozen-features", {"solver": "sgd"}, "option 'solver' is 'sgd'; expected one of"),
+        ("frozen-features", {"feature_transform": "l2"}, "option 'feature_transform' is 'l2'"),
+        ("frozen-features", {"target_weight": "lots"}, "option 'target_weight' is 'lots'"),
+        ("frozen-features", {"target_weight": -1.0}, "option 'target_weight' is -1.0"),
+        ("frozen-features", {"validation_fraction": 1.0}, "option 'validation_fraction'"),
+        ("frozen-features", {"truncation": "tail"}, "option 'truncation' is 'tail'"),
+        ("scratch-transformer", {"precision": "fp16"}, "option 'precision' is 'fp16'"),
+        ("scratch-transformer", {"epochs": "3"}, "option 'epochs' is '3'; expected an integer"),
+        ("fine-tune", {"gradual_unfreezing": "yes"}, "option 'gradual_unfreezing' is 'yes'"),
+        ("fine-tune", {"peft_target_modules": 3}, "option 'peft_target_modules' is 3"),
+        ("fine-tune", {"seed": -1}, "option 'seed' is -1; expected an integer >= 0"),
+    ],
+)
+def test_recipe_options_are_checked_when_the_recipe_is_made(
+    name: str, options: dict, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"recipe '{name}': " + re.escape(message)):
+        make_recipe(name, **options)
+
+
+def test_every_recipe_accepts_its_own_defaults_and_numbers_written_as_text() -> None:
+    for cls in list_recipes():
+        make_recipe(cls.name).check_options()
+    recipe = make_recipe("frozen-features", learning_rate="1e-3", target_weight="2e0")
+    assert recipe.learning_rate == 0.001 and recipe.target_weight == 2.0
+    assert make_recipe("frozen-features", target_weight="balanced").target_weight == "balanced"

@@ -140,6 +140,16 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ({"recipes": ["fine-tuning"]}, "unknown recipe 'fine-tuning'"),
         ({"budgets": [100]}, "budgets: [100] labels per class asked for"),
         ({"recipes": [{"name": "fine-tune", "epoch": 2}]}, "unknown option(s) ['epoch']"),
+        (
+            {"recipes": [{"name": "scratch-tfidf", "c": "abc"}]},
+            "key 'recipes.0': recipe 'scratch-tfidf': option 'c' is 'abc'; expected a number",
+        ),
+        (
+            {"recipes": [{"name": "scratch-tfidf", "ngram_max": 0}]},
+            "option 'ngram_max' is 0; expected an integer >= 1",
+        ),
+        ({"seeds": [-1]}, "key 'seeds.0': Input should be greater than or equal to 0"),
+        ({"budgets": [True]}, "key 'budgets': budget True is not valid"),
     ],
 )
 def test_cli_bad_input_prints_one_line_and_exits_2(
@@ -208,3 +218,51 @@ def test_same_seed_gives_the_same_numbers(
         metrics.append([r["metrics"] for r in results["results"]])
         assert not (run_dir / "models").exists()
     assert metrics[0] == metrics[1]
+
+
+def test_two_entries_of_one_recipe_keep_their_own_models_and_rows(
+    tmp_path: Path, review_csvs: tuple[Path, Path]
+) -> None:
+    from shoptransfer.api import choose_model, prepare_target, read_domain
+    from shoptransfer.evaluation.compare import analyse
+    from shoptransfer.evaluation.metrics import classification_metrics
+    from shoptransfer.evaluation.report import format_table
+    from shoptransfer.recipes import load_predictor
+
+    # the better entry first: a shared folder would hold the second (worse) entry's model
+    recipes = [{"name": "scratch-tfidf", "c": 100.0}, {"name": "scratch-tfidf", "c": 1e-4}]
+    config_path = write_config(
+        tmp_path, *review_csvs, "minilm-l6", recipes=recipes, budgets=[4], test_fraction=0.5
+    )
+    config = load_config(config_path)
+    run_dir = run_experiment(config, show_progress=False)
+    results = json.loads((run_dir / "results.json").read_text())
+    rows = results["results"]
+    assert [(r["recipe"], r["label"]) for r in rows] == [
+        ("scratch-tfidf", "scratch-tfidf-c=100.0"),
+        ("scratch-tfidf", "scratch-tfidf-c=0.0001"),
+    ]
+    assert [r["model_dir"] for r in rows] == [
+        "models/scratch-tfidf-c=100.0-k4-seed0",
+        "models/scratch-tfidf-c=0.0001-k4-seed0",
+    ]
+    f1 = [r["metrics"]["macro_f1"] for r in rows]
+    assert f1[0] > f1[1]
+    assert [(row["recipe"], row["label"]) for row in analyse(rows)] == [
+        ("scratch-tfidf", "scratch-tfidf-c=100.0"),
+        ("scratch-tfidf", "scratch-tfidf-c=0.0001"),
+    ]
+    assert "scratch-tfidf-c=0.0001" in format_table(rows)
+
+    best = choose_model(run_dir)
+    assert best == run_dir / rows[0]["model_dir"]
+    _, test = prepare_target(config, read_domain(config.target))
+    classes = results["classes"]
+    for row in rows:  # each saved model scores what its own row reports
+        model = load_predictor(run_dir / row["model_dir"])
+        predicted = model.predict_proba(test.inputs).argmax(axis=1)
+        scored = classification_metrics(test.label_ids(classes), predicted, classes)
+        assert scored["macro_f1"] == pytest.approx(row["metrics"]["macro_f1"])
+    labels, _, _ = predict(run_dir, test.inputs)
+    expected = load_predictor(run_dir / rows[0]["model_dir"]).predict(test.inputs)
+    assert labels == expected

@@ -29,6 +29,7 @@ from shoptransfer.evaluation.compare import analyse, domain_gap
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.metering import QualityMonitor, measure, monitoring
+from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, Recipe
 from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, load_results, new_run_dir
@@ -91,7 +92,8 @@ def default_backbone(config: ExperimentConfig, source: Domain) -> str:
     return "efficientnet-lite0" if source.holds == "images" else "minilm-l6"
 
 
-def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
+def _build_recipes(config: ExperimentConfig, seed: int) -> list[tuple[str, Recipe]]:
+    """Each recipe entry's label and recipe, with the experiment's settings and ``seed``."""
     recipes = []
     for entry in config.recipes:
         options = dict(entry.options)
@@ -110,7 +112,7 @@ def _build_recipes(config: ExperimentConfig, seed: int) -> list[Recipe]:
             if hasattr(recipe, key) and key not in options and value is not None:
                 setattr(recipe, key, value)
         recipe.seed = seed
-        recipes.append(recipe)
+        recipes.append((entry.label or entry.name, recipe))
     return recipes
 
 
@@ -157,8 +159,15 @@ def run_experiment(
     """Run every recipe x budget x seed cell; return the run folder.
 
     ``results.json`` is rewritten atomically after each cell, so an interrupted run keeps the
-    cells it finished.
+    cells it finished. ``show_progress=False`` silences every progress bar of the run.
     """
+    with showing_progress(show_progress):
+        return _run_cells(config, on_result)
+
+
+def _run_cells(
+    config: ExperimentConfig, on_result: Callable[[dict[str, Any]], None] | None
+) -> Path:
     source = read_domain(config.source)
     target = read_domain(config.target)
     classes = shared_label_vocabulary(source, target)
@@ -166,7 +175,7 @@ def run_experiment(
     pool, test = prepare_target(config, target)
     shared_label_vocabulary(source, test)
     _check_budgets(config, pool)
-    for recipe in _build_recipes(config, config.seeds[0]):
+    for _, recipe in _build_recipes(config, config.seeds[0]):
         recipe.validate(source)  # fail on a bad recipe before any work
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
 
@@ -201,8 +210,9 @@ def run_experiment(
         recipes = _build_recipes(config, seed)
         for budget in config.budgets:
             labeled = draw_budget(pool, budget, seed)
-            for recipe in recipes:
+            for label, recipe in recipes:
                 record = _run_cell(
+                    label,
                     recipe,
                     source,
                     labeled,
@@ -256,14 +266,11 @@ def compare(
 
 def _unlabeled_target(pool: Domain, test: Domain, transductive: bool) -> Domain:
     """Target inputs without labels for alignment: the pool, plus the test inputs if asked."""
-    if not transductive:
-        return pool.without_labels()
-    if isinstance(pool.inputs, np.ndarray):
-        return pool._with(np.concatenate([pool.inputs, test.inputs]), None, pool.name)
-    return pool._with(list(pool.inputs) + list(test.inputs), None, pool.name)
+    return pool.unlabeled_with(test) if transductive else pool.without_labels()
 
 
 def _run_cell(
+    label: str,
     recipe: Recipe,
     source: Domain,
     labeled: Domain | None,
@@ -279,6 +286,7 @@ def _run_cell(
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "recipe": recipe.name,
+        "label": label,
         "family": recipe.family,
         "budget": budget,
         "seed": seed,
@@ -322,7 +330,7 @@ def _run_cell(
     if monitor is not None:
         record["quality_curve"] = [[seconds, f1] for seconds, f1 in monitor.curve]
     if run_dir is not None:
-        folder = run_dir / "models" / f"{recipe.name}-k{budget}-seed{seed}"
+        folder = run_dir / "models" / f"{label}-k{budget}-seed{seed}"
         predictor.save(folder)
         record["model_dir"] = str(folder.relative_to(run_dir))
     return record

@@ -27,16 +27,16 @@ DEMO_DOMAINS = ("books", "dvd", "electronics", "kitchen")
 
 
 def _print_result(record: dict[str, Any]) -> None:
+    label = record.get("label") or record["recipe"]
     if record["status"] != "ok":
         typer.echo(
-            f"  {record['recipe']:<20} labels/class {record['budget']:>4}  skipped "
-            f"({record['reason']})",
+            f"  {label:<20} labels/class {record['budget']:>4}  skipped ({record['reason']})",
             err=True,
         )
         return
     metrics = record["metrics"]
     typer.echo(
-        f"  {record['recipe']:<20} labels/class {record['budget']:>4}  seed {record['seed']}  "
+        f"  {label:<20} labels/class {record['budget']:>4}  seed {record['seed']}  "
         f"accuracy {metrics['accuracy'] * 100:5.1f}  macro-F1 {metrics['macro_f1'] * 100:5.1f}  "
         f"train {record['train_seconds']:.1f} s",
         err=True,
@@ -96,7 +96,7 @@ def _run_recommendation(experiment: Any, quiet: bool) -> None:
                 err=True,
             )
 
-    run_dir = run_recommendation(experiment, on_result=show)
+    run_dir = run_recommendation(experiment, show_progress=not quiet, on_result=show)
     typer.echo(format_recommendation(load_results(run_dir)["summary"]))
     typer.echo(f"run folder: {run_dir}", err=True)
 

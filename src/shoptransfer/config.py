@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from shoptransfer.errors import ConfigError
 
@@ -14,7 +23,8 @@ DEFAULT_RECIPES = ["scratch-tfidf", "scratch-transformer", "frozen-features", "f
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no value changes type on the way in (true is not 1, "3" is not 3)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DomainConfig(_Strict):
@@ -71,11 +81,75 @@ class InteractionDomainConfig(_Strict):
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
 
 
+LABEL = re.compile(r"[A-Za-z0-9._=+,#-]+")
+
+
 class RecipeConfig(_Strict):
     """A recipe name and the hyper-parameters that differ from its defaults."""
 
     name: str
+    label: str | None = Field(
+        None,
+        description="names this entry in results and model folders (default: the recipe name; "
+        "for a recipe listed twice, the name and the options that differ)",
+    )
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _option_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "+".join(_option_text(v) for v in value)
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", str(value))
+
+
+def label_recipes(entries: list[RecipeConfig]) -> list[RecipeConfig]:
+    """Give every entry without a ``label`` one, and check that all labels differ.
+
+    A recipe listed once is labeled with its name; a recipe listed more than once adds the
+    options that differ between its entries (``scratch-tfidf-c=0.1``), and ``#2``, ``#3``, ...
+    where that still repeats a label given this way.
+    """
+    for number, entry in enumerate(entries, start=1):
+        if entry.label is not None and not LABEL.fullmatch(entry.label):
+            raise ValueError(
+                f"entry {number}: label '{entry.label}' may hold only letters, digits and "
+                "the characters . _ - = + , #"
+            )
+    given: set[str] = set()
+    for entry in entries:
+        if entry.label is None:
+            twins = [e for e in entries if e.name == entry.name]
+            differing = sorted(
+                key
+                for key in {key for e in twins for key in e.options}
+                if len({_option_text(e.options.get(key, "")) for e in twins}) > 1
+            )
+            label = "-".join(
+                [entry.name]
+                + [
+                    f"{key}={_option_text(entry.options[key])}"
+                    for key in differing
+                    if key in entry.options
+                ]
+            )
+            label = label if len(label) <= 80 else entry.name
+            entry.label, count = label, 1
+            while entry.label in given:
+                count += 1
+                entry.label = f"{label}#{count}"
+            given.add(entry.label)
+    first: dict[str, int] = {}
+    for number, entry in enumerate(entries, start=1):
+        assert entry.label is not None
+        if entry.label in first:
+            raise ValueError(
+                f"entries {first[entry.label]} and {number} have the same label "
+                f"'{entry.label}'; give each entry its own 'label'"
+            )
+        first[entry.label] = number
+    return entries
 
 
 class ExperimentConfig(_Strict):
@@ -89,7 +163,9 @@ class ExperimentConfig(_Strict):
         None, description="labeled target test set; default: hold out test_fraction of target"
     )
     test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
-    split_seed: int = Field(0, description="seed of the target test split (fixed across seeds)")
+    split_seed: int = Field(
+        0, ge=0, description="seed of the target test split (fixed across seeds)"
+    )
     backbone: str | None = Field(
         None,
         description="backbone of the neural recipes (default: minilm-l6 for texts, "
@@ -100,13 +176,16 @@ class ExperimentConfig(_Strict):
         None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
     )
     recipes: list[RecipeConfig] = Field(
-        default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES]
+        default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES],
+        validate_default=True,
     )
     budgets: list[int | float | Literal["all"]] = Field(
         [0, 16, 64],
         description="target labels: an integer per class, a fraction of the pool, or 'all'",
     )
-    seeds: list[int] = Field([0], description="random seeds; each gives one result per cell")
+    seeds: list[NonNegativeInt] = Field(
+        [0], description="random seeds; each gives one result per cell"
+    )
     transductive: bool = Field(
         False,
         description="also give the target test inputs, without labels, to alignment "
@@ -128,7 +207,7 @@ class ExperimentConfig(_Strict):
     @field_validator("recipes", mode="before")
     @classmethod
     def _recipe_shorthand(cls, value: Any) -> Any:
-        """Accept ``- fine-tune`` and ``- {name: fine-tune, epochs: 2}`` as well."""
+        """Accept ``- fine-tune`` and ``- {name: fine-tune, label: ft, epochs: 2}`` as well."""
         if not isinstance(value, list):
             return value
         out = []
@@ -136,32 +215,40 @@ class ExperimentConfig(_Strict):
             if isinstance(item, str):
                 out.append({"name": item})
             elif isinstance(item, dict) and "options" not in item and "name" in item:
-                out.append(
-                    {
-                        "name": item["name"],
-                        "options": {k: v for k, v in item.items() if k != "name"},
-                    }
-                )
+                entry = {key: item[key] for key in ("name", "label") if key in item}
+                entry["options"] = {k: v for k, v in item.items() if k not in entry}
+                out.append(entry)
             else:
                 out.append(item)
         return out
 
-    @field_validator("budgets")
+    @field_validator("budgets", mode="before")
     @classmethod
-    def _budgets(cls, value: list[Any]) -> list[Any]:
+    def _budgets(cls, value: Any) -> Any:
         def valid(b: Any) -> bool:
             if b == "all":
                 return True
+            if isinstance(b, bool) or not isinstance(b, int | float):
+                return False
             if isinstance(b, float) and not b.is_integer():
                 return 0 < b < 1
-            return int(b) >= 0
+            return b >= 0
 
-        if not value or not all(valid(b) for b in value):
-            raise ValueError(
-                "expected a non-empty list of budgets: labels per class (0 or more), a fraction "
-                "between 0 and 1, or 'all'"
-            )
+        expected = (
+            "expected labels per class (an integer, 0 or more), a fraction between 0 and 1, "
+            "or 'all'"
+        )
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"expected a non-empty list of budgets: {expected}")
+        for b in value:
+            if not valid(b):
+                raise ValueError(f"budget {b!r} is not valid; {expected}")
         return [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
+
+    @field_validator("recipes")
+    @classmethod
+    def _labels(cls, value: list[RecipeConfig]) -> list[RecipeConfig]:
+        return label_recipes(value)
 
     @field_validator("seeds")
     @classmethod
@@ -184,10 +271,13 @@ class RecommendationConfig(_Strict):
     recipes: list[RecipeConfig] = Field(
         default_factory=lambda: [
             RecipeConfig(name=n) for n in ["popularity", "item-knn", "sasrec", "text-seq"]
-        ]
+        ],
+        validate_default=True,
     )
-    seeds: list[int] = Field([0], description="random seeds; each gives one result per recipe")
-    ks: list[int] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
+    seeds: list[NonNegativeInt] = Field(
+        [0], description="random seeds; each gives one result per recipe"
+    )
+    ks: list[PositiveInt] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
     eval_batch_size: int = Field(512, gt=0, description="users scored at once in evaluation")
     output_dir: str = Field("runs", description="folder that receives the run folder")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
@@ -197,6 +287,7 @@ class RecommendationConfig(_Strict):
         ExperimentConfig._recipe_shorthand.__func__  # type: ignore[attr-defined]
     )
     _seeds = field_validator("seeds")(ExperimentConfig._seeds.__func__)  # type: ignore[attr-defined]
+    _labels = field_validator("recipes")(ExperimentConfig._labels.__func__)  # type: ignore[attr-defined]
 
 
 def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str:
@@ -218,7 +309,11 @@ def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str
         return f"{where}: unknown key '{key}'; allowed keys: {', '.join(allowed)}{more}"
     if first["type"] == "missing":
         return f"{where}: missing key '{key}'{more}"
-    return f"{where}: key '{key}': {first['msg']}{more}"
+    if first["type"] == "value_error":  # our own validators' words, without pydantic's prefix
+        return f"{where}: key '{key}': {first['ctx']['error']}{more}"
+    given = first.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    return f"{where}: key '{key}': {first['msg']}{shown}{more}"
 
 
 def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
@@ -232,6 +327,7 @@ def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
         config = model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, where, model)) from None
+    _check_recipe_options(config.recipes, where)
     if base_dir is not None:
         domains = [config.source, config.target, getattr(config, "target_test", None)]
         for domain in domains:
@@ -242,6 +338,19 @@ def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
                 if value is not None and not Path(value).expanduser().is_absolute():
                     setattr(domain, key, str((base_dir / value).resolve()))
     return config
+
+
+def _check_recipe_options(entries: list[RecipeConfig], where: str) -> None:
+    """Each entry's recipe name and options checked against the recipe registry, before any
+    work; options are kept as the recipe reads them (YAML's ``1e-3`` text becomes a number)."""
+    from shoptransfer.catalogue import make_recipe  # the registry imports torch: only when needed
+
+    for number, entry in enumerate(entries):
+        try:
+            recipe = make_recipe(entry.name, **entry.options)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: key 'recipes.{number}': {exc}") from None
+        entry.options = {key: getattr(recipe, key) for key in entry.options}
 
 
 def load_config(path: str | Path) -> Any:

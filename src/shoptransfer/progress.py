@@ -1,19 +1,35 @@
-"""Progress bars that stay quiet when output is not a terminal."""
+"""Progress bars that stay quiet when output is not a terminal, or when a run asks for quiet."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
+_SHOWN: ContextVar[bool] = ContextVar("shoptransfer_progress_shown", default=True)
+
+
+@contextmanager
+def showing_progress(shown: bool) -> Iterator[None]:
+    """Within the block, :func:`progress` draws bars only if ``shown`` (a run's
+    ``show_progress``): the flag reaches the encoders and trainers the run calls."""
+    token = _SHOWN.set(shown)
+    try:
+        yield
+    finally:
+        _SHOWN.reset(token)
+
 
 def progress(
     items: Iterable[T], description: str, enabled: bool = True, total: int | None = None
 ) -> Iterator[T]:
-    """Iterate over ``items`` with a progress bar on stderr when it is a terminal."""
-    show = enabled and sys.stderr.isatty()
+    """Iterate over ``items`` with a progress bar on stderr when it is a terminal (and neither
+    ``enabled`` nor the enclosing :func:`showing_progress` turn it off)."""
+    show = enabled and _SHOWN.get() and sys.stderr.isatty()
     yield from tqdm(items, desc=description, disable=not show, leave=False, total=total)

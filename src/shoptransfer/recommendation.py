@@ -31,6 +31,7 @@ from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.ranking import evaluate_ranking
 from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.metering import StageCache, measure
+from shoptransfer.progress import showing_progress
 from shoptransfer.recommenders.base import ItemRanker, load_ranker
 from shoptransfer.runs import (
     RESULTS_FILE,
@@ -90,7 +91,17 @@ def run_recommendation(
     show_progress: bool = True,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Train and evaluate every recipe x seed; return the run folder."""
+    """Train and evaluate every recipe x seed; return the run folder.
+
+    ``show_progress=False`` silences every progress bar of the run.
+    """
+    with showing_progress(show_progress):
+        return _run_recipes(config, on_result)
+
+
+def _run_recipes(
+    config: RecommendationConfig, on_result: Callable[[dict[str, Any]], None] | None
+) -> Path:
     target = read_interaction_domain(config.target)
     source = read_interaction_domain(config.source) if config.source else None
     _recipes(config, source is not None)  # every name and option checked before any work

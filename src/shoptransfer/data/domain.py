@@ -75,6 +75,15 @@ class Domain:
     def without_labels(self) -> Any:
         return self._with(self.inputs, None, self.name)
 
+    def unlabeled_with(self, other: Domain) -> Any:
+        """A domain of the same kind and name: this domain's inputs, then ``other``'s, and
+        no labels (for example unlabeled target data for alignment)."""
+        if isinstance(self.inputs, np.ndarray):
+            inputs: Any = np.concatenate([self.inputs, np.asarray(other.inputs)])
+        else:
+            inputs = list(self.inputs) + list(other.inputs)
+        return self._with(inputs, None, self.name)
+
     def _with(self, inputs: Any, labels: list[str] | None, name: str) -> Any:
         raise NotImplementedError
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from shoptransfer.data.domain import Domain
 from shoptransfer.data.pixels import MIN_SIDE, loader_workers
-from shoptransfer.data.readers import _as_text, read_rows
+from shoptransfer.data.readers import cell_text, read_rows
 from shoptransfer.errors import DataError
 
 SMALL_SIDE = 32
@@ -194,8 +194,8 @@ def read_image_table(
     candidates: list[tuple[Path, str | None]] = []
     skipped: Counter[str] = Counter()
     for row, line in zip(rows, lines):
-        where = _as_text(row.get(image)).strip()
-        tag = _as_text(row.get(label)).strip() if label is not None else None
+        where = cell_text(row.get(image)).strip()
+        tag = cell_text(row.get(label)).strip() if label is not None else None
         if not where:
             skipped["empty image path"] += 1
             continue

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shoptransfer.data.readers import _decode, _read_bytes, _table_format
+from shoptransfer.data.readers import decode_utf8, read_bytes, table_format
 from shoptransfer.errors import DataError
 
 
@@ -99,7 +99,7 @@ class InteractionDomain:
 def _read_frame(path: Path, format: str | None) -> pd.DataFrame:
     """A table as strings; RecBole atomic files (``.inter``, ``.item``) lose their type tags."""
     atomic = path.suffix in (".inter", ".item", ".user", ".text", ".item2index", ".user2index")
-    fmt = "tsv" if atomic and format is None else _table_format(path, format)
+    fmt = "tsv" if atomic and format is None else table_format(path, format)
     if fmt == "parquet":
         if not path.exists():
             raise DataError(f"{path}: file not found")
@@ -108,7 +108,7 @@ def _read_frame(path: Path, format: str | None) -> pd.DataFrame:
         except Exception as exc:  # pyarrow raises several types for a broken file
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
     elif fmt in ("csv", "tsv"):
-        decoded = _decode(path, _read_bytes(path))
+        decoded = decode_utf8(path, read_bytes(path))
         try:
             frame = pd.read_csv(
                 io.StringIO(decoded),

@@ -30,7 +30,8 @@ TABLE_FORMATS = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, gunzipped when it ends in ``.gz``; a DataError when it is missing."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
@@ -39,7 +40,8 @@ def _read_bytes(path: Path) -> bytes:
     return gzip.decompress(raw) if path.suffix == ".gz" else raw
 
 
-def _decode(path: Path, raw: bytes) -> str:
+def decode_utf8(path: Path, raw: bytes) -> str:
+    """``raw`` as UTF-8 text without a byte-order mark; a DataError naming the line if not."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -51,7 +53,7 @@ def _decode(path: Path, raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _as_text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     """A cell as a string; missing values (None, NaN) become the empty string."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -60,7 +62,8 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _table_format(path: Path, fmt: str | None) -> str:
+def table_format(path: Path, fmt: str | None) -> str:
+    """The table format of ``path``: ``fmt`` when given (checked), else from the extension."""
     if fmt is not None:
         if fmt not in set(TABLE_FORMATS.values()):
             raise DataError(
@@ -104,7 +107,7 @@ def read_rows(
     path: Path, format: str | None = None
 ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
     """The rows of a CSV, TSV, JSON Lines or Parquet table, each row's line, and the columns."""
-    fmt = _table_format(path, format)
+    fmt = table_format(path, format)
     if fmt == "parquet":
         if not path.exists():
             raise DataError(f"{path}: file not found")
@@ -115,7 +118,7 @@ def read_rows(
         rows, lines = _rows_frame(frame, 1)
         columns = list(frame.columns)
     else:
-        decoded = _decode(path, _read_bytes(path))
+        decoded = decode_utf8(path, read_bytes(path))
         if fmt == "jsonl":
             rows, lines = _rows_jsonl(path, decoded)
             columns = sorted({key for row in rows for key in row})
@@ -170,8 +173,8 @@ def _domain_from_rows(
     for row, line in zip(rows, lines):
         if text_column not in row:
             raise DataError(f"{path} line {line}: no '{text_column}' field")
-        value = _as_text(row.get(text_column)).strip()
-        tag = _as_text(row.get(label_column)).strip() if label_column is not None else ""
+        value = cell_text(row.get(text_column)).strip()
+        tag = cell_text(row.get(label_column)).strip() if label_column is not None else ""
         if not value:
             dropped["empty text"] += 1
             continue
@@ -205,7 +208,7 @@ def parse_blitzer(path: str | Path) -> list[str]:
     normalised.
     """
     path = Path(path)
-    content = _decode(path, _read_bytes(path)).replace("\r\n", "\n")
+    content = decode_utf8(path, read_bytes(path)).replace("\r\n", "\n")
     stripped = content.strip()
     if not stripped.startswith("<reviews>"):
         raise DataError(

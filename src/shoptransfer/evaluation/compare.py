@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from shoptransfer.evaluation.report import summarise
+from shoptransfer.evaluation.report import result_label, summarise
 
 
 def proxy_a_distance(source: np.ndarray, target: np.ndarray, seed: int = 0) -> float:
@@ -76,16 +76,20 @@ def _first_reaching(curve: list[list[float]], level: float) -> float | None:
 
 
 def analyse(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per recipe x budget: mean/std of the metrics, cost, and the transfer verdicts."""
+    """One row per recipe entry (label) x budget: mean/std of the metrics, cost, and the
+    transfer verdicts."""
     rows = summarise(results)
     ok = [r for r in results if r.get("status") == "ok"]
     out = []
     for row in rows:
         cells = [
-            r for r in ok if r["recipe"] == row["recipe"] and str(r["budget"]) == str(row["budget"])
+            r
+            for r in ok
+            if result_label(r) == row["label"] and str(r["budget"]) == str(row["budget"])
         ]
         entry: dict[str, Any] = {
             "recipe": row["recipe"],
+            "label": row["label"],
             "budget": row["budget"],
             "seeds": row["seeds"],
         }
@@ -120,7 +124,7 @@ def analyse(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["macro_f1"]["std"] ** 2 / max(1, entry["seeds"])
             + best["macro_f1"]["std"] ** 2 / max(1, best["seeds"])
         )
-        entry["best_scratch"] = best["recipe"]
+        entry["best_scratch"] = best["label"]
         entry["versus_scratch"] = difference
         entry["negative_transfer"] = bool(difference < -noise) if noise > 0 else difference < 0
         entry["time_to_scratch_quality"] = _time_to_quality(ok, entry, best)
@@ -130,17 +134,17 @@ def analyse(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _time_to_quality(
     ok: list[dict[str, Any]], entry: dict[str, Any], best: dict[str, Any]
 ) -> dict[str, Any] | None:
-    def curves(recipe: str) -> list[list[list[float]]]:
+    def curves(label: str) -> list[list[list[float]]]:
         return [
             c["quality_curve"]
             for c in ok
-            if c["recipe"] == recipe
+            if result_label(c) == label
             and str(c["budget"]) == str(entry["budget"])
             and c.get("quality_curve")
         ]
 
-    scratch = curves(best["recipe"])
-    mine = curves(entry["recipe"])
+    scratch = curves(best["label"])
+    mine = curves(entry["label"])
     if not scratch or not mine:
         return None
     level = float(np.mean([curve[-1][1] for curve in scratch]))
@@ -179,7 +183,7 @@ def format_comparison(rows: list[dict[str, Any]], gap: dict[str, float] | None =
         if "macro_f1" not in e:
             lines.append(
                 [
-                    e["recipe"],
+                    result_label(e),
                     str(e["budget"]),
                     "—",
                     "—",
@@ -205,7 +209,7 @@ def format_comparison(rows: list[dict[str, Any]], gap: dict[str, float] | None =
             verdict = f"{e['versus_scratch'] * 100:+.1f} vs {e['best_scratch']}"
         lines.append(
             [
-                e["recipe"],
+                result_label(e),
                 str(e["budget"]),
                 _mean_pm(e, "macro_f1"),
                 _mean_pm(e, "accuracy"),

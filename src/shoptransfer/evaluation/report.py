@@ -26,21 +26,28 @@ def budget_order(budget: int | float | str) -> tuple[int, float]:
     return (0, float(budget))
 
 
+def result_label(record: dict[str, Any]) -> str:
+    """The recipe entry a result belongs to (runs before labels existed: the recipe name)."""
+    return record.get("label") or record["recipe"]
+
+
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group result records by (recipe, budget): lists of accuracy, macro-F1, seconds, params."""
+    """Group result records by (recipe entry label, budget): lists of accuracy, macro-F1,
+    seconds, params."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     order: list[tuple[str, int]] = []
     for record in results:
-        key = (record["recipe"], record["budget"])
+        key = (result_label(record), record["budget"])
         if key not in groups:
             order.append(key)
         groups[key].append(record)
     rows = []
-    for recipe, budget in sorted(order, key=lambda k: (budget_order(k[1]), order.index(k))):
-        done = [r for r in groups[(recipe, budget)] if r.get("status") == "ok"]
+    for label, budget in sorted(order, key=lambda k: (budget_order(k[1]), order.index(k))):
+        done = [r for r in groups[(label, budget)] if r.get("status") == "ok"]
         rows.append(
             {
-                "recipe": recipe,
+                "recipe": groups[(label, budget)][0]["recipe"],
+                "label": label,
                 "budget": budget,
                 "seeds": len(done),
                 "accuracy": [r["metrics"]["accuracy"] for r in done],
@@ -51,7 +58,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     sorted(
                         {
                             r.get("reason", "")
-                            for r in groups[(recipe, budget)]
+                            for r in groups[(label, budget)]
                             if r.get("status") == "skipped"
                         }
                     )
@@ -68,12 +75,12 @@ def format_table(results: list[dict[str, Any]]) -> str:
     notes = []
     for row in summarise(results):
         if not row["seeds"]:
-            lines.append([row["recipe"], str(row["budget"]), "—", "—", "—", "—"])
-            notes.append(f"{row['recipe']} at {row['budget']} labels/class: {row['skipped']}")
+            lines.append([row["label"], str(row["budget"]), "—", "—", "—", "—"])
+            notes.append(f"{row['label']} at {row['budget']} labels/class: {row['skipped']}")
             continue
         lines.append(
             [
-                row["recipe"],
+                row["label"],
                 str(row["budget"]),
                 _cell(row["accuracy"]),
                 _cell(row["macro_f1"]),

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import re
+import types
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.precision import PRECISIONS
+from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
@@ -75,6 +82,114 @@ def load_predictor(folder: str | Path) -> Predictor:
     return _PREDICTOR_KINDS[kind].load(folder, metadata)
 
 
+def option(
+    default: Any,
+    help: str,
+    *,
+    choices: Sequence[str] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+) -> Any:
+    """A recipe hyper-parameter with the help text that the CLI and docs show.
+
+    Besides its type annotation, a value is checked against ``choices`` (for text) and the
+    bounds (for numbers): ``minimum`` / ``maximum`` inclusive, ``above`` / ``below`` exclusive.
+    """
+    rule = {"choices": choices, "minimum": minimum, "maximum": maximum}
+    rule.update({"above": above, "below": below})
+    metadata = {"help": help, **{k: v for k, v in rule.items() if v is not None}}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+_NUMBER_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+@dataclasses.dataclass(frozen=True)
+class _OptionRule:
+    """How one option is checked: its annotation, and the choices and bounds of option()."""
+
+    annotation: Any
+    adapter: TypeAdapter[Any]
+    choices: tuple[str, ...] | None
+    bounds: tuple[tuple[str, float, Any], ...]  # (">=", 1, test), ...
+
+    def check(self, recipe: str, key: str, value: Any) -> Any:
+        where = f"recipe '{recipe}': option '{key}' is {value!r}"
+        try:
+            checked = self.adapter.validate_python(value, strict=True)
+        except ValidationError:
+            checked = self._number_from_text(value)
+            if checked is None:
+                raise ConfigError(f"{where}; expected {_describe_type(self.annotation)}") from None
+        if self.choices is not None and isinstance(checked, str) and checked not in self.choices:
+            raise ConfigError(f"{where}; expected one of {list(self.choices)}")
+        is_number = isinstance(checked, int | float) and not isinstance(checked, bool)
+        for sign, bound, holds in self.bounds:
+            if is_number and not holds(checked, bound):
+                raise ConfigError(
+                    f"{where}; expected {_describe_type(type(checked))} {sign} {bound}"
+                )
+        return checked
+
+    def _number_from_text(self, value: Any) -> float | None:
+        """A float written as text (YAML reads ``1e-3`` as a string), where floats are allowed."""
+        if not isinstance(value, str) or not _NUMBER_TEXT.fullmatch(value.strip()):
+            return None
+        number = float(value)
+        try:
+            return float(self.adapter.validate_python(number, strict=True))
+        except ValidationError:
+            return None
+
+
+_BOUNDS = {
+    "minimum": (">=", lambda v, b: v >= b),
+    "maximum": ("<=", lambda v, b: v <= b),
+    "above": (">", lambda v, b: v > b),
+    "below": ("<", lambda v, b: v < b),
+}
+
+
+@functools.cache
+def _option_rules(cls: type[Recipe]) -> dict[str, _OptionRule]:
+    hints = typing.get_type_hints(cls)
+    rules = {}
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        annotation = hints[field.name]
+        choices = field.metadata.get("choices")
+        bounds = tuple(
+            (sign, field.metadata[name], holds)
+            for name, (sign, holds) in _BOUNDS.items()
+            if name in field.metadata
+        )
+        rules[field.name] = _OptionRule(
+            annotation,
+            TypeAdapter(annotation),
+            tuple(choices) if choices is not None else None,
+            bounds,
+        )
+    return rules
+
+
+def _describe_type(annotation: Any) -> str:
+    """What a value of ``annotation`` looks like, in words ('an integer', 'a list of ...')."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in typing.get_args(annotation))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (list, tuple, Sequence):
+        items = typing.get_args(annotation)
+        return f"a list of {_describe_type(items[0])}" if items else "a list"
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    words[type(None)] = "null"
+    return words.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
 @dataclasses.dataclass
 class Recipe(ABC):
     """A transfer strategy: ``fit(source, target)`` returns a :class:`Predictor`.
@@ -88,9 +203,7 @@ class Recipe(ABC):
     description: ClassVar[str]
     uses_source: ClassVar[bool] = True
     task: ClassVar[str] = "classification"
-    seed: int = dataclasses.field(
-        default=0, metadata={"help": "random seed of splits, initialisation and batch order"}
-    )
+    seed: int = option(0, "random seed of splits, initialisation and batch order", minimum=0)
 
     @abstractmethod
     def fit(
@@ -111,17 +224,34 @@ class Recipe(ABC):
 
         Cheap; a run calls it for every recipe before any training starts.
         """
-        return None
+        self.check_options()  # a value set after make_recipe is checked too
 
     @classmethod
     def options(cls) -> dict[str, str]:
         """The hyper-parameters a config may set, with their help text."""
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.init}
 
+    @classmethod
+    def checked_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against each field's type annotation, choices and range.
 
-def option(default: Any, help: str) -> Any:
-    """A recipe hyper-parameter with the help text that the CLI and docs show."""
-    return dataclasses.field(default=default, metadata={"help": help})
+        An unknown option or a bad value is a ConfigError naming the recipe, the option, the
+        value and what was expected. Returns the values as the recipe keeps them: a number that
+        YAML read as text (``1e-3``) becomes a float.
+        """
+        rules = _option_rules(cls)
+        unknown = sorted(set(options) - set(rules))
+        if unknown:
+            raise ConfigError(
+                f"recipe '{cls.name}': unknown option(s) {unknown}; allowed: {sorted(rules)}"
+            )
+        return {key: rules[key].check(cls.name, key, value) for key, value in options.items()}
+
+    def check_options(self) -> None:
+        """Check the current value of every option (see :meth:`checked_options`)."""
+        current = {key: getattr(self, key) for key in self.options()}
+        for key, value in self.checked_options(current).items():
+            setattr(self, key, value)
 
 
 _RECIPES: dict[str, type[Recipe]] = {}
@@ -142,17 +272,12 @@ def list_recipes(task: str | None = None) -> list[type[Recipe]]:
 
 
 def make_recipe(name: str, **options: Any) -> Recipe:
-    """Build a registered recipe; an unknown name or option is a ConfigError naming them."""
+    """Build a registered recipe; an unknown name or option, or an option of the wrong type,
+    choice or range, is a ConfigError naming them (see :meth:`Recipe.checked_options`)."""
     if name not in _RECIPES:
         raise ConfigError(f"unknown recipe '{name}'; expected one of {sorted(_RECIPES)}")
     cls = _RECIPES[name]
-    allowed = cls.options()
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"recipe '{name}': unknown option(s) {unknown}; allowed: {sorted(allowed)}"
-        )
-    return cls(**options)
+    return cls(**cls.checked_options(options))
 
 
 def require_target_labels(recipe: Recipe, target: Domain | None) -> Domain:
@@ -178,15 +303,20 @@ class BackboneRecipe(Recipe):
         "minilm-l6",
         "registered backbone name (text or image), local model folder or hub id",
     )
-    max_length: int = option(128, "tokens kept per text")
+    max_length: int = option(128, "tokens kept per text", minimum=1)
     truncation: str = option(
-        "head", "which tokens a long text keeps: 'head' (the first) or 'head+tail' (first and last)"
+        "head",
+        "which tokens a long text keeps: 'head' (the first) or 'head+tail' (first and last)",
+        choices=TRUNCATIONS,
     )
-    image_size: int = option(0, "pixels per side an image backbone reads (0: its native size)")
+    image_size: int = option(
+        0, "pixels per side an image backbone reads (0: its native size)", minimum=0
+    )
     precision: str = option(
         "fp32",
         "'fp32', or 'bf16': the backbone computes in bfloat16 (mixed precision), about 2x "
         "faster on CPUs with native bfloat16 (AVX512-BF16, AMX), slower on others",
+        choices=PRECISIONS,
     )
 
     def make_encoder(self, pretrained: bool = True) -> Any:
@@ -215,13 +345,5 @@ class BackboneRecipe(Recipe):
             )
 
     def validate(self, source: Domain) -> None:
-        from shoptransfer.backbones.precision import PRECISIONS
-        from shoptransfer.backbones.text import TRUNCATIONS
-
+        super().validate(source)
         self.check_backbone(source)
-        for key, allowed in (("truncation", TRUNCATIONS), ("precision", PRECISIONS)):
-            if getattr(self, key) not in allowed:
-                raise ConfigError(
-                    f"recipe '{self.name}': {key} '{getattr(self, key)}'; "
-                    f"expected one of {list(allowed)}"
-                )

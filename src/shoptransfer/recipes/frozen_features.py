@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.domain import Domain, FeatureDomain
-from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.errors import DataError
 from shoptransfer.objectives.coral import coral_transform
 from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
@@ -40,6 +40,8 @@ from shoptransfer.training import (
     transform_features,
 )
 
+SOLVERS = ("adamw", "lbfgs")
+
 
 @register_recipe
 @dataclasses.dataclass
@@ -51,33 +53,36 @@ class FrozenFeatures(BackboneRecipe):
     )
     recolor: ClassVar[bool] = False
 
-    epochs: int = option(100, "most epochs of head training (early stopping on source validation)")
-    batch_size: int = option(32, "examples per step")
-    learning_rate: float = option(1e-3, "AdamW learning rate of the head")
-    weight_decay: float = option(1e-4, "AdamW weight decay of the head")
-    patience: int = option(10, "epochs without validation improvement before stopping")
-    validation_fraction: float = option(0.2, "share of the source held out for model selection")
+    epochs: int = option(
+        100, "most epochs of head training (early stopping on source validation)", minimum=1
+    )
+    batch_size: int = option(32, "examples per step", minimum=1)
+    learning_rate: float = option(1e-3, "AdamW learning rate of the head", above=0)
+    weight_decay: float = option(1e-4, "AdamW weight decay of the head", minimum=0)
+    patience: int = option(10, "epochs without validation improvement before stopping", minimum=1)
+    validation_fraction: float = option(
+        0.2, "share of the source held out for model selection", above=0, below=1
+    )
     solver: str = option(
-        "adamw", "head training: 'adamw' (early stopping on a validation split) or 'lbfgs'"
+        "adamw",
+        "head training: 'adamw' (early stopping on a validation split) or 'lbfgs'",
+        choices=SOLVERS,
     )
     feature_transform: str = option(
-        "none", "features before the head: 'none' or 'sqrt-l2' (power normalisation, unit length)"
+        "none",
+        "features before the head: 'none' or 'sqrt-l2' (power normalisation, unit length)",
+        choices=FEATURE_TRANSFORMS,
     )
-    target_weight: float | str = option(
+    target_weight: float | Literal["balanced"] = option(
         "balanced",
         "weight of each target example; 'balanced' gives source and target equal total weight",
+        minimum=0,
     )
 
     def _target_weight(self, n_source: int, n_target: int) -> float:
         if self.target_weight == "balanced":
             return n_source / n_target
-        try:
-            return float(self.target_weight)
-        except ValueError:
-            raise ConfigError(
-                f"recipe '{self.name}': target_weight {self.target_weight!r}; expected a number "
-                "or 'balanced'"
-            ) from None
+        return float(self.target_weight)
 
     def fit(
         self,
@@ -87,16 +92,7 @@ class FrozenFeatures(BackboneRecipe):
         unlabeled: Domain | None = None,
     ) -> Predictor:
         classes = source.classes
-        self.check_backbone(source)
-        if self.feature_transform not in FEATURE_TRANSFORMS:
-            raise ConfigError(
-                f"recipe '{self.name}': feature_transform '{self.feature_transform}'; expected "
-                f"one of {list(FEATURE_TRANSFORMS)}"
-            )
-        if self.solver not in SOLVERS:
-            raise ConfigError(
-                f"recipe '{self.name}': solver '{self.solver}'; expected one of {list(SOLVERS)}"
-            )
+        self.validate(source)
         frozen = None if isinstance(source, FeatureDomain) else self.make_encoder()
         if self.solver == "lbfgs":  # cross-validation picks the setting: no split held out
             train, validation = source, None
@@ -161,7 +157,6 @@ class FrozenFeatures(BackboneRecipe):
         return as_predictor(model)
 
 
-SOLVERS = ("adamw", "lbfgs")
 # inverse L2 strengths tried by cross-validation (features standardised first)
 INVERSE_L2_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 GRID_PATIENCE = 2  # the search stops once this many weaker settings in a row score lower

@@ -34,9 +34,9 @@ class ScratchTransformer(BackboneRecipe):
     description: ClassVar[str] = "the backbone's network, randomly initialised, on target labels"
     uses_source: ClassVar[bool] = False
 
-    epochs: int = option(10, "epochs on the target labels")
-    batch_size: int = option(16, "examples per step")
-    learning_rate: float = option(1e-4, "AdamW learning rate")
+    epochs: int = option(10, "epochs on the target labels", minimum=1)
+    batch_size: int = option(16, "examples per step", minimum=1)
+    learning_rate: float = option(1e-4, "AdamW learning rate", above=0)
 
     def fit(
         self,

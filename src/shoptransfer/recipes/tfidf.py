@@ -102,9 +102,11 @@ class ScratchTfidf(Recipe):
     description: ClassVar[str] = "TF-IDF + logistic regression on target labels only"
     uses_source: ClassVar[bool] = False
 
-    ngram_max: int = option(2, "longest word n-gram used as a feature")
-    max_features: int = option(50000, "keep at most this many of the most frequent n-grams")
-    c: float = option(1.0, "inverse L2 regularisation strength of the logistic regression")
+    ngram_max: int = option(2, "longest word n-gram used as a feature", minimum=1)
+    max_features: int = option(
+        50000, "keep at most this many of the most frequent n-grams", minimum=1
+    )
+    c: float = option(1.0, "inverse L2 regularisation strength of the logistic regression", above=0)
 
     def fit(
         self,
