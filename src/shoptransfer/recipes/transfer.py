@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.image import ImageInputs
 from shoptransfer.backbones.precision import PRECISIONS
 from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, FeatureDomain
+from shoptransfer.data.pixels import ImageInputs
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import charge_reused, measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective

@@ -117,8 +117,13 @@ class ItemScores(nn.Module):
         self.out_features = n_items + 1
         self.temperature = temperature
 
+    @property
+    def items(self) -> nn.Module:
+        """The item vectors scored against (owned by the encoder)."""
+        return self._items[0]
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        table = self._items[0].table()
+        table = self.items.table()
         if self.temperature > 0:
             features = nn.functional.normalize(features, dim=-1)
             table = nn.functional.normalize(table, dim=-1)

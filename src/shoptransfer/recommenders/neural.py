@@ -61,7 +61,7 @@ class NeuralRanker(ItemRanker):
     @torch.no_grad()
     def contributions(self, history: np.ndarray, item: int) -> np.ndarray:
         self.model.eval()
-        table = nn.functional.normalize(self.model.head._items[0].table(), dim=-1)
+        table = nn.functional.normalize(self.model.head.items.table(), dim=-1)
         return (table[torch.from_numpy(np.asarray(history))] @ table[item]).numpy()
 
     def _save_weights(self, folder: Path) -> dict[str, Any]:
