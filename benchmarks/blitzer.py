@@ -40,7 +40,7 @@ from common import RESULTS, load_json, require_data, save
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data import read_blitzer
-from shoptransfer.recipes import make_recipe
+from shoptransfer.recipes import FitData, make_recipe
 from shoptransfer.recipes.base import Recipe
 from shoptransfer.runs import environment
 
@@ -68,9 +68,11 @@ RULE = (
 
 def accuracy(recipe: Recipe, source: Any, target: Any, cache: EmbeddingCache) -> float:
     if recipe.uses_source:
-        predictor = recipe.fit(source, None, cache=cache, unlabeled=target.without_labels())
+        predictor = recipe.fit(
+            FitData(source, None, cache=cache, unlabeled=target.without_labels())
+        )
     else:  # a scratch baseline: its "target labels" are the source's, the only labels there are
-        predictor = recipe.fit(source, source, cache=cache)
+        predictor = recipe.fit(FitData(source, source, cache=cache))
     predicted = np.array(predictor.predict(target.inputs))
     return float(np.mean(predicted == np.array(target.labels)) * 100)
 

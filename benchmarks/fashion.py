@@ -64,7 +64,7 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.images import ImageDomain, read_image_table
 from shoptransfer.data.sampling import sample_fraction, sample_per_class
 from shoptransfer.evaluation.metrics import classification_metrics
-from shoptransfer.recipes import make_recipe
+from shoptransfer.recipes import FitData, make_recipe
 from shoptransfer.runs import PeakMemory, environment
 
 SEEDS = [0, 1, 2]
@@ -136,7 +136,7 @@ def run_cell(name: str, options: dict[str, Any], train: Any, test: Any, **fit: A
     recipe = make_recipe(name, **options)
     with PeakMemory() as memory:
         started = time.perf_counter()
-        predictor = recipe.fit(train, **fit)
+        predictor = recipe.fit(FitData(train, **fit))
         seconds = time.perf_counter() - started
     return {
         **score(predictor, test),

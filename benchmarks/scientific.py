@@ -46,6 +46,7 @@ from shoptransfer.catalogue import make_recipe
 from shoptransfer.data.interactions import read_interactions, read_recbole_split
 from shoptransfer.evaluation.ranking import evaluate_ranking
 from shoptransfer.metering import StageCache, measure
+from shoptransfer.recipes import FitData
 from shoptransfer.runs import PeakMemory, environment, resident_mb
 from shoptransfer.training import Examples, Trainer
 
@@ -119,7 +120,7 @@ def run_model(
         recipe = recipe_of(name, seed=seed)
         with PeakMemory() as memory, measure() as meter:
             started = time.perf_counter()
-            ranker = recipe.fit(source, target, cache, stages=stages)
+            ranker = recipe.fit(FitData(source, target, cache=cache, stages=stages))
             # a pre-training shared with an earlier variant is charged to this one too
             train_seconds = time.perf_counter() - started + meter.reused_seconds
         valid = evaluate_ranking(ranker.scores, target.valid)
@@ -168,7 +169,7 @@ def run_experiment(args: argparse.Namespace, source: Any, target: Any) -> None:
         options[key] = json.loads(text) if text not in ("", "true", "false") else text == "true"
     recipe = make_recipe(options.pop("recipe", args.model), seed=0, **options)
     started = time.perf_counter()
-    ranker = recipe.fit(source, target, EmbeddingCache())
+    ranker = recipe.fit(FitData(source, target, cache=EmbeddingCache()))
     seconds = time.perf_counter() - started
     valid = evaluate_ranking(ranker.scores, target.valid)
     history = getattr(recipe, "history_", [])

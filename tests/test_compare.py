@@ -145,7 +145,7 @@ def test_cli_compare_with_flags_and_text_recipes(
     results = json.loads((run_dir / "results.json").read_text())
     budgets = {r["budget"] for r in results["results"]}
     assert budgets == {0, 2, "all"}
-    assert [r for r in results["results"] if r["budget"] == "all"][0]["target_labels"] == 16
+    assert [r for r in results["results"] if r["budget"] == "all"][0]["target_examples"] == 16
     assert results["comparison"][0]["recipe"] == "scratch-tfidf"
 
 

@@ -16,7 +16,7 @@ from shoptransfer.backbones.image import ImageEncoder
 from shoptransfer.data.images import ImageDomain, image_files, read_image_folder, read_image_table
 from shoptransfer.data.pixels import ImagePreprocessing, load_rgb
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.recipes import load_predictor, make_recipe
+from shoptransfer.recipes import FitData, load_predictor, make_recipe
 from shoptransfer.training import Examples
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220)}
@@ -231,7 +231,7 @@ def test_text_backbone_on_images_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"reads texts but domain 'shop' holds images.*lite0"):
         recipe.validate(domain)
     with pytest.raises(ConfigError, match="reads texts"):
-        make_recipe("scratch-tfidf").fit(domain, domain)
+        make_recipe("scratch-tfidf").fit(FitData(domain, domain))
 
 
 # -- recipes on images ---------------------------------------------------------------------------
@@ -270,10 +270,12 @@ def test_recipes_train_on_images_and_reload(
     recipe = make_recipe(name, **IMAGE_OPTIONS, **options)
     recipe.validate(train)
     predictor = recipe.fit(
-        train,
-        train if name.startswith("scratch") else None,
-        EmbeddingCache(tmp_path / "cache"),
-        unlabeled=test.without_labels(),
+        FitData(
+            train,
+            train if name.startswith("scratch") else None,
+            cache=EmbeddingCache(tmp_path / "cache"),
+            unlabeled=test.without_labels(),
+        )
     )
     probabilities = predictor.predict_proba(test.paths)
     assert probabilities.shape == (len(test), 3)
@@ -304,7 +306,7 @@ def test_bf16_frozen_features_are_close_cached_apart_and_reload(
     # bfloat16 keeps 8 bits of mantissa: at 32 px features differ by a few per cent at most
     assert cosine.mean() > 0.98 and cosine.min() > 0.9 and not np.array_equal(exact, mixed)
     recipe = make_recipe("frozen-features", **IMAGE_OPTIONS, precision="bf16", solver="lbfgs")
-    predictor = recipe.fit(train, cache=cache)
+    predictor = recipe.fit(FitData(train, cache=cache))
     assert predictor.spec["frozen_backbone"]["precision"] == "bf16"
     reloaded = load_predictor(predictor.save(tmp_path / "model"))
     assert reloaded.frozen.precision == "bf16"
@@ -324,7 +326,7 @@ def test_pretrained_features_beat_scratch_on_few_images(catalogue) -> None:
         ("scratch-transformer", {"epochs": 5, "learning_rate": 1e-3}),
     ):
         recipe = make_recipe(name, **IMAGE_OPTIONS, **options, seed=0)
-        predictor = recipe.fit(few, few if name.startswith("scratch") else None)
+        predictor = recipe.fit(FitData(few, few if name.startswith("scratch") else None))
         scores[name] = np.mean(np.array(predictor.predict(test.paths)) == np.array(test.labels))
     assert scores["frozen-features"] >= scores["scratch-transformer"] + 0.3
 

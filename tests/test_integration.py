@@ -11,7 +11,7 @@ import pytest
 from shoptransfer.backbones import EmbeddingCache, TextEncoder
 from shoptransfer.data import read_blitzer, sample_per_class
 from shoptransfer.evaluation import classification_metrics
-from shoptransfer.recipes import load_predictor, make_recipe
+from shoptransfer.recipes import FitData, load_predictor, make_recipe
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_minilm_loads_offline_and_separates_sentiment() -> None:
 def test_frozen_features_transfer_books_to_kitchen(tmp_path: Path) -> None:
     source, test = demo_domain("books", 60), demo_domain("kitchen", 30)
     recipe = make_recipe("frozen-features", max_length=96)
-    predictor = recipe.fit(source, None, cache=EmbeddingCache(tmp_path))
+    predictor = recipe.fit(FitData(source, None, cache=EmbeddingCache(tmp_path)))
     predicted = np.array(predictor.predict_proba(test.texts).argmax(axis=1))
     metrics = classification_metrics(
         test.label_ids(predictor.classes), predicted, predictor.classes
@@ -50,7 +50,7 @@ def test_frozen_features_transfer_books_to_kitchen(tmp_path: Path) -> None:
 
 def test_fine_tuned_minilm_round_trips(tmp_path: Path) -> None:
     source, test = demo_domain("books", 8), demo_domain("kitchen", 3)
-    predictor = make_recipe("fine-tune", max_length=48, epochs=1).fit(source)
+    predictor = make_recipe("fine-tune", max_length=48, epochs=1).fit(FitData(source))
     loaded = load_predictor(predictor.save(tmp_path / "model"))
     np.testing.assert_allclose(
         loaded.predict_proba(test.texts), predictor.predict_proba(test.texts), atol=1e-5

@@ -13,7 +13,7 @@ from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.objectives.coral import CoralLoss, coral_transform
 from shoptransfer.objectives.dann import dann_lambda, reverse_gradient
 from shoptransfer.objectives.mmd import MultiKernelMMD
-from shoptransfer.recipes import load_predictor, make_recipe
+from shoptransfer.recipes import FitData, load_predictor, make_recipe
 
 from .conftest import NEGATIVE, POSITIVE
 
@@ -93,9 +93,9 @@ def feature_domains(seed: int = 0) -> tuple[FeatureDomain, FeatureDomain]:
 def test_dann_makes_domains_indistinguishable_and_keeps_the_task() -> None:
     source, target = feature_domains()
     options = {"epochs": 60, "patience": 60, "mlp_hidden": 32}
-    plain = make_recipe("mlp", **options).fit(source, unlabeled=target.without_labels())
+    plain = make_recipe("mlp", **options).fit(FitData(source, unlabeled=target.without_labels()))
     recipe = make_recipe("mlp-dann", objectives=[{"name": "dann", "weight": 1.0}], **options)
-    dann = recipe.fit(source, unlabeled=target.without_labels())
+    dann = recipe.fit(FitData(source, unlabeled=target.without_labels()))
     domain_accuracy = [record["domain_accuracy"] for record in recipe.history_]
     assert max(domain_accuracy) > 0.8  # while the features still differ, it tells them apart
     assert np.mean(domain_accuracy[-10:]) < 0.7  # in the end it is close to chance (0.5)
@@ -109,9 +109,9 @@ def test_dann_makes_domains_indistinguishable_and_keeps_the_task() -> None:
 def test_alignment_recipes_need_unlabeled_target_data() -> None:
     source, _ = feature_domains()
     with pytest.raises(DataError, match="unlabeled target data"):
-        make_recipe("mlp-coral").fit(source)
+        make_recipe("mlp-coral").fit(FitData(source))
     with pytest.raises(ConfigError, match="encoder: mlp"):
-        make_recipe("coral").fit(source)
+        make_recipe("coral").fit(FitData(source))
 
 
 SOURCE = TextDomain(
@@ -141,9 +141,9 @@ def test_l2_sp_stays_closer_to_the_pretrained_weights(tiny_backbone: str) -> Non
         "learning_rate": 5e-3,
         "weight_decay": 0.0,
     }
-    plain = make_recipe("fine-tune", **options).fit(SOURCE)
+    plain = make_recipe("fine-tune", **options).fit(FitData(SOURCE))
     l2sp = make_recipe("l2-sp", objectives=[{"name": "l2-sp", "weight": 5.0}], **options).fit(
-        SOURCE
+        FitData(SOURCE)
     )
     assert encoder_distance(l2sp, start) < 0.5 * encoder_distance(plain, start)
 
@@ -154,7 +154,7 @@ def test_frozen_layers_do_not_change(tiny_backbone: str) -> None:
     reference = TextEncoder(tiny_backbone)
     predictor = make_recipe(
         "freeze-bottom", backbone=tiny_backbone, frozen_layers=2, epochs=2, learning_rate=1e-2
-    ).fit(SOURCE, TARGET)
+    ).fit(FitData(SOURCE, TARGET))
     trained = predictor.model.encoder.layers()
     for before, after in zip(reference.layers()[:2], trained[:2]):
         for p, q in zip(before.parameters(), after.parameters()):
@@ -189,7 +189,7 @@ def test_gradual_unfreezing_trains_the_top_layer_first(tiny_backbone: str) -> No
         return 0.0
 
     with monitoring(QualityMonitor(changed_layers)):
-        recipe.fit(SOURCE)
+        recipe.fit(FitData(SOURCE))
     assert after_epoch == [
         [False, False, True],  # the top layer only; the bottom ones are still pretrained
         [False, True, True],
@@ -216,7 +216,7 @@ def test_peft_trains_only_adapters_and_head_and_round_trips(
     options = {"backbone": tiny_backbone, "epochs": 1, "target_epochs": 2}
     if method == "ia3":
         options["peft_target_modules"] = ["key", "value", "intermediate.dense"]
-    predictor = make_recipe(method, **options).fit(SOURCE, TARGET)
+    predictor = make_recipe(method, **options).fit(FitData(SOURCE, TARGET))
     marker = "lora_" if method == "lora" else "ia3_"
     trainable = [n for n, p in predictor.model.named_parameters() if p.requires_grad]
     assert trainable and all(marker in n or n.startswith("head.") for n in trainable)
@@ -230,17 +230,19 @@ def test_peft_trains_only_adapters_and_head_and_round_trips(
 
 def test_lora_on_missing_modules_is_a_config_error(tiny_backbone: str) -> None:
     with pytest.raises(ConfigError, match=r"target modules \['q_proj'\] are not in backbone"):
-        make_recipe("lora", backbone=tiny_backbone, peft_target_modules=["q_proj"]).fit(SOURCE)
+        make_recipe("lora", backbone=tiny_backbone, peft_target_modules=["q_proj"]).fit(
+            FitData(SOURCE)
+        )
 
 
 def test_multi_head_predicts_with_the_target_head(tiny_backbone: str, tmp_path: Path) -> None:
     recipe = make_recipe("multi-head", backbone=tiny_backbone, epochs=2, learning_rate=1e-3)
-    predictor = recipe.fit(SOURCE, TARGET)
+    predictor = recipe.fit(FitData(SOURCE, TARGET))
     loaded = load_predictor(predictor.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.predict_proba(TEST), predictor.predict_proba(TEST), atol=1e-5)
     source_only = make_recipe(
         "multi-head", backbone=tiny_backbone, epochs=2, learning_rate=1e-3
-    ).fit(SOURCE)
+    ).fit(FitData(SOURCE))
     assert not np.allclose(source_only.predict_proba(TEST), predictor.predict_proba(TEST))
 
 
@@ -250,7 +252,7 @@ def test_backbone_alignment_recipes_run_and_round_trip(
 ) -> None:
     unlabeled = TextDomain("pan", TEST)
     predictor = make_recipe(name, backbone=tiny_backbone, epochs=1).fit(
-        SOURCE, None, unlabeled=unlabeled
+        FitData(SOURCE, None, unlabeled=unlabeled)
     )
     loaded = load_predictor(predictor.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.predict_proba(TEST), predictor.predict_proba(TEST), atol=1e-5)
@@ -261,7 +263,9 @@ def test_backbone_alignment_recipes_run_and_round_trip(
 )
 def test_feature_recipes_run_on_vectors_and_round_trip(name: str, tmp_path: Path) -> None:
     source, target = feature_domains()
-    predictor = make_recipe(name, epochs=20).fit(source, None, unlabeled=target.without_labels())
+    predictor = make_recipe(name, epochs=20).fit(
+        FitData(source, None, unlabeled=target.without_labels())
+    )
     probabilities = predictor.predict_proba(target.vectors)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     loaded = load_predictor(predictor.save(tmp_path / "m"))
@@ -274,7 +278,7 @@ def test_closed_form_coral_beats_the_plain_head_under_covariance_shift() -> None
     source, target = feature_domains()
     accuracy = {}
     for name in ("frozen-features", "coral-closed-form"):
-        predictor = make_recipe(name).fit(source, unlabeled=target.without_labels())
+        predictor = make_recipe(name).fit(FitData(source, unlabeled=target.without_labels()))
         accuracy[name] = np.mean(np.array(predictor.predict(target.vectors)) == target.labels)
     assert accuracy["coral-closed-form"] > accuracy["frozen-features"] + 0.05
 
@@ -303,14 +307,14 @@ def test_self_training_rounds_grow_the_pseudo_labeled_share(tiny_backbone: str) 
         max_length=16,
         self_training_rounds=2,
     )
-    predictor = recipe.fit(SOURCE, unlabeled=unlabeled)
+    predictor = recipe.fit(FitData(SOURCE, unlabeled=unlabeled))
     rounds = [r for r in recipe.history_ if "self_training_round" in r]
     counts = [r["pseudo_labeled"] for r in rounds]
     # at most 25 %, then 50 % of the 24 texts (less when a class is predicted too rarely)
     assert len(counts) == 2 and 0 < counts[0] <= 6 and counts[0] < counts[1] <= 12
     assert predictor.predict_proba(TEST).shape == (8, 2)
     with pytest.raises(DataError, match="unlabeled target"):
-        make_recipe("self-training", backbone=tiny_backbone).fit(SOURCE)
+        make_recipe("self-training", backbone=tiny_backbone).fit(FitData(SOURCE))
     with pytest.raises(ConfigError, match="pseudo_label_share"):
         make_recipe("self-training", pseudo_label_share=0.0).validate(SOURCE)
 
@@ -318,9 +322,9 @@ def test_self_training_rounds_grow_the_pseudo_labeled_share(tiny_backbone: str) 
 def test_self_training_lifts_target_accuracy_over_the_source_only_model() -> None:
     source, target = feature_domains()
     options = {"epochs": 60, "patience": 60, "mlp_hidden": 32}
-    plain = make_recipe("mlp", **options).fit(source, unlabeled=target.without_labels())
+    plain = make_recipe("mlp", **options).fit(FitData(source, unlabeled=target.without_labels()))
     adapted = make_recipe("mlp", self_training_rounds=5, pseudo_label_share=0.8, **options).fit(
-        source, unlabeled=target.without_labels()
+        FitData(source, unlabeled=target.without_labels())
     )
     accuracy = {
         name: np.mean(np.array(p.predict(target.vectors)) == np.array(target.labels))
@@ -333,7 +337,7 @@ def test_bf16_precision_trains_and_round_trips_with_head_and_tail(
     tiny_backbone: str, tmp_path: Path
 ) -> None:
     options = {"backbone": tiny_backbone, "epochs": 1, "truncation": "head+tail", "max_length": 8}
-    predictor = make_recipe("fine-tune", precision="bf16", **options).fit(SOURCE)
+    predictor = make_recipe("fine-tune", precision="bf16", **options).fit(FitData(SOURCE))
     assert predictor.model.precision == "bf16"
     probabilities = predictor.predict_proba(TEST)
     assert probabilities.dtype == np.float32 and np.allclose(probabilities.sum(axis=1), 1.0)
@@ -356,7 +360,7 @@ def test_lbfgs_head_matches_scikit_learn_on_raw_features(tmp_path: Path) -> None
     x = ((centres[labels] + rng.normal(size=(240, 6))) * scales + 7.0).astype(np.float32)
     domain = FeatureDomain("f", x, [f"c{y}" for y in labels])
     recipe = make_recipe("frozen-features", solver="lbfgs")
-    predictor = recipe.fit(domain)
+    predictor = recipe.fit(FitData(domain))
     chosen = recipe.chosen_l2_["inverse_l2"]
     assert {k for k in recipe.chosen_l2_ if k.startswith("cv_accuracy@")}  # chosen by CV
     reference = make_pipeline(StandardScaler(), LogisticRegression(C=chosen, max_iter=500))
@@ -400,7 +404,7 @@ def test_lbfgs_head_uses_every_label_and_handles_two_classes() -> None:
     source, target = feature_domains()
     few = source.subset(list(range(6)))  # too few for cross-validation in some class
     for domain in (source, few):
-        predictor = make_recipe("frozen-features", solver="lbfgs").fit(domain)
+        predictor = make_recipe("frozen-features", solver="lbfgs").fit(FitData(domain))
         probabilities = predictor.predict_proba(target.vectors)
         assert probabilities.shape == (len(target), 2)
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -419,7 +423,7 @@ def test_power_normalised_features_feed_the_head_in_training_and_after_loading(
     source, target = feature_domains()
     source = FeatureDomain("s", np.abs(source.vectors), source.labels)  # pooled: non-negative
     recipe = make_recipe("frozen-features", solver=solver, feature_transform="sqrt-l2", epochs=5)
-    predictor = recipe.fit(source)
+    predictor = recipe.fit(FitData(source))
     x = np.abs(target.vectors[:20])
     transformed = transform_features(torch.from_numpy(x), "sqrt-l2")
     np.testing.assert_allclose(transformed.norm(dim=1).numpy(), 1.0, atol=1e-5)

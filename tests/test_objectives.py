@@ -11,7 +11,7 @@ from shoptransfer.errors import ConfigError
 from shoptransfer.objectives import list_objectives, make_objective
 from shoptransfer.objectives.bss import SpectralShrinkage
 from shoptransfer.objectives.mcc import ClassConfusionLoss
-from shoptransfer.recipes import make_recipe
+from shoptransfer.recipes import FitData, make_recipe
 
 MLP_OPTIONS = {"epochs": 40, "patience": 40, "mlp_hidden": 32}
 
@@ -75,7 +75,7 @@ def test_objectives_compose_dann_and_l2_sp_both_act() -> None:
         recipe = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS)
         torch.manual_seed(0)
         start = {k: v.clone() for k, v in recipe._build(source, 4)[0].encoder.state_dict().items()}
-        predictor = recipe.fit(source, unlabeled=unlabeled)
+        predictor = recipe.fit(FitData(source, unlabeled=unlabeled))
         state = predictor.model.encoder.state_dict()
         return float(sum((state[k] - v).pow(2).sum() for k, v in start.items())), recipe.history_
 
@@ -94,7 +94,7 @@ def test_mcc_lowers_class_confusion_on_the_target_and_helps_accuracy() -> None:
         confusion = {}
         for name, objectives in (("plain", []), ("mcc", [{"name": "mcc", "weight": 3.0}])):
             predictor = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS).fit(
-                source, unlabeled=target.without_labels()
+                FitData(source, unlabeled=target.without_labels())
             )
             probabilities = torch.from_numpy(predictor.predict_proba(target.vectors))
             confusion[name] = float(ClassConfusionLoss(1.0)(torch.log(probabilities)))
@@ -122,7 +122,7 @@ def test_bss_shrinks_the_smallest_singular_values_of_the_features() -> None:
     source, target = rotated_domains(0)
     smallest = {}
     for name, objectives in (("plain", []), ("bss", [{"name": "bss", "weight": 0.1, "k": 8}])):
-        predictor = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS).fit(source)
+        predictor = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS).fit(FitData(source))
         with torch.no_grad():
             features = predictor.model.features({"features": torch.from_numpy(source.vectors)})
         values = torch.linalg.svdvals(features)

@@ -60,7 +60,7 @@ def test_a_quiet_run_draws_no_progress_bars(
 def test_a_quiet_recommendation_run_draws_no_progress_bars(
     show: bool, tmp_path: Path, tiny_backbone: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shoptransfer.recommendation import run_recommendation
+    from shoptransfer.api import run_experiment
 
     from .test_recommendation_run import write_config as write_walks_config
 
@@ -68,5 +68,5 @@ def test_a_quiet_recommendation_run_draws_no_progress_bars(
     config = load_config(write_walks_config(tmp_path, tiny_backbone, recipes=[sasrec]))
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    run_recommendation(config, show_progress=show)
+    run_experiment(config, show_progress=show)
     assert (terminal.getvalue() != "") is show

@@ -11,7 +11,7 @@ from shoptransfer.backbones import EmbeddingCache
 from shoptransfer.catalogue import list_recipes, make_recipe
 from shoptransfer.data import TextDomain
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.recipes import load_predictor
+from shoptransfer.recipes import FitData, load_predictor
 
 from .conftest import NEGATIVE, POSITIVE
 
@@ -45,11 +45,11 @@ def test_unknown_recipe_and_option_are_config_errors() -> None:
 def test_scratch_recipes_need_target_labels() -> None:
     for name in ("scratch-tfidf", "scratch-transformer"):
         with pytest.raises(DataError, match="target labels only"):
-            make_recipe(name).fit(SOURCE, None)
+            make_recipe(name).fit(FitData(SOURCE, None))
 
 
 def test_tfidf_learns_the_target_and_round_trips(tmp_path: Path) -> None:
-    predictor = make_recipe("scratch-tfidf").fit(SOURCE, TARGET)
+    predictor = make_recipe("scratch-tfidf").fit(FitData(SOURCE, TARGET))
     assert predictor.predict(TEST) == ["pos"] * 3 + ["neg"] * 3
     loaded = load_predictor(predictor.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.predict_proba(TEST), predictor.predict_proba(TEST))
@@ -61,7 +61,7 @@ def test_neural_recipes_fit_predict_and_round_trip(
     name: str, tiny_backbone: str, tmp_path: Path
 ) -> None:
     recipe = make_recipe(name, backbone=tiny_backbone, max_length=32, epochs=2)
-    predictor = recipe.fit(SOURCE, TARGET, cache=EmbeddingCache(tmp_path / "cache"))
+    predictor = recipe.fit(FitData(SOURCE, TARGET, cache=EmbeddingCache(tmp_path / "cache")))
     probabilities = predictor.predict_proba(TEST)
     assert probabilities.shape == (6, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -71,7 +71,9 @@ def test_neural_recipes_fit_predict_and_round_trip(
 
 
 def test_frozen_features_trains_only_the_head(tiny_backbone: str) -> None:
-    predictor = make_recipe("frozen-features", backbone=tiny_backbone, epochs=2).fit(SOURCE)
+    predictor = make_recipe("frozen-features", backbone=tiny_backbone, epochs=2).fit(
+        FitData(SOURCE)
+    )
     assert predictor.trainable_parameters == 16 * 2 + 2
 
 
@@ -80,7 +82,7 @@ def test_fine_tune_changes_the_encoder_and_saves_it(tiny_backbone: str, tmp_path
 
     before = TextEncoder(tiny_backbone).state_dict()
     predictor = make_recipe("fine-tune", backbone=tiny_backbone, epochs=1, learning_rate=1e-2).fit(
-        SOURCE
+        FitData(SOURCE)
     )
     after = predictor.model.encoder.state_dict()  # type: ignore[attr-defined]
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -91,11 +93,22 @@ def test_fine_tune_changes_the_encoder_and_saves_it(tiny_backbone: str, tmp_path
 
 
 def test_fine_tune_reuses_its_source_stage_across_budgets(tiny_backbone: str) -> None:
+    from shoptransfer.metering import StageCache, measure
+
     recipe = make_recipe("fine-tune", backbone=tiny_backbone, epochs=1, target_epochs=1)
-    recipe.fit(SOURCE, None)
-    assert len(recipe._source_stage) == 1
-    recipe.fit(SOURCE, TARGET)
-    assert len(recipe._source_stage) == 1
+    stages = StageCache()
+    with measure() as first:
+        zero = recipe.fit(FitData(SOURCE, None, stages=stages))
+    assert len(stages) == 1 and first.reused_seconds == 0
+    with measure() as second:
+        recipe.fit(FitData(SOURCE, TARGET, stages=stages))
+    assert len(stages) == 1 and second.reused_seconds > 0  # reused, and charged
+    other = make_recipe("fine-tune", backbone=tiny_backbone, epochs=1, learning_rate=1e-3)
+    other.fit(FitData(SOURCE, None, stages=stages))
+    assert len(stages) == 2  # other settings: its own source stage
+    again = recipe.fit(FitData(SOURCE, None))  # no cache handed in: trains again, same result
+    texts = ["a great pan", "broke at once"]
+    np.testing.assert_allclose(again.predict_proba(texts), zero.predict_proba(texts), atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
+from shoptransfer.api import compare, recommend, run_experiment
 from shoptransfer.backbones import EmbeddingCache
 from shoptransfer.cli import app
 from shoptransfer.config import load_config
+from shoptransfer.data.interactions import read_interaction_domain
 from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.recommendation import read_interaction_domain, recommend, run_recommendation
 from shoptransfer.recommenders.base import load_ranker
 from shoptransfer.runs import load_results
 
@@ -72,7 +74,7 @@ def write_config(tmp_path: Path, backbone: str, **extra: object) -> Path:
 
 
 def test_recommendation_run_from_yaml_and_recommend(tmp_path: Path, tiny_backbone: str) -> None:
-    run_dir = run_recommendation(load_config(write_config(tmp_path, tiny_backbone)))
+    run_dir = run_experiment(load_config(write_config(tmp_path, tiny_backbone)))
     results = load_results(run_dir)
     assert results["task"] == "recommendation"
     assert [r["recipe"] for r in results["results"]] == [
@@ -82,10 +84,19 @@ def test_recommendation_run_from_yaml_and_recommend(tmp_path: Path, tiny_backbon
         "text-seq",
     ]
     for result in results["results"]:
-        assert set(result["test"]) >= {"recall@5", "hr@1", "ndcg@5", "mrr@5", "precision@1", "f1@5"}
+        assert set(result["metrics"]) >= {
+            "recall@5",
+            "hr@1",
+            "ndcg@5",
+            "mrr@5",
+            "precision@1",
+            "f1@5",
+        }
+        assert set(result["validation_metrics"]) == set(result["metrics"])
         assert result["eval_seconds"] >= 0 and result["eval_peak_mb"] > 0
-    assert results["domains"]["target"]["users"] == 30
-    assert "negative_transfer" in results["summary"]["text-seq"]
+        assert result["budget"] == "all" and result["target_examples"] == 30
+    assert results["data"]["target"]["users"] == 30
+    assert results["primary_metric"] == "ndcg@5"  # ks [1, 5]: the largest NDCG cut-off <= 10
     answer = recommend(run_dir, "shopu3", k=3, recipe="item-knn")
     assert len(answer["items"]) == 3
     history = set(answer["history"])
@@ -95,10 +106,10 @@ def test_recommendation_run_from_yaml_and_recommend(tmp_path: Path, tiny_backbon
     config = load_config(run_dir / "config.yaml")
     domain = read_interaction_domain(config.target)
     ranker = load_ranker(
-        run_dir / "models" / "text-seq-seed0", domain, EmbeddingCache(tmp_path / "cache")
+        run_dir / "models" / "text-seq-kall-seed0", domain, EmbeddingCache(tmp_path / "cache")
     )
     again = evaluate_ranking(ranker.scores, domain.test, ks=(1, 5))
-    recorded = results["results"][3]["test"]
+    recorded = results["results"][3]["metrics"]
     assert again == {key: recorded[key] for key in again}
     neural = recommend(run_dir, "shopu3", k=3, recipe="text-seq")
     assert neural["explanation"].startswith("cosine") and neural["items"][0]["text"] in WORDS
@@ -131,7 +142,7 @@ def recommend_missing_user(tmp_path: Path):
     data = yaml.safe_load((tmp_path / "walks.yaml").read_text())
     data.update(recipes=["popularity"], source=None)
     (tmp_path / "pop.yaml").write_text(yaml.safe_dump(data))
-    run_dir = run_recommendation(load_config(tmp_path / "pop.yaml"))
+    run_dir = run_experiment(load_config(tmp_path / "pop.yaml"))
     return cli("recommend", str(run_dir), "--user", "nobody", cwd=tmp_path)
 
 
@@ -162,9 +173,35 @@ def test_a_reused_pre_training_is_charged_to_the_run_that_reuses_it(
     data["recipes"] = [text_seq, {**text_seq, "name": "text-seq-adaptor"}]
     (tmp_path / "walks.yaml").write_text(yaml.safe_dump(data))
     for run in (1, 2):  # each run trains its own pre-training, shared by its two variants
-        results = load_results(run_recommendation(load_config(tmp_path / "walks.yaml")))
+        results = load_results(run_experiment(load_config(tmp_path / "walks.yaml")))
         assert len(trained) == run
         first, reusing = results["results"]
         assert first["train_seconds"] >= 4.0 and reusing["train_seconds"] >= 4.0
         assert first["reused_stage_seconds"] == 0.0
         assert 4.0 <= reusing["reused_stage_seconds"] <= reusing["train_seconds"]
+
+
+def test_compare_for_recommendation_budgets_users_and_flags_negative_transfer(
+    tmp_path: Path, tiny_backbone: str
+) -> None:
+    data = yaml.safe_load(write_config(tmp_path, tiny_backbone).read_text())
+    data["recipes"] = ["popularity", data["recipes"][3]]  # a baseline, text-seq (transfer)
+    data["budgets"] = [0.5, "all"]
+    data["seeds"] = [0, 1]
+    (tmp_path / "walks.yaml").write_text(yaml.safe_dump(data))
+    results = load_results(compare(load_config(tmp_path / "walks.yaml"), show_progress=False))
+    half = [r for r in results["results"] if r["budget"] == 0.5]
+    assert {r["target_examples"] for r in half} == {15}  # half of the 30 users train
+    assert all(r["metrics"].keys() == r["validation_metrics"].keys() for r in half)
+    rows = {(row["label"], str(row["budget"])): row for row in results["comparison"]}
+    assert set(rows) == {
+        ("popularity", "0.5"),
+        ("popularity", "all"),
+        ("text-seq", "0.5"),
+        ("text-seq", "all"),
+    }
+    transfer = rows[("text-seq", "all")]
+    assert transfer["best_scratch"] == "popularity" and transfer["seeds"] == 2
+    expected = transfer["ndcg@5"]["mean"] - rows[("popularity", "all")]["ndcg@5"]["mean"]
+    assert transfer["versus_scratch"] == pytest.approx(expected)
+    assert isinstance(transfer["negative_transfer"], bool)

@@ -13,6 +13,7 @@ from shoptransfer.data.interactions import InteractionDomain, leave_one_out
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.ranking import evaluate_ranking
 from shoptransfer.metering import StageCache, measure
+from shoptransfer.recipes import FitData
 
 WORDS = [
     "apple",
@@ -59,9 +60,11 @@ def test_recommendation_recipes_are_registered_with_their_task() -> None:
 
 def test_popularity_and_item_knn() -> None:
     domain = cyclic_domain()
-    counts = make_recipe("popularity").fit(None, domain).scores([np.array([1])], np.array([0]))
+    counts = (
+        make_recipe("popularity").fit(FitData(None, domain)).scores([np.array([1])], np.array([0]))
+    )
     assert counts.shape == (1, 13) and float(counts[0, 0]) == 0.0
-    knn = make_recipe("item-knn", neighbours=4).fit(None, domain)
+    knn = make_recipe("item-knn", neighbours=4).fit(FitData(None, domain))
     scores = knn.scores([np.array([5])], np.array([0]))[0]
     assert set(torch.topk(scores, 2).indices.tolist()) == {4, 6}  # its neighbours in the walk
 
@@ -69,8 +72,8 @@ def test_popularity_and_item_knn() -> None:
 def test_sasrec_learns_the_next_step_and_beats_popularity() -> None:
     domain = cyclic_domain()
     options = {"hidden": 32, "epochs": 40, "patience": 40, "batch_size": 64, "dropout": 0.1}
-    sasrec = make_recipe("sasrec", **options).fit(None, domain)
-    popular = make_recipe("popularity").fit(None, domain)
+    sasrec = make_recipe("sasrec", **options).fit(FitData(None, domain))
+    popular = make_recipe("popularity").fit(FitData(None, domain))
     assert recall_at(sasrec, domain, 1) > 0.9
     assert recall_at(popular, domain, 1) < 0.3
 
@@ -78,7 +81,7 @@ def test_sasrec_learns_the_next_step_and_beats_popularity() -> None:
 def test_bpr_learns_user_preferences() -> None:
     domain = cyclic_domain()
     bpr = make_recipe("bpr", hidden=16, epochs=60, patience=60, batch_size=64, learning_rate=0.05)
-    ranker = bpr.fit(None, domain)
+    ranker = bpr.fit(FitData(None, domain))
     assert recall_at(ranker, domain, 5) > 0.6  # a user's walk covers a region of the cycle
 
 
@@ -95,11 +98,11 @@ def test_text_model_pre_trained_on_a_source_transfers_to_new_items(tiny_backbone
         "adaptor_dropout": 0.0,
     }
     recipe = make_recipe("text-seq-adaptor", source_epochs=40, epochs=1, patience=5, **common)
-    transferred = recipe.fit(source, target)
+    transferred = recipe.fit(FitData(source, target))
     history = [r for r in recipe.history_]
     assert history and "validation_score" in history[0]
     # same texts, new item ids: the pre-trained encoder ranks the next step first at once
-    scratch = make_recipe("text-seq-scratch", epochs=1, **common).fit(None, target)
+    scratch = make_recipe("text-seq-scratch", epochs=1, **common).fit(FitData(None, target))
     assert recall_at(transferred, target, 2) > 0.9  # measured 1.0
     assert recall_at(scratch, target, 2) < 0.8  # measured 0.53: one epoch is not enough
     frozen = [
@@ -113,10 +116,10 @@ def test_text_model_options_are_checked(tiny_backbone: str) -> None:
     with pytest.raises(ConfigError, match="trainable"):
         make_recipe("text-seq", trainable="heads").validate(domain)
     with pytest.raises(DataError, match="pre-trains on a source"):
-        make_recipe("text-seq", backbone=tiny_backbone).fit(None, domain)
+        make_recipe("text-seq", backbone=tiny_backbone).fit(FitData(None, domain))
     ids = make_recipe(
         "text-seq-ids", backbone=tiny_backbone, pretrain=False, epochs=1, hidden=16
-    ).fit(None, domain)
+    ).fit(FitData(None, domain))
     assert ids.model.encoder.items.ids is not None
 
 
@@ -132,7 +135,7 @@ def test_variants_share_one_pre_training_and_the_adaptor_is_one_product(
     def fit(name: str, seed: int) -> tuple[Any, float]:
         recipe = make_recipe(name, seed=seed, source_prefixes=3, **common)
         with measure() as meter:
-            recipe.fit(source, target, stages=stages)
+            recipe.fit(FitData(source, target, stages=stages))
         return recipe, meter.reused_seconds
 
     first, first_reused = fit("text-seq", 7)
@@ -171,7 +174,7 @@ def test_fits_share_nothing_without_a_stage_cache(tiny_backbone: str, monkeypatc
     options = {"backbone": tiny_backbone, "hidden": 16, "source_epochs": 2, "epochs": 1}
     scores = []
     for _ in range(2):
-        ranker = make_recipe("text-seq", seed=3, **options).fit(source, target)
+        ranker = make_recipe("text-seq", seed=3, **options).fit(FitData(source, target))
         scores.append(ranker.scores([np.array([1, 2])], np.array([0])))
     assert len(pre_trainings) == 2
     assert torch.equal(scores[0], scores[1])

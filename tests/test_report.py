@@ -29,7 +29,7 @@ def test_summary_averages_seeds_and_table_shows_mean_and_std() -> None:
     ]
     rows = summarise(results)
     assert [(r["recipe"], r["budget"]) for r in rows] == [("scratch-tfidf", 0), ("fine-tune", 16)]
-    assert rows[1]["accuracy"] == [0.80, 0.90]
+    assert rows[1]["metrics"]["accuracy"] == [0.80, 0.90]
     table = format_table(results)
     assert "85.0 ± 7.1" in table
     assert "scratch-tfidf at 0 labels/class: trains on target labels only" in table

@@ -63,7 +63,7 @@ def test_run_writes_results_models_and_config(
         assert record["trainable_parameters"] > 0 and record["peak_rss_mb"] > 0
         assert record["train_seconds"] >= 0 and record["predict_seconds"] >= 0
         assert (run_dir / record["model_dir"] / "model.safetensors").exists()
-    assert cells[("fine-tune", 2)]["target_labels"] == 4
+    assert cells[("fine-tune", 2)]["target_examples"] == 4
     labels, probabilities, classes = predict(
         run_dir, ["great pan, love it"], model="scratch-tfidf-k2-seed0"
     )
@@ -223,11 +223,13 @@ def test_same_seed_gives_the_same_numbers(
 def test_two_entries_of_one_recipe_keep_their_own_models_and_rows(
     tmp_path: Path, review_csvs: tuple[Path, Path]
 ) -> None:
-    from shoptransfer.api import choose_model, prepare_target, read_domain
+    from shoptransfer.api import choose_model
+    from shoptransfer.backbones.cache import EmbeddingCache
     from shoptransfer.evaluation.compare import analyse
     from shoptransfer.evaluation.metrics import classification_metrics
     from shoptransfer.evaluation.report import format_table
     from shoptransfer.recipes import load_predictor
+    from shoptransfer.tasks import make_task
 
     # the better entry first: a shared folder would hold the second (worse) entry's model
     recipes = [{"name": "scratch-tfidf", "c": 100.0}, {"name": "scratch-tfidf", "c": 1e-4}]
@@ -256,7 +258,7 @@ def test_two_entries_of_one_recipe_keep_their_own_models_and_rows(
 
     best = choose_model(run_dir)
     assert best == run_dir / rows[0]["model_dir"]
-    _, test = prepare_target(config, read_domain(config.target))
+    test = make_task(config).prepare(EmbeddingCache(None)).test
     classes = results["classes"]
     for row in rows:  # each saved model scores what its own row reports
         model = load_predictor(run_dir / row["model_dir"])
@@ -266,3 +268,28 @@ def test_two_entries_of_one_recipe_keep_their_own_models_and_rows(
     labels, _, _ = predict(run_dir, test.inputs)
     expected = load_predictor(run_dir / rows[0]["model_dir"]).predict(test.inputs)
     assert labels == expected
+
+
+def test_without_a_source_the_backbone_is_the_source_and_recipes_train_on_target_labels(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    config_path = write_config(tmp_path, *review_csvs, tiny_backbone, budgets=[2, "all"])
+    data = yaml.safe_load(config_path.read_text())
+    del data["source"]
+    data["recipes"].append({"name": "lora", "epochs": 1, "target_epochs": 2})
+    config_path.write_text(yaml.safe_dump(data))
+    run_dir = run_experiment(load_config(config_path), show_progress=False)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert "source" not in results["data"] and results["classes"] == ["neg", "pos"]
+    cells = {(r["label"], r["budget"]): r for r in results["results"]}
+    assert all(r["status"] == "ok" for r in cells.values())
+    assert cells[("fine-tune", 2)]["target_examples"] == 4
+    assert cells[("fine-tune", "all")]["target_examples"] == 16
+    labels, _, _ = predict(run_dir, ["great pan, works perfectly"], model="lora-kall-seed0")
+    assert labels[0] in ("neg", "pos")
+    # budget 0 has nothing to train on without a source: an error before any work
+    data["budgets"] = [0, 2]
+    config_path.write_text(yaml.safe_dump(data))
+    result = cli("run", str(config_path), cwd=tmp_path)
+    assert result.returncode == 2 and "has no source" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,6 +1,6 @@
 """shoptransfer: transfer learning for e-commerce, measured against training from scratch."""
 
-from shoptransfer.api import compare, load_model, predict, read_domain, run_experiment
+from shoptransfer.api import compare, load_model, predict, read_domain, recommend, run_experiment
 from shoptransfer.config import ExperimentConfig, load_config, parse_config
 from shoptransfer.data import TextDomain, read_blitzer, read_table
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
@@ -21,5 +21,6 @@ __all__ = [
     "read_blitzer",
     "read_domain",
     "read_table",
+    "recommend",
     "run_experiment",
 ]

@@ -26,40 +26,40 @@ app = typer.Typer(
 DEMO_DOMAINS = ("books", "dvd", "electronics", "kitchen")
 
 
-def _print_result(record: dict[str, Any]) -> None:
-    label = record.get("label") or record["recipe"]
-    if record["status"] != "ok":
+def _result_printer(task_name: str) -> Any:
+    """A function printing one finished cell as a line on stderr, in the task's metrics."""
+    from shoptransfer.api import task_class
+
+    task = task_class(task_name)
+
+    def show(record: dict[str, Any]) -> None:
+        label = record.get("label") or record["recipe"]
+        where = f"  {label:<20} {task.budget_header} {record['budget']!s:>4}"
+        if record["status"] != "ok":
+            typer.echo(f"{where}  skipped ({record['reason']})", err=True)
+            return
+        metrics = record["metrics"]
+        shown = "  ".join(
+            f"{c.header} {metrics[c.key] * c.scale:.{c.digits}f}"
+            for c in task.columns
+            if c.key in metrics
+        )
         typer.echo(
-            f"  {label:<20} labels/class {record['budget']:>4}  skipped ({record['reason']})",
+            f"{where}  seed {record['seed']}  {shown}  train {record['train_seconds']:.1f} s",
             err=True,
         )
-        return
-    metrics = record["metrics"]
-    typer.echo(
-        f"  {label:<20} labels/class {record['budget']:>4}  seed {record['seed']}  "
-        f"accuracy {metrics['accuracy'] * 100:5.1f}  macro-F1 {metrics['macro_f1'] * 100:5.1f}  "
-        f"train {record['train_seconds']:.1f} s",
-        err=True,
+
+    return show
+
+
+def _title(experiment: Any) -> str:
+    source = experiment.source
+    target = experiment.target
+    source_name = (source.name or Path(source.path).name) if source is not None else "pre-training"
+    return (
+        f"{experiment.name}: {source_name} → {target.name or Path(target.path).name}, "
+        f"seeds {experiment.seeds}"
     )
-
-
-def _run_and_report(config: Any, quiet: bool, title: str) -> Path:
-    from shoptransfer.api import run_experiment
-    from shoptransfer.evaluation.report import format_table
-    from shoptransfer.runs import load_results
-
-    run_dir = run_experiment(
-        config, show_progress=not quiet, on_result=None if quiet else _print_result
-    )
-    results = load_results(run_dir)
-    typer.echo("")
-    typer.echo(title)
-    typer.echo(format_table(results["results"]))
-    dropped = {part: d["dropped_rows"] for part, d in results["data"].items() if d["dropped_rows"]}
-    if dropped:
-        typer.echo(f"\nrows dropped while reading: {dropped}")
-    typer.echo(f"\nrun folder: {run_dir}")
-    return run_dir
 
 
 @app.command()
@@ -67,38 +67,12 @@ def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML file")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
 ) -> None:
-    """Run an experiment file: recipes x target budgets x seeds, into runs/<time>-<name>/."""
+    """Run an experiment file (any task): recipes x target budgets x seeds, into
+    runs/<time>-<name>/."""
     from shoptransfer.config import load_config
 
     experiment = load_config(config)
-    if experiment.task == "recommendation":
-        _run_recommendation(experiment, quiet)
-        return
-    title = (
-        f"{experiment.name}: {experiment.source.name or Path(experiment.source.path).name}"
-        f" → {experiment.target.name or Path(experiment.target.path).name}, "
-        f"seeds {experiment.seeds}"
-    )
-    _run_and_report(experiment, quiet, title)
-
-
-def _run_recommendation(experiment: Any, quiet: bool) -> None:
-    from shoptransfer.recommendation import format_recommendation, run_recommendation
-    from shoptransfer.runs import load_results
-
-    def show(result: dict[str, Any]) -> None:
-        if not quiet:
-            test = result["test"]
-            typer.echo(
-                f"  {result['recipe']} seed {result['seed']}: recall@10 "
-                f"{test.get('recall@10', float('nan')):.4f}, ndcg@10 "
-                f"{test.get('ndcg@10', float('nan')):.4f} ({result['train_seconds']:.0f} s)",
-                err=True,
-            )
-
-    run_dir = run_recommendation(experiment, show_progress=not quiet, on_result=show)
-    typer.echo(format_recommendation(load_results(run_dir)["summary"]))
-    typer.echo(f"run folder: {run_dir}", err=True)
+    _run_and_report(experiment, quiet, _title(experiment))
 
 
 @app.command()
@@ -107,13 +81,14 @@ def recommend(
     user: Annotated[str, typer.Option(help="user id as in the data")],
     k: Annotated[int, typer.Option(help="how many items")] = 10,
     recipe: Annotated[
-        str | None, typer.Option(help="recipe of the run (default: best validation NDCG@10)")
+        str | None,
+        typer.Option(help="recipe entry (label) of the run (default: best validation NDCG)"),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of that recipe's model")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Recommend the next items for a user, each with the history items behind it."""
-    from shoptransfer.recommendation import recommend as recommend_items
+    from shoptransfer.api import recommend as recommend_items
 
     answer = recommend_items(run_dir, user, k, recipe, seed)
     if as_json:
@@ -163,8 +138,10 @@ def compare(
     name: Annotated[str | None, typer.Option(help="run name")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
 ) -> None:
-    """Compare recipes x budgets x seeds: mean ± std, negative transfer, cost, domain gap."""
+    """Compare recipes x budgets x seeds (any task): mean ± std, negative transfer against
+    the best scratch baseline, cost, domain gap."""
     from shoptransfer.api import compare as run_comparison
+    from shoptransfer.api import task_class
     from shoptransfer.config import load_config, parse_config
     from shoptransfer.errors import ConfigError
     from shoptransfer.evaluation.compare import format_comparison
@@ -190,16 +167,24 @@ def compare(
         "name": name,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
-    if "source" not in data or "target" not in data:
-        raise ConfigError("compare needs a config file or both --source and --target")
+    if "target" not in data:
+        raise ConfigError("compare needs a config file or --target (and usually --source)")
     experiment = parse_config(data, str(config or "compare"), base_dir)
     run_dir = run_comparison(
-        experiment, show_progress=not quiet, on_result=None if quiet else _print_result
+        experiment,
+        show_progress=not quiet,
+        on_result=None if quiet else _result_printer(experiment.task),
     )
     results = load_results(run_dir)
+    task = task_class(results["task"])
+    primary_first = sorted(task.columns, key=lambda c: c.key != results["primary_metric"])
     typer.echo("")
     typer.echo(f"{experiment.name}: seeds {experiment.seeds}")
-    typer.echo(format_comparison(results["comparison"], results.get("domain_gap")))
+    typer.echo(
+        format_comparison(
+            results["comparison"], results.get("domain_gap"), primary_first, task.budget_header
+        )
+    )
     typer.echo(f"\nrun folder: {run_dir}")
 
 
@@ -271,6 +256,29 @@ def demo(
         f"{' / '.join(map(str, budget_list))}, seed {seed}"
     )
     _run_and_report(config, quiet, title)
+
+
+def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
+    from shoptransfer.api import run_experiment, task_class
+    from shoptransfer.evaluation.report import format_table
+    from shoptransfer.runs import load_results
+
+    run_dir = run_experiment(
+        experiment,
+        show_progress=not quiet,
+        on_result=None if quiet else _result_printer(experiment.task),
+    )
+    results = load_results(run_dir)
+    task = task_class(results["task"])
+    typer.echo("")
+    typer.echo(title)
+    typer.echo(format_table(results["results"], task.columns, task.budget_header))
+    dropped = {
+        part: d["dropped_rows"] for part, d in results["data"].items() if d.get("dropped_rows")
+    }
+    if dropped:
+        typer.echo(f"\nrows dropped while reading: {dropped}")
+    typer.echo(f"\nrun folder: {run_dir}")
 
 
 @app.command()

@@ -152,57 +152,54 @@ def label_recipes(entries: list[RecipeConfig]) -> list[RecipeConfig]:
     return entries
 
 
-class ExperimentConfig(_Strict):
-    """One source -> target experiment: recipes x target budgets x seeds."""
+def _checked_budgets(value: Any, fractions_only: bool = False) -> list[Any]:
+    """Budgets: labels per class (an integer), a fraction of the pool, or 'all'."""
+    if fractions_only:
+        expected = "expected a share of the target's users between 0 and 1, or 'all'"
+    else:
+        expected = (
+            "expected labels per class (an integer, 0 or more), a fraction between 0 and 1, "
+            "or 'all'"
+        )
 
-    task: Literal["classification"] = Field("classification", description="what is learned")
+    def valid(b: Any) -> bool:
+        if b == "all":
+            return True
+        if isinstance(b, bool) or not isinstance(b, int | float):
+            return False
+        if fractions_only:
+            return 0 < b <= 1
+        if isinstance(b, float) and not b.is_integer():
+            return 0 < b < 1
+        return b >= 0
+
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a non-empty list of budgets: {expected}")
+    for b in value:
+        if not valid(b):
+            raise ValueError(f"budget {b!r} is not valid; {expected}")
+    if len({str(b) for b in value}) < len(value):
+        raise ValueError(f"budgets {value} repeat a budget; expected each once")
+    if fractions_only:
+        return ["all" if b == "all" or b == 1 else float(b) for b in value]
+    return [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
+
+
+class RunConfig(_Strict):
+    """What every task's experiment file shares: recipes x budgets x seeds, and where the run
+    goes. Each task's config adds its domains and settings."""
+
     name: str = Field("experiment", description="run name, used in the run folder's name")
-    source: DomainConfig
-    target: DomainConfig
-    target_test: DomainConfig | None = Field(
-        None, description="labeled target test set; default: hold out test_fraction of target"
-    )
-    test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
-    split_seed: int = Field(
-        0, ge=0, description="seed of the target test split (fixed across seeds)"
-    )
-    backbone: str | None = Field(
-        None,
-        description="backbone of the neural recipes (default: minilm-l6 for texts, "
-        "efficientnet-lite0 for images)",
-    )
-    max_length: int = Field(128, gt=0, description="tokens kept per text")
-    image_size: int | None = Field(
-        None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
-    )
     recipes: list[RecipeConfig] = Field(
         default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES],
         validate_default=True,
     )
-    budgets: list[int | float | Literal["all"]] = Field(
-        [0, 16, 64],
-        description="target labels: an integer per class, a fraction of the pool, or 'all'",
-    )
     seeds: list[NonNegativeInt] = Field(
         [0], description="random seeds; each gives one result per cell"
-    )
-    transductive: bool = Field(
-        False,
-        description="also give the target test inputs, without labels, to alignment "
-        "recipes (the protocol of the Blitzer papers)",
     )
     output_dir: str = Field("runs", description="folder that receives the run folder")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
     save_models: bool = Field(True, description="save every trained model in the run folder")
-    track_quality: bool = Field(
-        False,
-        description="score a sample of the target test set after every epoch, for the "
-        "time-to-target-quality report (compare turns it on)",
-    )
-    domain_gap: bool = Field(
-        False, description="measure the source-target gap on frozen features (compare does)"
-    )
-    quality_sample: int = Field(500, gt=0, description="target test examples scored per epoch")
 
     @field_validator("recipes", mode="before")
     @classmethod
@@ -222,32 +219,11 @@ class ExperimentConfig(_Strict):
                 out.append(item)
         return out
 
-    @field_validator("budgets", mode="before")
-    @classmethod
-    def _budgets(cls, value: Any) -> Any:
-        def valid(b: Any) -> bool:
-            if b == "all":
-                return True
-            if isinstance(b, bool) or not isinstance(b, int | float):
-                return False
-            if isinstance(b, float) and not b.is_integer():
-                return 0 < b < 1
-            return b >= 0
-
-        expected = (
-            "expected labels per class (an integer, 0 or more), a fraction between 0 and 1, "
-            "or 'all'"
-        )
-        if not isinstance(value, list) or not value:
-            raise ValueError(f"expected a non-empty list of budgets: {expected}")
-        for b in value:
-            if not valid(b):
-                raise ValueError(f"budget {b!r} is not valid; {expected}")
-        return [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
-
     @field_validator("recipes")
     @classmethod
     def _labels(cls, value: list[RecipeConfig]) -> list[RecipeConfig]:
+        if not value:
+            raise ValueError("expected at least one recipe")
         return label_recipes(value)
 
     @field_validator("seeds")
@@ -255,12 +231,67 @@ class ExperimentConfig(_Strict):
     def _seeds(cls, value: list[int]) -> list[int]:
         if not value:
             raise ValueError("expected at least one seed")
+        if len(set(value)) < len(value):
+            raise ValueError(f"seeds {value} repeat a seed; expected each once")
         return value
 
 
-class RecommendationConfig(_Strict):
+class ExperimentConfig(RunConfig):
+    """Classification: an optional source and a target; recipes x target budgets x seeds.
+
+    Without a source, the backbone's pre-training is the only source: recipes train on the
+    target's labels (budget 0 is then not possible for them)."""
+
+    task: Literal["classification"] = Field("classification", description="what is learned")
+    source: DomainConfig | None = Field(
+        None, description="labeled source domain (optional: the backbone's pre-training)"
+    )
+    target: DomainConfig
+    target_test: DomainConfig | None = Field(
+        None, description="labeled target test set; default: hold out test_fraction of target"
+    )
+    test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
+    split_seed: int = Field(
+        0, ge=0, description="seed of the target test split (fixed across seeds)"
+    )
+    backbone: str | None = Field(
+        None,
+        description="backbone of the neural recipes (default: minilm-l6 for texts, "
+        "efficientnet-lite0 for images)",
+    )
+    max_length: int = Field(128, gt=0, description="tokens kept per text")
+    image_size: int | None = Field(
+        None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
+    )
+    budgets: list[int | float | Literal["all"]] = Field(
+        [0, 16, 64],
+        description="target labels: an integer per class, a fraction of the pool, or 'all'",
+    )
+    transductive: bool = Field(
+        False,
+        description="also give the target test inputs, without labels, to alignment "
+        "recipes (the protocol of the Blitzer papers)",
+    )
+    track_quality: bool = Field(
+        False,
+        description="score a sample of the target test set after every epoch, for the "
+        "time-to-target-quality report (compare turns it on)",
+    )
+    domain_gap: bool = Field(
+        False, description="measure the source-target gap on frozen features (compare does)"
+    )
+    quality_sample: int = Field(500, gt=0, description="target test examples scored per epoch")
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any) -> Any:
+        return _checked_budgets(value)
+
+
+class RecommendationConfig(RunConfig):
     """Next-item recommendation: pre-train on a source domain's histories (optional), train
-    and evaluate on the target's (full ranking of every item)."""
+    and evaluate on the target's (full ranking of every item). A budget is the share of the
+    target's users whose histories training sees."""
 
     task: Literal["recommendation"]
     name: str = Field("recommendation", description="run name, used in the run folder's name")
@@ -274,20 +305,22 @@ class RecommendationConfig(_Strict):
         ],
         validate_default=True,
     )
-    seeds: list[NonNegativeInt] = Field(
-        [0], description="random seeds; each gives one result per recipe"
+    budgets: list[float | Literal["all"]] = Field(
+        ["all"], description="shares of the target's users whose training histories are used"
     )
     ks: list[PositiveInt] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
     eval_batch_size: int = Field(512, gt=0, description="users scored at once in evaluation")
-    output_dir: str = Field("runs", description="folder that receives the run folder")
-    cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
-    save_models: bool = Field(True, description="save every trained model in the run folder")
 
-    _recipe_shorthand = field_validator("recipes", mode="before")(
-        ExperimentConfig._recipe_shorthand.__func__  # type: ignore[attr-defined]
-    )
-    _seeds = field_validator("seeds")(ExperimentConfig._seeds.__func__)  # type: ignore[attr-defined]
-    _labels = field_validator("recipes")(ExperimentConfig._labels.__func__)  # type: ignore[attr-defined]
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any) -> Any:
+        return _checked_budgets(value, fractions_only=True)
+
+
+CONFIGS: dict[str, type[RunConfig]] = {
+    "classification": ExperimentConfig,
+    "recommendation": RecommendationConfig,
+}
 
 
 def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str:
@@ -317,12 +350,14 @@ def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str
 
 
 def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
-    """Validate a config mapping (an :class:`ExperimentConfig`, or a
-    :class:`RecommendationConfig` when ``task: recommendation``); relative data paths are
-    resolved against ``base_dir``."""
+    """Validate a config mapping: the model of its ``task`` (:data:`CONFIGS`; classification
+    when absent); relative data paths are resolved against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping of keys to values at the top level")
-    model: Any = RecommendationConfig if data.get("task") == "recommendation" else ExperimentConfig
+    task = data.get("task", "classification")
+    if task not in CONFIGS:
+        raise ConfigError(f"{where}: key 'task': '{task}'; expected one of {sorted(CONFIGS)}")
+    model: Any = CONFIGS[task]
     try:
         config = model.model_validate(data)
     except ValidationError as exc:

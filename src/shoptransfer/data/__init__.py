@@ -3,6 +3,7 @@
 from shoptransfer.data.domain import Domain, FeatureDomain, TextDomain, shared_label_vocabulary
 from shoptransfer.data.features import read_features
 from shoptransfer.data.readers import parse_blitzer, read_blitzer, read_table
+from shoptransfer.data.reading import read_domain
 from shoptransfer.data.sampling import (
     sample_fraction,
     sample_per_class,
@@ -17,6 +18,7 @@ __all__ = [
     "TextDomain",
     "parse_blitzer",
     "read_blitzer",
+    "read_domain",
     "read_table",
     "sample_fraction",
     "sample_per_class",

@@ -79,6 +79,22 @@ class InteractionDomain:
         digest.update("\n".join(self.item_text).encode("utf-8"))
         return digest.hexdigest()
 
+    def __len__(self) -> int:
+        """Users with training interactions."""
+        return sum(1 for sequence in self.train if len(sequence))
+
+    def with_training_users(self, share: float, seed: int) -> InteractionDomain:
+        """A copy whose training histories are those of a seeded ``share`` of the users with
+        any (the others' are emptied); validation and test cases stay those of every user."""
+        active = np.flatnonzero([len(sequence) > 0 for sequence in self.train])
+        keep = np.random.default_rng(seed).permutation(active)[: max(1, round(share * len(active)))]
+        kept = set(keep.tolist())
+        train = [
+            sequence if u in kept else np.zeros(0, dtype=np.int64)
+            for u, sequence in enumerate(self.train)
+        ]
+        return dataclasses.replace(self, train=train, name=f"{self.name} ({share:g} of users)")
+
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -388,3 +404,27 @@ def _split_rows(path: Path, n_items: int) -> list[tuple[str, np.ndarray, int]]:
             )
         rows.append((u.strip(), np.array(ids[:-1], dtype=np.int64), ids[-1]))
     return rows
+
+
+def read_interaction_domain(config: Any) -> InteractionDomain:
+    """Read the interaction domain a config entry (an ``InteractionDomainConfig``) describes."""
+    path = Path(config.path).expanduser()
+    fmt = config.format or ("recbole-split" if path.is_dir() else None)
+    if fmt == "recbole-split":
+        domain = read_recbole_split(path)
+    else:
+        domain = read_interactions(
+            path,
+            user=config.user,
+            item=config.item,
+            time=config.time,
+            items_path=config.items,
+            item_id=config.item_id,
+            item_text=config.item_text,
+            format=None if fmt == "atomic" else fmt,
+            k_core_threshold=config.k_core,
+            max_history=config.max_history,
+        )
+    if config.name:
+        domain.name = config.name
+    return domain

@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from shoptransfer.evaluation.report import result_label, summarise
+from shoptransfer.evaluation.report import Column, result_label, summarise
 
 
 def proxy_a_distance(source: np.ndarray, target: np.ndarray, seed: int = 0) -> float:
@@ -75,58 +76,80 @@ def _first_reaching(curve: list[list[float]], level: float) -> float | None:
     return None
 
 
-def analyse(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per recipe entry (label) x budget: mean/std of the metrics, cost, and the
-    transfer verdicts."""
-    rows = summarise(results)
+def negative_transfer(
+    candidate: dict[str, float], baseline: dict[str, float], higher_is_better: bool = True
+) -> tuple[bool, float]:
+    """The one negative-transfer rule, for every task.
+
+    ``candidate`` and ``baseline`` are ``{"mean", "std", "seeds"}`` of the primary metric.
+    Returns ``(verdict, difference)``: the difference is the candidate's advantage (positive is
+    better, whatever the metric's direction); the verdict is true when the candidate is worse
+    by more than the standard error of the difference of the two means
+    (``sqrt(s_c^2/n_c + s_b^2/n_b)``), or worse at all when that noise is 0 (one seed each).
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    difference = sign * (candidate["mean"] - baseline["mean"])
+    noise = math.sqrt(
+        candidate["std"] ** 2 / max(1, candidate["seeds"])
+        + baseline["std"] ** 2 / max(1, baseline["seeds"])
+    )
+    return (bool(difference < -noise) if noise > 0 else bool(difference < 0)), difference
+
+
+def analyse(
+    results: list[dict[str, Any]], primary: str = "macro_f1", higher_is_better: bool = True
+) -> list[dict[str, Any]]:
+    """One row per recipe entry (label) x budget: mean/std of every metric, cost, and the
+    transfer verdicts against the best scratch baseline by the ``primary`` metric."""
     ok = [r for r in results if r.get("status") == "ok"]
     out = []
-    for row in rows:
-        cells = [
-            r
-            for r in ok
-            if result_label(r) == row["label"] and str(r["budget"]) == str(row["budget"])
-        ]
+    for row in summarise(results):
         entry: dict[str, Any] = {
             "recipe": row["recipe"],
             "label": row["label"],
             "budget": row["budget"],
             "seeds": row["seeds"],
         }
-        if not cells:
+        if not row["seeds"]:
             entry["skipped"] = row["skipped"]
             out.append(entry)
             continue
+        cells = [
+            r
+            for r in ok
+            if result_label(r) == row["label"] and str(r["budget"]) == str(row["budget"])
+        ]
         entry["family"] = cells[0]["family"]
-        for metric in ("accuracy", "macro_f1"):
-            mean, std = _mean_std([c["metrics"][metric] for c in cells])
+        for metric, values in row["metrics"].items():
+            mean, std = _mean_std(values)
             entry[metric] = {"mean": mean, "std": std}
         for cost in ("train_seconds", "peak_rss_mb", "train_flops_estimate"):
             entry[cost] = float(np.mean([c.get(cost, 0.0) for c in cells]))
         entry["trainable_parameters"] = cells[0]["trainable_parameters"]
         out.append(entry)
+    sign = 1.0 if higher_is_better else -1.0
     for entry in out:
-        if "macro_f1" not in entry or entry.get("family") == "baseline":
+        if primary not in entry or entry.get("family") == "baseline":
             continue
         baselines = [
             e
             for e in out
             if e.get("family") == "baseline"
-            and "macro_f1" in e
+            and primary in e
             and str(e["budget"]) == str(entry["budget"])
         ]
         if not baselines:
             entry["negative_transfer"] = None
             continue
-        best = max(baselines, key=lambda e: e["macro_f1"]["mean"])
-        difference = entry["macro_f1"]["mean"] - best["macro_f1"]["mean"]
-        noise = math.sqrt(
-            entry["macro_f1"]["std"] ** 2 / max(1, entry["seeds"])
-            + best["macro_f1"]["std"] ** 2 / max(1, best["seeds"])
+        best = max(baselines, key=lambda e: sign * e[primary]["mean"])
+        verdict, difference = negative_transfer(
+            {**entry[primary], "seeds": entry["seeds"]},
+            {**best[primary], "seeds": best["seeds"]},
+            higher_is_better,
         )
         entry["best_scratch"] = best["label"]
         entry["versus_scratch"] = difference
-        entry["negative_transfer"] = bool(difference < -noise) if noise > 0 else difference < 0
+        entry["negative_transfer"] = verdict
         entry["time_to_scratch_quality"] = _time_to_quality(ok, entry, best)
     return out
 
@@ -158,45 +181,43 @@ def _time_to_quality(
     }
 
 
-def _mean_pm(entry: dict[str, Any], metric: str) -> str:
-    m = entry[metric]
+def _mean_pm(entry: dict[str, Any], column: Column) -> str:
+    if column.key not in entry:
+        return "—"
+    m = entry[column.key]
+    mean = f"{m['mean'] * column.scale:.{column.digits}f}"
     if entry["seeds"] > 1:
-        return f"{m['mean'] * 100:.1f} ± {m['std'] * 100:.1f}"
-    return f"{m['mean'] * 100:.1f}"
+        return f"{mean} ± {m['std'] * column.scale:.{column.digits}f}"
+    return mean
 
 
-def format_comparison(rows: list[dict[str, Any]], gap: dict[str, float] | None = None) -> str:
+def format_comparison(
+    rows: list[dict[str, Any]],
+    gap: dict[str, float] | None = None,
+    columns: Sequence[Column] = (
+        Column("macro_f1", "macro-F1 %"),
+        Column("accuracy", "accuracy %"),
+    ),
+    budget_header: str = "labels",
+) -> str:
+    """The comparison as an aligned text table, the domain gap under it."""
     header = [
         "recipe",
-        "labels",
-        "macro-F1 %",
-        "accuracy %",
+        budget_header,
+        *(c.header for c in columns),
         "train s",
         "peak MB",
         "params",
         "GFLOPs",
-        "to scratch F1",
+        "to scratch",
         "verdict",
     ]
     lines = [header]
     for e in rows:
-        if "macro_f1" not in e:
-            lines.append(
-                [
-                    result_label(e),
-                    str(e["budget"]),
-                    "—",
-                    "—",
-                    "—",
-                    "—",
-                    "—",
-                    "—",
-                    "—",
-                    f"skipped: {e['skipped']}",
-                ]
-            )
+        if "skipped" in e:
+            dashes = ["—"] * (len(header) - 3)
+            lines.append([result_label(e), str(e["budget"]), *dashes, f"skipped: {e['skipped']}"])
             continue
-
         ttq = e.get("time_to_scratch_quality")
         reach = "—"
         if ttq:
@@ -206,13 +227,13 @@ def format_comparison(rows: list[dict[str, Any]], gap: dict[str, float] | None =
         if e.get("negative_transfer"):
             verdict = f"NEGATIVE TRANSFER vs {e['best_scratch']}"
         elif e.get("negative_transfer") is False:
-            verdict = f"{e['versus_scratch'] * 100:+.1f} vs {e['best_scratch']}"
+            scale, digits = columns[0].scale, columns[0].digits
+            verdict = f"{e['versus_scratch'] * scale:+.{digits}f} vs {e['best_scratch']}"
         lines.append(
             [
                 result_label(e),
                 str(e["budget"]),
-                _mean_pm(e, "macro_f1"),
-                _mean_pm(e, "accuracy"),
+                *(_mean_pm(e, c) for c in columns),
                 f"{e['train_seconds']:.1f}",
                 f"{e['peak_rss_mb']:.0f}",
                 f"{e['trainable_parameters']:,}",
@@ -226,7 +247,7 @@ def format_comparison(rows: list[dict[str, Any]], gap: dict[str, float] | None =
     for n, line in enumerate(lines):
         text.append(
             "  ".join(
-                c.ljust(widths[i]) if i in (0, 9) else c.rjust(widths[i])
+                c.ljust(widths[i]) if i in (0, len(header) - 1) else c.rjust(widths[i])
                 for i, c in enumerate(line)
             ).rstrip()
         )

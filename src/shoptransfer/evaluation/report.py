@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,11 +33,24 @@ def result_label(record: dict[str, Any]) -> str:
     return record.get("label") or record["recipe"]
 
 
+@dataclass(frozen=True)
+class Column:
+    """A metric shown in tables: its key in a result's ``metrics``, header, display scale."""
+
+    key: str
+    header: str
+    scale: float = 100.0
+    digits: int = 1
+
+
+CLASSIFICATION_COLUMNS = (Column("accuracy", "accuracy"), Column("macro_f1", "macro-F1"))
+
+
 def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group result records by (recipe entry label, budget): lists of accuracy, macro-F1,
-    seconds, params."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    order: list[tuple[str, int]] = []
+    """Group result records by (recipe entry label, budget): per metric the list of values
+    over seeds, and seconds and parameters."""
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+    order: list[tuple[str, Any]] = []
     for record in results:
         key = (result_label(record), record["budget"])
         if key not in groups:
@@ -44,14 +59,18 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for label, budget in sorted(order, key=lambda k: (budget_order(k[1]), order.index(k))):
         done = [r for r in groups[(label, budget)] if r.get("status") == "ok"]
+        metrics: dict[str, list[float]] = defaultdict(list)
+        for record in done:
+            for key, value in record["metrics"].items():
+                if isinstance(value, int | float):
+                    metrics[key].append(float(value))
         rows.append(
             {
                 "recipe": groups[(label, budget)][0]["recipe"],
                 "label": label,
                 "budget": budget,
                 "seeds": len(done),
-                "accuracy": [r["metrics"]["accuracy"] for r in done],
-                "macro_f1": [r["metrics"]["macro_f1"] for r in done],
+                "metrics": dict(metrics),
                 "train_seconds": [r["train_seconds"] for r in done],
                 "trainable_parameters": done[0]["trainable_parameters"] if done else None,
                 "skipped": "; ".join(
@@ -68,22 +87,29 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_table(results: list[dict[str, Any]]) -> str:
-    """The results as an aligned text table (accuracy and macro-F1 in %)."""
-    header = ["strategy", "labels/class", "accuracy", "macro-F1", "train s", "trainable params"]
+def format_table(
+    results: list[dict[str, Any]],
+    columns: Sequence[Column] = CLASSIFICATION_COLUMNS,
+    budget_header: str = "labels/class",
+) -> str:
+    """The results as an aligned text table: each column's metric, mean (± std) over seeds."""
+    header = ["strategy", budget_header, *(c.header for c in columns), "train s"]
+    header.append("trainable params")
     lines = [header]
     notes = []
     for row in summarise(results):
         if not row["seeds"]:
-            lines.append([row["label"], str(row["budget"]), "—", "—", "—", "—"])
-            notes.append(f"{row['label']} at {row['budget']} labels/class: {row['skipped']}")
+            lines.append([row["label"], str(row["budget"]), *["—"] * (len(header) - 2)])
+            notes.append(f"{row['label']} at {row['budget']} {budget_header}: {row['skipped']}")
             continue
         lines.append(
             [
                 row["label"],
                 str(row["budget"]),
-                _cell(row["accuracy"]),
-                _cell(row["macro_f1"]),
+                *(
+                    _cell(row["metrics"].get(c.key, []), scale=c.scale, digits=c.digits)
+                    for c in columns
+                ),
                 _cell(row["train_seconds"], scale=1.0),
                 f"{row['trainable_parameters']:,}",
             ]

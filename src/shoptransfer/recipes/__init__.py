@@ -8,6 +8,7 @@ from shoptransfer.recipes import (  # noqa: F401  (importing registers the recip
     transfer,
 )
 from shoptransfer.recipes.base import (
+    FitData,
     Predictor,
     Recipe,
     list_recipes,
@@ -17,6 +18,7 @@ from shoptransfer.recipes.base import (
 )
 
 __all__ = [
+    "FitData",
     "Predictor",
     "Recipe",
     "list_recipes",

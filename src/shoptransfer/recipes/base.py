@@ -22,6 +22,7 @@ from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
+from shoptransfer.metering import StageCache
 
 FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
 
@@ -191,11 +192,55 @@ def _describe_type(annotation: Any) -> str:
 
 
 @dataclasses.dataclass
-class Recipe(ABC):
-    """A transfer strategy: ``fit(source, target)`` returns a :class:`Predictor`.
+class FitData:
+    """Everything one fit reads, handed to :meth:`Recipe.fit` as one object.
 
-    ``source`` is a labeled domain; ``target`` holds the target labels of the budget (``None``
-    when the budget is 0). Constructor arguments are the hyper-parameters; ``fit`` does the work.
+    - ``source``: labeled source examples (``None``: the backbone's pre-training is the only
+      source, and recipes train on the target labels);
+    - ``target``: the budget's labeled target examples (``None`` at budget 0); for
+      recommendation, the target's training histories;
+    - ``unlabeled``: target inputs without labels, for objectives that align the domains;
+    - ``classes``: the label vocabulary (default: the labels of source and target);
+    - ``cache``: frozen embeddings shared by a run's recipes;
+    - ``stages``: trained stages (a source stage, a pre-training) shared by a run's fits,
+      each reuse charged its full cost.
+    """
+
+    source: Any = None
+    target: Any = None
+    unlabeled: Any = None
+    classes: list[str] | None = None
+    cache: EmbeddingCache | None = None
+    stages: StageCache | None = None
+
+    def label_vocabulary(self) -> list[str]:
+        """``classes``, else the sorted labels of the source and the target."""
+        if self.classes is not None:
+            return list(self.classes)
+        labels: set[str] = set()
+        for domain in (self.source, self.target):
+            if domain is not None and getattr(domain, "labeled", False):
+                labels.update(domain.classes)
+        return sorted(labels)
+
+    def reference(self) -> Any:
+        """The domain whose kind of inputs the model reads: the source, else the target."""
+        for domain in (self.source, self.target, self.unlabeled):
+            if domain is not None:
+                return domain
+        raise DataError("nothing to train on: no source, no target examples")
+
+    @property
+    def has_target_labels(self) -> bool:
+        return self.target is not None and len(self.target) > 0
+
+
+@dataclasses.dataclass
+class Recipe(ABC):
+    """A transfer strategy: ``fit(data)`` returns a trained model (a :class:`Predictor`).
+
+    ``data`` (:class:`FitData`) holds everything a fit reads. Constructor arguments are the
+    hyper-parameters; ``fit`` does the work.
     """
 
     name: ClassVar[str]
@@ -206,18 +251,9 @@ class Recipe(ABC):
     seed: int = option(0, "random seed of splits, initialisation and batch order", minimum=0)
 
     @abstractmethod
-    def fit(
-        self,
-        source: Domain,
-        target: Domain | None = None,
-        cache: EmbeddingCache | None = None,
-        unlabeled: Domain | None = None,
-    ) -> Predictor:
-        """Train on ``source``, the labeled ``target`` examples and ``unlabeled`` target data.
-
-        ``cache`` holds frozen embeddings shared by a run's recipes; alignment recipes read
-        ``unlabeled`` (target inputs without labels).
-        """
+    def fit(self, data: FitData) -> Any:
+        """Train on ``data``: its source, the labeled target examples and the unlabeled target
+        inputs, as the recipe uses them; return the trained model."""
 
     def validate(self, source: Domain) -> None:
         """Raise a ConfigError for settings that cannot work on ``source``.

@@ -24,11 +24,10 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.data.domain import Domain, FeatureDomain
+from shoptransfer.data.domain import FeatureDomain
 from shoptransfer.errors import DataError
 from shoptransfer.objectives.coral import coral_transform
-from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
+from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.training import (
     FEATURE_TRANSFORMS,
@@ -84,26 +83,29 @@ class FrozenFeatures(BackboneRecipe):
             return n_source / n_target
         return float(self.target_weight)
 
-    def fit(
-        self,
-        source: Domain,
-        target: Domain | None = None,
-        cache: EmbeddingCache | None = None,
-        unlabeled: Domain | None = None,
-    ) -> Predictor:
-        classes = source.classes
-        self.validate(source)
-        frozen = None if isinstance(source, FeatureDomain) else self.make_encoder()
-        if self.solver == "lbfgs":  # cross-validation picks the setting: no split held out
+    def fit(self, data: FitData) -> Predictor:
+        classes = data.label_vocabulary()
+        source, target, cache = data.source, data.target, data.cache
+        reference = data.reference()
+        self.validate(reference)
+        frozen = None if isinstance(reference, FeatureDomain) else self.make_encoder()
+        if source is None:  # the target's labels only: fixed epochs, no split held out
+            if not data.has_target_labels:
+                raise DataError(f"recipe '{self.name}': no source and no target labels")
+            train, validation, target = target, None, None
+        elif self.solver == "lbfgs":  # cross-validation picks the setting: no split held out
             train, validation = source, None
         else:
             train, validation = split_source(source, self.validation_fraction, self.seed)
         train_x = domain_inputs(train, frozen, cache)
         assert isinstance(train_x, np.ndarray)
         if self.recolor:
-            if unlabeled is None:
-                raise DataError(f"recipe '{self.name}' needs unlabeled target data")
-            target_x = domain_inputs(unlabeled, frozen, cache)
+            if data.unlabeled is None or source is None:
+                raise DataError(
+                    f"recipe '{self.name}' re-colours the source with unlabeled target data; "
+                    "it needs both"
+                )
+            target_x = domain_inputs(data.unlabeled, frozen, cache)
             train_x = coral_transform(train_x, np.asarray(target_x))
         parts = [Examples(train_x, train.label_ids(classes), np.ones(len(train), dtype=np.float32))]
         if target is not None and len(target):
@@ -139,8 +141,11 @@ class FrozenFeatures(BackboneRecipe):
                 model.head.weight.copy_(torch.from_numpy(weight))
                 model.head.bias.copy_(torch.from_numpy(bias))
             return as_predictor(model)
-        assert validation is not None
-        held_out = Examples(domain_inputs(validation, frozen, cache), validation.label_ids(classes))
+        held_out = None
+        if validation is not None:
+            held_out = Examples(
+                domain_inputs(validation, frozen, cache), validation.label_ids(classes)
+            )
         settings = TrainingSettings(
             epochs=self.epochs,
             batch_size=self.batch_size,

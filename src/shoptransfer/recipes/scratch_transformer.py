@@ -13,10 +13,9 @@ from typing import ClassVar
 
 import torch
 
-from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.data.domain import Domain
 from shoptransfer.recipes.base import (
     BackboneRecipe,
+    FitData,
     Predictor,
     option,
     register_recipe,
@@ -38,16 +37,10 @@ class ScratchTransformer(BackboneRecipe):
     batch_size: int = option(16, "examples per step", minimum=1)
     learning_rate: float = option(1e-4, "AdamW learning rate", above=0)
 
-    def fit(
-        self,
-        source: Domain,
-        target: Domain | None = None,
-        cache: EmbeddingCache | None = None,
-        unlabeled: Domain | None = None,
-    ) -> Predictor:
-        target = require_target_labels(self, target)
+    def fit(self, data: FitData) -> Predictor:
+        target = require_target_labels(self, data.target)
         self.check_backbone(target)
-        classes = source.classes
+        classes = data.label_vocabulary()
         torch.manual_seed(self.seed)
         encoder = self.make_encoder(pretrained=False)
         model = Classifier(len(classes), encoder.hidden_size, encoder, self.precision)

@@ -18,10 +18,9 @@ from safetensors.numpy import load_file, save_file
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.data.domain import Domain
 from shoptransfer.files import atomic_write_text
 from shoptransfer.recipes.base import (
+    FitData,
     Predictor,
     Recipe,
     option,
@@ -108,15 +107,9 @@ class ScratchTfidf(Recipe):
     )
     c: float = option(1.0, "inverse L2 regularisation strength of the logistic regression", above=0)
 
-    def fit(
-        self,
-        source: Domain,
-        target: Domain | None = None,
-        cache: EmbeddingCache | None = None,
-        unlabeled: Domain | None = None,
-    ) -> Predictor:
-        target = require_target_texts(self, target)
-        classes = sorted(set(source.classes) | set(target.classes))
+    def fit(self, data: FitData) -> Predictor:
+        target = require_target_texts(self, data.target)
+        classes = data.label_vocabulary()
         counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)
         counts = counter.fit_transform(target.texts)
         document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])

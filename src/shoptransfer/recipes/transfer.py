@@ -27,15 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.precision import PRECISIONS
 from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, FeatureDomain
 from shoptransfer.data.pixels import ImageInputs
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.metering import charge_reused, measure, training_clock
+from shoptransfer.metering import measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
-from shoptransfer.recipes.base import BackboneRecipe, Predictor, option, register_recipe
+from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
 from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
 from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
 from shoptransfer.training import (
@@ -111,9 +110,6 @@ class EncoderTransfer(BackboneRecipe):
         "sequential",
         "'sequential' (source, then target labels) or 'joint' "
         "(a head per domain, trained together)",
-    )
-    _source_stage: dict[Any, tuple[dict[str, torch.Tensor], Any, float, list[Any]]] = (
-        dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
     )
     history_: list[dict[str, float]] = dataclasses.field(
         default_factory=list, init=False, repr=False, compare=False
@@ -302,26 +298,13 @@ class EncoderTransfer(BackboneRecipe):
 
     # -- training -----------------------------------------------------------------------------
 
-    def fit(
-        self,
-        source: Domain,
-        target: Domain | None = None,
-        cache: EmbeddingCache | None = None,
-        unlabeled: Domain | None = None,
-    ) -> Predictor:
-        self._check(source)
-        classes = source.classes
-        model, frozen = self._build(source, len(classes))
+    def fit(self, data: FitData) -> Predictor:
+        source, target, unlabeled, cache = data.source, data.target, data.unlabeled, data.cache
+        self._check(data.reference())
+        self._check_data(data)
+        classes = data.label_vocabulary()
+        model, frozen = self._build(data.reference(), len(classes))
         inputs = lambda domain: domain_inputs(domain, frozen, cache, model.encoder)  # noqa: E731
-        has_target_labels = target is not None and len(target) > 0
-        if self.aligns() and unlabeled is None:
-            raise DataError(
-                f"recipe '{self.name}' aligns features with unlabeled target data; none was given"
-            )
-        if self.self_training_rounds and (unlabeled is None or len(unlabeled) == 0):
-            raise DataError(
-                f"recipe '{self.name}' self-trains on unlabeled target data; none was given"
-            )
         built = self._build_objectives(model, len(classes))
 
         def in_stage(stage: str) -> list[Objective]:
@@ -333,26 +316,24 @@ class EncoderTransfer(BackboneRecipe):
         source_objectives = in_stage("source")
         target_stream = None
         if self.aligns():
-            assert unlabeled is not None
             target_stream = Examples(inputs(unlabeled))
-        elif self.stages == "joint" and has_target_labels:
-            assert target is not None
+        elif self.stages == "joint" and data.has_target_labels:
             target_stream = Examples(inputs(target), target.label_ids(classes))
         elif self.stages == "joint":  # no target labels: no target head to train
             source_objectives = [o for o in source_objectives if not isinstance(o, TargetHead)]
-        self._source_stage_fit(
-            model, source, inputs, target_stream, source_objectives, as_predictor, unlabeled
-        )
+        self.history_ = []
+        if source is not None:
+            self._source_stage_fit(
+                model, data, classes, inputs, target_stream, source_objectives, as_predictor
+            )
         if self.self_training_rounds:
-            assert unlabeled is not None
             self._self_train(
                 model, source, unlabeled, inputs, in_stage("self-training"), as_predictor
             )
         heads = [o for o in source_objectives if isinstance(o, TargetHead)]
         if heads:
             model.head = heads[0].head  # predict the target with the target's own head
-        elif has_target_labels:
-            assert target is not None
+        elif data.has_target_labels:
             Trainer(self._settings("target")).fit(
                 model,
                 Examples(inputs(target), target.label_ids(classes)),
@@ -364,33 +345,72 @@ class EncoderTransfer(BackboneRecipe):
             )
         return as_predictor(model)
 
+    def _check_data(self, data: FitData) -> None:
+        """A clear error when the data lacks what the configured pieces read."""
+        if self.aligns() and data.unlabeled is None:
+            raise DataError(
+                f"recipe '{self.name}' aligns features with unlabeled target data; none was given"
+            )
+        if self.self_training_rounds and (data.unlabeled is None or len(data.unlabeled) == 0):
+            raise DataError(
+                f"recipe '{self.name}' self-trains on unlabeled target data; none was given"
+            )
+        if data.source is None:
+            needs = [
+                what
+                for what, used in (
+                    ("objectives on unlabeled target data", self.aligns()),
+                    ("self-training", self.self_training_rounds > 0),
+                    ("joint stages", self.stages == "joint"),
+                )
+                if used
+            ]
+            if needs:
+                raise DataError(f"recipe '{self.name}': {needs[0]} need a source domain")
+            if not data.has_target_labels:
+                raise DataError(f"recipe '{self.name}': no source and no target labels to train on")
+
+    def _source_stage_key(self, data: FitData) -> tuple[Any, ...]:
+        """What the source stage depends on: the settings it reads and its data."""
+        target_only = {"target_epochs", "target_learning_rate"}
+        settings = tuple(
+            (key, repr(getattr(self, key))) for key in self.options() if key not in target_only
+        )
+        unlabeled = data.unlabeled.data_hash() if self.aligns() else None
+        return (
+            "encoder-transfer source stage",
+            self.name,
+            settings,
+            data.source.data_hash(),
+            unlabeled,
+        )
+
     def _source_stage_fit(
         self,
         model: Classifier,
-        source: Domain,
+        data: FitData,
+        classes: list[str],
         inputs: Any,
         target_stream: Examples | None,
         objectives: list[Objective],
         as_predictor: Any,
-        unlabeled: Domain | None,
     ) -> None:
         """Train on the source labels (with the objectives' target stream), selecting the
-        epoch on a source validation split; sequential stages reuse an earlier identical run."""
-        classes = source.classes
-        key = (
-            source.data_hash(),
-            self.seed,
-            unlabeled.data_hash() if unlabeled is not None and self.aligns() else None,
-        )
-        reuse = self.stages == "sequential"
-        if reuse and key in self._source_stage:
-            state, clock, flops, history = self._source_stage[key]
-            self.history_ = list(history)
-            model.load_state_dict(state)
-            charge_reused(clock.seconds, flops, clock.curve)  # the full cost, as if trained again
-            if self.gradual_unfreezing:
-                self._unfreezer(model, 1)(0)  # everything the source stage unfroze
-            return
+        epoch on a source validation split. With sequential stages the trained state is kept
+        in ``data.stages``, and a later fit with the same settings and data reuses it (its
+        cost charged again, in full)."""
+        source = data.source
+        reuse = self.stages == "sequential" and data.stages is not None
+        key = self._source_stage_key(data) if reuse else None
+        if reuse:
+            kept = data.stages.get(key)
+            if kept is not None:
+                state, history = kept
+                model.load_state_dict(state)
+                self.history_ = list(history)
+                if self.gradual_unfreezing:
+                    self._unfreezer(model, 1)(0)  # everything the source stage unfroze
+                return
         train, validation = split_source(source, self.validation_fraction, self.seed)
         with training_clock() as clock, measure() as meter:
             self.history_ = Trainer(self._settings("source")).fit(
@@ -407,7 +427,9 @@ class EncoderTransfer(BackboneRecipe):
             )
         if reuse:
             state = {k: v.clone() for k, v in model.state_dict().items()}
-            self._source_stage[key] = (state, clock, meter.flops, list(self.history_))
+            data.stages.put(
+                key, (state, list(self.history_)), clock.seconds, meter.flops, clock.curve
+            )
 
     def _self_train(
         self,

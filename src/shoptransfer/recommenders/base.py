@@ -23,7 +23,7 @@ from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
 from shoptransfer.metering import StageCache
-from shoptransfer.recipes.base import Recipe
+from shoptransfer.recipes.base import FitData, Recipe
 
 
 class ItemRanker(ABC):
@@ -129,22 +129,17 @@ class RecommendationRecipe(Recipe):
     task: ClassVar[str] = "recommendation"
     uses_source: ClassVar[bool] = False
 
-    def fit(  # type: ignore[override]
-        self,
-        source: InteractionDomain | None,
-        target: InteractionDomain | None = None,
-        cache: Any = None,
-        unlabeled: Any = None,
-        stages: StageCache | None = None,
-    ) -> ItemRanker:
-        """Train on ``target``'s training histories (and ``source`` when the recipe uses it).
+    def fit(self, data: FitData) -> ItemRanker:
+        """Train on the target's training histories (``data.target``; with only a source
+        given, the source's) and on ``data.source`` when the recipe pre-trains on it.
 
-        With one domain only, it is the target. ``cache`` holds frozen text embeddings;
-        ``stages`` holds the run's trained stages (a pre-training on the source) that fits
-        with the same settings reuse, each charged their cost. Without it nothing is reused.
+        ``data.cache`` holds frozen text embeddings; ``data.stages`` holds the run's trained
+        stages (a pre-training on the source) that fits with the same settings reuse, each
+        charged their cost. Without it nothing is reused.
         """
-        self.validate(source)
-        return self._fit(self._target(source, target), source, cache, stages)
+        self.validate(data.source)
+        target = self._target(data.source, data.target)
+        return self._fit(target, data.source, data.cache, data.stages)
 
     @abstractmethod
     def _fit(

@@ -1,0 +1,53 @@
+"""Reading the domain an experiment file's entry describes, whatever it holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shoptransfer.data.domain import Domain
+from shoptransfer.data.features import FEATURE_FORMATS, read_features
+from shoptransfer.data.images import read_image_folder, read_image_table
+from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
+
+
+def read_domain(entry: Any) -> Domain:
+    """Read the domain ``entry`` describes (a ``DomainConfig``: path, format and columns).
+
+    The format is guessed when not given: a folder holding ``positive.parsed`` and
+    ``negative.parsed`` is a Blitzer domain, another folder holds images (one sub-folder per
+    class), a file of arrays holds vectors, and any other file is a table of texts.
+    """
+    path = Path(entry.path).expanduser()
+    if entry.image is not None:
+        return read_image_table(
+            path,
+            image=entry.image,
+            label=entry.label,
+            root=entry.image_root,
+            name=entry.name,
+            format=entry.format,
+        )
+    fmt = entry.format
+    if fmt is None and path.is_dir():
+        blitzer = all((path / name).exists() for name in ("positive.parsed", "negative.parsed"))
+        fmt = "blitzer" if blitzer else "images"
+    if fmt == "images":
+        return read_image_folder(path, name=entry.name)
+    suffix = path.suffix.lower()
+    only_vectors = suffix in FEATURE_FORMATS and suffix not in TABLE_FORMATS
+    if (
+        entry.vectors is not None
+        or fmt in {"npy", "npz", "mat", "svmlight"}
+        or (fmt is None and only_vectors)
+    ):
+        return read_features(
+            path,
+            vectors=entry.vectors or "vectors",
+            label=entry.label,
+            name=entry.name,
+            format=fmt,
+        )
+    if fmt == "blitzer":
+        return read_blitzer(path, name=entry.name)
+    return read_table(path, text=entry.text, label=entry.label, name=entry.name, format=fmt)

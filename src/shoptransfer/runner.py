@@ -1,0 +1,163 @@
+"""The one runner: recipes x target budgets x seeds for any task, into one ``results.json``.
+
+Every cell records the same fields whatever the task: the recipe, its label, family, budget and
+seed; the metrics on the target test data; the cost (train seconds including reused stages,
+peak memory, trainable parameters, a FLOPs estimate); and where its model was saved.
+``results.json`` is rewritten atomically after each cell, so an interrupted run keeps the cells
+it finished.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.features import default_backbone
+from shoptransfer.catalogue import make_recipe
+from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.metering import QualityMonitor, StageCache, measure, monitoring
+from shoptransfer.recipes.base import FitData
+from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, new_run_dir
+from shoptransfer.tasks import Task, TaskData, make_task
+
+
+def build_recipes(config: Any, seed: int) -> list[tuple[str, Any]]:
+    """``(label, recipe)`` for every entry of the config, with the run-wide settings
+    (backbone, max_length, image_size) where the entry does not set them."""
+    built = []
+    for entry in config.recipes:
+        recipe = make_recipe(entry.name, **entry.options)
+        for key in ("backbone", "max_length", "image_size"):
+            value = getattr(config, key, None)
+            if hasattr(recipe, key) and key not in entry.options and value is not None:
+                setattr(recipe, key, value)
+        recipe.seed = seed
+        built.append((entry.label or entry.name, recipe))
+    return built
+
+
+def run(
+    config: Any,
+    show_progress: bool = True,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Run every recipe x budget x seed cell of ``config`` (any task); return the run folder."""
+    task = make_task(config)
+    cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
+    data = task.prepare(cache)
+    if hasattr(config, "backbone") and config.backbone is None:
+        config = config.model_copy(update={"backbone": default_backbone(data.pool.holds)})
+        task.config = config
+    task.check(data, [recipe for _, recipe in build_recipes(config, config.seeds[0])])
+
+    run_dir = new_run_dir(config.output_dir, config.name)
+    resolved = config.model_dump(mode="json")
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    payload: dict[str, Any] = {
+        "task": task.name,
+        "name": config.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": resolved,
+        "primary_metric": task.primary_key(),
+        "higher_is_better": task.higher_is_better,
+        "data": data.description,
+        **environment(),
+        **task.extra_results(data, cache),
+        "results": [],
+    }
+    atomic_write_json(run_dir / RESULTS_FILE, payload)
+    scorer = task.quality_scorer(data)
+    # trained stages the run's fits share (a source stage across budgets, a pre-training
+    # across recipes); each reuse is charged its full cost to the cell that reuses it
+    stages = StageCache(limit=max(4, len(config.recipes)))
+    for seed in config.seeds:
+        recipes = build_recipes(config, seed)
+        for budget in config.budgets:
+            fit_data = FitData(
+                source=data.source,
+                target=task.draw(data, budget, seed),
+                unlabeled=data.unlabeled,
+                classes=data.classes,
+                cache=cache,
+                stages=stages,
+            )
+            for label, recipe in recipes:
+                record = run_cell(
+                    task,
+                    recipe,
+                    label,
+                    data,
+                    fit_data,
+                    budget,
+                    seed,
+                    run_dir if config.save_models else None,
+                    scorer,
+                )
+                payload["results"].append(record)
+                atomic_write_json(run_dir / RESULTS_FILE, payload)
+                if on_result is not None:
+                    on_result(record)
+    return run_dir
+
+
+def run_cell(
+    task: Task,
+    recipe: Any,
+    label: str,
+    data: TaskData,
+    fit_data: FitData,
+    budget: Any,
+    seed: int,
+    run_dir: Path | None = None,
+    scorer: Callable[[Any], float] | None = None,
+) -> dict[str, Any]:
+    """Train one recipe at one budget and seed, evaluate it, and save its model."""
+    record: dict[str, Any] = {
+        "recipe": recipe.name,
+        "label": label,
+        "family": recipe.family,
+        "budget": budget,
+        "seed": seed,
+    }
+    labeled = fit_data.target
+    if not recipe.uses_source and labeled is None:
+        return {**record, "status": "skipped", "reason": "trains on target labels only"}
+    monitor = QualityMonitor(scorer) if scorer is not None else None
+    with PeakMemory() as memory, measure() as meter:
+        with monitoring(monitor) if monitor is not None else nullcontext():
+            started = time.perf_counter()
+            model = recipe.fit(fit_data)
+            scoring = monitor.scoring_seconds if monitor is not None else 0.0
+            train_seconds = time.perf_counter() - started - scoring
+            if monitor is not None:
+                monitor.observe(model)  # the final model, at the end of training
+        started = time.perf_counter()
+        evaluation = task.evaluate(model, data)
+        predict_seconds = time.perf_counter() - started
+    record.update(
+        {
+            "status": "ok",
+            "options": {k: getattr(recipe, k) for k in recipe.options()},
+            "target_examples": len(labeled) if labeled is not None else 0,
+            **evaluation,
+            "train_seconds": round(train_seconds + meter.reused_seconds, 3),
+            "reused_stage_seconds": round(meter.reused_seconds, 3),
+            "predict_seconds": round(predict_seconds, 3),
+            "trainable_parameters": model.trainable_parameters,
+            "peak_rss_mb": round(memory.peak_mb, 1),
+            "train_flops_estimate": meter.flops,
+        }
+    )
+    if monitor is not None:
+        record["quality_curve"] = [[seconds, value] for seconds, value in monitor.curve]
+    if run_dir is not None:
+        folder = run_dir / "models" / f"{label}-k{budget}-seed{seed}"
+        model.save(folder)
+        record["model_dir"] = str(folder.relative_to(run_dir))
+    return record

@@ -1,0 +1,83 @@
+"""Next-item recommendation: rank the whole catalogue for each held-out case; NDCG@10 decides.
+
+The source (optional) is another domain's histories that transfer recipes pre-train on. A
+budget is the share of the target's users whose training histories a model may learn from
+(``all``: every user); every user's validation and test cases are ranked, so budgets compare
+on the same questions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.evaluation.ranking import evaluate_ranking
+from shoptransfer.evaluation.report import Column
+from shoptransfer.runs import PeakMemory, resident_mb
+from shoptransfer.tasks.base import Task, TaskData, register_task
+
+
+@register_task
+class RecommendationTask(Task):
+    name: ClassVar[str] = "recommendation"
+    primary_metric: ClassVar[str] = "ndcg@10"
+    budget_header: ClassVar[str] = "users"
+    columns: ClassVar[tuple[Column, ...]] = (
+        Column("recall@10", "Recall@10", 1.0, 4),
+        Column("ndcg@10", "NDCG@10", 1.0, 4),
+    )
+
+    def prepare(self, cache: EmbeddingCache) -> TaskData:
+        config = self.config
+        target = read_interaction_domain(config.target)
+        source = read_interaction_domain(config.source) if config.source else None
+        if not len(target.test):
+            raise DataError(
+                f"{target.source or target.name}: no test cases (every user needs 3 or more "
+                "interactions for a leave-one-out split)"
+            )
+        description = {
+            "target": target.summary(),
+            **({"source": source.summary()} if source else {}),
+        }
+        return TaskData(source, target, target, None, None, description)
+
+    def primary_key(self) -> str:
+        """NDCG@10, or the largest cut-off below 10 the run measures (else the smallest)."""
+        ks = sorted(self.config.ks)
+        below = [k for k in ks if k <= 10]
+        return f"ndcg@{below[-1] if below else ks[0]}"
+
+    def check(self, data: TaskData, recipes: list[Any]) -> None:
+        super().check(data, recipes)
+        for recipe in recipes:
+            recipe.validate(None)
+            if getattr(recipe, "pretrain", False) and data.source is None:
+                raise ConfigError(
+                    f"recipe '{recipe.name}' pre-trains on a source domain; add 'source:' to the "
+                    "config or set pretrain: false"
+                )
+
+    def draw(self, data: TaskData, budget: Any, seed: int) -> InteractionDomain:
+        if budget == "all" or budget == 1:
+            return data.pool
+        return data.pool.with_training_users(float(budget), seed)
+
+    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
+        ks, batch_size = self.config.ks, self.config.eval_batch_size
+        valid = evaluate_ranking(model.scores, data.test.valid, ks, batch_size)
+        before = resident_mb() or 0.0
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            test = evaluate_ranking(model.scores, data.test.test, ks, batch_size)
+            seconds = time.perf_counter() - started
+        return {
+            "metrics": test,
+            "validation_metrics": valid,
+            "eval_seconds": round(seconds, 2),
+            "eval_peak_mb": round(memory.peak_mb, 1),
+            "eval_extra_mb": round(max(0.0, memory.peak_mb - before), 1),
+        }
