@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.inputs import saved_model_reads
 from shoptransfer.config import load_config
 from shoptransfer.data import read_domain
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
@@ -108,11 +109,7 @@ def load_model(run_dir: str | Path, model: str | None = None) -> Predictor:
 def model_reads(model_dir: Path) -> str:
     """What a saved model classifies: 'texts', 'images' or 'vectors'."""
     metadata = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    spec = metadata.get("spec", {})
-    backbone = spec.get("backbone") or spec.get("frozen_backbone")
-    if backbone is not None:
-        return "images" if "image_size" in backbone else "texts"
-    return "vectors" if metadata.get("kind") == "neural" else "texts"
+    return saved_model_reads(metadata)
 
 
 def predict(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,118 +21,10 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.precision import check_precision, computing_in
-from shoptransfer.data.pixels import ImageInputs, pixel_batches
+from shoptransfer.data.examples import Examples
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.progress import progress
-
-
-@dataclass
-class Examples:
-    """Inputs (texts, a feature matrix, an integer matrix such as left-padded item
-    histories, or :class:`ImageInputs`), integer labels and optional per-example weights."""
-
-    inputs: list[str] | np.ndarray | ImageInputs
-    labels: np.ndarray | None = None
-    weights: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Mini-batches, shuffled when a generator is given.
-
-        Images are decoded in worker processes and, when shuffled (training), augmented.
-        """
-        n = len(self)
-        order = (
-            torch.randperm(n, generator=generator).numpy()
-            if generator is not None
-            else np.arange(n)
-        )
-        starts = list(range(0, n, batch_size))
-        if generator is not None and self._is_sequences():
-            order, starts = self._bucketed(order, batch_size, generator)
-        chunks = [order[start : start + batch_size] for start in starts]
-        pixels: Iterator[torch.Tensor] | None = None
-        if isinstance(self.inputs, ImageInputs):
-            seed = int(torch.randint(2**31 - 1, (1,), generator=generator)) if generator else 0
-            augment = generator is not None and self.inputs.augment
-            pixels = pixel_batches(self.inputs, chunks, augment=augment, seed=seed)
-        for idx in chunks:
-            batch: dict[str, Any] = {}
-            if pixels is not None:
-                batch["pixels"] = next(pixels)
-                batch["paths"] = [self.inputs[i] for i in idx]
-            elif isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu":
-                batch["ids"] = torch.from_numpy(self.inputs[idx]).long()  # e.g. item histories
-            elif isinstance(self.inputs, np.ndarray):
-                batch["features"] = torch.from_numpy(self.inputs[idx]).float()
-            else:
-                batch["texts"] = [self.inputs[i] for i in idx]
-            if self.labels is not None:
-                batch["labels"] = torch.from_numpy(self.labels[idx]).long()
-            if self.weights is not None:
-                batch["weights"] = torch.from_numpy(self.weights[idx]).float()
-            yield batch
-
-    def _is_sequences(self) -> bool:
-        return isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu"
-
-    def _bucketed(
-        self, order: np.ndarray, batch_size: int, generator: torch.Generator
-    ) -> tuple[np.ndarray, list[int]]:
-        """Shuffled batches of histories of similar length (less padding to compute on).
-
-        Each run of 16 shuffled batches is sorted by history length and cut into batches;
-        the batches are then shuffled.
-        """
-        assert isinstance(self.inputs, np.ndarray)
-        lengths = (self.inputs != 0).sum(axis=1)
-        chunk = batch_size * 16
-        parts = []
-        for start in range(0, len(order), chunk):
-            part = order[start : start + chunk]
-            parts.append(part[np.argsort(lengths[part], kind="stable")])
-        order = np.concatenate(parts) if parts else order
-        starts = np.arange(0, len(order), batch_size)
-        starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
-        return order, [int(x) for x in starts]
-
-    def endless_batches(
-        self, batch_size: int, generator: torch.Generator
-    ) -> Iterator[dict[str, Any]]:
-        """Shuffled mini-batches, reshuffled after each pass, forever."""
-        while True:
-            yield from self.batches(batch_size, generator)
-
-    @staticmethod
-    def concatenate(parts: Sequence[Examples]) -> Examples:
-        first = parts[0].inputs
-        inputs: list[str] | np.ndarray | ImageInputs
-        if isinstance(first, ImageInputs):
-            paths = [path for p in parts for path in p.inputs]
-            inputs = ImageInputs(paths, first.preprocessing, first.augment)
-        elif isinstance(first, np.ndarray):
-            inputs = np.concatenate([p.inputs for p in parts])
-        else:
-            inputs = [t for p in parts for t in p.inputs]
-        labels = (
-            np.concatenate([p.labels for p in parts])
-            if all(p.labels is not None for p in parts)
-            else None
-        )
-        weights = None
-        if any(p.weights is not None for p in parts):
-            weights = np.concatenate(
-                [
-                    p.weights if p.weights is not None else np.ones(len(p), dtype=np.float32)
-                    for p in parts
-                ]
-            )
-        return Examples(inputs, labels, weights)
 
 
 class Classifier(nn.Module):
@@ -424,10 +316,7 @@ def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) 
     """Logits for every example, in input order, without gradients."""
     was_training = model.training
     model.eval()
-    order = np.arange(len(examples))
-    if isinstance(examples.inputs, list):  # batch texts of similar length together
-        order = np.argsort([len(t) for t in examples.inputs], kind="stable")
-        examples = Examples([examples.inputs[i] for i in order])
+    examples, order = Examples(examples.inputs).in_order()  # texts of similar length together
     outputs = [model(batch).float().numpy() for batch in examples.batches(batch_size)]
     model.train(was_training)
     logits = np.zeros((len(order), model.head.out_features), dtype=np.float32)

@@ -24,11 +24,14 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from shoptransfer.data.domain import FeatureDomain
+from shoptransfer.backbones.inputs import (
+    domain_inputs,
+    frozen_encoder_for,
+)
 from shoptransfer.errors import DataError
 from shoptransfer.objectives.coral import coral_transform
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
-from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
+from shoptransfer.recipes.neural import NeuralPredictor, split_source
 from shoptransfer.training import (
     FEATURE_TRANSFORMS,
     Classifier,
@@ -88,7 +91,7 @@ class FrozenFeatures(BackboneRecipe):
         source, target, cache = data.source, data.target, data.cache
         reference = data.reference()
         self.validate(reference)
-        frozen = None if isinstance(reference, FeatureDomain) else self.make_encoder()
+        frozen = frozen_encoder_for(reference, self.make_encoder)
         if source is None:  # the target's labels only: fixed epochs, no split held out
             if not data.has_target_labels:
                 raise DataError(f"recipe '{self.name}': no source and no target labels")

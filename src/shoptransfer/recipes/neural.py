@@ -1,4 +1,4 @@
-"""The predictor every neural recipe returns, and helpers to feed domains to models."""
+"""The predictor every neural recipe returns."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from shoptransfer.backbones import make_encoder
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.image import ImageEncoder
-from shoptransfer.backbones.text import TextEncoder
-from shoptransfer.data.domain import Domain, FeatureDomain
-from shoptransfer.data.pixels import ImageInputs
+from shoptransfer.backbones.inputs import (
+    encoder_from_spec,
+    encoder_spec,
+    frozen_features,
+    is_backbone,
+    raw_inputs,
+)
+from shoptransfer.data.domain import Domain
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
 from shoptransfer.recipes.base import Predictor, register_predictor
@@ -31,62 +34,6 @@ from shoptransfer.training import (
 def split_source(source: Domain, validation_fraction: float, seed: int) -> tuple[Any, Any]:
     """The source's (train, validation) split used for model selection."""
     return train_validation_split(source, validation_fraction, seed)
-
-
-def frozen_features(
-    encoder: Any, inputs: Sequence[str], cache: EmbeddingCache | None
-) -> np.ndarray:
-    """Features of texts (or image paths) from a frozen encoder, through the cache if given."""
-    return cache.encode(encoder, inputs) if cache is not None else encoder.encode(inputs)
-
-
-def domain_inputs(
-    domain: Domain, frozen: Any, cache: EmbeddingCache | None, encoder: Any = None
-) -> list[str] | np.ndarray | ImageInputs:
-    """What a model reads for ``domain``: its vectors, frozen features of its texts or images,
-    or the raw inputs for ``encoder`` (texts, or image files with its preprocessing)."""
-    if isinstance(domain, FeatureDomain):
-        return domain.vectors
-    if frozen is not None:
-        return frozen_features(frozen, domain.inputs, cache)
-    return raw_inputs(encoder, domain.inputs)
-
-
-def raw_inputs(encoder: Any, inputs: Sequence[str]) -> list[str] | ImageInputs:
-    """Texts as a list; image paths with the preprocessing of the image ``encoder``."""
-    if isinstance(encoder, ImageEncoder):
-        return encoder.inputs(inputs)
-    return list(inputs)
-
-
-def encoder_spec(encoder: Any) -> dict[str, Any]:
-    """What rebuilds ``encoder`` (a text or image backbone) when a model is loaded."""
-    precision = {"precision": encoder.precision} if encoder.precision != "fp32" else {}
-    if isinstance(encoder, ImageEncoder):
-        return {
-            "name": encoder.backbone,
-            "image_size": encoder.image_size,
-            "pretrained": encoder.pretrained,
-            **precision,
-        }
-    return {
-        "name": encoder.backbone,
-        "max_length": encoder.max_length,
-        "pretrained": encoder.pretrained,
-        "truncation": encoder.truncation,
-        **precision,
-    }
-
-
-def encoder_from_spec(spec: dict[str, Any], pretrained: bool = True) -> Any:
-    return make_encoder(
-        spec["name"],
-        max_length=spec.get("max_length"),
-        truncation=spec.get("truncation", "head"),
-        image_size=spec.get("image_size"),
-        pretrained=pretrained,
-        precision=spec.get("precision", "fp32"),
-    )
 
 
 @register_predictor
@@ -106,7 +53,7 @@ class NeuralPredictor(Predictor):
         classes: list[str],
         model: Classifier,
         spec: dict[str, Any],
-        frozen: TextEncoder | None = None,
+        frozen: Any | None = None,
         cache: EmbeddingCache | None = None,
     ) -> None:
         self.classes = classes
@@ -124,12 +71,12 @@ class NeuralPredictor(Predictor):
         classes: list[str],
         model: Classifier,
         recipe: Any,
-        frozen: TextEncoder | None,
+        frozen: Any | None,
         cache: EmbeddingCache | None,
     ) -> NeuralPredictor:
         """Wrap a freshly trained model; ``recipe`` supplies the settings to record."""
         spec: dict[str, Any] = {}
-        if isinstance(model.encoder, TextEncoder | ImageEncoder):
+        if is_backbone(model.encoder):
             spec["backbone"] = {
                 **encoder_spec(model.encoder),
                 "peft": recipe.peft_spec() if hasattr(recipe, "peft_spec") else None,
@@ -150,10 +97,10 @@ class NeuralPredictor(Predictor):
 
     def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
         """Class probabilities of texts, image paths or vectors (what the model was trained on)."""
-        data: list[str] | np.ndarray | ImageInputs
+        data: Any
         if self.frozen is not None:
             data = frozen_features(self.frozen, list(inputs), self.cache)
-        elif isinstance(self.model.encoder, TextEncoder | ImageEncoder):
+        elif is_backbone(self.model.encoder):
             data = raw_inputs(self.model.encoder, list(inputs))
         else:
             data = np.asarray(inputs, dtype=np.float32)

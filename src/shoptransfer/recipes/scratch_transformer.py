@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import torch
 
+from shoptransfer.backbones.inputs import raw_inputs
 from shoptransfer.recipes.base import (
     BackboneRecipe,
     FitData,
@@ -21,7 +22,7 @@ from shoptransfer.recipes.base import (
     register_recipe,
     require_target_labels,
 )
-from shoptransfer.recipes.neural import NeuralPredictor, raw_inputs
+from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings
 
 

@@ -27,15 +27,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.inputs import (
+    domain_inputs,
+    feature_size,
+    frozen_encoder_for,
+    holds_vectors,
+)
 from shoptransfer.backbones.precision import PRECISIONS
 from shoptransfer.backbones.text import TRUNCATIONS
-from shoptransfer.data.domain import Domain, FeatureDomain
-from shoptransfer.data.pixels import ImageInputs
+from shoptransfer.data.domain import Domain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
-from shoptransfer.recipes.neural import NeuralPredictor, domain_inputs, split_source
+from shoptransfer.recipes.neural import NeuralPredictor, split_source
 from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
 from shoptransfer.training import (
     Classifier,
@@ -152,7 +157,7 @@ class EncoderTransfer(BackboneRecipe):
                     f"expected one of {list(allowed)}"
                 )
         self.check_backbone(source)
-        if isinstance(source, FeatureDomain) and self.encoder != "mlp":
+        if holds_vectors(source) and self.encoder != "mlp":
             raise ConfigError(
                 f"recipe '{self.name}' trains a text backbone; on feature vectors "
                 "use encoder: mlp (for example the mlp-* recipes)"
@@ -193,8 +198,8 @@ class EncoderTransfer(BackboneRecipe):
         """The classifier to train, and the frozen encoder that feeds it features (mlp only)."""
         torch.manual_seed(self.seed)
         if self.encoder == "mlp":
-            frozen = None if isinstance(source, FeatureDomain) else self.make_encoder()
-            size = source.dimension if isinstance(source, FeatureDomain) else frozen.hidden_size
+            frozen = frozen_encoder_for(source, self.make_encoder)
+            size = feature_size(source, frozen)
             mlp = FeatureMLP(size, self.mlp_hidden)
             return Classifier(n_classes, mlp.hidden_size, mlp, self.precision), frozen
         encoder = self.make_encoder()
@@ -459,18 +464,7 @@ class EncoderTransfer(BackboneRecipe):
                 probabilities, prior, self.pseudo_label_share * round_ / self.self_training_rounds
             )
             predicted = probabilities.argmax(axis=1)
-            pseudo_inputs: list[str] | np.ndarray | ImageInputs
-            if isinstance(target_inputs, np.ndarray):
-                pseudo_inputs = target_inputs[keep]
-            elif isinstance(target_inputs, ImageInputs):
-                pseudo_inputs = ImageInputs(
-                    [target_inputs[i] for i in keep],
-                    target_inputs.preprocessing,
-                    target_inputs.augment,
-                )
-            else:
-                pseudo_inputs = [target_inputs[i] for i in keep]
-            pseudo = Examples(pseudo_inputs, predicted[keep])
+            pseudo = Examples(target_inputs, predicted).subset(keep)
             settings = self._settings(
                 "source",
                 epochs=1,

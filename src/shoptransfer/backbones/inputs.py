@@ -1,0 +1,108 @@
+"""What a model reads for a domain, and how an encoder is described and rebuilt.
+
+The place (with :mod:`shoptransfer.data`) that knows the kinds of inputs: a feature domain's
+vectors are read as they are; texts and images go through a backbone, frozen (features,
+through the embedding cache) or trained (raw inputs with the encoder's preprocessing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.image import ImageEncoder
+from shoptransfer.backbones.text import TextEncoder
+from shoptransfer.data.domain import Domain, FeatureDomain
+from shoptransfer.data.pixels import ImageInputs
+
+
+def holds_vectors(domain: Domain) -> bool:
+    """Whether ``domain`` holds precomputed vectors (no backbone reads them)."""
+    return isinstance(domain, FeatureDomain)
+
+
+def frozen_encoder_for(domain: Domain, make_encoder: Callable[[], Any]) -> Any | None:
+    """The frozen backbone that turns ``domain``'s inputs into features (``make_encoder()``),
+    or ``None`` when the domain holds vectors already."""
+    return None if holds_vectors(domain) else make_encoder()
+
+
+def feature_size(domain: Domain, frozen: Any | None) -> int:
+    """How many features a model over ``domain`` (through ``frozen``, if any) reads."""
+    return domain.dimension if frozen is None else frozen.hidden_size  # type: ignore[attr-defined]
+
+
+def is_backbone(encoder: Any) -> bool:
+    """Whether ``encoder`` is a pretrained text or image backbone (not an MLP or nothing)."""
+    return isinstance(encoder, TextEncoder | ImageEncoder)
+
+
+def frozen_features(
+    encoder: Any, inputs: Sequence[str], cache: EmbeddingCache | None
+) -> np.ndarray:
+    """Features of texts (or image paths) from a frozen encoder, through the cache if given."""
+    return cache.encode(encoder, inputs) if cache is not None else encoder.encode(inputs)
+
+
+def domain_inputs(
+    domain: Domain, frozen: Any, cache: EmbeddingCache | None, encoder: Any = None
+) -> list[str] | np.ndarray | ImageInputs:
+    """What a model reads for ``domain``: its vectors, frozen features of its texts or images,
+    or the raw inputs for ``encoder`` (texts, or image files with its preprocessing)."""
+    if isinstance(domain, FeatureDomain):
+        return domain.vectors
+    if frozen is not None:
+        return frozen_features(frozen, domain.inputs, cache)
+    return raw_inputs(encoder, domain.inputs)
+
+
+def raw_inputs(encoder: Any, inputs: Sequence[str]) -> list[str] | ImageInputs:
+    """Texts as a list; image paths with the preprocessing of the image ``encoder``."""
+    if isinstance(encoder, ImageEncoder):
+        return encoder.inputs(inputs)
+    return list(inputs)
+
+
+def encoder_spec(encoder: Any) -> dict[str, Any]:
+    """What rebuilds ``encoder`` (a text or image backbone) when a model is loaded."""
+    precision = {"precision": encoder.precision} if encoder.precision != "fp32" else {}
+    if isinstance(encoder, ImageEncoder):
+        return {
+            "name": encoder.backbone,
+            "image_size": encoder.image_size,
+            "pretrained": encoder.pretrained,
+            **precision,
+        }
+    return {
+        "name": encoder.backbone,
+        "max_length": encoder.max_length,
+        "pretrained": encoder.pretrained,
+        "truncation": encoder.truncation,
+        **precision,
+    }
+
+
+def encoder_from_spec(spec: dict[str, Any], pretrained: bool = True) -> Any:
+    """The encoder :func:`encoder_spec` describes."""
+    from shoptransfer.backbones import make_encoder
+
+    return make_encoder(
+        spec["name"],
+        max_length=spec.get("max_length"),
+        truncation=spec.get("truncation", "head"),
+        image_size=spec.get("image_size"),
+        pretrained=pretrained,
+        precision=spec.get("precision", "fp32"),
+    )
+
+
+def saved_model_reads(metadata: dict[str, Any]) -> str:
+    """What a saved model (its ``model.json``) reads: 'texts', 'images' or 'vectors'."""
+    spec = metadata.get("spec", {})
+    backbone = spec.get("backbone") or spec.get("frozen_backbone")
+    if backbone is not None:
+        return "images" if "image_size" in backbone else "texts"
+    return "vectors" if metadata.get("kind") == "neural" else "texts"
