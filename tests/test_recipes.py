@@ -129,6 +129,12 @@ def test_fine_tune_reuses_its_source_stage_across_budgets(tiny_backbone: str) ->
         ("fine-tune", {"gradual_unfreezing": "yes"}, "option 'gradual_unfreezing' is 'yes'"),
         ("fine-tune", {"peft_target_modules": 3}, "option 'peft_target_modules' is 3"),
         ("fine-tune", {"seed": -1}, "option 'seed' is -1; expected an integer >= 0"),
+        ("fine-tune", {"peft": "lorax"}, "option 'peft' is 'lorax'; expected one of"),
+        ("fine-tune", {"stages": "both"}, "option 'stages' is 'both'; expected one of"),
+        ("fine-tune", {"encoder": "cnn"}, "option 'encoder' is 'cnn'; expected one of"),
+        ("fine-tune", {"layer_decay": 0.0}, "option 'layer_decay' is 0.0"),
+        ("self-training", {"pseudo_label_share": 1.5}, "option 'pseudo_label_share' is 1.5"),
+        ("self-training", {"self_training_rounds": -1}, "option 'self_training_rounds' is -1"),
     ],
 )
 def test_recipe_options_are_checked_when_the_recipe_is_made(

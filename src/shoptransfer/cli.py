@@ -396,8 +396,15 @@ def recipes(
         typer.echo(f"{cls.name:<20} {cls.task:<15} {cls.family:<14} {cls.description}")
         if verbose:
             defaults = cls()
-            for key, help_text in cls.options().items():
-                typer.echo(f"    {key} = {getattr(defaults, key)!r}: {help_text}")
+            helps = cls.options()
+            groups = cls.option_groups()
+            for group, keys in groups.items():
+                indent = "    "
+                if len(groups) > 1:
+                    typer.echo(f"    [{group}]")
+                    indent = "      "
+                for key in keys:
+                    typer.echo(f"{indent}{key} = {getattr(defaults, key)!r}: {helps[key]}")
 
 
 @app.command()

@@ -92,14 +92,16 @@ def option(
     maximum: float | None = None,
     above: float | None = None,
     below: float | None = None,
+    group: str | None = None,
 ) -> Any:
     """A recipe hyper-parameter with the help text that the CLI and docs show.
 
     Besides its type annotation, a value is checked against ``choices`` (for text) and the
     bounds (for numbers): ``minimum`` / ``maximum`` inclusive, ``above`` / ``below`` exclusive.
+    ``group`` names the part of the recipe the option belongs to (listings group by it).
     """
     rule = {"choices": choices, "minimum": minimum, "maximum": maximum}
-    rule.update({"above": above, "below": below})
+    rule.update({"above": above, "below": below, "group": group})
     metadata = {"help": help, **{k: v for k, v in rule.items() if v is not None}}
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -268,6 +270,15 @@ class Recipe(ABC):
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls) if f.init}
 
     @classmethod
+    def option_groups(cls) -> dict[str, list[str]]:
+        """The options by the part of the recipe they set (``general`` when ungrouped)."""
+        groups: dict[str, list[str]] = {}
+        for f in dataclasses.fields(cls):
+            if f.init:
+                groups.setdefault(f.metadata.get("group") or "general", []).append(f.name)
+        return groups
+
+    @classmethod
     def checked_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` checked against each field's type annotation, choices and range.
 
@@ -338,21 +349,27 @@ class BackboneRecipe(Recipe):
     backbone: str = option(
         "minilm-l6",
         "registered backbone name (text or image), local model folder or hub id",
+        group="backbone",
     )
-    max_length: int = option(128, "tokens kept per text", minimum=1)
+    max_length: int = option(128, "tokens kept per text", minimum=1, group="backbone")
     truncation: str = option(
         "head",
         "which tokens a long text keeps: 'head' (the first) or 'head+tail' (first and last)",
         choices=TRUNCATIONS,
+        group="backbone",
     )
     image_size: int = option(
-        0, "pixels per side an image backbone reads (0: its native size)", minimum=0
+        0,
+        "pixels per side an image backbone reads (0: its native size)",
+        minimum=0,
+        group="backbone",
     )
     precision: str = option(
         "fp32",
         "'fp32', or 'bf16': the backbone computes in bfloat16 (mixed precision), about 2x "
         "faster on CPUs with native bfloat16 (AVX512-BF16, AMX), slower on others",
         choices=PRECISIONS,
+        group="backbone",
     )
 
     def make_encoder(self, pretrained: bool = True) -> Any:

@@ -33,8 +33,6 @@ from shoptransfer.backbones.inputs import (
     frozen_encoder_for,
     holds_vectors,
 )
-from shoptransfer.backbones.precision import PRECISIONS
-from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import measure, training_clock
@@ -75,46 +73,92 @@ class EncoderTransfer(BackboneRecipe):
     family: ClassVar[str] = "model-based"
     description: ClassVar[str] = "compose your own: every piece of the encoder recipes"
 
+    # what is trained
     encoder: str = option(
         "backbone",
         "'backbone' (train the text encoder) or 'mlp' (an MLP over frozen features or vectors)",
+        choices=("backbone", "mlp"),
+        group="model",
     )
-    mlp_hidden: int = option(256, "hidden size of the 'mlp' encoder")
-    epochs: int = option(3, "most source epochs (early stopping on source validation)")
-    batch_size: int = option(16, "examples per step (and unlabeled target examples per step)")
-    learning_rate: float = option(3e-5, "AdamW learning rate of the encoder")
-    head_learning_rate: float = option(1e-3, "AdamW learning rate of new heads")
-    weight_decay: float = option(0.01, "AdamW (decoupled) weight decay")
-    patience: int = option(1, "source epochs without validation improvement before stopping")
-    validation_fraction: float = option(0.2, "share of the source held out for model selection")
-    target_epochs: int = option(10, "epochs on the target labels (fixed: no target validation)")
-    target_learning_rate: float = option(3e-5, "AdamW learning rate of the target stage")
-    frozen_layers: int = option(0, "bottom layers (embeddings first) kept frozen")
-    gradual_unfreezing: bool = option(False, "unfreeze layers top-down over the epochs")
-    layer_decay: float = option(1.0, "learning rate x decay^depth-from-top (1: no decay)")
-    peft: str = option("none", f"parameter-efficient method: one of {list(PEFT_METHODS)}")
-    peft_rank: int = option(8, "LoRA rank r")
-    peft_alpha: float = option(16.0, "LoRA scaling alpha")
+    mlp_hidden: int = option(256, "hidden size of the 'mlp' encoder", minimum=1, group="model")
+    frozen_layers: int = option(
+        0, "bottom layers (embeddings first) kept frozen", minimum=0, group="model"
+    )
+    gradual_unfreezing: bool = option(
+        False, "unfreeze layers top-down over the epochs", group="model"
+    )
+    layer_decay: float = option(
+        1.0, "learning rate x decay^depth-from-top (1: no decay)", above=0, maximum=1, group="model"
+    )
+    # parameter-efficient adapters
+    peft: str = option(
+        "none",
+        f"parameter-efficient method: one of {list(PEFT_METHODS)}",
+        choices=tuple(PEFT_METHODS),
+        group="adapters",
+    )
+    peft_rank: int = option(8, "LoRA rank r", minimum=1, group="adapters")
+    peft_alpha: float = option(16.0, "LoRA scaling alpha", above=0, group="adapters")
     peft_target_modules: list[str] = option(
-        ("query", "value"), "linear layers the peft method adapts (names or name endings)"
+        ("query", "value"),
+        "linear layers the peft method adapts (names or name endings)",
+        group="adapters",
     )
-    objectives: list[Any] = option(
-        (),
-        "auxiliary losses, each a name or {name, weight, ...}: "
-        + ", ".join(o.name for o in list_objectives()),
+    # the source stage
+    epochs: int = option(
+        3, "most source epochs (early stopping on source validation)", minimum=1, group="source"
     )
-    self_training_rounds: int = option(
-        0, "rounds of self-training on pseudo-labeled unlabeled target text (0: none)"
+    batch_size: int = option(
+        16, "examples per step (and unlabeled target examples per step)", minimum=1, group="source"
     )
-    pseudo_label_share: float = option(
-        0.5,
-        "share of the unlabeled target kept in the last self-training round (growing linearly "
-        "from share/rounds), most confident first, per class in the source's class proportions",
+    learning_rate: float = option(
+        3e-5, "AdamW learning rate of the encoder", above=0, group="source"
+    )
+    head_learning_rate: float = option(
+        1e-3, "AdamW learning rate of new heads", above=0, group="source"
+    )
+    weight_decay: float = option(0.01, "AdamW (decoupled) weight decay", minimum=0, group="source")
+    patience: int = option(
+        1, "source epochs without validation improvement before stopping", minimum=1, group="source"
+    )
+    validation_fraction: float = option(
+        0.2, "share of the source held out for model selection", above=0, below=1, group="source"
     )
     stages: str = option(
         "sequential",
         "'sequential' (source, then target labels) or 'joint' "
         "(a head per domain, trained together)",
+        choices=("sequential", "joint"),
+        group="source",
+    )
+    # auxiliary losses
+    objectives: list[Any] = option(
+        (),
+        "auxiliary losses, each a name or {name, weight, ...}: "
+        + ", ".join(o.name for o in list_objectives()),
+        group="objectives",
+    )
+    # self-training on the unlabeled target
+    self_training_rounds: int = option(
+        0,
+        "rounds of self-training on pseudo-labeled unlabeled target text (0: none)",
+        minimum=0,
+        group="self-training",
+    )
+    pseudo_label_share: float = option(
+        0.5,
+        "share of the unlabeled target kept in the last self-training round (growing linearly "
+        "from share/rounds), most confident first, per class in the source's class proportions",
+        above=0,
+        maximum=1,
+        group="self-training",
+    )
+    # the target stage
+    target_epochs: int = option(
+        10, "epochs on the target labels (fixed: no target validation)", minimum=0, group="target"
+    )
+    target_learning_rate: float = option(
+        3e-5, "AdamW learning rate of the target stage", above=0, group="target"
     )
     history_: list[dict[str, float]] = dataclasses.field(
         default_factory=list, init=False, repr=False, compare=False
@@ -143,19 +187,7 @@ class EncoderTransfer(BackboneRecipe):
         return any(c.needs_unlabeled_target for c in self.objective_configs())
 
     def _check(self, source: Domain) -> None:
-        choices = {
-            "encoder": ("backbone", "mlp"),
-            "peft": PEFT_METHODS,
-            "stages": ("sequential", "joint"),
-            "truncation": TRUNCATIONS,
-            "precision": PRECISIONS,
-        }
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(
-                    f"recipe '{self.name}': {key} '{getattr(self, key)}'; "
-                    f"expected one of {list(allowed)}"
-                )
+        self.check_options()  # types, choices and bounds (a value set after make_recipe too)
         self.check_backbone(source)
         if holds_vectors(source) and self.encoder != "mlp":
             raise ConfigError(
@@ -176,12 +208,6 @@ class EncoderTransfer(BackboneRecipe):
             raise ConfigError(
                 f"recipe '{self.name}': choose objectives on unlabeled target data or joint "
                 "stages, not both"
-            )
-        if self.self_training_rounds < 0 or not 0 < self.pseudo_label_share <= 1:
-            raise ConfigError(
-                f"recipe '{self.name}': self_training_rounds must be >= 0 and "
-                f"pseudo_label_share in (0, 1]; got {self.self_training_rounds} and "
-                f"{self.pseudo_label_share}"
             )
         if self.self_training_rounds and self.stages == "joint":
             raise ConfigError(f"recipe '{self.name}': self-training needs sequential stages")
