@@ -178,3 +178,29 @@ def test_fits_share_nothing_without_a_stage_cache(tiny_backbone: str, monkeypatc
         scores.append(ranker.scores([np.array([1, 2])], np.array([0])))
     assert len(pre_trainings) == 2
     assert torch.equal(scores[0], scores[1])
+
+
+def test_one_registry_of_saved_model_kinds_for_every_task(tmp_path) -> None:
+    import json
+
+    from shoptransfer.errors import DataError
+    from shoptransfer.recipes import load_predictor
+    from shoptransfer.recommenders.base import load_ranker
+
+    domain = cyclic_domain()
+    options = {"epochs": 2, "hidden": 16, "batch_size": 32}
+    ranker = make_recipe("sasrec", **options).fit(FitData(None, domain))
+    folder = ranker.save(tmp_path / "sasrec")
+    metadata = json.loads((folder / "model.json").read_text())
+    assert metadata["kind"] == "neural-ranker" and metadata["n_items"] == domain.n_items
+    histories, users = [np.array([1, 2, 3])], np.array([0])
+    reloaded = load_ranker(folder, domain)
+    assert torch.equal(reloaded.scores(histories, users), ranker.scores(histories, users))
+    with pytest.raises(DataError, match="not a classifier"):
+        load_predictor(folder)
+    # a ranker saved before the kinds were one registry: ranker.json, kind 'neural'
+    (folder / "model.json").rename(folder / "ranker.json")
+    legacy = json.loads((folder / "ranker.json").read_text())
+    (folder / "ranker.json").write_text(json.dumps({**legacy, "kind": "neural"}))
+    again = load_ranker(folder, domain)
+    assert torch.equal(again.scores(histories, users), ranker.scores(histories, users))

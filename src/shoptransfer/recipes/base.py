@@ -27,18 +27,11 @@ from shoptransfer.metering import StageCache
 FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
 
 
-class Predictor(ABC):
-    """A trained model: class probabilities for inputs (texts or vectors), saved without pickle."""
+class SavedModel(ABC):
+    """A trained model of any task, saved without pickle (weights in safetensors, metadata in
+    ``model.json``) and loaded back by its ``kind`` from the one registry of kinds."""
 
     kind: ClassVar[str]
-    classes: list[str]
-
-    @abstractmethod
-    def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
-        """An (n_inputs, n_classes) array of probabilities, columns in ``self.classes`` order."""
-
-    def predict(self, inputs: Sequence[str] | np.ndarray) -> list[str]:
-        return [self.classes[i] for i in self.predict_proba(inputs).argmax(axis=1)]
 
     @property
     @abstractmethod
@@ -49,38 +42,90 @@ class Predictor(ABC):
     def _save_weights(self, folder: Path) -> dict[str, Any]:
         """Write the weights into ``folder``; return the metadata needed to load them."""
 
+    def _metadata(self) -> dict[str, Any]:
+        """What every model of this kind records besides its weights (classes, catalogue)."""
+        return {}
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        metadata = {"kind": self.kind, "classes": self.classes, **self._save_weights(folder)}
-        atomic_write_json(folder / "model.json", metadata)
+        metadata = {"kind": self.kind, **self._metadata(), **self._save_weights(folder)}
+        atomic_write_json(folder / MODEL_FILE, metadata)
         return folder
 
+    @classmethod
+    @abstractmethod
+    def load(cls, folder: Path, metadata: dict[str, Any], **context: Any) -> SavedModel:
+        """The model saved in ``folder``; ``context`` holds what some kinds need to rebuild
+        themselves (a recommender's domain and embedding cache)."""
 
-_PREDICTOR_KINDS: dict[str, Any] = {}
+
+class Predictor(SavedModel):
+    """A trained classifier: class probabilities for inputs (texts, images or vectors)."""
+
+    classes: list[str]
+
+    @abstractmethod
+    def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
+        """An (n_inputs, n_classes) array of probabilities, columns in ``self.classes`` order."""
+
+    def predict(self, inputs: Sequence[str] | np.ndarray) -> list[str]:
+        return [self.classes[i] for i in self.predict_proba(inputs).argmax(axis=1)]
+
+    def _metadata(self) -> dict[str, Any]:
+        return {"classes": self.classes}
 
 
-def register_predictor(cls: type[Predictor]) -> type[Predictor]:
-    _PREDICTOR_KINDS[cls.kind] = cls
+MODEL_FILE = "model.json"
+LEGACY_KINDS = {("ranker.json", "neural"): "neural-ranker"}  # saved before kinds were one registry
+_MODEL_KINDS: dict[str, type[SavedModel]] = {}
+
+
+def register_model(cls: type[SavedModel]) -> type[SavedModel]:
+    """Add a saved-model class to the one registry, under its unique ``kind``."""
+    if cls.kind in _MODEL_KINDS and _MODEL_KINDS[cls.kind] is not cls:
+        raise ValueError(f"model kind '{cls.kind}' is registered twice")
+    _MODEL_KINDS[cls.kind] = cls
     return cls
 
 
-def load_predictor(folder: str | Path) -> Predictor:
-    """Load a predictor saved by :meth:`Predictor.save`."""
+def read_model_metadata(folder: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Where a saved model's metadata is and what it says (a clear DataError otherwise)."""
     folder = Path(folder)
-    meta_path = folder / "model.json"
-    if not meta_path.exists():
-        raise DataError(f"{folder}: no model.json; expected a saved shoptransfer model")
+    for name in (MODEL_FILE, "ranker.json"):
+        path = folder / name
+        if path.exists():
+            break
+    else:
+        raise DataError(f"{folder}: no {MODEL_FILE}; expected a saved shoptransfer model")
     try:
-        metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        metadata = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{meta_path}: not valid JSON ({exc})") from None
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise DataError(f"{path}: expected a JSON object")
     kind = metadata.get("kind")
-    if kind not in _PREDICTOR_KINDS:
+    metadata["kind"] = LEGACY_KINDS.get((path.name, kind), kind)
+    if metadata["kind"] not in _MODEL_KINDS:
         raise DataError(
-            f"{meta_path}: unknown model kind {kind!r}; expected one of {sorted(_PREDICTOR_KINDS)}"
+            f"{path}: unknown model kind {kind!r}; expected one of {sorted(_MODEL_KINDS)}"
         )
-    return _PREDICTOR_KINDS[kind].load(folder, metadata)
+    return path, metadata
+
+
+def load_saved_model(folder: str | Path, **context: Any) -> SavedModel:
+    """Load any model saved by :meth:`SavedModel.save`; ``context`` as its kind needs."""
+    _, metadata = read_model_metadata(folder)
+    return _MODEL_KINDS[metadata["kind"]].load(Path(folder), metadata, **context)
+
+
+def load_predictor(folder: str | Path) -> Predictor:
+    """Load a saved classifier (a DataError when the folder holds another kind of model)."""
+    _, metadata = read_model_metadata(folder)
+    cls = _MODEL_KINDS[metadata["kind"]]
+    if not issubclass(cls, Predictor):
+        raise DataError(f"{folder}: a {cls.kind} model, not a classifier")
+    return cls.load(Path(folder), metadata)  # type: ignore[return-value]
 
 
 def option(

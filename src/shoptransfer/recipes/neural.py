@@ -21,7 +21,7 @@ from shoptransfer.backbones.inputs import (
 from shoptransfer.data.domain import Domain
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
-from shoptransfer.recipes.base import Predictor, register_predictor
+from shoptransfer.recipes.base import Predictor, register_model
 from shoptransfer.training import (
     Classifier,
     Examples,
@@ -36,7 +36,7 @@ def split_source(source: Domain, validation_fraction: float, seed: int) -> tuple
     return train_validation_split(source, validation_fraction, seed)
 
 
-@register_predictor
+@register_model
 class NeuralPredictor(Predictor):
     """A trained :class:`Classifier` with what it needs to read raw inputs.
 
@@ -122,7 +122,7 @@ class NeuralPredictor(Predictor):
         return {"spec": self.spec}
 
     @classmethod
-    def load(cls, folder: Path, metadata: dict[str, Any]) -> NeuralPredictor:
+    def load(cls, folder: Path, metadata: dict[str, Any], **context: Any) -> NeuralPredictor:
         from shoptransfer.recipes.peft_methods import apply_peft
 
         spec = metadata["spec"]

@@ -24,7 +24,7 @@ from shoptransfer.recipes.base import (
     Predictor,
     Recipe,
     option,
-    register_predictor,
+    register_model,
     register_recipe,
     require_target_texts,
 )
@@ -39,7 +39,7 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / norms) @ weighted)
 
 
-@register_predictor
+@register_model
 class TfidfPredictor(Predictor):
     kind = "tfidf-logistic"
 
@@ -80,7 +80,7 @@ class TfidfPredictor(Predictor):
         return {"ngram_max": self.ngram_max}
 
     @classmethod
-    def load(cls, folder: Path, metadata: dict[str, Any]) -> TfidfPredictor:
+    def load(cls, folder: Path, metadata: dict[str, Any], **context: Any) -> TfidfPredictor:
         weights = load_file(str(folder / "model.safetensors"))
         vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
         return cls(

@@ -10,8 +10,7 @@ a batch of histories.
 from __future__ import annotations
 
 import dataclasses
-import json
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,12 +20,17 @@ import torch
 
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.files import atomic_write_json
 from shoptransfer.metering import StageCache
-from shoptransfer.recipes.base import FitData, Recipe
+from shoptransfer.recipes.base import (
+    FitData,
+    Recipe,
+    SavedModel,
+    load_saved_model,
+    read_model_metadata,
+)
 
 
-class ItemRanker(ABC):
+class ItemRanker(SavedModel):
     """A trained recommender: a score for every item (column 0 pads) per history."""
 
     kind: ClassVar[str]
@@ -42,45 +46,27 @@ class ItemRanker(ABC):
     def trainable_parameters(self) -> int:
         return 0
 
+    def _metadata(self) -> dict[str, Any]:
+        return {"n_items": self.n_items}
+
     def contributions(self, history: np.ndarray, item: int) -> np.ndarray:
         """How much each history item speaks for recommending ``item`` (same order)."""
         return np.zeros(len(history))
 
-    @abstractmethod
-    def _save_weights(self, folder: Path) -> dict[str, Any]:
-        """Write the weights into ``folder``; return what loading needs besides them."""
-
-    def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        metadata = {"kind": self.kind, "n_items": self.n_items, **self._save_weights(folder)}
-        atomic_write_json(folder / "ranker.json", metadata)
-        return folder
-
-
-_RANKER_KINDS: dict[str, Any] = {}
-
-
-def register_ranker(cls: type[ItemRanker]) -> type[ItemRanker]:
-    _RANKER_KINDS[cls.kind] = cls
-    return cls
-
 
 def load_ranker(folder: str | Path, domain: InteractionDomain, cache: Any = None) -> ItemRanker:
-    """Load a ranker saved by :meth:`ItemRanker.save` for ``domain`` (its catalogue)."""
-    folder = Path(folder)
-    meta_path = folder / "ranker.json"
-    if not meta_path.exists():
-        raise DataError(f"{folder}: no ranker.json; expected a saved recommendation model")
-    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-    if metadata.get("kind") not in _RANKER_KINDS:
-        raise DataError(f"{meta_path}: unknown model kind {metadata.get('kind')!r}")
+    """Load a recommender saved for ``domain`` (its catalogue; a DataError when it changed)."""
+    path, metadata = read_model_metadata(folder)
+    if "n_items" not in metadata:
+        raise DataError(f"{path}: not a recommendation model (kind {metadata['kind']!r})")
     if metadata["n_items"] != domain.n_items:
         raise DataError(
-            f"{meta_path}: the model ranks {metadata['n_items']} items but "
+            f"{path}: the model ranks {metadata['n_items']} items but "
             f"'{domain.name}' has {domain.n_items}; was the data changed?"
         )
-    return _RANKER_KINDS[metadata["kind"]].load(folder, metadata, domain, cache)
+    model = load_saved_model(folder, domain=domain, cache=cache)
+    assert isinstance(model, ItemRanker)
+    return model
 
 
 def padded_histories(histories: list[np.ndarray], max_length: int) -> np.ndarray:

@@ -18,11 +18,10 @@ from scipy import sparse
 
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.metering import StageCache
-from shoptransfer.recipes.base import option, register_recipe
+from shoptransfer.recipes.base import option, register_model, register_recipe
 from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
-    register_ranker,
     sequence_items,
 )
 
@@ -36,7 +35,7 @@ def incidence(sequences: Sequence[np.ndarray], n_items: int) -> sparse.csr_matri
     )
 
 
-@register_ranker
+@register_model
 class ItemKNNRanker(ItemRanker):
     kind = "item-knn"
     explanation = "item-kNN similarity of the history item to the recommended one"
@@ -55,7 +54,9 @@ class ItemKNNRanker(ItemRanker):
         return {}
 
     @classmethod
-    def load(cls, folder: Path, metadata: dict[str, Any], domain: Any, cache: Any) -> ItemRanker:
+    def load(  # type: ignore[override]
+        cls, folder: Path, metadata: dict[str, Any], domain: Any = None, cache: Any = None
+    ) -> ItemRanker:
         with np.load(folder / "similarity.npz", allow_pickle=False) as parts:
             matrix = sparse.csr_matrix(
                 (parts["data"], parts["indices"], parts["indptr"]), shape=tuple(parts["shape"])

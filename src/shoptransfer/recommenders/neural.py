@@ -20,12 +20,11 @@ from torch import nn
 
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.recipes.base import make_recipe, option
+from shoptransfer.recipes.base import make_recipe, option, register_model
 from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
     padded_histories,
-    register_ranker,
 )
 from shoptransfer.recommenders.layers import ItemScores
 from shoptransfer.training import Classifier, TrainingSettings
@@ -40,14 +39,14 @@ def ranking_model(
     return model
 
 
-@register_ranker
+@register_model
 class NeuralRanker(ItemRanker):
     """A trained sequence (or user) model as an :class:`ItemRanker`.
 
     ``recipe`` names the recipe and options that rebuild the network for loading.
     """
 
-    kind = "neural"
+    kind = "neural-ranker"
     explanation = "cosine similarity of the model's item vectors"
 
     def __init__(
@@ -70,7 +69,9 @@ class NeuralRanker(ItemRanker):
         return {"recipe": self.recipe, "by_user": self.by_user}
 
     @classmethod
-    def load(cls, folder: Path, metadata: dict[str, Any], domain: Any, cache: Any) -> ItemRanker:
+    def load(  # type: ignore[override]
+        cls, folder: Path, metadata: dict[str, Any], domain: Any = None, cache: Any = None
+    ) -> ItemRanker:
         spec = metadata["recipe"]
         recipe = make_recipe(spec["name"], **spec["options"])
         model = recipe.build(domain, cache)

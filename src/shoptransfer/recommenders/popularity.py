@@ -13,16 +13,15 @@ from safetensors.torch import load_file, save_file
 
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.metering import StageCache
-from shoptransfer.recipes.base import register_recipe
+from shoptransfer.recipes.base import register_model, register_recipe
 from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
     interaction_counts,
-    register_ranker,
 )
 
 
-@register_ranker
+@register_model
 class PopularityRanker(ItemRanker):
     kind = "popularity"
 
@@ -38,7 +37,9 @@ class PopularityRanker(ItemRanker):
         return {}
 
     @classmethod
-    def load(cls, folder: Path, metadata: dict[str, Any], domain: Any, cache: Any) -> ItemRanker:
+    def load(  # type: ignore[override]
+        cls, folder: Path, metadata: dict[str, Any], domain: Any = None, cache: Any = None
+    ) -> ItemRanker:
         counts = load_file(str(folder / "ranker.safetensors"))["counts"]
         return cls(counts.numpy())
 
