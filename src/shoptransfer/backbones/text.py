@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.cache import BottomStore
 from shoptransfer.backbones.precision import check_precision, computing_in
 from shoptransfer.backbones.registry import get_backbone_spec, resolve_backbone
 from shoptransfer.errors import ConfigError
@@ -41,11 +41,6 @@ def _load_tokenizer_and_config(location: str) -> tuple[Any, Any]:
 
 
 TRUNCATIONS = ("head", "head+tail")
-BOTTOM_STORE_BYTES = 3 * 2**30
-# Hidden states of frozen pretrained bottom layers, one fp16 (tokens, hidden) tensor per text,
-# shared by every encoder with the same pretrained weights and tokenisation; oldest out first.
-_bottom_store: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
-_bottom_store_bytes = 0
 
 
 class TextEncoder(nn.Module):
@@ -148,28 +143,29 @@ class TextEncoder(nn.Module):
             hidden = _block_output(block(hidden, extended))
         return _mean_pool(hidden, mask)
 
-    def cache_frozen_bottom(self, layers: int) -> None:
+    def cache_frozen_bottom(self, layers: int, store: BottomStore | None = None) -> None:
         """Compute the bottom ``layers`` (embeddings first) once per text and keep the result.
 
         For recipes that freeze pretrained bottom layers: training then runs only the layers
         above (no dropout below: the stored states are the frozen layers in evaluation mode).
-        The store is shared by encoders with the same pretrained weights and tokenisation, and
-        holds at most ``BOTTOM_STORE_BYTES``.
+        The states go to ``store`` (shared by the encoders handed the same one, such as a run's
+        embedding cache's), or to a store of this encoder's own.
         """
         if layers and not self.pretrained:
             raise ValueError("only pretrained, frozen bottom layers can be cached")
         if not 0 <= layers < len(self.layers()):
             raise ValueError(f"cached layers must be in [0, {len(self.layers()) - 1}]")
         self.cached_layers = layers
+        self.bottom_store = store if store is not None else BottomStore()
 
     def _stored_bottom(
         self, texts: Sequence[str], encoded: dict[str, torch.Tensor]
     ) -> torch.Tensor:
-        global _bottom_store_bytes
+        store = self.bottom_store
         identity = tuple(sorted(self.identity().items()))
         precision = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
         keys = [(identity, self.cached_layers, precision, text) for text in texts]
-        missing = sorted({i for i, key in enumerate(keys) if key not in _bottom_store})
+        missing = sorted({i for i, key in enumerate(keys) if key not in store})
         if missing:
             ids = encoded["input_ids"][missing]
             mask = encoded["attention_mask"][missing]
@@ -185,13 +181,8 @@ class TextEncoder(nn.Module):
                 for layer, mode in zip(layers, modes):
                     layer.train(mode)
             for row, i in enumerate(missing):
-                states = hidden[row, : int(mask[row].sum())].to(torch.float16).clone()
-                _bottom_store[keys[i]] = states
-                _bottom_store_bytes += states.numel() * 2
-        stored = [_bottom_store[key] for key in keys]
-        while _bottom_store_bytes > BOTTOM_STORE_BYTES:
-            _, dropped = _bottom_store.popitem(last=False)
-            _bottom_store_bytes -= dropped.numel() * 2
+                store.put(keys[i], hidden[row, : int(mask[row].sum())])
+        stored = store.take(keys)
         out = torch.zeros(len(texts), encoded["input_ids"].shape[1], self.hidden_size)
         for row, states in enumerate(stored):
             out[row, : states.shape[0]] = states.float()

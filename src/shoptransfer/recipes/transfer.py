@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.inputs import (
     domain_inputs,
     feature_size,
@@ -220,8 +221,12 @@ class EncoderTransfer(BackboneRecipe):
 
     # -- building the model -------------------------------------------------------------------
 
-    def _build(self, source: Domain, n_classes: int) -> tuple[Classifier, Any]:
-        """The classifier to train, and the frozen encoder that feeds it features (mlp only)."""
+    def _build(
+        self, source: Domain, n_classes: int, cache: EmbeddingCache | None = None
+    ) -> tuple[Classifier, Any]:
+        """The classifier to train, and the frozen encoder that feeds it features (mlp only).
+
+        Frozen bottom layers keep their outputs in ``cache``'s bottom store when given."""
         torch.manual_seed(self.seed)
         if self.encoder == "mlp":
             frozen = frozen_encoder_for(source, self.make_encoder)
@@ -237,7 +242,10 @@ class EncoderTransfer(BackboneRecipe):
             layer.requires_grad_(False)
         if self.peft == "none" and not self.gradual_unfreezing:
             # frozen pretrained layers give the same states every epoch: compute them once
-            encoder.cache_frozen_bottom(min(self.frozen_layers, len(layers) - 1))
+            encoder.cache_frozen_bottom(
+                min(self.frozen_layers, len(layers) - 1),
+                cache.bottom if cache is not None else None,
+            )
         return model, None
 
     def peft_spec(self) -> dict[str, Any] | None:
@@ -334,7 +342,7 @@ class EncoderTransfer(BackboneRecipe):
         self._check(data.reference())
         self._check_data(data)
         classes = data.label_vocabulary()
-        model, frozen = self._build(data.reference(), len(classes))
+        model, frozen = self._build(data.reference(), len(classes), cache)
         inputs = lambda domain: domain_inputs(domain, frozen, cache, model.encoder)  # noqa: E731
         built = self._build_objectives(model, len(classes))
 
