@@ -393,7 +393,8 @@ def recipes(
     from shoptransfer.catalogue import list_recipes
 
     for cls in list_recipes():
-        typer.echo(f"{cls.name:<20} {cls.task:<15} {cls.family:<14} {cls.description}")
+        tasks = ",".join(cls.tasks)
+        typer.echo(f"{cls.name:<20} {tasks:<40} {cls.family:<14} {cls.description}")
         if verbose:
             defaults = cls()
             for key, help_text in cls.options().items():

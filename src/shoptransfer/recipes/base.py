@@ -247,13 +247,20 @@ class Recipe(ABC):
     family: ClassVar[str]
     description: ClassVar[str]
     uses_source: ClassVar[bool] = True
-    task: ClassVar[str] = "classification"
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks it can learn
     seed: int = option(0, "random seed of splits, initialisation and batch order", minimum=0)
 
     @abstractmethod
     def fit(self, data: FitData) -> Any:
         """Train on ``data``: its source, the labeled target examples and the unlabeled target
         inputs, as the recipe uses them; return the trained model."""
+
+    def check_task(self, task: str) -> None:
+        """Raise a ConfigError when this recipe (with its settings) cannot learn ``task``."""
+        if task not in self.tasks:
+            raise ConfigError(
+                f"recipe '{self.name}' learns {' or '.join(self.tasks)}; this run's task is {task}"
+            )
 
     def validate(self, source: Domain) -> None:
         """Raise a ConfigError for settings that cannot work on ``source``.
@@ -303,8 +310,10 @@ def register_recipe(cls: type[Recipe]) -> type[Recipe]:
 
 
 def list_recipes(task: str | None = None) -> list[type[Recipe]]:
-    """Registered recipes by name; only those of ``task`` when given."""
-    return [_RECIPES[name] for name in sorted(_RECIPES) if task in (None, _RECIPES[name].task)]
+    """Registered recipes by name; only those that learn ``task`` when given."""
+    return [
+        _RECIPES[name] for name in sorted(_RECIPES) if task is None or task in _RECIPES[name].tasks
+    ]
 
 
 def make_recipe(name: str, **options: Any) -> Recipe:

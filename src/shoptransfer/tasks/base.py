@@ -62,11 +62,7 @@ class Task(ABC):
     def check(self, data: TaskData, recipes: list[Any]) -> None:
         """Raise a ConfigError for settings that cannot work; called before any training."""
         for recipe in recipes:
-            if recipe.task != self.name:
-                raise ConfigError(
-                    f"recipe '{recipe.name}' is a {recipe.task} recipe; this run's task is "
-                    f"{self.name}"
-                )
+            recipe.check_task(self.name)
 
     def quality_scorer(self, data: TaskData) -> Callable[[Any], float] | None:
         """A score of a model on a fixed sample of the target, for the quality curve."""
