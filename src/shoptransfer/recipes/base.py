@@ -22,6 +22,7 @@ from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
+from shoptransfer.heads import Outputs
 from shoptransfer.metering import StageCache
 
 FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
@@ -37,8 +38,14 @@ class Predictor(ABC):
     def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
         """An (n_inputs, n_classes) array of probabilities, columns in ``self.classes`` order."""
 
-    def predict(self, inputs: Sequence[str] | np.ndarray) -> list[str]:
+    def predict(self, inputs: Sequence[str] | np.ndarray) -> Any:
+        """Class labels (a regression model: numbers; a multi-task model: labels per task)."""
         return [self.classes[i] for i in self.predict_proba(inputs).argmax(axis=1)]
+
+    @property
+    def outputs(self) -> Outputs:
+        """What the model predicts (:class:`~shoptransfer.heads.Outputs`): its classes here."""
+        return Outputs.of_classes(self.classes)
 
     @property
     @abstractmethod
@@ -203,7 +210,9 @@ class FitData:
     - ``classes``: the label vocabulary (default: the labels of source and target);
     - ``cache``: frozen embeddings shared by a run's recipes;
     - ``stages``: trained stages (a source stage, a pre-training) shared by a run's fits,
-      each reuse charged its full cost.
+      each reuse charged its full cost;
+    - ``outputs``: what the model predicts, when not ``classes`` (a regression's number, the
+      heads of a multi-task model: :class:`~shoptransfer.heads.Outputs`).
     """
 
     source: Any = None
@@ -212,6 +221,11 @@ class FitData:
     classes: list[str] | None = None
     cache: EmbeddingCache | None = None
     stages: StageCache | None = None
+    outputs: Outputs | None = None
+
+    def predicts(self) -> Outputs:
+        """``outputs``, else the classes of :meth:`label_vocabulary`."""
+        return self.outputs or Outputs.of_classes(self.label_vocabulary())
 
     def label_vocabulary(self) -> list[str]:
         """``classes``, else the sorted labels of the source and the target."""
@@ -327,7 +341,7 @@ def make_recipe(name: str, **options: Any) -> Recipe:
 
 def require_target_labels(recipe: Recipe, target: Domain | None) -> Domain:
     """The labeled target examples a scratch baseline trains on, or a clear error."""
-    if target is None or not target.labeled or len(target) == 0:
+    if target is None or not (target.labeled or target.annotations) or len(target) == 0:
         raise DataError(f"recipe '{recipe.name}' trains on target labels only; the budget is 0")
     return target
 
