@@ -83,3 +83,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared research data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+def write_experiment(tmp_path: Path, backbone: str, config: dict, **extra: object) -> Path:
+    """``experiment.yaml`` in ``tmp_path``: ``config`` with a tiny backbone, one seed and the
+    run and cache folders inside ``tmp_path`` (``extra`` keys override)."""
+    import yaml
+
+    settings = {
+        **config,
+        "backbone": backbone,
+        "max_length": 32,
+        "seeds": [0],
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        **extra,
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path

@@ -10,6 +10,7 @@ import torch
 
 from shoptransfer.data import FeatureDomain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.heads import Outputs
 from shoptransfer.objectives.coral import CoralLoss, coral_transform
 from shoptransfer.objectives.dann import dann_lambda, reverse_gradient
 from shoptransfer.objectives.mmd import MultiKernelMMD
@@ -199,7 +200,7 @@ def test_gradual_unfreezing_trains_the_top_layer_first(tiny_backbone: str) -> No
 
 def test_layer_decay_gives_lower_rates_to_lower_layers(tiny_backbone: str) -> None:
     recipe = make_recipe("llrd", backbone=tiny_backbone, layer_decay=0.5)
-    model, _ = recipe._build(SOURCE, 2)
+    model, _ = recipe._build(SOURCE, Outputs.of_classes(SOURCE.classes))
     groups = recipe._parameter_groups(model, 1e-3, 1e-2)
     rates = [g["lr"] for g in groups]
     assert rates[:4] == pytest.approx([1e-2, 1e-3, 5e-4, 2.5e-4])

@@ -8,6 +8,7 @@ import torch
 
 from shoptransfer.data import FeatureDomain
 from shoptransfer.errors import ConfigError
+from shoptransfer.heads import Outputs
 from shoptransfer.objectives import list_objectives, make_objective
 from shoptransfer.objectives.bss import SpectralShrinkage
 from shoptransfer.objectives.mcc import ClassConfusionLoss
@@ -74,7 +75,8 @@ def test_objectives_compose_dann_and_l2_sp_both_act() -> None:
     def encoder_drift(objectives: list[object]) -> tuple[float, list[dict[str, float]]]:
         recipe = make_recipe("mlp", objectives=objectives, **MLP_OPTIONS)
         torch.manual_seed(0)
-        start = {k: v.clone() for k, v in recipe._build(source, 4)[0].encoder.state_dict().items()}
+        model = recipe._build(source, Outputs.of_classes(source.classes))[0]
+        start = {k: v.clone() for k, v in model.encoder.state_dict().items()}
         predictor = recipe.fit(FitData(source, unlabeled=unlabeled))
         state = predictor.model.encoder.state_dict()
         return float(sum((state[k] - v).pow(2).sum() for k, v in start.items())), recipe.history_

@@ -55,6 +55,38 @@ def test_nan_text_in_parquet_is_dropped(tmp_path: Path) -> None:
     assert domain.texts == ["a"] and domain.dropped == {"empty text": 2}
 
 
+def test_a_column_of_numbers_and_several_label_columns(tmp_path: Path) -> None:
+    from shoptransfer.data.sampling import sample_count, train_validation_split
+
+    path = tmp_path / "t.jsonl"
+    rows = [
+        {"body": "good", "stars": 5, "cat": "pan", "mood": "pos"},
+        {"body": "odd", "stars": None, "cat": "", "mood": ""},
+        {"body": "meh", "stars": "3.5", "cat": "", "mood": "neg"},
+        {"body": "", "stars": 1, "cat": "pan", "mood": "neg"},
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    numbers = read_table(path, text="body", label=None, value="stars")
+    assert numbers.annotations["value"].tolist() == [5.0, 3.5]
+    assert numbers.dropped == {"empty text": 1, "empty stars": 1}
+    heads = read_table(path, text="body", label=None, label_columns={"c": "cat", "m": "mood"})
+    assert heads.texts == ["good", "meh"] and heads.dropped == {"empty text": 1, "no labels": 1}
+    assert heads.annotations["c"].tolist() == ["pan", ""]
+    # annotations follow their examples through subsets and splits, and count in the hash
+    assert heads.subset([1]).annotations["m"].tolist() == ["neg"]
+    picked, rest = sample_count(numbers, 1, seed=0)
+    assert sorted(picked.annotations["value"].tolist() + rest.annotations["value"].tolist()) == [
+        3.5,
+        5.0,
+    ]
+    train, validation = train_validation_split(numbers, 0.5, seed=0)  # at random: no labels
+    assert len(train) == len(validation) == 1
+    assert numbers.data_hash() != numbers.without_labels().data_hash()
+    path.write_text(json.dumps({"body": "x", "stars": "five"}))
+    with pytest.raises(DataError, match="line 1: column 'stars' holds 'five'; expected a number"):
+        read_table(path, text="body", label=None, value="stars")
+
+
 @pytest.mark.parametrize(
     ("content", "kwargs", "message"),
     [

@@ -126,7 +126,7 @@ def test_recommendation_bad_input_is_one_line(tmp_path: Path, tiny_backbone: str
     data["recipes"] = ["fine-tune"]
     config.write_text(yaml.safe_dump(data))
     result = cli("run", str(config), cwd=tmp_path)
-    assert result.returncode == 2 and "is a classification recipe" in result.stderr
+    assert result.returncode == 2 and "learns classification" in result.stderr
     data["recipes"] = ["text-seq"]
     del data["source"]
     config.write_text(yaml.safe_dump(data))

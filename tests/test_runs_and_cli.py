@@ -13,7 +13,7 @@ from shoptransfer.api import predict, run_experiment
 from shoptransfer.cli import app
 from shoptransfer.config import load_config
 
-from .conftest import write_reviews_csv
+from .conftest import write_experiment, write_reviews_csv
 
 
 def write_config(
@@ -23,8 +23,6 @@ def write_config(
         "name": "toy",
         "source": {"path": source.name, "text": "review", "label": "sentiment"},
         "target": {"path": target.name, "text": "review", "label": "sentiment"},
-        "backbone": backbone,
-        "max_length": 32,
         "recipes": [
             "scratch-tfidf",
             {"name": "frozen-features", "epochs": 3},
@@ -32,14 +30,8 @@ def write_config(
             {"name": "scratch-transformer", "epochs": 1},
         ],
         "budgets": [0, 2],
-        "seeds": [0],
-        "output_dir": str(tmp_path / "runs"),
-        "cache_dir": str(tmp_path / "cache"),
-        **extra,
     }
-    path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_experiment(tmp_path, backbone, config, **extra)
 
 
 def test_run_writes_results_models_and_config(

@@ -80,8 +80,8 @@ def compare(
 
 def choose_model(run_dir: str | Path, model: str | None = None) -> Path:
     """The folder of ``model`` in a run, or of the run's best model by its primary metric
-    (macro-F1 for classification; validation NDCG for recommendation, where the test split
-    must not choose)."""
+    (macro-F1 for classification, the lowest RMSE for regression; validation NDCG for
+    recommendation, where the test split must not choose)."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     saved = [r for r in results.get("results", []) if r.get("model_dir")]
@@ -114,14 +114,27 @@ def model_reads(model_dir: Path) -> str:
 
 def predict(
     run_dir: str | Path, texts: Sequence[str], model: str | None = None
-) -> tuple[list[str], np.ndarray, list[str]]:
+) -> tuple[Any, Any, Any]:
     """Labels and probabilities for ``texts`` (or image paths, for an image model); also
-    returns the classes (probability columns)."""
+    returns the classes (probability columns).
+
+    A regression model returns its numbers (a list, the same as an array) and no classes; a
+    multi-task model returns the three per task, each a dict keyed by the task's name."""
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"input {i + 1} is empty; expected some text to classify")
     predictor = load_model(run_dir, model)
+    outputs = predictor.outputs
+    if outputs.kind == "value":
+        values = np.asarray(predictor.predict(list(texts)), dtype=np.float64)
+        return [float(v) for v in values], values, []
     probabilities = predictor.predict_proba(list(texts))
+    if outputs.kind == "tasks":
+        labels = {
+            name: [classes[i] for i in probabilities[name].argmax(axis=1)]
+            for name, classes in outputs.tasks
+        }
+        return labels, probabilities, {name: list(classes) for name, classes in outputs.tasks}
     labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
     return labels, probabilities, predictor.classes
 

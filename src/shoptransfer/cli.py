@@ -300,11 +300,13 @@ def predict(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="classes shown per input", min=1)] = 1,
     model: Annotated[
-        str | None, typer.Option(help="model folder name in the run (default: best macro-F1)")
+        str | None,
+        typer.Option(help="model folder name in the run (default: best by its primary metric)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
 ) -> None:
-    """Classify texts or images with a model saved in a run folder."""
+    """Classify texts or images with a model saved in a run folder (a regression model:
+    predict their numbers; a multi-task model: a label per task)."""
     from shoptransfer.api import choose_model, model_reads
     from shoptransfer.data.readers import read_table
     from shoptransfer.errors import ConfigError, DataError
@@ -351,6 +353,33 @@ def _print_predictions(
 
     labels, probabilities, classes = predict_inputs(run_dir, inputs, model=model)
     typer.echo(f"model: {model}", err=True)
+    if isinstance(labels, dict):  # a multi-task model: a label per task
+        for n, item in enumerate(inputs):
+            if as_json:
+                record = {
+                    key: item,
+                    "labels": {task: labels[task][n] for task in labels},
+                    "probabilities": {
+                        task: dict(zip(classes[task], map(float, probabilities[task][n])))
+                        for task in labels
+                    },
+                }
+                typer.echo(json.dumps(record))
+            else:
+                shown = "  ".join(
+                    f"{task}: {labels[task][n]} {probabilities[task][n].max():.3f}"
+                    for task in labels
+                )
+                typer.echo(f"{shown}\t{_preview(item)}")
+        return
+    if not classes:  # a regression model: a number per input
+        for item, value in zip(inputs, labels):
+            typer.echo(
+                json.dumps({key: item, "value": value})
+                if as_json
+                else f"{value:.3f}\t{_preview(item)}"
+            )
+        return
     for item, label, row in zip(inputs, labels, probabilities):
         best = row.argsort()[::-1][:top_k]
         if as_json:
@@ -363,11 +392,15 @@ def _print_predictions(
                 record["top"] = [[classes[i], float(row[i])] for i in best]
             typer.echo(json.dumps(record))
         else:
-            preview = item if len(item) <= 70 else item[:67] + "..."
             shown = ", ".join(f"{classes[i]} {row[i]:.3f}" for i in best)
+            preview = _preview(item)
             typer.echo(
                 f"{shown}\t{preview}" if top_k > 1 else f"{label}\t{row.max():.3f}\t{preview}"
             )
+
+
+def _preview(item: str) -> str:
+    return item if len(item) <= 70 else item[:67] + "..."
 
 
 @app.command()
@@ -393,7 +426,8 @@ def recipes(
     from shoptransfer.catalogue import list_recipes
 
     for cls in list_recipes():
-        typer.echo(f"{cls.name:<20} {cls.task:<15} {cls.family:<14} {cls.description}")
+        tasks = ",".join(cls.tasks)
+        typer.echo(f"{cls.name:<20} {tasks:<40} {cls.family:<14} {cls.description}")
         if verbose:
             defaults = cls()
             helps = cls.options()

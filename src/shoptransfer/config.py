@@ -14,6 +14,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -56,6 +57,49 @@ class DomainConfig(_Strict):
     )
     label: str | None = Field("label", description="column holding the label (null: unlabeled)")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
+
+
+HEAD_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class TableDomainConfig(_Strict):
+    """A table of texts (CSV, TSV, JSON Lines, Parquet) and its text column."""
+
+    path: str = Field(description="a CSV/TSV/JSONL/Parquet table")
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = Field(
+        None, description="table format; guessed from the extension"
+    )
+    text: str = Field("text", description="column holding the text")
+    name: str | None = Field(None, description="domain name (default: the file name)")
+
+
+class ValueDomainConfig(TableDomainConfig):
+    """A table of texts with a number each to predict (regression)."""
+
+    value: str = Field(
+        "value", description="column holding the number to predict (a star rating, a price)"
+    )
+
+
+class LabelsDomainConfig(TableDomainConfig):
+    """A table of texts with a label column per head of a multi-task model."""
+
+    labels: dict[str, str] = Field(
+        description="the label column of each head: {head name: column}, e.g. "
+        "{sentiment: label, category: cat}"
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _heads(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("expected at least one head: {head name: label column}")
+        for head in value:
+            if not HEAD_NAME.fullmatch(head):
+                raise ValueError(
+                    f"head name '{head}' may hold only letters, digits and the characters . _ -"
+                )
+        return value
 
 
 class InteractionDomainConfig(_Strict):
@@ -152,15 +196,15 @@ def label_recipes(entries: list[RecipeConfig]) -> list[RecipeConfig]:
     return entries
 
 
-def _checked_budgets(value: Any, fractions_only: bool = False) -> list[Any]:
-    """Budgets: labels per class (an integer), a fraction of the pool, or 'all'."""
+def _checked_budgets(
+    value: Any, fractions_only: bool = False, unit: str = "labels per class"
+) -> list[Any]:
+    """Budgets: ``unit`` (an integer: labels per class, or target examples), a fraction of the
+    pool, or 'all'."""
     if fractions_only:
         expected = "expected a share of the target's users between 0 and 1, or 'all'"
     else:
-        expected = (
-            "expected labels per class (an integer, 0 or more), a fraction between 0 and 1, "
-            "or 'all'"
-        )
+        expected = f"expected {unit} (an integer, 0 or more), a fraction between 0 and 1, or 'all'"
 
     def valid(b: Any) -> bool:
         if b == "all":
@@ -236,7 +280,29 @@ class RunConfig(_Strict):
         return value
 
 
-class ExperimentConfig(RunConfig):
+class HeldOutConfig(RunConfig):
+    """What the tasks learned from a labelled target share: its test split (held out of the
+    target, fixed across seeds), the backbone, and the per-epoch quality curve."""
+
+    test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
+    split_seed: int = Field(
+        0, ge=0, description="seed of the target test split (fixed across seeds)"
+    )
+    backbone: str | None = Field(
+        None,
+        description="backbone of the neural recipes (default: minilm-l6 for texts, "
+        "efficientnet-lite0 for images)",
+    )
+    max_length: int = Field(128, gt=0, description="tokens kept per text")
+    track_quality: bool = Field(
+        False,
+        description="score a sample of the target test set after every epoch, for the "
+        "time-to-target-quality report (compare turns it on)",
+    )
+    quality_sample: int = Field(500, gt=0, description="target test examples scored per epoch")
+
+
+class ExperimentConfig(HeldOutConfig):
     """Classification: an optional source and a target; recipes x target budgets x seeds.
 
     Without a source, the backbone's pre-training is the only source: recipes train on the
@@ -250,16 +316,6 @@ class ExperimentConfig(RunConfig):
     target_test: DomainConfig | None = Field(
         None, description="labeled target test set; default: hold out test_fraction of target"
     )
-    test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
-    split_seed: int = Field(
-        0, ge=0, description="seed of the target test split (fixed across seeds)"
-    )
-    backbone: str | None = Field(
-        None,
-        description="backbone of the neural recipes (default: minilm-l6 for texts, "
-        "efficientnet-lite0 for images)",
-    )
-    max_length: int = Field(128, gt=0, description="tokens kept per text")
     image_size: int | None = Field(
         None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
     )
@@ -272,20 +328,105 @@ class ExperimentConfig(RunConfig):
         description="also give the target test inputs, without labels, to alignment "
         "recipes (the protocol of the Blitzer papers)",
     )
-    track_quality: bool = Field(
-        False,
-        description="score a sample of the target test set after every epoch, for the "
-        "time-to-target-quality report (compare turns it on)",
-    )
     domain_gap: bool = Field(
         False, description="measure the source-target gap on frozen features (compare does)"
     )
-    quality_sample: int = Field(500, gt=0, description="target test examples scored per epoch")
 
     @field_validator("budgets", mode="before")
     @classmethod
     def _budgets(cls, value: Any) -> Any:
         return _checked_budgets(value)
+
+
+class ExampleBudgetsConfig(HeldOutConfig):
+    """A held-out target whose budgets count labelled target examples."""
+
+    budgets: list[int | float | Literal["all"]] = Field(
+        [0, 100, "all"],
+        description="labelled target examples: an integer count, a fraction of the pool, or 'all'",
+    )
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any) -> Any:
+        return _checked_budgets(value, unit="target examples")
+
+
+class RegressionConfig(ExampleBudgetsConfig):
+    """Regression: a number per text (a star rating, a price); an optional source and a
+    target whose numbers are split into a pool (budgets draw from it) and a test set."""
+
+    task: Literal["regression"]
+    source: ValueDomainConfig | None = Field(
+        None, description="source texts with numbers (optional: the backbone's pre-training)"
+    )
+    target: ValueDomainConfig
+    target_test: ValueDomainConfig | None = Field(
+        None, description="target test set; default: hold out test_fraction of target"
+    )
+
+
+class MultiTaskConfig(ExampleBudgetsConfig):
+    """Multi-task: one shared encoder, a classification head per label column. The source
+    trains every head it has labels for; the target trains the heads of ``target_tasks``; the
+    test scores every head the target's test set has labels for."""
+
+    task: Literal["multi-task"]
+    source: LabelsDomainConfig | None = Field(
+        None, description="source texts with a label column per head (optional)"
+    )
+    target: LabelsDomainConfig
+    target_test: LabelsDomainConfig | None = Field(
+        None, description="target test set; default: hold out test_fraction of target"
+    )
+    recipes: list[RecipeConfig] = Field(
+        default_factory=lambda: [
+            RecipeConfig(name=n) for n in ["scratch-transformer", "frozen-features", "fine-tune"]
+        ],
+        validate_default=True,
+    )
+    target_tasks: list[str] | None = Field(
+        None,
+        description="the heads whose target labels train (default: every head the target "
+        "names); the test scores all heads",
+    )
+    task_weights: dict[str, float] | Literal["uncertainty"] = Field(
+        default_factory=dict,
+        description="loss weight per head (1 where not given), or 'uncertainty': weights "
+        "learned from each task's loss (Kendall, Gal & Cipolla 2018)",
+    )
+
+    @field_validator("target_tasks")
+    @classmethod
+    def _target_tasks(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        target = info.data.get("target")
+        if value is None or target is None:
+            return value
+        unknown = [head for head in value if head not in target.labels]
+        if not value or unknown or len(set(value)) < len(value):
+            raise ValueError(
+                f"{value}: expected each of the target's heads at most once, at least one of "
+                f"{list(target.labels)}"
+            )
+        return value
+
+    @field_validator("task_weights")
+    @classmethod
+    def _task_weights(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            return value
+        heads = {
+            head
+            for key in ("source", "target")
+            if info.data.get(key) is not None
+            for head in info.data[key].labels
+        }
+        for head, weight in value.items():
+            if head not in heads or weight < 0:
+                raise ValueError(
+                    f"{head}: {weight}; expected a head of {sorted(heads)} with a weight >= 0"
+                )
+        return value
 
 
 class RecommendationConfig(RunConfig):
@@ -319,6 +460,8 @@ class RecommendationConfig(RunConfig):
 
 CONFIGS: dict[str, type[RunConfig]] = {
     "classification": ExperimentConfig,
+    "regression": RegressionConfig,
+    "multi-task": MultiTaskConfig,
     "recommendation": RecommendationConfig,
 }
 

@@ -86,6 +86,7 @@ def run(
                 classes=data.classes,
                 cache=cache,
                 stages=stages,
+                outputs=data.outputs,
             )
             for label, recipe in recipes:
                 record = run_cell(

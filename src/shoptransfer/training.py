@@ -2,15 +2,19 @@
 
 A recipe builds a :class:`Classifier` (a head over an encoder's features, or over precomputed
 features), chooses which parameters train, and hands :class:`Examples` to :class:`Trainer`.
-The trainer runs mini-batch AdamW with linear warm-up and decay on a weighted cross-entropy
-loss, plus any auxiliary :class:`Objective` (feature alignment, regularisation toward the
-pretrained weights, a second domain's head). Given validation examples, it keeps the epoch with
-the best validation macro-F1 and stops early when that stops improving.
+The trainer runs mini-batch AdamW with linear warm-up and decay on a weighted task loss
+(cross-entropy; BPR; mean squared error for a regression head; the heads' combined losses for
+a multi-task head, :mod:`shoptransfer.heads`), plus any auxiliary :class:`Objective` (feature
+alignment, regularisation toward the pretrained weights, a second domain's head). Given
+validation examples, it keeps the epoch with the best validation score (macro-F1, its mean over
+the heads of a multi-task model, or minus the RMSE of a regression) and stops early when that
+stops improving.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,12 +30,16 @@ from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.progress import progress
 
+MISSING = -1  # in a multi-task label matrix: this example has no label for this head
+
 
 class Classifier(nn.Module):
     """``head(encoder(x))``: a linear head over an encoder's features.
 
     ``encoder`` is a module with ``embed(batch) -> features`` (a text encoder, or an MLP over
-    precomputed vectors); without one, the head reads ``batch["features"]`` directly.
+    precomputed vectors); without one, the head reads ``batch["features"]`` directly. ``head``
+    replaces the linear head (a regression's value head; the heads of a multi-task model,
+    whose forward returns a dict of logits per head).
     """
 
     def __init__(
@@ -40,10 +48,11 @@ class Classifier(nn.Module):
         input_size: int,
         encoder: nn.Module | None = None,
         precision: str = "fp32",
+        head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(input_size, n_classes)
+        self.head = head if head is not None else nn.Linear(input_size, n_classes)
         self.precision = check_precision(precision)
 
     def features(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -57,7 +66,7 @@ class Classifier(nn.Module):
             features = self.encoder.embed(batch)
         return features.float()
 
-    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+    def forward(self, batch: dict[str, Any]) -> Any:
         return self.head(self.features(batch))
 
 
@@ -148,7 +157,9 @@ class TrainingSettings:
     patience: int = 2
     seed: int = 0
     description: str = "training"
-    loss: str = "cross-entropy"  # or "bpr": one uniformly drawn negative class per example
+    # "cross-entropy"; "bpr": one uniformly drawn negative class per example; "mse": squared
+    # error of a one-number head (regression); "multi-task": the multi-task head's own loss
+    loss: str = "cross-entropy"
 
 
 class Trainer:
@@ -192,8 +203,9 @@ class Trainer:
     ) -> list[dict[str, float]]:
         """Train in place; return one record per epoch (losses, validation score, seconds).
 
-        The validation score is the macro-F1 on ``validation``, or ``validation_score(model)``
-        when given (a ranking metric, say); the best epoch's weights are kept.
+        The validation score is :func:`validation_metric` on ``validation`` (macro-F1; for a
+        regression, minus the RMSE), or ``validation_score(model)`` when given (a ranking
+        metric, say); the best epoch's weights are kept.
         """
         s = self.settings
         if train.labels is None:
@@ -220,7 +232,7 @@ class Trainer:
             target.endless_batches(s.batch_size, generator) if target is not None else None
         )
         history: list[dict[str, float]] = []
-        best_score, best_state, stale, step = -1.0, None, 0, 0
+        best_score, best_state, stale, step = -math.inf, None, 0, 0
         started = time.perf_counter()
         for epoch in progress(range(s.epochs), s.description):
             if on_epoch_start is not None:
@@ -264,8 +276,8 @@ class Trainer:
                 score = validation_score(model)
                 record["validation_score"] = score
             elif validation is not None and validation.labels is not None:
-                score = macro_f1(model, validation)
-                record["validation_macro_f1"] = score
+                name, value, score = validation_metric(model, validation, s.loss)
+                record[f"validation_{name}"] = value
             if score is not None:
                 if score >= best_score:  # ties: prefer the later, longer-trained epoch
                     best_score, stale = score, 0
@@ -291,18 +303,23 @@ class Trainer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         source_features = model.features(batch)
         logits = model.head(source_features)
-        if self.settings.loss == "bpr":  # Rendle et al., UAI 2009: -log sigmoid(pos - neg)
-            labels = batch["labels"]
-            negatives = torch.randint(0, logits.shape[1], labels.shape, generator=generator)
-            rows = torch.arange(len(labels))
-            margin = logits[rows, labels] - logits[rows, negatives]
-            loss = -nn.functional.logsigmoid(margin)
+        labels = batch["labels"]
+        if self.settings.loss == "multi-task":  # each head's loss, combined by the head
+            loss = model.head.loss(logits, labels, batch.get("weights"))
         else:
-            loss = nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
-        if "weights" in batch:
-            loss = (loss * batch["weights"]).sum() / batch["weights"].sum()
-        else:
-            loss = loss.mean()
+            if self.settings.loss == "bpr":  # Rendle et al., UAI 2009: -log sigmoid(pos - neg)
+                negatives = torch.randint(0, logits.shape[1], labels.shape, generator=generator)
+                rows = torch.arange(len(labels))
+                margin = logits[rows, labels] - logits[rows, negatives]
+                loss = -nn.functional.logsigmoid(margin)
+            elif self.settings.loss == "mse":
+                loss = (logits.reshape(len(labels)) - labels) ** 2
+            else:
+                loss = nn.functional.cross_entropy(logits, labels, reduction="none")
+            if "weights" in batch:
+                loss = (loss * batch["weights"]).sum() / batch["weights"].sum()
+            else:
+                loss = loss.mean()
         auxiliary = torch.zeros(())
         if objectives:
             target_features = model.features(target_batch) if target_batch is not None else None
@@ -312,25 +329,62 @@ class Trainer:
 
 
 @torch.no_grad()
-def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) -> np.ndarray:
-    """Logits for every example, in input order, without gradients."""
+def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) -> Any:
+    """The model's outputs for every example, in input order, without gradients: logits (a
+    regression head: one number per example; a multi-task head: a dict of logits per head)."""
     was_training = model.training
     model.eval()
     examples, order = Examples(examples.inputs).in_order()  # texts of similar length together
-    outputs = [model(batch).float().numpy() for batch in examples.batches(batch_size)]
+    outputs = [model(batch) for batch in examples.batches(batch_size)]
     model.train(was_training)
-    logits = np.zeros((len(order), model.head.out_features), dtype=np.float32)
-    if outputs:
-        logits[order] = np.concatenate(outputs)
-    return logits
+    if not outputs:  # nothing to predict: a dummy row gives the shapes
+        empty = model.head(torch.zeros(1, model.head.in_features))
+        return _in_order([empty], np.zeros(0, dtype=np.int64), rows=0)
+    return _in_order(outputs, order)
+
+
+def _in_order(parts: list[Any], order: np.ndarray, rows: int | None = None) -> Any:
+    """Batches of outputs (tensors, or dicts of them) put back into input order."""
+    if isinstance(parts[0], dict):
+        return {key: _in_order([p[key] for p in parts], order, rows) for key in parts[0]}
+    joined = np.concatenate([p.detach().float().numpy() for p in parts])[:rows]
+    result = np.zeros_like(joined)
+    result[order] = joined
+    return result
+
+
+def validation_metric(
+    model: Classifier, examples: Examples, loss: str = "cross-entropy"
+) -> tuple[str, float, float]:
+    """``(name, value, score)`` of ``model`` on labeled ``examples``: the macro-F1 (for a
+    multi-task model, its mean over the heads labelled in ``examples``), or for a regression
+    (``loss="mse"``) the RMSE; ``score`` is what early stopping maximises (minus the RMSE)."""
+    assert examples.labels is not None
+    outputs = predict_logits(model, examples)
+    if loss == "mse":
+        rmse = float(np.sqrt(np.mean((outputs.reshape(-1) - examples.labels) ** 2)))
+        return "rmse", rmse, -rmse
+    if loss == "multi-task":
+        scores = []
+        for column, logits in enumerate(outputs.values()):
+            labels = examples.labels[:, column]
+            labelled = labels != MISSING
+            if labelled.any():
+                scores.append(_macro_f1(labels[labelled], logits[labelled]))
+        value = float(np.mean(scores)) if scores else 0.0
+        return "macro_f1", value, value
+    value = _macro_f1(examples.labels, outputs)
+    return "macro_f1", value, value
 
 
 def macro_f1(model: Classifier, examples: Examples) -> float:
     """Macro-F1 of ``model`` on labeled ``examples``."""
-    assert examples.labels is not None
-    predicted = predict_logits(model, examples).argmax(axis=1)
-    names = [str(i) for i in range(model.head.out_features)]
-    return float(classification_metrics(examples.labels, predicted, names)["macro_f1"])
+    return validation_metric(model, examples)[1]
+
+
+def _macro_f1(labels: np.ndarray, logits: np.ndarray) -> float:
+    names = [str(i) for i in range(logits.shape[1])]
+    return float(classification_metrics(labels, logits.argmax(axis=1), names)["macro_f1"])
 
 
 def _parameter_counts(model: nn.Module) -> tuple[int, int]:

@@ -19,12 +19,17 @@ class Domain:
 
     ``dropped`` counts rows the reader removed, by reason (for example ``{"empty text": 3}``),
     so that a run can report them instead of losing them silently.
+
+    ``annotations`` holds what a model learns to predict besides ``labels``, one array entry
+    per example: the numbers of a regression (key ``value``), or the labels of each head of a
+    multi-task model (keyed by the head's name; ``""`` where an example has none).
     """
 
     name: str
     labels: list[str] | None
     source: str
     dropped: dict[str, int]
+    annotations: dict[str, np.ndarray] = field(default_factory=dict)
     holds: ClassVar[str] = "examples"  # what the inputs are: texts, vectors or images
 
     @property
@@ -66,11 +71,32 @@ class Domain:
     def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> Any:
         """A new domain of the same kind holding the examples at ``indices`` (in that order)."""
         idx = [int(i) for i in indices]
-        return self._with(
+        taken = self._with(
             self._take(idx),
             [self.labels[i] for i in idx] if self.labels is not None else None,
             name or self.name,
         )
+        taken.annotations = {key: values[idx] for key, values in self.annotations.items()}
+        return taken
+
+    def with_annotations(self, annotations: dict[str, Any]) -> Any:
+        """A domain of the same kind with these ``annotations`` (one entry per example each)."""
+        arrays = {key: np.asarray(values) for key, values in annotations.items()}
+        for key, values in arrays.items():
+            if len(values) != len(self):
+                raise DataError(
+                    f"{self.where}: {len(self)} examples but {len(values)} '{key}' entries; "
+                    "expected one each"
+                )
+        annotated = self._with(self.inputs, self.labels, self.name)
+        annotated.annotations = arrays
+        return annotated
+
+    def keeping_annotations(self, keys: Sequence[str]) -> Any:
+        """The same examples with only the annotations named in ``keys``."""
+        kept = self._with(self.inputs, self.labels, self.name)
+        kept.annotations = {k: v for k, v in self.annotations.items() if k in keys}
+        return kept
 
     def without_labels(self) -> Any:
         return self._with(self.inputs, None, self.name)
@@ -96,6 +122,10 @@ class Domain:
         self._hash_inputs(digest)
         for label in self.labels or []:
             digest.update(label.encode("utf-8") + b"\x1e")
+        for key in sorted(self.annotations):
+            digest.update(key.encode("utf-8") + b"\x1d")
+            for value in self.annotations[key].tolist():
+                digest.update(repr(value).encode("utf-8") + b"\x1e")
         return digest.hexdigest()
 
     def label_ids(self, classes: Sequence[str]) -> np.ndarray:

@@ -20,7 +20,10 @@ from shoptransfer.data.pixels import ImageInputs, pixel_batches
 @dataclass
 class Examples:
     """Inputs (texts, a feature matrix, an integer matrix such as left-padded item
-    histories, or :class:`ImageInputs`), integer labels and optional per-example weights."""
+    histories, or :class:`ImageInputs`), labels and optional per-example weights.
+
+    Labels are class ids, numbers (a regression's floats), or a matrix of class ids with a
+    column per head of a multi-task model (-1 where an example has none)."""
 
     inputs: list[str] | np.ndarray | ImageInputs
     labels: np.ndarray | None = None
@@ -63,7 +66,8 @@ class Examples:
             else:
                 batch["texts"] = [self.inputs[i] for i in idx]
             if self.labels is not None:
-                batch["labels"] = torch.from_numpy(self.labels[idx]).long()
+                labels = torch.from_numpy(self.labels[idx])
+                batch["labels"] = labels.float() if labels.is_floating_point() else labels.long()
             if self.weights is not None:
                 batch["weights"] = torch.from_numpy(self.weights[idx]).float()
             yield batch

@@ -2,7 +2,8 @@
 
 Every reader takes a column mapping instead of hard-coded names, decodes text as UTF-8 and
 names the file and line of anything it cannot use. Rows with empty text (or, in a labeled
-table, an empty label) are dropped and counted in ``TextDomain.dropped``.
+table, an empty label; in a table of numbers, an empty number; in a table of several label
+columns, no label at all) are dropped and counted in ``TextDomain.dropped``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import gzip
 import io
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from shoptransfer.data.domain import TextDomain
@@ -143,20 +146,45 @@ def read_table(
     label: str | None = "label",
     name: str | None = None,
     format: str | None = None,
+    value: str | None = None,
+    label_columns: Mapping[str, str] | None = None,
 ) -> TextDomain:
     """Read a CSV, TSV, JSON Lines or Parquet table into a :class:`TextDomain`.
 
     ``text`` and ``label`` name the columns to use; ``label=None`` reads an unlabeled domain.
+    ``value`` names a column of numbers (a star rating, say) kept as the annotation ``value``:
+    a row with an empty cell is dropped and counted, a cell that is not a finite number is an
+    error naming the line. Else ``label_columns`` may map head names to label columns (a
+    multi-task domain), each kept as an annotation (``""`` where a row has no label for it); a
+    row without any of them is dropped and counted.
     Line numbers in errors count the header as line 1 (CSV/TSV) and are file lines for JSON Lines;
     for Parquet they are row numbers starting at 1.
     """
     path = Path(path)
     rows, lines, columns = read_rows(path, format)
-    wanted = [text] + ([label] if label is not None else [])
+    extra = {"value": value} if value is not None else dict(label_columns or {})
+    wanted = [text] + ([label] if label is not None else []) + list(extra.values())
     for column in wanted:
         if column not in columns:
             raise DataError(f"{path}: no column '{column}'; the columns are {columns}")
-    return _domain_from_rows(path, rows, lines, text, label, name or path.stem.split(".")[0])
+    return _domain_from_rows(
+        path, rows, lines, text, label, name or path.stem.split(".")[0], extra, value is not None
+    )
+
+
+def cell_number(path: Path, line: int, column: str, cell: Any) -> float | None:
+    """A cell as a finite number; ``None`` when it is empty; a DataError naming the line when
+    it holds anything else."""
+    shown = cell_text(cell).strip()
+    if not shown:
+        return None
+    try:
+        number = float(shown)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise DataError(f"{path} line {line}: column '{column}' holds {shown!r}; expected a number")
+    return number
 
 
 def _domain_from_rows(
@@ -166,9 +194,15 @@ def _domain_from_rows(
     text_column: str,
     label_column: str | None,
     name: str,
+    extra: Mapping[str, str] | None = None,
+    numbers: bool = False,
 ) -> TextDomain:
+    """The rows' texts and labels; ``extra`` (annotation name -> column) adds a column of
+    numbers (``numbers``) or several columns of labels as annotations."""
     texts: list[str] = []
     labels: list[str] = []
+    extra = dict(extra or {})
+    kept: dict[str, list[Any]] = {key: [] for key in extra}
     dropped = {"empty text": 0, "missing label": 0}
     for row, line in zip(rows, lines):
         if text_column not in row:
@@ -181,19 +215,40 @@ def _domain_from_rows(
         if label_column is not None and not tag:
             dropped["missing label"] += 1
             continue
+        if numbers:
+            cells: dict[str, Any] = {
+                key: cell_number(path, line, column, row.get(column))
+                for key, column in extra.items()
+            }
+            empty = [column for key, column in extra.items() if cells[key] is None]
+            if empty:
+                reason = f"empty {empty[0]}"
+                dropped[reason] = dropped.get(reason, 0) + 1
+                continue
+        else:
+            cells = {key: cell_text(row.get(column)).strip() for key, column in extra.items()}
+            if extra and not any(cells.values()):
+                dropped["no labels"] = dropped.get("no labels", 0) + 1
+                continue
         texts.append(value)
         labels.append(tag)
+        for key in extra:
+            kept[key].append(cells[key])
     dropped = {reason: count for reason, count in dropped.items() if count}
     if not texts:
         detail = f" ({sum(dropped.values())} rows dropped: {dropped})" if dropped else ""
         raise DataError(f"{path}: no usable rows{detail}; expected at least one row with text")
-    return TextDomain(
+    domain = TextDomain(
         name=name,
         texts=texts,
         labels=labels if label_column is not None else None,
         source=str(path),
         dropped=dropped,
     )
+    if not extra:
+        return domain
+    dtype = np.float64 if numbers else object
+    return domain.with_annotations({key: np.array(kept[key], dtype=dtype) for key in extra})
 
 
 BLITZER_FILES = {"positive": "positive.parsed", "negative": "negative.parsed"}

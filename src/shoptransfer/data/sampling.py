@@ -1,10 +1,13 @@
-"""Stratified, seeded sampling of labeled domains."""
+"""Seeded sampling of domains: stratified by label where a domain has labels, else at random
+(a domain of numbers, or of several label columns)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from shoptransfer.data.domain import TextDomain
+from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
 
 
@@ -51,11 +54,35 @@ def sample_fraction(
     return domain.subset(picked), domain.subset(rest)
 
 
+def sample_count(domain: Domain, count: int, seed: int) -> tuple[Any, Any]:
+    """``count`` examples drawn at random, and the remaining examples (both in file order)."""
+    if not 0 <= count <= len(domain):
+        raise ConfigError(
+            f"budget: {count} examples asked for, but domain '{domain.name}' has {len(domain)}"
+        )
+    order = np.random.default_rng(seed).permutation(len(domain))
+    return domain.subset(np.sort(order[:count])), domain.subset(np.sort(order[count:]))
+
+
+def sample_share(domain: Domain, fraction: float, seed: int) -> tuple[Any, Any]:
+    """A random ``fraction`` of the examples (at least one, and at least one left), and the rest."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"fraction: {fraction}; expected a number between 0 and 1 (exclusive)")
+    if len(domain) < 2:
+        raise DataError(f"{domain.where}: domain '{domain.name}' has one example; cannot split it")
+    count = min(len(domain) - 1, max(1, round(fraction * len(domain))))
+    return sample_count(domain, count, seed)
+
+
 def train_validation_split(
-    domain: TextDomain, validation_fraction: float, seed: int
-) -> tuple[TextDomain, TextDomain]:
-    """A stratified split into (train, validation)."""
-    validation, train = sample_fraction(domain, validation_fraction, seed)
+    domain: Domain, validation_fraction: float, seed: int
+) -> tuple[Any, Any]:
+    """A split into (train, validation): stratified by label, or at random for a domain
+    without labels (a regression's numbers, a multi-task domain's label columns)."""
+    if domain.labels is None:
+        validation, train = sample_share(domain, validation_fraction, seed)
+    else:
+        validation, train = sample_fraction(domain, validation_fraction, seed)
     return train, validation
 
 

@@ -1,4 +1,5 @@
-"""Classification metrics in plain numpy (checked against scikit-learn in the tests)."""
+"""Classification and regression metrics in plain numpy (checked against scikit-learn and
+SciPy in the tests)."""
 
 from __future__ import annotations
 
@@ -58,4 +59,53 @@ def classification_metrics(
         },
         "confusion_matrix": matrix.tolist(),
         "n_examples": int(total),
+    }
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1 to n, tied values sharing the mean of their ranks."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    # runs of equal values: each gets the mean of the positions it spans (1-based)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values), dtype=np.float64)
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + 1 + end) / 2.0
+    return ranks
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    denominator = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """Mean absolute error, root mean squared error, Spearman's rho and R^2.
+
+    Spearman's rho is the Pearson correlation of the average ranks (ties share a rank, as in
+    ``scipy.stats.spearmanr``); where either side is constant it is 0 (SciPy: undefined).
+    R^2 is ``1 - SS_res / SS_tot``; with constant true values it is 1 for a perfect
+    prediction and 0 otherwise, as scikit-learn's ``r2_score`` does.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has shape {y_true.shape} but y_pred has {y_pred.shape}")
+    if not len(y_true):
+        raise ValueError("no examples to score")
+    error = y_pred - y_true
+    residual = float((error**2).sum())
+    total = float(((y_true - y_true.mean()) ** 2).sum())
+    perfect = 1.0 if residual == 0 else 0.0
+    r2 = 1.0 - residual / total if total > 0 else perfect
+    return {
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "spearman": _pearson(average_ranks(y_true), average_ranks(y_pred)),
+        "r2": r2,
+        "n_examples": int(len(y_true)),
     }

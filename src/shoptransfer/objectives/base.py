@@ -8,8 +8,9 @@ are its settings; a recipe lists the objectives it uses, in YAML for instance::
     objectives: [{name: dann, weight: 1.0}, {name: l2-sp, weight: 0.01}]
 
 A config declares what the objective needs: unlabeled target inputs (drawn beside each
-training batch) and the stages it applies to (``source``: training on the source labels;
-``target``: training on the target labels; ``self-training``: rounds on pseudo-labels).
+training batch), the stages it applies to (``source``: training on the source labels;
+``target``: training on the target labels; ``self-training``: rounds on pseudo-labels), and
+whether it reads the head's class scores (then it serves classification only).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ObjectiveConfig(ABC):
     description: ClassVar[str]
     needs_unlabeled_target: ClassVar[bool] = False
     stages: ClassVar[tuple[str, ...]] = ("source",)
+    reads_class_scores: ClassVar[bool] = False  # True: classification only
     weight: float = setting(1.0, "multiplier of the loss")
 
     @abstractmethod

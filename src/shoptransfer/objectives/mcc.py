@@ -55,6 +55,7 @@ class MCC(ObjectiveConfig):
     name = "mcc"
     description = "minimum class confusion on unlabeled target predictions (Jin et al. 2020)"
     needs_unlabeled_target = True
+    reads_class_scores = True
     temperature: float = setting(2.5, "softmax temperature of the target predictions")
 
     def build(self, model: Classifier) -> Objective:

@@ -22,6 +22,7 @@ from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json
+from shoptransfer.heads import Outputs
 from shoptransfer.metering import StageCache
 
 FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
@@ -61,7 +62,8 @@ class SavedModel(ABC):
 
 
 class Predictor(SavedModel):
-    """A trained classifier: class probabilities for inputs (texts, images or vectors)."""
+    """A trained model that reads inputs (texts, images or vectors): class probabilities, a
+    regression's numbers, or a multi-task model's classes per task (:attr:`outputs`)."""
 
     classes: list[str]
 
@@ -69,8 +71,14 @@ class Predictor(SavedModel):
     def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
         """An (n_inputs, n_classes) array of probabilities, columns in ``self.classes`` order."""
 
-    def predict(self, inputs: Sequence[str] | np.ndarray) -> list[str]:
+    def predict(self, inputs: Sequence[str] | np.ndarray) -> Any:
+        """Class labels (a regression model: numbers; a multi-task model: labels per task)."""
         return [self.classes[i] for i in self.predict_proba(inputs).argmax(axis=1)]
+
+    @property
+    def outputs(self) -> Outputs:
+        """What the model predicts (:class:`~shoptransfer.heads.Outputs`): its classes here."""
+        return Outputs.of_classes(self.classes)
 
     def _metadata(self) -> dict[str, Any]:
         return {"classes": self.classes}
@@ -250,7 +258,9 @@ class FitData:
     - ``classes``: the label vocabulary (default: the labels of source and target);
     - ``cache``: frozen embeddings shared by a run's recipes;
     - ``stages``: trained stages (a source stage, a pre-training) shared by a run's fits,
-      each reuse charged its full cost.
+      each reuse charged its full cost;
+    - ``outputs``: what the model predicts, when not ``classes`` (a regression's number, the
+      heads of a multi-task model: :class:`~shoptransfer.heads.Outputs`).
     """
 
     source: Any = None
@@ -259,6 +269,11 @@ class FitData:
     classes: list[str] | None = None
     cache: EmbeddingCache | None = None
     stages: StageCache | None = None
+    outputs: Outputs | None = None
+
+    def predicts(self) -> Outputs:
+        """``outputs``, else the classes of :meth:`label_vocabulary`."""
+        return self.outputs or Outputs.of_classes(self.label_vocabulary())
 
     def label_vocabulary(self) -> list[str]:
         """``classes``, else the sorted labels of the source and the target."""
@@ -294,13 +309,20 @@ class Recipe(ABC):
     family: ClassVar[str]
     description: ClassVar[str]
     uses_source: ClassVar[bool] = True
-    task: ClassVar[str] = "classification"
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks it can learn
     seed: int = option(0, "random seed of splits, initialisation and batch order", minimum=0)
 
     @abstractmethod
     def fit(self, data: FitData) -> Any:
         """Train on ``data``: its source, the labeled target examples and the unlabeled target
         inputs, as the recipe uses them; return the trained model."""
+
+    def check_task(self, task: str) -> None:
+        """Raise a ConfigError when this recipe (with its settings) cannot learn ``task``."""
+        if task not in self.tasks:
+            raise ConfigError(
+                f"recipe '{self.name}' learns {' or '.join(self.tasks)}; this run's task is {task}"
+            )
 
     def validate(self, source: Domain) -> None:
         """Raise a ConfigError for settings that cannot work on ``source``.
@@ -359,8 +381,10 @@ def register_recipe(cls: type[Recipe]) -> type[Recipe]:
 
 
 def list_recipes(task: str | None = None) -> list[type[Recipe]]:
-    """Registered recipes by name; only those of ``task`` when given."""
-    return [_RECIPES[name] for name in sorted(_RECIPES) if task in (None, _RECIPES[name].task)]
+    """Registered recipes by name; only those that learn ``task`` when given."""
+    return [
+        _RECIPES[name] for name in sorted(_RECIPES) if task is None or task in _RECIPES[name].tasks
+    ]
 
 
 def make_recipe(name: str, **options: Any) -> Recipe:
@@ -374,7 +398,7 @@ def make_recipe(name: str, **options: Any) -> Recipe:
 
 def require_target_labels(recipe: Recipe, target: Domain | None) -> Domain:
     """The labeled target examples a scratch baseline trains on, or a clear error."""
-    if target is None or not target.labeled or len(target) == 0:
+    if target is None or not (target.labeled or target.annotations) or len(target) == 0:
         raise DataError(f"recipe '{recipe.name}' trains on target labels only; the budget is 0")
     return target
 

@@ -10,6 +10,10 @@ above 0, the target labels, each domain weighted as configured. Two solvers:
   stratified cross-validation, then refit on every labelled example. No example is held out,
   which matters most when labels are few.
 
+For a regression the head predicts one number (mean squared error; ``lbfgs``: ridge regression,
+its L2 strength chosen by efficient leave-one-out cross-validation); for a multi-task model it is
+one head per task (``lbfgs``: a linear probe per task, on the examples labelled for it).
+
 coral-closed-form (Sun, Feng & Saenko, AAAI 2016, "Return of Frustratingly Easy Domain
 Adaptation"): the same head, trained on source features whitened and re-coloured with the
 covariance of the unlabeled target features.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -29,11 +33,13 @@ from shoptransfer.backbones.inputs import (
     frozen_encoder_for,
 )
 from shoptransfer.errors import DataError
+from shoptransfer.heads import Outputs
 from shoptransfer.objectives.coral import coral_transform
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
 from shoptransfer.recipes.neural import NeuralPredictor, split_source
 from shoptransfer.training import (
     FEATURE_TRANSFORMS,
+    MISSING,
     Classifier,
     Examples,
     FeatureTransform,
@@ -53,6 +59,7 @@ class FrozenFeatures(BackboneRecipe):
     description: ClassVar[str] = (
         "frozen pretrained features, linear head on source (+ target) labels"
     )
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression", "multi-task")
     recolor: ClassVar[bool] = False
 
     epochs: int = option(
@@ -87,7 +94,7 @@ class FrozenFeatures(BackboneRecipe):
         return float(self.target_weight)
 
     def fit(self, data: FitData) -> Predictor:
-        classes = data.label_vocabulary()
+        outputs = data.predicts()
         source, target, cache = data.source, data.target, data.cache
         reference = data.reference()
         self.validate(reference)
@@ -110,44 +117,41 @@ class FrozenFeatures(BackboneRecipe):
                 )
             target_x = domain_inputs(data.unlabeled, frozen, cache)
             train_x = coral_transform(train_x, np.asarray(target_x))
-        parts = [Examples(train_x, train.label_ids(classes), np.ones(len(train), dtype=np.float32))]
+        parts = [Examples(train_x, outputs.labels(train), np.ones(len(train), dtype=np.float32))]
         if target is not None and len(target):
             weight = self._target_weight(len(train), len(target))
             parts.append(
                 Examples(
                     domain_inputs(target, frozen, cache),
-                    target.label_ids(classes),
+                    outputs.labels(target),
                     np.full(len(target), weight, dtype=np.float32),
                 )
             )
+        examples = Examples.concatenate(parts)
         torch.manual_seed(self.seed)
         size = train_x.shape[1]
         transform = None
         if self.feature_transform != "none":
             transform = FeatureTransform(size, self.feature_transform)
-        model = Classifier(len(classes), size, transform)
+        model = outputs.build(size, transform, values=examples.labels)
 
         def as_predictor(m: Classifier) -> NeuralPredictor:
-            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
+            return NeuralPredictor.from_training(outputs, m, self, frozen, cache)
 
         if self.solver == "lbfgs":
-            examples = Examples.concatenate(parts)
             x = torch.from_numpy(np.asarray(examples.inputs, dtype=np.float32))
-            weight, bias, self.chosen_l2_ = fit_logistic_head(
+            self.chosen_l2_ = fit_linear_head(
+                model,
+                outputs,
                 transform_features(x, self.feature_transform).numpy(),
-                examples.labels,
-                examples.weights,
-                len(classes),
+                examples,
                 self.seed,
             )
-            with torch.no_grad():
-                model.head.weight.copy_(torch.from_numpy(weight))
-                model.head.bias.copy_(torch.from_numpy(bias))
             return as_predictor(model)
         held_out = None
         if validation is not None:
             held_out = Examples(
-                domain_inputs(validation, frozen, cache), validation.label_ids(classes)
+                domain_inputs(validation, frozen, cache), outputs.labels(validation)
             )
         settings = TrainingSettings(
             epochs=self.epochs,
@@ -158,11 +162,68 @@ class FrozenFeatures(BackboneRecipe):
             patience=self.patience,
             seed=self.seed,
             description=self.name,
+            loss=outputs.loss,
         )
-        Trainer(settings).fit(
-            model, Examples.concatenate(parts), held_out, as_predictor=as_predictor
-        )
+        Trainer(settings).fit(model, examples, held_out, as_predictor=as_predictor)
         return as_predictor(model)
+
+
+def fit_linear_head(
+    model: Classifier, outputs: Outputs, x: np.ndarray, examples: Examples, seed: int
+) -> dict[str, Any]:
+    """Fit ``model``'s head in closed form or by L-BFGS on features ``x``: a logistic linear
+    probe (:func:`fit_logistic_head`), ridge regression (:func:`fit_ridge_head`), or a probe per
+    task on the examples labelled for it. Returns what was chosen (the L2 strengths)."""
+    labels, weights = examples.labels, examples.weights
+    assert labels is not None
+    fits: list[tuple[Any, tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = []
+    if outputs.kind == "value":
+        fits.append((model.head.linear, fit_ridge_head(x, labels, weights)))
+        model.head.center.fill_(0.0)
+        model.head.scale.fill_(1.0)
+    elif outputs.kind == "tasks":
+        for column, (name, classes) in enumerate(outputs.tasks):
+            rows = labels[:, column] != MISSING
+            if not rows.any():
+                raise DataError(f"no training examples are labelled for the task '{name}'")
+            task_weights = weights[rows] if weights is not None else None
+            fitted = fit_logistic_head(
+                x[rows], labels[rows, column], task_weights, len(classes), seed
+            )
+            fits.append((model.head.heads[column], fitted))
+    else:
+        fits.append((model.head, fit_logistic_head(x, labels, weights, len(outputs.classes), seed)))
+    with torch.no_grad():
+        for linear, (weight, bias, _) in fits:
+            linear.weight.copy_(torch.from_numpy(weight))
+            linear.bias.copy_(torch.from_numpy(bias))
+    if outputs.kind == "tasks":
+        return {name: report for (name, _), (_, (_, _, report)) in zip(outputs.tasks, fits)}
+    return fits[0][1][2]
+
+
+# L2 strengths tried by ridge regression's leave-one-out cross-validation (standardised features)
+RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+def fit_ridge_head(
+    x: np.ndarray, values: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Ridge regression ``(weight (1, d), bias (1,), report)`` over raw features ``x``.
+
+    Features are standardised; the L2 strength is chosen from :data:`RIDGE_ALPHAS` by
+    efficient leave-one-out cross-validation (scikit-learn's ``RidgeCV``), weighted by
+    ``weights``; the standardisation is folded into the returned weights.
+    """
+    from sklearn.linear_model import RidgeCV
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    model = RidgeCV(alphas=RIDGE_ALPHAS).fit((x - mean) / scale, values, sample_weight=weights)
+    coef = np.asarray(model.coef_, dtype=np.float64).reshape(1, -1) / scale
+    bias = np.array([float(model.intercept_) - float((coef @ mean)[0])])
+    return coef.astype(np.float32), bias.astype(np.float32), {"alpha": float(model.alpha_)}
 
 
 # inverse L2 strengths tried by cross-validation (features standardised first)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from safetensors.torch import load_file, save_file
 
 from shoptransfer.backbones.cache import EmbeddingCache
@@ -21,6 +20,7 @@ from shoptransfer.backbones.inputs import (
 from shoptransfer.data.domain import Domain
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
+from shoptransfer.heads import Outputs
 from shoptransfer.recipes.base import Predictor, register_model
 from shoptransfer.training import (
     Classifier,
@@ -32,7 +32,8 @@ from shoptransfer.training import (
 
 
 def split_source(source: Domain, validation_fraction: float, seed: int) -> tuple[Any, Any]:
-    """The source's (train, validation) split used for model selection."""
+    """The source's (train, validation) split used for model selection (stratified by label
+    where the source has labels, else at random)."""
     return train_validation_split(source, validation_fraction, seed)
 
 
@@ -43,7 +44,8 @@ class NeuralPredictor(Predictor):
     ``spec`` says how to rebuild it: the text backbone (``backbone``, ``max_length``,
     ``pretrained``, ``peft``) when the model trains one; ``frozen_backbone`` when a frozen text
     encoder feeds it features; ``mlp`` when an MLP encoder sits under the head; ``saved``
-    (``all`` or ``trained``: which weights the file holds).
+    (``all`` or ``trained``: which weights the file holds); ``outputs`` when the model predicts
+    a number or several tasks' classes (:class:`~shoptransfer.heads.Outputs`).
     """
 
     kind = "neural"
@@ -57,6 +59,7 @@ class NeuralPredictor(Predictor):
         cache: EmbeddingCache | None = None,
     ) -> None:
         self.classes = classes
+        self._outputs = Outputs.from_spec(spec.get("outputs"), classes)
         self.model = model.eval()
         self.spec = spec
         self.frozen = frozen
@@ -68,14 +71,19 @@ class NeuralPredictor(Predictor):
     @classmethod
     def from_training(
         cls,
-        classes: list[str],
+        outputs: Outputs | list[str],
         model: Classifier,
         recipe: Any,
         frozen: Any | None,
         cache: EmbeddingCache | None,
     ) -> NeuralPredictor:
-        """Wrap a freshly trained model; ``recipe`` supplies the settings to record."""
+        """Wrap a freshly trained model; ``recipe`` supplies the settings to record;
+        ``outputs``: what it predicts (or its classes)."""
+        if not isinstance(outputs, Outputs):
+            outputs = Outputs.of_classes(outputs)
         spec: dict[str, Any] = {}
+        if outputs.spec() is not None:
+            spec["outputs"] = outputs.spec()
         if is_backbone(model.encoder):
             spec["backbone"] = {
                 **encoder_spec(model.encoder),
@@ -93,10 +101,15 @@ class NeuralPredictor(Predictor):
         pretrained = spec.get("backbone", {}).get("pretrained", False)
         spec["saved"] = "trained" if pretrained and not everything_trains else "all"
         spec["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return cls(classes, model, spec, frozen, cache)
+        return cls(list(outputs.classes), model, spec, frozen, cache)
 
-    def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
-        """Class probabilities of texts, image paths or vectors (what the model was trained on)."""
+    @property
+    def outputs(self) -> Outputs:
+        return self._outputs
+
+    def _predictions(self, inputs: Sequence[str] | np.ndarray) -> Any:
+        """Probabilities, numbers or per-task probabilities of texts, image paths or vectors
+        (what the model was trained on)."""
         data: Any
         if self.frozen is not None:
             data = frozen_features(self.frozen, list(inputs), self.cache)
@@ -104,8 +117,25 @@ class NeuralPredictor(Predictor):
             data = raw_inputs(self.model.encoder, list(inputs))
         else:
             data = np.asarray(inputs, dtype=np.float32)
-        logits = predict_logits(self.model, Examples(data))
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        return self._outputs.predictions(predict_logits(self.model, Examples(data)))
+
+    def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> Any:
+        """Class probabilities (a multi-task model: a dict of them per task)."""
+        if self._outputs.kind == "value":
+            raise DataError("a regression model predicts numbers; call predict")
+        return self._predictions(inputs)
+
+    def predict(self, inputs: Sequence[str] | np.ndarray) -> Any:
+        """Class labels; a regression model's numbers; a multi-task model's labels per task."""
+        predictions = self._predictions(inputs)
+        if self._outputs.kind == "value":
+            return predictions
+        if self._outputs.kind == "tasks":
+            return {
+                name: [classes[i] for i in predictions[name].argmax(axis=1)]
+                for name, classes in self._outputs.tasks
+            }
+        return [self.classes[i] for i in predictions.argmax(axis=1)]
 
     @property
     def trainable_parameters(self) -> int:
@@ -138,14 +168,17 @@ class NeuralPredictor(Predictor):
         elif "mlp" in spec:
             encoder = FeatureMLP(spec["mlp"]["input_size"], spec["mlp"]["hidden_size"])
         state = load_file(str(folder / "model.safetensors"))
+        head_size = next(  # the features the head reads: its first weight matrix's width
+            int(t.shape[1]) for k, t in state.items() if k.startswith("head.") and t.dim() == 2
+        )
         if "feature_transform" in spec:
-            size = int(state["head.weight"].shape[1])
-            encoder = FeatureTransform(size, spec["feature_transform"])
+            encoder = FeatureTransform(head_size, spec["feature_transform"])
         frozen = None
         if "frozen_backbone" in spec:
             frozen = encoder_from_spec(spec["frozen_backbone"])
-        size = encoder.hidden_size if encoder is not None else int(state["head.weight"].shape[1])
-        model = Classifier(len(classes), size, encoder, spec.get("precision", "fp32"))
+        size = encoder.hidden_size if encoder is not None else head_size
+        outputs = Outputs.from_spec(spec.get("outputs"), classes)
+        model = outputs.build(size, encoder, spec.get("precision", "fp32"))
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [name for name in missing if not name.endswith("position_ids")]
         if unexpected or (spec["saved"] == "all" and missing):

@@ -8,9 +8,18 @@ from typing import Any
 from shoptransfer.recipes.base import register_recipe
 from shoptransfer.recipes.transfer import EncoderTransfer
 
+CLASSIFICATION = ("classification",)  # the presets whose pieces read class scores
 
-def preset(name: str, family: str, description: str, **defaults: Any) -> type[EncoderTransfer]:
-    """Register a named recipe: :class:`EncoderTransfer` with other default pieces."""
+
+def preset(
+    name: str,
+    family: str,
+    description: str,
+    tasks: tuple[str, ...] = EncoderTransfer.tasks,
+    **defaults: Any,
+) -> type[EncoderTransfer]:
+    """Register a named recipe: :class:`EncoderTransfer` with other default pieces, for
+    ``tasks``."""
     fields = {f.name: f for f in dataclasses.fields(EncoderTransfer) if f.init}
     for key in defaults:
         if key not in fields:
@@ -24,7 +33,7 @@ def preset(name: str, family: str, description: str, **defaults: Any) -> type[En
         class_name,
         new_fields,
         bases=(EncoderTransfer,),
-        namespace={"name": name, "family": family, "description": description},
+        namespace={"name": name, "family": family, "description": description, "tasks": tasks},
     )
     cls.__module__ = __name__
     return register_recipe(cls)  # type: ignore[return-value]
@@ -80,6 +89,7 @@ preset(
     "mcc",
     "feature-based",
     "fine-tune with minimum class confusion on unlabeled target (MCC)",
+    CLASSIFICATION,
     objectives=("mcc",),
 )
 MLP = {
@@ -117,6 +127,7 @@ preset(
     "mlp-mcc",
     "feature-based",
     "an MLP over frozen features or vectors with minimum class confusion",
+    CLASSIFICATION,
     objectives=("mcc",),
     **MLP,
 )
@@ -124,6 +135,7 @@ preset(
     "self-training",
     "model-based",
     "fine-tune the top 4 layers on the source, then on confident target pseudo-labels",
+    CLASSIFICATION,
     frozen_layers=3,
     learning_rate=5e-5,
     epochs=4,
@@ -142,6 +154,7 @@ preset(
     "multi-head",
     "network-based",
     "a shared trunk with one head per domain, trained jointly",
+    CLASSIFICATION,
     stages="joint",
 )
 preset(

@@ -2,7 +2,8 @@
 (for an image backbone, the convolutional network: the name is kept for existing configs).
 
 The baseline that shows what pretraining is worth. Objective: minimise cross-entropy of the
-randomly initialised encoder and head on the target's labeled examples, for a fixed number of
+randomly initialised encoder and head on the target's labeled examples (a regression: the squared
+error of its numbers; a multi-task model: each head's cross-entropy), for a fixed number of
 epochs.
 """
 
@@ -33,6 +34,7 @@ class ScratchTransformer(BackboneRecipe):
     family: ClassVar[str] = "baseline"
     description: ClassVar[str] = "the backbone's network, randomly initialised, on target labels"
     uses_source: ClassVar[bool] = False
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression", "multi-task")
 
     epochs: int = option(10, "epochs on the target labels", minimum=1)
     batch_size: int = option(16, "examples per step", minimum=1)
@@ -41,24 +43,24 @@ class ScratchTransformer(BackboneRecipe):
     def fit(self, data: FitData) -> Predictor:
         target = require_target_labels(self, data.target)
         self.check_backbone(target)
-        classes = data.label_vocabulary()
+        outputs = data.predicts()
+        labels = outputs.labels(target)
         torch.manual_seed(self.seed)
         encoder = self.make_encoder(pretrained=False)
-        model = Classifier(len(classes), encoder.hidden_size, encoder, self.precision)
+        model = outputs.build(encoder.hidden_size, encoder, self.precision, values=labels)
         settings = TrainingSettings(
             epochs=self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             seed=self.seed,
             description="scratch-transformer",
+            loss=outputs.loss,
         )
 
         def as_predictor(m: Classifier) -> NeuralPredictor:
-            return NeuralPredictor.from_training(classes, m, self, None, None)
+            return NeuralPredictor.from_training(outputs, m, self, None, None)
 
         self.history_ = Trainer(settings).fit(
-            model,
-            Examples(raw_inputs(encoder, target.inputs), target.label_ids(classes)),
-            as_predictor=as_predictor,
+            model, Examples(raw_inputs(encoder, target.inputs), labels), as_predictor=as_predictor
         )
         return as_predictor(model)

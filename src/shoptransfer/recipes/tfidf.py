@@ -1,7 +1,8 @@
 """scratch-tfidf: TF-IDF features and a logistic regression trained on target labels only.
 
 The classic baseline that any transfer recipe must beat. Objective: minimise the L2-regularised
-logistic loss of sublinear TF-IDF word and bigram features of the target's labeled reviews.
+logistic loss of sublinear TF-IDF word and bigram features of the target's labeled reviews; for a
+regression, the squared error of ridge regression (L2 strength ``1 / c``) on the same features.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 
+from shoptransfer.errors import DataError
 from shoptransfer.files import atomic_write_text
+from shoptransfer.heads import Outputs
 from shoptransfer.recipes.base import (
     FitData,
     Predictor,
@@ -41,6 +44,8 @@ def _tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
 
 @register_model
 class TfidfPredictor(Predictor):
+    """A linear model over TF-IDF features: class scores, or one number (``regression``)."""
+
     kind = "tfidf-logistic"
 
     def __init__(
@@ -51,6 +56,7 @@ class TfidfPredictor(Predictor):
         coef: np.ndarray,
         intercept: np.ndarray,
         ngram_max: int,
+        regression: bool = False,
     ) -> None:
         self.classes = classes
         self.vocabulary = vocabulary
@@ -58,11 +64,27 @@ class TfidfPredictor(Predictor):
         self.coef = coef
         self.intercept = intercept
         self.ngram_max = ngram_max
+        self.regression = regression
         self._counter = CountVectorizer(vocabulary=vocabulary, ngram_range=(1, ngram_max))
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    @property
+    def outputs(self) -> Outputs:
+        return Outputs.value() if self.regression else Outputs.of_classes(self.classes)
+
+    def _scores(self, texts: Sequence[str]) -> np.ndarray:
         features = _tfidf(self._counter.transform(list(texts)), self.idf)
-        scores = np.asarray(features @ self.coef.T) + self.intercept
+        return np.asarray(features @ self.coef.T) + self.intercept
+
+    def predict(self, texts: Sequence[str]) -> Any:
+        """Class labels; a regression's numbers."""
+        if self.regression:
+            return self._scores(texts)[:, 0]
+        return super().predict(texts)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if self.regression:
+            raise DataError("a regression model predicts numbers; call predict")
+        scores = self._scores(texts)
         scores -= scores.max(axis=1, keepdims=True)
         probs = np.exp(scores)
         return probs / probs.sum(axis=1, keepdims=True)
@@ -77,7 +99,7 @@ class TfidfPredictor(Predictor):
             str(folder / "model.safetensors"),
         )
         atomic_write_text(folder / "vocabulary.json", json.dumps(self.vocabulary))
-        return {"ngram_max": self.ngram_max}
+        return {"ngram_max": self.ngram_max, **({"regression": True} if self.regression else {})}
 
     @classmethod
     def load(cls, folder: Path, metadata: dict[str, Any], **context: Any) -> TfidfPredictor:
@@ -90,6 +112,7 @@ class TfidfPredictor(Predictor):
             weights["coef"],
             weights["intercept"],
             metadata["ngram_max"],
+            metadata.get("regression", False),
         )
 
 
@@ -98,22 +121,35 @@ class TfidfPredictor(Predictor):
 class ScratchTfidf(Recipe):
     name: ClassVar[str] = "scratch-tfidf"
     family: ClassVar[str] = "baseline"
-    description: ClassVar[str] = "TF-IDF + logistic regression on target labels only"
+    description: ClassVar[str] = (
+        "TF-IDF + logistic regression (a regression: ridge) on target labels only"
+    )
     uses_source: ClassVar[bool] = False
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")
 
     ngram_max: int = option(2, "longest word n-gram used as a feature", minimum=1)
     max_features: int = option(
         50000, "keep at most this many of the most frequent n-grams", minimum=1
     )
-    c: float = option(1.0, "inverse L2 regularisation strength of the logistic regression", above=0)
+    c: float = option(
+        1.0,
+        "inverse L2 regularisation strength of the logistic regression (ridge: alpha = 1/c)",
+        above=0,
+    )
 
     def fit(self, data: FitData) -> Predictor:
         target = require_target_texts(self, data.target)
-        classes = data.label_vocabulary()
+        outputs = data.predicts()
         counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)
         counts = counter.fit_transform(target.texts)
         document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
         idf = np.log((1.0 + counts.shape[0]) / (1.0 + document_frequency)) + 1.0
+        vocabulary = {term: int(i) for term, i in counter.vocabulary_.items()}
+        if outputs.kind == "value":
+            ridge = Ridge(alpha=1.0 / self.c).fit(_tfidf(counts, idf), outputs.labels(target))
+            coef, intercept = ridge.coef_.reshape(1, -1), np.array([ridge.intercept_])
+            return TfidfPredictor([], vocabulary, idf, coef, intercept, self.ngram_max, True)
+        classes = list(outputs.classes)
         y = target.label_ids(classes)
         model = LogisticRegression(C=self.c, max_iter=1000, random_state=self.seed)
         model.fit(_tfidf(counts, idf), y)
@@ -126,5 +162,4 @@ class ScratchTfidf(Recipe):
             coef[model.classes_] = model.coef_
             intercept[model.classes_] = model.intercept_
         intercept[np.setdiff1d(np.arange(len(classes)), model.classes_)] = -1e9  # never seen
-        vocabulary = {term: int(i) for term, i in counter.vocabulary_.items()}
         return TfidfPredictor(classes, vocabulary, idf, coef, intercept, self.ngram_max)

@@ -15,6 +15,10 @@ Pieces (each a hyper-parameter of :class:`EncoderTransfer`):
   model, keep the most confident share and train on it (each round);
 - ``stages``: ``sequential`` (source, then the target labels) or ``joint`` (one shared trunk
   with a head per domain, trained on both at once).
+
+The head is what the task predicts (:class:`~shoptransfer.heads.Outputs`): classes; one number
+(regression, mean squared error); or one head per task over the shared encoder (multi-task). Joint
+stages, self-training and objectives that read class scores are for classification only.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from shoptransfer.backbones.inputs import (
 )
 from shoptransfer.data.domain import Domain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.heads import Outputs
 from shoptransfer.metering import measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
@@ -73,6 +78,7 @@ class EncoderTransfer(BackboneRecipe):
     name: ClassVar[str] = "transfer"
     family: ClassVar[str] = "model-based"
     description: ClassVar[str] = "compose your own: every piece of the encoder recipes"
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "regression", "multi-task")
 
     # what is trained
     encoder: str = option(
@@ -164,6 +170,9 @@ class EncoderTransfer(BackboneRecipe):
     history_: list[dict[str, float]] = dataclasses.field(
         default_factory=list, init=False, repr=False, compare=False
     )
+    outputs_: Outputs = dataclasses.field(
+        default_factory=Outputs, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.peft_target_modules = list(self.peft_target_modules)
@@ -182,6 +191,28 @@ class EncoderTransfer(BackboneRecipe):
         if repeated:
             raise ConfigError(f"recipe '{self.name}': objective(s) {repeated} listed twice")
         return configs
+
+    def check_task(self, task: str) -> None:
+        super().check_task(task)
+        if task == "classification":
+            return
+        needs_classes = [
+            what
+            for what, used in (
+                ("stages: joint", self.stages == "joint"),
+                ("self-training", self.self_training_rounds > 0),
+                *(
+                    (f"objective '{c.name}'", c.reads_class_scores)
+                    for c in self.objective_configs()
+                ),
+            )
+            if used
+        ]
+        if needs_classes:
+            raise ConfigError(
+                f"recipe '{self.name}': {needs_classes[0]} is for classification only; "
+                f"this run's task is {task}"
+            )
 
     def aligns(self) -> bool:
         """Whether an objective reads unlabeled target inputs."""
@@ -222,21 +253,25 @@ class EncoderTransfer(BackboneRecipe):
     # -- building the model -------------------------------------------------------------------
 
     def _build(
-        self, source: Domain, n_classes: int, cache: EmbeddingCache | None = None
+        self,
+        source: Domain,
+        outputs: Outputs,
+        values: np.ndarray | None = None,
+        cache: EmbeddingCache | None = None,
     ) -> tuple[Classifier, Any]:
-        """The classifier to train, and the frozen encoder that feeds it features (mlp only).
-
-        Frozen bottom layers keep their outputs in ``cache``'s bottom store when given."""
+        """The model to train, and the frozen encoder that feeds it features (mlp only);
+        ``values``: the numbers a regression head first trains on. Frozen bottom layers keep
+        their outputs in ``cache``'s bottom store when given."""
         torch.manual_seed(self.seed)
         if self.encoder == "mlp":
             frozen = frozen_encoder_for(source, self.make_encoder)
             size = feature_size(source, frozen)
             mlp = FeatureMLP(size, self.mlp_hidden)
-            return Classifier(n_classes, mlp.hidden_size, mlp, self.precision), frozen
+            return outputs.build(mlp.hidden_size, mlp, self.precision, values), frozen
         encoder = self.make_encoder()
         if self.peft != "none":
             apply_peft(encoder, self.peft_spec())
-        model = Classifier(n_classes, encoder.hidden_size, encoder, self.precision)
+        model = outputs.build(encoder.hidden_size, encoder, self.precision, values)
         layers = self._layers(model)
         for layer in layers[: self.frozen_layers]:
             layer.requires_grad_(False)
@@ -326,6 +361,7 @@ class EncoderTransfer(BackboneRecipe):
             "patience": self.patience,
             "seed": self.seed,
             "description": f"{self.name} on {stage}",
+            "loss": self.outputs_.loss,
         }
         if stage == "target":
             values.update(
@@ -341,29 +377,31 @@ class EncoderTransfer(BackboneRecipe):
         source, target, unlabeled, cache = data.source, data.target, data.unlabeled, data.cache
         self._check(data.reference())
         self._check_data(data)
-        classes = data.label_vocabulary()
-        model, frozen = self._build(data.reference(), len(classes), cache)
+        outputs = self.outputs_ = data.predicts()
+        first = source if source is not None else target
+        values = outputs.labels(first) if outputs.kind == "value" else None
+        model, frozen = self._build(data.reference(), outputs, values, cache)
         inputs = lambda domain: domain_inputs(domain, frozen, cache, model.encoder)  # noqa: E731
-        built = self._build_objectives(model, len(classes))
+        built = self._build_objectives(model, len(outputs.classes))
 
         def in_stage(stage: str) -> list[Objective]:
             return [o for c, o in built if stage in (c.stages if c else ("source",))]
 
         def as_predictor(m: Classifier) -> NeuralPredictor:
-            return NeuralPredictor.from_training(classes, m, self, frozen, cache)
+            return NeuralPredictor.from_training(outputs, m, self, frozen, cache)
 
         source_objectives = in_stage("source")
         target_stream = None
         if self.aligns():
             target_stream = Examples(inputs(unlabeled))
         elif self.stages == "joint" and data.has_target_labels:
-            target_stream = Examples(inputs(target), target.label_ids(classes))
+            target_stream = Examples(inputs(target), outputs.labels(target))
         elif self.stages == "joint":  # no target labels: no target head to train
             source_objectives = [o for o in source_objectives if not isinstance(o, TargetHead)]
         self.history_ = []
         if source is not None:
             self._source_stage_fit(
-                model, data, classes, inputs, target_stream, source_objectives, as_predictor
+                model, data, outputs, inputs, target_stream, source_objectives, as_predictor
             )
         if self.self_training_rounds:
             self._self_train(
@@ -375,7 +413,7 @@ class EncoderTransfer(BackboneRecipe):
         elif data.has_target_labels:
             Trainer(self._settings("target")).fit(
                 model,
-                Examples(inputs(target), target.label_ids(classes)),
+                Examples(inputs(target), outputs.labels(target)),
                 objectives=in_stage("target"),
                 as_predictor=as_predictor,
                 parameter_groups=self._parameter_groups(
@@ -422,13 +460,14 @@ class EncoderTransfer(BackboneRecipe):
             settings,
             data.source.data_hash(),
             unlabeled,
+            repr(self.outputs_),
         )
 
     def _source_stage_fit(
         self,
         model: Classifier,
         data: FitData,
-        classes: list[str],
+        outputs: Outputs,
         inputs: Any,
         target_stream: Examples | None,
         objectives: list[Objective],
@@ -454,8 +493,8 @@ class EncoderTransfer(BackboneRecipe):
         with training_clock() as clock, measure() as meter:
             self.history_ = Trainer(self._settings("source")).fit(
                 model,
-                Examples(inputs(train), train.label_ids(classes)),
-                Examples(inputs(validation), validation.label_ids(classes)),
+                Examples(inputs(train), outputs.labels(train)),
+                Examples(inputs(validation), outputs.labels(validation)),
                 target=target_stream,
                 objectives=objectives,
                 parameter_groups=self._parameter_groups(

@@ -112,7 +112,7 @@ def interaction_counts(domain: InteractionDomain) -> np.ndarray:
 class RecommendationRecipe(Recipe):
     """A recipe for next-item recommendation on interaction domains."""
 
-    task: ClassVar[str] = "recommendation"
+    tasks: ClassVar[tuple[str, ...]] = ("recommendation",)
     uses_source: ClassVar[bool] = False
 
     def fit(self, data: FitData) -> ItemRanker:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.errors import ConfigError
 from shoptransfer.evaluation.report import Column
+from shoptransfer.heads import Outputs
 
 
 @dataclass
@@ -24,7 +25,8 @@ class TaskData:
 
     ``source`` is ``None`` when the backbone's pre-training is the only source; ``pool`` is what
     budgets are drawn from; ``unlabeled`` holds target inputs without labels (for alignment);
-    ``classes`` is the label vocabulary of a classification task.
+    ``classes`` is the label vocabulary of a classification task; ``outputs`` what the model of
+    another task predicts (:class:`~shoptransfer.heads.Outputs`: a number, several heads).
     """
 
     source: Any | None
@@ -33,6 +35,7 @@ class TaskData:
     unlabeled: Any | None = None
     classes: list[str] | None = None
     description: dict[str, Any] = field(default_factory=dict)
+    outputs: Outputs | None = None
 
 
 class Task(ABC):
@@ -62,11 +65,7 @@ class Task(ABC):
     def check(self, data: TaskData, recipes: list[Any]) -> None:
         """Raise a ConfigError for settings that cannot work; called before any training."""
         for recipe in recipes:
-            if recipe.task != self.name:
-                raise ConfigError(
-                    f"recipe '{recipe.name}' is a {recipe.task} recipe; this run's task is "
-                    f"{self.name}"
-                )
+            recipe.check_task(self.name)
 
     def quality_scorer(self, data: TaskData) -> Callable[[Any], float] | None:
         """A score of a model on a fixed sample of the target, for the quality curve."""

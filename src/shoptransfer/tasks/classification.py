@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import numpy as np
-
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.features import gap_features
 from shoptransfer.data import read_domain
@@ -22,20 +20,12 @@ from shoptransfer.evaluation.compare import domain_gap
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.evaluation.report import Column
 from shoptransfer.tasks.base import Task, TaskData, register_task
-
-
-def describe_domain(domain: Domain) -> dict[str, Any]:
-    """What a run records about a domain: size, classes, dropped rows, data hash."""
-    return {
-        "name": domain.name,
-        "path": domain.source,
-        "examples": len(domain),
-        "class_counts": domain.class_counts(),
-        "holds": domain.holds,
-        "dropped_rows": domain.dropped,
-        **({"converted": domain.converted} if getattr(domain, "converted", None) else {}),
-        "data_hash": domain.data_hash(),
-    }
+from shoptransfer.tasks.held_out import (
+    check_recipes,
+    describe_domain,
+    hold_out_test,
+    quality_sample,
+)
 
 
 def draw_budget(pool: Domain, budget: int | float | str, seed: int) -> Domain | None:
@@ -75,17 +65,13 @@ class ClassificationTask(Task):
 
     def _split_target(self, target: Domain) -> tuple[Domain, Domain]:
         """The target's labeled pool (budgets are drawn from it) and its test set."""
-        config = self.config
-        if config.target_test is not None:
-            test = read_domain(config.target_test)
-            if not test.labeled:
-                raise DataError(f"{test.source}: the target test set needs labels")
-            return target, test
-        if not target.labeled:
+        if self.config.target_test is None and not target.labeled:
             raise DataError(
                 f"{target.source}: the target has no labels; give target_test to evaluate on"
             )
-        test, pool = sample_fraction(target, config.test_fraction, config.split_seed)
+        pool, test = hold_out_test(self.config, target, read_domain, sample_fraction)
+        if not test.labeled:
+            raise DataError(f"{test.source}: the target test set needs labels")
         return pool, test
 
     def _classes(self, source: Domain | None, target: Domain, test: Domain) -> list[str]:
@@ -107,13 +93,7 @@ class ClassificationTask(Task):
                 f"budgets: {too_large} labels per class asked for, but the target's labeled pool "
                 f"'{data.pool.name}' has only {counts} (at most {smallest} per class)"
             )
-        for recipe in recipes:
-            if data.source is None and recipe.uses_source and 0 in self.config.budgets:
-                raise ConfigError(
-                    f"recipe '{recipe.name}' at budget 0 trains on the source only, and the "
-                    "experiment has no source; remove budget 0 or add a source"
-                )
-            recipe.validate(data.source if data.source is not None else data.pool)
+        check_recipes(self.config, data, recipes)
 
     def draw(self, data: TaskData, budget: Any, seed: int) -> Domain | None:
         return draw_budget(data.pool, budget, seed)
@@ -127,8 +107,7 @@ class ClassificationTask(Task):
     def quality_scorer(self, data: TaskData) -> Callable[[Any], float] | None:
         if not self.config.track_quality:
             return None
-        order = np.random.default_rng(self.config.split_seed).permutation(len(data.test))
-        sample = data.test.subset(np.sort(order[: self.config.quality_sample]))
+        sample = quality_sample(self.config, data.test)
         classes = data.classes
         labels = sample.label_ids(classes)
 

@@ -1,0 +1,168 @@
+"""What the tasks learned from a labelled target share (classification, regression,
+multi-task): describing a domain, holding out the target's test set, checking the recipes
+against the data, the fixed sample of the test set the quality curve scores, and
+:class:`HeldOutTask`, the base of the tasks whose budgets count target examples.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.data.domain import Domain
+from shoptransfer.data.readers import read_table
+from shoptransfer.data.sampling import sample_count, sample_share
+from shoptransfer.errors import ConfigError
+from shoptransfer.heads import Outputs
+from shoptransfer.tasks.base import Task, TaskData
+
+
+def describe_domain(domain: Domain) -> dict[str, Any]:
+    """What a run records about a domain: size, classes, dropped rows, data hash (and a
+    summary of its numbers or of each head's labels, where it has them)."""
+    return {
+        "name": domain.name,
+        "path": domain.source,
+        "examples": len(domain),
+        "class_counts": domain.class_counts(),
+        "holds": domain.holds,
+        "dropped_rows": domain.dropped,
+        **({"converted": domain.converted} if getattr(domain, "converted", None) else {}),
+        **({"annotations": _summary(domain)} if domain.annotations else {}),
+        "data_hash": domain.data_hash(),
+    }
+
+
+def _summary(domain: Domain) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for key, values in domain.annotations.items():
+        if values.dtype.kind == "f":
+            summary[key] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+        else:
+            counts = Counter(str(v) if v else "(none)" for v in values)
+            summary[key] = dict(sorted(counts.items()))
+    return summary
+
+
+def hold_out_test(
+    config: Any,
+    target: Domain,
+    read: Callable[[Any], Domain],
+    split: Callable[[Domain, float, int], tuple[Domain, Domain]],
+) -> tuple[Domain, Domain]:
+    """The target's pool (budgets draw from it) and its test set: ``config.target_test`` when
+    given, else ``split`` holds out ``test_fraction`` of the target with ``split_seed``."""
+    if config.target_test is not None:
+        return target, read(config.target_test)
+    test, pool = split(target, config.test_fraction, config.split_seed)
+    return pool, test
+
+
+def check_recipes(config: Any, data: TaskData, recipes: list[Any]) -> None:
+    """Each recipe's settings against the data, and budget 0 against a missing source."""
+    for recipe in recipes:
+        if data.source is None and recipe.uses_source and 0 in config.budgets:
+            raise ConfigError(
+                f"recipe '{recipe.name}' at budget 0 trains on the source only, and the "
+                "experiment has no source; remove budget 0 or add a source"
+            )
+        recipe.validate(data.source if data.source is not None else data.pool)
+
+
+def quality_sample(config: Any, test: Domain) -> Domain:
+    """The fixed sample of the target test set scored after every epoch."""
+    order = np.random.default_rng(config.split_seed).permutation(len(test))
+    return test.subset(np.sort(order[: config.quality_sample]))
+
+
+class HeldOutTask(Task):
+    """A task whose budgets count labelled target examples (an integer, a fraction of the
+    pool, or ``all``); the target is split at random into a pool and a test set.
+
+    A subclass says what an entry's examples are annotated with (:meth:`annotations`), what
+    the model predicts (:meth:`outputs`) and how predictions are scored (:meth:`metrics`).
+    """
+
+    budget_header: ClassVar[str] = "examples"
+
+    @abstractmethod
+    def annotations(self, entry: Any) -> dict[str, Any]:
+        """The keywords of :func:`~shoptransfer.data.readers.read_table` naming the columns an
+        entry's examples are annotated with (its numbers, its label columns)."""
+
+    def read(self, entry: Any) -> Domain:
+        """The table of texts an entry of the experiment file names, with its annotations."""
+        return read_table(
+            Path(entry.path).expanduser(),
+            text=entry.text,
+            label=None,
+            name=entry.name,
+            format=entry.format,
+            **self.annotations(entry),
+        )
+
+    @abstractmethod
+    def outputs(self, source: Domain | None, pool: Domain, test: Domain) -> Outputs:
+        """What the model predicts, checked against the data (a DataError when it cannot)."""
+
+    @abstractmethod
+    def metrics(self, model: Any, test: Domain, data: TaskData) -> dict[str, Any]:
+        """The metrics of ``model`` on ``test``."""
+
+    def prepare(self, cache: EmbeddingCache) -> TaskData:
+        config = self.config
+        source = self.read(config.source) if config.source is not None else None
+        target = self.read(config.target)
+        pool, test = hold_out_test(config, target, self.read, sample_share)
+        description = {
+            **({"source": describe_domain(source)} if source is not None else {}),
+            "target": describe_domain(target),
+            "target_pool": describe_domain(pool),
+            "target_test": describe_domain(test),
+        }
+        outputs = self.outputs(source, pool, test)
+        return TaskData(source, pool, test, pool.without_labels(), None, description, outputs)
+
+    def check(self, data: TaskData, recipes: list[Any]) -> None:
+        super().check(data, recipes)
+        too_large = [b for b in self.config.budgets if isinstance(b, int) and b > len(data.pool)]
+        if too_large:
+            raise ConfigError(
+                f"budgets: {too_large} target examples asked for, but the target's pool "
+                f"'{data.pool.name}' has {len(data.pool)}"
+            )
+        check_recipes(self.config, data, recipes)
+
+    def draw(self, data: TaskData, budget: Any, seed: int) -> Domain | None:
+        if budget == "all":
+            return data.pool
+        if isinstance(budget, float):
+            return sample_share(data.pool, budget, seed)[0]
+        return sample_count(data.pool, int(budget), seed)[0] if int(budget) > 0 else None
+
+    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
+        return {"metrics": self.metrics(model, data.test, data)}
+
+    def quality_scorer(self, data: TaskData) -> Callable[[Any], float] | None:
+        """The primary metric on a fixed sample of the test set, signed so that higher is
+        better (a regression's curve holds minus the RMSE)."""
+        if not self.config.track_quality:
+            return None
+        sample = quality_sample(self.config, data.test)
+        sign = 1.0 if self.higher_is_better else -1.0
+
+        def score(predictor: Any) -> float:
+            return sign * self.metrics(predictor, sample, data)[self.primary_metric]
+
+        return score
