@@ -374,3 +374,46 @@ def test_bundled_photos_read_cleanly() -> None:
         domain = read_image_folder(Path(str(root / gender)))
         assert len(domain) == 150 and not domain.dropped
         assert set(domain.class_counts().values()) == {30}
+
+
+def test_multi_task_and_regression_read_tables_of_photos(tmp_path: Path) -> None:
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+    from shoptransfer.runs import load_results
+
+    rows = ["file,colour,shade,brightness"]
+    for i, (name, colour) in enumerate(COLOURS.items()):
+        for k in range(6):
+            product_photo(colour, 50 * i + k).save(tmp_path / f"{name}{k}.jpg")
+            shade = "warm" if name in ("red", "yellow") else "cool"
+            rows.append(f"{name}{k}.jpg,{name},{shade},{sum(colour) / 765:.3f}")
+    (tmp_path / "photos.csv").write_text("\n".join(rows) + "\n")
+    common = {
+        "backbone": "efficientnet-lite0",
+        "image_size": 32,
+        "recipes": [{"name": "frozen-features", "epochs": 30}],
+        "budgets": ["all"],
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    table = {"path": "photos.csv", "image": "file"}
+    multi = parse_config(
+        {
+            "task": "multi-task",
+            "target": {**table, "labels": {"colour": "colour", "shade": "shade"}},
+            **common,
+        },
+        "photos",
+        tmp_path,
+    )
+    results = load_results(run_experiment(multi, show_progress=False))
+    assert results["data"]["target"]["holds"] == "images"
+    metrics = results["results"][0]["metrics"]
+    assert {"colour/macro_f1", "shade/macro_f1", "macro_f1"} <= set(metrics)
+    regression = parse_config(
+        {"task": "regression", "target": {**table, "value": "brightness"}, **common},
+        "photos",
+        tmp_path,
+    )
+    results = load_results(run_experiment(regression, show_progress=False))
+    assert {"rmse", "mae"} <= set(results["results"][0]["metrics"])

@@ -63,13 +63,19 @@ HEAD_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class TableDomainConfig(_Strict):
-    """A table of texts (CSV, TSV, JSON Lines, Parquet) and its text column."""
+    """A table (CSV, TSV, JSON Lines, Parquet) of texts, or of image file paths."""
 
     path: str = Field(description="a CSV/TSV/JSONL/Parquet table")
     format: Literal["csv", "tsv", "jsonl", "parquet"] | None = Field(
         None, description="table format; guessed from the extension"
     )
     text: str = Field("text", description="column holding the text")
+    image: str | None = Field(
+        None, description="column holding image file paths (a table of photos, not texts)"
+    )
+    image_root: str | None = Field(
+        None, description="folder that relative image paths start from (default: the table's)"
+    )
     name: str | None = Field(None, description="domain name (default: the file name)")
 
 
@@ -294,6 +300,9 @@ class HeldOutConfig(RunConfig):
         "efficientnet-lite0 for images)",
     )
     max_length: int = Field(128, gt=0, description="tokens kept per text")
+    image_size: int | None = Field(
+        None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
+    )
     track_quality: bool = Field(
         False,
         description="score a sample of the target test set after every epoch, for the "
@@ -315,9 +324,6 @@ class ExperimentConfig(HeldOutConfig):
     target: DomainConfig
     target_test: DomainConfig | None = Field(
         None, description="labeled target test set; default: hold out test_fraction of target"
-    )
-    image_size: int | None = Field(
-        None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
     )
     budgets: list[int | float | Literal["all"]] = Field(
         [0, 16, 64],

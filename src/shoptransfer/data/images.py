@@ -16,15 +16,17 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from shoptransfer.data.domain import Domain
 from shoptransfer.data.pixels import MIN_SIDE, loader_workers
-from shoptransfer.data.readers import cell_text, read_rows
+from shoptransfer.data.readers import annotation_cells, cell_text, read_rows
 from shoptransfer.errors import DataError
 
 SMALL_SIDE = 32
@@ -178,20 +180,26 @@ def read_image_table(
     root: str | Path | None = None,
     name: str | None = None,
     format: str | None = None,
+    value: str | None = None,
+    label_columns: Mapping[str, str] | None = None,
 ) -> ImageDomain:
     """A domain from a CSV/TSV/JSON Lines/Parquet table of image paths (and labels).
 
     Relative paths are read from ``root`` (default: the table's folder). A row whose image
     file does not exist is an error naming the line; rows with an empty path or label are
-    skipped and counted.
+    skipped and counted. ``value`` (a column of numbers) and ``label_columns`` (head name ->
+    label column) annotate each photo as :func:`~shoptransfer.data.readers.read_table` does
+    for texts: for regression and multi-task models.
     """
     table = Path(path)
     rows, lines, columns = read_rows(table, format)
-    for column in [image] + ([label] if label is not None else []):
+    extra = {"value": value} if value is not None else dict(label_columns or {})
+    for column in [image] + ([label] if label is not None else []) + list(extra.values()):
         if column not in columns:
             raise DataError(f"{table}: no column '{column}'; the columns are {columns}")
     base = Path(root) if root is not None else table.parent
     candidates: list[tuple[Path, str | None]] = []
+    annotations: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     for row, line in zip(rows, lines):
         where = cell_text(row.get(image)).strip()
@@ -202,14 +210,25 @@ def read_image_table(
         if label is not None and not tag:
             skipped["missing label"] += 1
             continue
+        cells = annotation_cells(table, line, row, extra, numbers=value is not None)
+        if cells is None:
+            skipped["missing annotation"] += 1
+            continue
         file = Path(where) if Path(where).is_absolute() else base / where
         if not file.is_file():
             raise DataError(f"{table} line {line}: image file not found: {file}")
         candidates.append((file, tag))
-    domain = _image_domain(table, candidates, name or table.stem.split(".")[0], skipped)
-    if label is None:
-        domain.labels = None
-    return domain
+        annotations.append(cells)
+    numbered = [(file, str(i)) for i, (file, _) in enumerate(candidates)]
+    domain = _image_domain(table, numbered, name or table.stem.split(".")[0], skipped)
+    kept = [int(i) for i in domain.labels or []]
+    domain.labels = [str(candidates[i][1]) for i in kept] if label is not None else None
+    if not extra:
+        return domain
+    dtype = np.float64 if value is not None else object
+    return domain.with_annotations(
+        {key: np.array([annotations[i][key] for i in kept], dtype=dtype) for key in extra}
+    )
 
 
 def _image_domain(

@@ -187,6 +187,23 @@ def cell_number(path: Path, line: int, column: str, cell: Any) -> float | None:
     return number
 
 
+def annotation_cells(
+    path: Path, line: int, row: Mapping[str, Any], extra: Mapping[str, str], numbers: bool
+) -> dict[str, Any] | None:
+    """A row's annotations (annotation name -> its column's cell): numbers (``numbers``: an
+    empty cell gives ``None`` for the row, text that is not a number is a DataError naming the
+    line) or labels (``None`` when the row has none of them)."""
+    if not extra:
+        return {}
+    if numbers:
+        cells: dict[str, Any] = {
+            key: cell_number(path, line, column, row.get(column)) for key, column in extra.items()
+        }
+        return None if any(cell is None for cell in cells.values()) else cells
+    cells = {key: cell_text(row.get(column)).strip() for key, column in extra.items()}
+    return cells if any(cells.values()) else None
+
+
 def _domain_from_rows(
     path: Path,
     rows: list[dict[str, Any]],
@@ -215,21 +232,11 @@ def _domain_from_rows(
         if label_column is not None and not tag:
             dropped["missing label"] += 1
             continue
-        if numbers:
-            cells: dict[str, Any] = {
-                key: cell_number(path, line, column, row.get(column))
-                for key, column in extra.items()
-            }
-            empty = [column for key, column in extra.items() if cells[key] is None]
-            if empty:
-                reason = f"empty {empty[0]}"
-                dropped[reason] = dropped.get(reason, 0) + 1
-                continue
-        else:
-            cells = {key: cell_text(row.get(column)).strip() for key, column in extra.items()}
-            if extra and not any(cells.values()):
-                dropped["no labels"] = dropped.get("no labels", 0) + 1
-                continue
+        cells = annotation_cells(path, line, row, extra, numbers)
+        if cells is None:
+            reason = f"empty {next(iter(extra.values()))}" if numbers else "no labels"
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
         texts.append(value)
         labels.append(tag)
         for key in extra:

@@ -51,3 +51,22 @@ def read_domain(entry: Any) -> Domain:
     if fmt == "blitzer":
         return read_blitzer(path, name=entry.name)
     return read_table(path, text=entry.text, label=entry.label, name=entry.name, format=fmt)
+
+
+def read_annotated_table(entry: Any, **annotations: Any) -> Domain:
+    """A table of texts, or of photos when ``entry.image`` names a column of file paths, with
+    the ``annotations`` :func:`read_table` takes (``value``, ``label_columns``) and no label."""
+    path = Path(entry.path).expanduser()
+    if getattr(entry, "image", None) is not None:
+        return read_image_table(
+            path,
+            image=entry.image,
+            label=None,
+            root=entry.image_root,
+            name=entry.name,
+            format=entry.format,
+            **annotations,
+        )
+    return read_table(
+        path, text=entry.text, label=None, name=entry.name, format=entry.format, **annotations
+    )

@@ -9,14 +9,13 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.domain import Domain
-from shoptransfer.data.readers import read_table
+from shoptransfer.data.reading import read_annotated_table
 from shoptransfer.data.sampling import sample_count, sample_share
 from shoptransfer.errors import ConfigError
 from shoptransfer.heads import Outputs
@@ -102,15 +101,9 @@ class HeldOutTask(Task):
         entry's examples are annotated with (its numbers, its label columns)."""
 
     def read(self, entry: Any) -> Domain:
-        """The table of texts an entry of the experiment file names, with its annotations."""
-        return read_table(
-            Path(entry.path).expanduser(),
-            text=entry.text,
-            label=None,
-            name=entry.name,
-            format=entry.format,
-            **self.annotations(entry),
-        )
+        """The table (of texts or photos) an entry of the experiment file names, with its
+        annotations."""
+        return read_annotated_table(entry, **self.annotations(entry))
 
     @abstractmethod
     def outputs(self, source: Domain | None, pool: Domain, test: Domain) -> Outputs:
