@@ -325,9 +325,10 @@ def markdown(payload: dict[str, Any]) -> str:
         "**Read this first.** With a frozen encoder the heads share nothing trainable: "
         "`frozen-features` with `lbfgs` fits each head's probe on its own, exactly as a "
         "single-task run would, and with `adamw` the summed loss has separate parameters per "
-        "head, so only the stopping epoch is shared. Differences below come from which "
-        "examples were drawn (multi-task draws reviews at random, single-task per class) "
-        "and from that shared stopping point, not from shared representations. A fair test "
+        "head, so at most the stopping epoch is shared (only with a source: without one the "
+        "epochs are fixed). Differences below come from which examples were drawn "
+        "(multi-task draws reviews at random, single-task per class) and from that shared "
+        "stopping point, not from shared representations. A fair test "
         "of multi-task learning needs a trained encoder (fine-tune), not run here.",
         "",
         "## Part 1: product photos: not run (library gap)",
