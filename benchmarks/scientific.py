@@ -1,15 +1,27 @@
 """Cross-domain recommendation: MovieLens-100K (videos) -> Amazon Scientific (products).
 
-    .venv/bin/python benchmarks/scientific.py                 # resumes: recorded models are kept
+    .venv/bin/python benchmarks/scientific.py --fresh         # a new table (then: resumes)
     .venv/bin/python benchmarks/scientific.py --redo sasrec   # reruns these models
     .venv/bin/python benchmarks/scientific.py --only sasrec text-seq   # just these models
+    .venv/bin/python benchmarks/scientific.py --only text-seq-ids --seeds 0 \\
+        --out rerun_scientific                                # some cells, into another file
     .venv/bin/python benchmarks/scientific.py --speed         # the RecBole speed comparison
     .venv/bin/python benchmarks/scientific.py --markdown      # rewrites the .md from the JSON
     .venv/bin/python benchmarks/scientific.py --experiment NAME --model text-seq \\
         --set batch_size=256 ...                 # a development run: seed 0, validation only
 
+The benchmark is an experiment definition run by the library's runner
+(``shoptransfer.api.compare``: a ``task: recommendation`` config built in
+:func:`experiment_config`; every model in MODELS is a recipe entry, labelled by its name).
+The runner's stage cache lets the text models share the MovieLens pre-training within a run,
+each charged its full time. The target is read as the pre-split RecBole files; the library
+names the files after the folder, so the script reads them through a link named
+``Scientific`` in benchmarks/runs/data/.
+
 Development experiments see the valid split only (never test) and are logged in
-results/scientific_experiments.json; the settings in MODELS were chosen from them.
+results/scientific_experiments.json; the settings in MODELS were chosen from them. They, and the
+speed comparison with RecBole, are script-side (they time or log what the runner does not
+record: one epoch, the validation curve), in their own sections below.
 
 Target: Amazon "Industrial and Scientific" as processed for UniSRec (Hou et al., KDD 2022),
 its own train / valid / test files, all 4,385 items ranked for each of the 8,442 test users,
@@ -18,14 +30,14 @@ item text = title, genres, year. Epochs are chosen by validation NDCG@10 (early 
 valid file); test numbers are reported once per configuration, mean and std over seeds.
 The best transfer recipe is the one with the best validation NDCG@10. The text models use
 hidden size 128 (valid Recall@10 0.1498 against 0.1434 at 64, development run ids-hidden128);
-the 3-seed test run at 64 is kept as "text-seq-ids (hidden 64)".
+the 3-seed test run at 64 is kept as "text-seq-ids-hidden64".
 
 Speed against RecBole 1.2.1 (``--speed``): the script builds a separate virtual environment
 (benchmarks/.peers/recbole, never a dependency of shoptransfer), trains RecBole's SASRec on the
 same atomic files with the same hyper-parameters (../shared/peers/recbole_sasrec_scientific.yaml)
 and times one training epoch and one full-ranking evaluation of the validation users, then
 times ours the same way in the same run.
-Writes benchmarks/results/scientific.json and .md.
+Writes benchmarks/results/scientific.json and .md (``--out`` names other files).
 """
 
 from __future__ import annotations
@@ -39,16 +51,23 @@ import time
 from typing import Any
 
 import numpy as np
-from common import RESULTS, ROOT, load_json, require_data, save
-
-from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.catalogue import make_recipe
-from shoptransfer.data.interactions import read_interactions, read_recbole_split
-from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.metering import StageCache, measure
-from shoptransfer.recipes import FitData
-from shoptransfer.runs import PeakMemory, environment, resident_mb
-from shoptransfer.training import Examples, Trainer
+from common import (
+    RESULTS,
+    ROOT,
+    RUNS,
+    add_invocation,
+    forget,
+    is_current,
+    load_json,
+    open_results,
+    pm,
+    recorded,
+    require_data,
+    run_setting,
+    save,
+    timing_sentence,
+    values,
+)
 
 SEEDS = [0, 1, 2]
 SASREC = {  # the hyper-parameters of ../shared/peers/recbole_sasrec_scientific.yaml
@@ -64,26 +83,20 @@ SASREC = {  # the hyper-parameters of ../shared/peers/recbole_sasrec_scientific.
 NEURAL = {"batch_size": 256, "epochs": 100, "patience": 5}  # development: sasrec-b256
 PRETRAIN = {"source_prefixes": 20, "source_epochs": 10}  # latest 20 prefixes per MovieLens user
 TEXT = {"hidden": 128}  # development: ids-hidden128
-# name -> options; "recipe" names the recipe when it is not the name (an earlier configuration)
+# label -> recipe entry ("name": the recipe)
 MODELS: dict[str, dict[str, Any]] = {
-    "popularity": {},
-    "item-knn": {},
-    "bpr": {"epochs": 100, "patience": 5, "learning_rate": 0.01},
-    "sasrec": {**SASREC, **NEURAL},
-    "text-seq-ids (hidden 64)": {"recipe": "text-seq-ids", **NEURAL, **PRETRAIN},
-    "text-seq-ids": {**NEURAL, **PRETRAIN, **TEXT},
-    "text-seq": {**NEURAL, **PRETRAIN, **TEXT},
-    "text-seq-adaptor": {**NEURAL, **PRETRAIN, **TEXT},
-    "text-seq-scratch": {**NEURAL, **TEXT},
+    "popularity": {"name": "popularity"},
+    "item-knn": {"name": "item-knn"},
+    "bpr": {"name": "bpr", "epochs": 100, "patience": 5, "learning_rate": 0.01},
+    "sasrec": {"name": "sasrec", **SASREC, **NEURAL},
+    "text-seq-ids-hidden64": {"name": "text-seq-ids", **NEURAL, **PRETRAIN},
+    "text-seq-ids": {"name": "text-seq-ids", **NEURAL, **PRETRAIN, **TEXT},
+    "text-seq": {"name": "text-seq", **NEURAL, **PRETRAIN, **TEXT},
+    "text-seq-adaptor": {"name": "text-seq-adaptor", **NEURAL, **PRETRAIN, **TEXT},
+    "text-seq-scratch": {"name": "text-seq-scratch", **NEURAL, **TEXT},
 }
-
-
-def recipe_of(name: str, **overrides: Any) -> Any:
-    """The recipe a model name in MODELS stands for, with its options."""
-    options = {**MODELS[name], **overrides}
-    return make_recipe(options.pop("recipe", name), **options)
-
-
+SETTING = "movielens-100k->scientific"
+KS = [5, 10, 20, 50]
 METRICS = ["recall@10", "ndcg@10", "recall@50", "ndcg@50", "hr@10", "mrr@10", "precision@10"]
 PUBLISHED = {
     "UniSRec (BERT-base, pre-trained on 5 Amazon categories)": {
@@ -95,79 +108,182 @@ PUBLISHED = {
 GOAL = {"recall@10": 0.125, "ndcg@10": 0.067}
 
 
-def domains() -> tuple[Any, Any]:
+def target_folder() -> str:
+    """The pre-split files, through a link whose name is the dataset's (the files' prefix)."""
+    link = RUNS / "data" / "Scientific"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(require_data("recsys/amazon_scientific").resolve())
+    return str(link)
+
+
+def experiment_config(labels: list[str], seeds: list[int]) -> dict[str, Any]:
     movies = require_data("recsys/movielens_100k")
-    source = read_interactions(
-        movies / "ml-100k.inter",
-        items_path=movies / "ml-100k.item",
-        item_text=["movie_title", "class", "release_year"],
-        name="movielens-100k",
-    )
-    target = read_recbole_split(require_data("recsys/amazon_scientific"), "Scientific")
-    return source, target
-
-
-def run_model(
-    name: str,
-    source: Any,
-    target: Any,
-    cache: EmbeddingCache,
-    stages: StageCache,
-    seeds: list[int],
-) -> dict[str, Any]:
-    runs = []
-    for seed in seeds:
-        recipe = recipe_of(name, seed=seed)
-        with PeakMemory() as memory, measure() as meter:
-            started = time.perf_counter()
-            ranker = recipe.fit(FitData(source, target, cache=cache, stages=stages))
-            # a pre-training shared with an earlier variant is charged to this one too
-            train_seconds = time.perf_counter() - started + meter.reused_seconds
-        valid = evaluate_ranking(ranker.scores, target.valid)
-        before = resident_mb() or 0.0
-        with PeakMemory() as eval_memory:
-            started = time.perf_counter()
-            test = evaluate_ranking(ranker.scores, target.test)
-            eval_seconds = time.perf_counter() - started
-        history = getattr(recipe, "history_", [])
-        runs.append(
-            {
-                "seed": seed,
-                "valid": valid,
-                "test": test,
-                "train_seconds": round(train_seconds, 1),
-                "epochs": len(history),
-                "train_peak_mb": round(memory.peak_mb, 1),
-                "eval_seconds": round(eval_seconds, 2),
-                "eval_extra_mb": round(max(0.0, eval_memory.peak_mb - before), 1),
-                "trainable_parameters": ranker.trainable_parameters,
-            }
-        )
-        print(f"  {name} seed {seed}: ndcg@10 {test['ndcg@10']:.4f}, {train_seconds:.0f} s")
-    cell: dict[str, Any] = {
-        "family": recipe_of(name).family,
-        "options": MODELS[name],
-        "runs": runs,
-        "seconds": round(sum(r["train_seconds"] + r["eval_seconds"] for r in runs), 1),
+    return {
+        "task": "recommendation",
+        "name": "scientific",
+        "source": {
+            "path": str(movies / "ml-100k.inter"),
+            "items": str(movies / "ml-100k.item"),
+            "item_text": ["movie_title", "class", "release_year"],
+            "name": "movielens-100k",
+        },
+        "target": {"path": target_folder(), "format": "recbole-split", "name": "Scientific"},
+        "budgets": ["all"],
+        "ks": KS,
+        "seeds": seeds,
+        "recipes": [{"label": label, **MODELS[label]} for label in labels],
     }
-    for split in ("valid", "test"):
-        cell[split] = {
-            key: {
-                "mean": round(float(np.mean([r[split][key] for r in runs])), 4),
-                "std": round(float(np.std([r[split][key] for r in runs])), 4),
-            }
-            for key in METRICS
-        }
-    return cell
 
 
-def run_experiment(args: argparse.Namespace, source: Any, target: Any) -> None:
+def domains() -> tuple[Any, Any]:
+    """Source and target as the experiment reads them (for the script-side sections)."""
+    from shoptransfer.config import parse_config
+    from shoptransfer.data.interactions import read_interaction_domain
+
+    config = parse_config(experiment_config(["popularity"], [0]), "scientific")
+    return read_interaction_domain(config.source), read_interaction_domain(config.target)
+
+
+def ranking_text(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        return record.get("reason", record["status"])
+    return (
+        f"test ndcg@10 {record['metrics']['ndcg@10']:.4f}, valid ndcg@10 "
+        f"{record['validation_metrics']['ndcg@10']:.4f}, {record['train_seconds']:.0f} s"
+    )
+
+
+def run_models(payload: dict[str, Any], args: argparse.Namespace) -> None:
+    missing = {
+        label: [s for s in args.seeds if not recorded(payload, SETTING, label, s)]
+        for label in args.only or list(MODELS)
+    }
+    for label, seeds in missing.items():
+        if not seeds:
+            print(f"{label}: recorded before, skipped")
+    labels = [label for label, seeds in missing.items() if seeds]
+    if labels:
+        seeds = sorted({s for label in labels for s in missing[label]})
+        run_setting(
+            payload,
+            SETTING,
+            experiment_config(labels, seeds),
+            compare=True,
+            shared_cores=args.shared_cores,
+            show=ranking_text,
+        )
+        _finish(payload, args.out)
+
+
+# -- results, from the results file ------------------------------------------------------------
+
+
+def best_transfer(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The transfer model (run with every seed) with the best mean validation NDCG@10."""
+    records = payload["settings"].get(SETTING, {}).get("records", [])
+    seeds = payload.get("seeds", SEEDS)
+    transfer = {
+        label
+        for label in MODELS
+        if any(r["label"] == label and r.get("family") != "baseline" for r in records)
+        and len(values(records, label, "ndcg@10")) == len(seeds)
+    }
+    if not transfer:
+        return None
+    best = max(transfer, key=lambda label: np.mean(values(records, label, "validation:ndcg@10")))
+    return {
+        "recipe": best,
+        "recall@10": float(np.mean(values(records, best, "recall@10"))),
+        "ndcg@10": float(np.mean(values(records, best, "ndcg@10"))),
+        "options": MODELS[best],
+        "chosen_by": "validation NDCG@10",
+    }
+
+
+def _finish(payload: dict[str, Any], out: str) -> None:
+    payload.update(
+        protocol=__doc__.split("Target: ")[1].split("\n\n")[0],
+        published=PUBLISHED,
+        goal=GOAL,
+        best=best_transfer(payload) if is_current(payload) else payload.get("best"),
+    )
+    save(out, payload, markdown(payload))
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    if not is_current(payload):
+        sys.exit("this results file was written by the earlier runner; its .md is in git")
+    seeds = payload.get("seeds", SEEDS)
+    lines = [
+        "# Cross-domain recommendation: MovieLens-100K → Amazon Scientific\n",
+        "Command: `.venv/bin/python benchmarks/scientific.py` (protocol, and the run it makes "
+        "on the library's runner, in the script's docstring). Test metrics, full ranking of "
+        f"4,385 items, mean ± std (sample std, n − 1) over seeds {seeds} (fewer where marked). "
+        "Train seconds include a reused pre-training in full. Data: Harper & Konstan 2015 "
+        "(MovieLens); Ni, Li & McAuley 2019 (Amazon), processed as in Hou et al. 2022.\n",
+        "| model | family | Recall@10 | NDCG@10 | Recall@50 | NDCG@50 | train s | eval s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, published in PUBLISHED.items():
+        cells = [f"{published[m]:.4f}" if m in published else "—" for m in METRICS[:4]]
+        lines.append(f"| {name} (published) | — | " + " | ".join(cells) + " | — | — |")
+    records = payload["settings"].get(SETTING, {}).get("records", [])
+    for label in MODELS:
+        done = [r for r in records if r["label"] == label and r["status"] == "ok"]
+        if not done:
+            continue
+        cells = [pm(values(records, label, m), digits=4) for m in METRICS[:4]]
+        train = np.mean(values(records, label, "train_seconds"))
+        evaluation = np.mean(values(records, label, "eval_seconds"))
+        marked = (
+            f" ({len(done)} seed{'s' if len(done) > 1 else ''})" if len(done) < len(seeds) else ""
+        )
+        lines.append(
+            f"| **{label}**{marked} | {done[0]['family']} | "
+            + " | ".join(cells)
+            + f" | {train:.0f} | {evaluation:.1f} |"
+        )
+    best = payload.get("best")
+    if best:
+        lines.append(
+            f"\nBest transfer recipe by validation NDCG@10: `{best['recipe']}` — Recall@10 "
+            f"{best['recall@10']:.4f}, NDCG@10 {best['ndcg@10']:.4f} (goal ≥ {GOAL['recall@10']} "
+            f"and ≥ {GOAL['ndcg@10']})."
+        )
+    speed = payload.get("speed_vs_recbole")
+    if speed:
+        lines.append(
+            "\nSpeed, SASRec with the same hyper-parameters, same run (second of two passes; "
+            "script-side, not the runner): "
+            f"training epoch RecBole {speed['recbole']['epoch_seconds'][-1]:.1f} s vs ours "
+            f"{speed['ours']['epoch_seconds'][-1]:.1f} s ({speed['epoch_ratio']}×); "
+            f"full-ranking evaluation of the validation users RecBole "
+            f"{speed['recbole']['eval_seconds'][-1]:.1f} s vs ours "
+            f"{speed['ours']['eval_seconds'][-1]:.1f} s ({speed['eval_ratio']}×)."
+        )
+    timing = timing_sentence(payload)
+    if timing:
+        lines.append(f"\n{timing}")
+    return "\n".join(lines) + "\n"
+
+
+# -- development experiments (script-side: validation curve, seed 0) ---------------------------
+
+
+def development_experiment(args: argparse.Namespace, source: Any, target: Any) -> None:
     """Seed 0 of one model with changed options; validation metrics only, logged."""
-    options = {**MODELS[args.model]}
+    from shoptransfer.backbones.cache import EmbeddingCache
+    from shoptransfer.catalogue import make_recipe
+    from shoptransfer.evaluation.ranking import evaluate_ranking
+    from shoptransfer.files import atomic_write_json
+    from shoptransfer.recipes import FitData
+
+    options = {k: v for k, v in MODELS[args.model].items() if k != "name"}
     for item in args.set:
         key, _, text = item.partition("=")
         options[key] = json.loads(text) if text not in ("", "true", "false") else text == "true"
-    recipe = make_recipe(options.pop("recipe", args.model), seed=0, **options)
+    recipe = make_recipe(MODELS[args.model]["name"], seed=0, **options)
     started = time.perf_counter()
     ranker = recipe.fit(FitData(source, target, cache=EmbeddingCache()))
     seconds = time.perf_counter() - started
@@ -185,13 +301,11 @@ def run_experiment(args: argparse.Namespace, source: Any, target: Any) -> None:
     log_path = RESULTS / "scientific_experiments.json"
     log = load_json(log_path) or {"experiments": []}
     log["experiments"].append(entry)
-    from shoptransfer.files import atomic_write_json
-
     atomic_write_json(log_path, log)
     print(json.dumps(entry))
 
 
-# -- speed against RecBole ---------------------------------------------------------------------
+# -- speed against RecBole (script-side: one epoch and one evaluation, timed) -------------------
 
 PEER = ROOT / "benchmarks" / ".peers" / "recbole"
 PEER_SCRIPT = r"""
@@ -256,8 +370,11 @@ def recbole_speed() -> dict[str, Any]:
 
 def our_speed(target: Any) -> dict[str, Any]:
     """Our SASRec with the same hyper-parameters: one epoch and one validation pass, twice."""
+    from shoptransfer.catalogue import make_recipe
+    from shoptransfer.evaluation.ranking import evaluate_ranking
     from shoptransfer.recommenders.base import next_item_examples
     from shoptransfer.recommenders.neural import NeuralRanker
+    from shoptransfer.training import Examples, Trainer
 
     recipe = make_recipe("sasrec", **SASREC)
     model = recipe.build(target)
@@ -284,111 +401,45 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true", help="run only the RecBole comparison")
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
     parser.add_argument("--seeds", nargs="*", type=int, default=SEEDS, help="seeds per model")
+    parser.add_argument("--fresh", action="store_true", help="start a new results file")
+    parser.add_argument("--out", default="scientific", help="results file name (in results/)")
+    parser.add_argument(
+        "--shared-cores", action="store_true", help="record that other jobs share the cores"
+    )
     parser.add_argument("--experiment", help="log a development run (validation only)")
     parser.add_argument("--model", default="text-seq", help="model of the experiment")
     parser.add_argument("--set", nargs="*", default=[], help="experiment options key=value")
     args = parser.parse_args()
-    out = RESULTS / "scientific.json"
-    payload = load_json(out)
-    payload.setdefault("models", {})
-    if not args.markdown:
-        source, target = domains()
-        if args.experiment:
-            run_experiment(args, source, target)
-            return
-        payload["domains"] = {"source": source.summary(), "target": target.summary()}
-        for name in args.redo:
-            payload["models"].pop(name, None)
-        if args.speed:
-            ours, peer = our_speed(target), recbole_speed()
-            payload["speed_vs_recbole"] = {
-                "ours": ours,
-                "recbole": peer,
-                "epoch_ratio": round(peer["epoch_seconds"][-1] / ours["epoch_seconds"][-1], 2),
-                "eval_ratio": round(peer["eval_seconds"][-1] / ours["eval_seconds"][-1], 2),
-            }
-            _finish(payload)
-            return
-        cache, stages = EmbeddingCache(), StageCache()
-        for name in args.only or list(MODELS):
-            if name in payload["models"]:
-                print(f"{name}: recorded before, skipped")
-                continue
-            payload["models"][name] = run_model(name, source, target, cache, stages, args.seeds)
-            _finish(payload)
-    _finish(payload)
+    unknown = sorted(set(args.only or []) | set(args.redo) | {args.model})
+    unknown = [label for label in unknown if label not in MODELS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; expected some of {list(MODELS)}")
+    if args.markdown:
+        from shoptransfer.files import atomic_write_text
 
-
-def _finish(payload: dict[str, Any]) -> None:
-    for cell in payload["models"].values():  # flat test means, beside the full record
-        cell.update({metric: cell["test"][metric]["mean"] for metric in METRICS})
-    transfer = {  # the best is chosen among transfer models run with every seed
-        name: cell
-        for name, cell in payload["models"].items()
-        if cell["family"] != "baseline" and len(cell["runs"]) == len(SEEDS)
-    }
-    if transfer:
-        best = max(transfer, key=lambda n: transfer[n]["valid"]["ndcg@10"]["mean"])
-        payload["best"] = {
-            "recipe": best,
-            "recall@10": transfer[best]["test"]["recall@10"]["mean"],
-            "ndcg@10": transfer[best]["test"]["ndcg@10"]["mean"],
-            "options": transfer[best]["options"],
-            "chosen_by": "validation NDCG@10",
+        payload = load_json(RESULTS / f"{args.out}.json")
+        atomic_write_text(RESULTS / f"{args.out}.md", markdown(payload))
+        return
+    if args.experiment:
+        development_experiment(args, *domains())
+        return
+    payload = open_results("scientific", args.out, args.fresh)
+    payload["seeds"] = args.seeds
+    started = time.perf_counter()
+    if args.speed:
+        target = domains()[1]
+        ours, peer = our_speed(target), recbole_speed()
+        payload["speed_vs_recbole"] = {
+            "ours": ours,
+            "recbole": peer,
+            "epoch_ratio": round(peer["epoch_seconds"][-1] / ours["epoch_seconds"][-1], 2),
+            "eval_ratio": round(peer["eval_seconds"][-1] / ours["eval_seconds"][-1], 2),
         }
-    payload.update(
-        protocol=__doc__.split("Target: ")[1].split("\n\n")[0],
-        published=PUBLISHED,
-        goal=GOAL,
-        seeds=SEEDS,
-        environment=environment(),
-    )
-    save("scientific", payload, markdown(payload))
-
-
-def markdown(payload: dict[str, Any]) -> str:
-    lines = [
-        "# Cross-domain recommendation: MovieLens-100K → Amazon Scientific\n",
-        "Command: `.venv/bin/python benchmarks/scientific.py` (protocol in the script's "
-        f"docstring). Test metrics, full ranking of 4,385 items, mean ± std over seeds {SEEDS} "
-        "(fewer where marked); "
-        "2 CPU cores. Data: Harper & Konstan 2015 (MovieLens); Ni, Li & McAuley 2019 (Amazon), "
-        "processed as in Hou et al. 2022.\n",
-        "| model | family | Recall@10 | NDCG@10 | Recall@50 | NDCG@50 | train s | eval s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, values in PUBLISHED.items():
-        cells = [f"{values[m]:.4f}" if m in values else "—" for m in METRICS[:4]]
-        lines.append(f"| {name} (published) | — | " + " | ".join(cells) + " | — | — |")
-    for name, cell in payload.get("models", {}).items():
-        cells = [
-            f"{cell['test'][m]['mean']:.4f} ± {cell['test'][m]['std']:.4f}" for m in METRICS[:4]
-        ]
-        train = np.mean([r["train_seconds"] for r in cell["runs"]])
-        evaluation = np.mean([r["eval_seconds"] for r in cell["runs"]])
-        seeds = f" ({len(cell['runs'])} seed)" if len(cell["runs"]) == 1 else ""
-        lines.append(
-            f"| **{name}**{seeds} | {cell['family']} | " + " | ".join(cells) + f" | {train:.0f} | "
-            f"{evaluation:.1f} |"
-        )
-    if "best" in payload:
-        best = payload["best"]
-        lines.append(
-            f"\nBest transfer recipe by validation NDCG@10: `{best['recipe']}` — Recall@10 "
-            f"{best['recall@10']:.4f}, NDCG@10 {best['ndcg@10']:.4f} (goal ≥ {GOAL['recall@10']} "
-            f"and ≥ {GOAL['ndcg@10']})."
-        )
-    speed = payload.get("speed_vs_recbole")
-    if speed:
-        lines.append(
-            "\nSpeed, SASRec with the same hyper-parameters, same run (second of two passes): "
-            f"training epoch RecBole {speed['recbole']['epoch_seconds'][-1]:.1f} s vs ours "
-            f"{speed['ours']['epoch_seconds'][-1]:.1f} s ({speed['epoch_ratio']}×); "
-            f"full-ranking evaluation of the validation users RecBole "
-            f"{speed['recbole']['eval_seconds'][-1]:.1f} s vs ours "
-            f"{speed['ours']['eval_seconds'][-1]:.1f} s ({speed['eval_ratio']}×)."
-        )
-    return "\n".join(lines) + "\n"
+    else:
+        forget(payload, SETTING, set(args.redo))
+        run_models(payload, args)
+    add_invocation(payload, sys.argv[1:], started, args.shared_cores)
+    _finish(payload, args.out)
 
 
 if __name__ == "__main__":

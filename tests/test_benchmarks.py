@@ -1,0 +1,83 @@
+"""The benchmark scripts are experiment definitions for the library's runner: their configs
+validate, they express each protocol, and their markdown is computed from the records."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoptransfer.config import parse_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+DATA = BENCHMARKS.parents[1] / "shared" / "data"
+sys.path.insert(0, str(BENCHMARKS))
+
+import blitzer  # noqa: E402
+import common  # noqa: E402
+
+needs_data = pytest.mark.skipif(not DATA.exists(), reason="no ../shared/data (research data)")
+
+
+@needs_data
+def test_blitzer_pair_is_budget_zero_with_the_target_as_test_set() -> None:
+    config = parse_config(blitzer.adaptation_config("B->K", list(blitzer.ADAPTATION), [0]), "t")
+    assert config.budgets == [0] and not config.transductive
+    assert config.target.path == config.target_test.path != config.source.path
+    entries = {entry.label: entry for entry in config.recipes}
+    assert entries["source-only"].name == entries["self-training"].name == "self-training"
+    assert entries["source-only"].options["self_training_rounds"] == 0
+    baseline = parse_config(blitzer.baseline_config("B->K", [0]), "t")
+    assert baseline.source is None and baseline.target.path == config.source.path
+    assert baseline.target_test.path == config.target.path
+
+
+@needs_data
+def test_fashion_and_scientific_configs_validate(monkeypatch: Any, tmp_path: Path) -> None:
+    import fashion
+    import scientific
+
+    monkeypatch.setattr(fashion, "RUNS", tmp_path)
+    monkeypatch.setattr(scientific, "RUNS", tmp_path)
+    for budget in fashion.BUDGETS:
+        entries = [fashion.budget_entry(name, budget) for name in fashion.BUDGET_RECIPES]
+        config = parse_config(fashion.budget_config(budget, [e for e in entries if e], [0]), "t")
+        assert (config.test_fraction, config.split_seed) == (0.2, 0)
+    shift = parse_config(fashion.shift_config(list(fashion.SHIFT_RECIPES), [0]), "t")
+    assert shift.target.path == shift.target_test.path and shift.budgets == [0]
+    recommendation = parse_config(scientific.experiment_config(list(scientific.MODELS), [0]), "t")
+    assert [entry.label for entry in recommendation.recipes] == list(scientific.MODELS)
+    assert Path(recommendation.target.path).name == "Scientific"
+
+
+def _record(label: str, seed: int, accuracy: float) -> dict[str, Any]:
+    return {
+        "label": label,
+        "recipe": label,
+        "family": "baseline",
+        "budget": 0,
+        "seed": seed,
+        "status": "ok",
+        "metrics": {"accuracy": accuracy},
+        "train_seconds": 10.0 + seed,
+        "trainable_parameters": 1,
+    }
+
+
+def test_blitzer_markdown_is_computed_from_the_records() -> None:
+    payload: dict[str, Any] = {"schema": common.SCHEMA, "settings": {}, "invocations": []}
+    for pair, shift in (("B->K", 0.0), ("D->B", 0.1)):
+        records = [
+            _record(method, seed, 0.80 + shift + 0.01 * seed + 0.02 * n)
+            for n, method in enumerate(blitzer.METHODS)
+            for seed in (0, 1)
+        ]
+        runs = [{"wall_seconds": 123.0}]
+        payload["settings"][pair] = {"records": records, "runs": runs}
+    text = blitzer.markdown(payload)
+    # self-training: 86.5 ± 0.7 on B->K (seeds 86, 87), 96.5 on D->B; average 91.5
+    assert "86.5 ± 0.7" in text and "96.5 ± 0.7" in text
+    assert "self-training 91.5, source-only 89.5, i.e. +2.0 from self-training" in text
+    assert "| seconds |" in text and " 246 |" in text
