@@ -106,6 +106,11 @@ def test_fine_tune_reuses_its_source_stage_across_budgets(tiny_backbone: str) ->
     other = make_recipe("fine-tune", backbone=tiny_backbone, epochs=1, learning_rate=1e-3)
     other.fit(FitData(SOURCE, None, stages=stages))
     assert len(stages) == 2  # other settings: its own source stage
+    later = make_recipe(
+        "fine-tune", backbone=tiny_backbone, epochs=1, target_epochs=3, self_training_rounds=1
+    )
+    later.fit(FitData(SOURCE, None, unlabeled=TARGET.without_labels(), stages=stages))
+    assert len(stages) == 2  # settings of later stages only: the same source stage, reused
     again = recipe.fit(FitData(SOURCE, None))  # no cache handed in: trains again, same result
     texts = ["a great pan", "broke at once"]
     np.testing.assert_allclose(again.predict_proba(texts), zero.predict_proba(texts), atol=1e-5)

@@ -449,9 +449,11 @@ class EncoderTransfer(BackboneRecipe):
 
     def _source_stage_key(self, data: FitData) -> tuple[Any, ...]:
         """What the source stage depends on: the settings it reads and its data."""
-        target_only = {"target_epochs", "target_learning_rate"}
+        # what only later stages read: the target stage and self-training after the source stage
+        later = {"target_epochs", "target_learning_rate", "self_training_rounds"}
+        later.add("pseudo_label_share")
         settings = tuple(
-            (key, repr(getattr(self, key))) for key in self.options() if key not in target_only
+            (key, repr(getattr(self, key))) for key in self.options() if key not in later
         )
         unlabeled = data.unlabeled.data_hash() if self.aligns() else None
         return (
