@@ -17,6 +17,7 @@ from shoptransfer.api import predict, run_experiment
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.cli import app
 from shoptransfer.config import load_config
+from shoptransfer.errors import ConfigError
 from shoptransfer.heads import Outputs
 from shoptransfer.objectives.uncertainty import UncertaintyWeighting
 from shoptransfer.recipes import load_predictor
@@ -199,3 +200,49 @@ def test_multi_task_config_mistakes_are_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "runs").exists()
+
+
+def test_per_class_of_draws_what_a_classification_run_on_that_column_draws(
+    tmp_path: Path, tiny_backbone: str
+) -> None:
+    """With ``per_class_of: cat`` a budget of 3 is 3 reviews per category, the very reviews a
+    classification run on ``cat`` draws with the same seed, and a one-head multi-task run
+    (one model per attribute) draws them too; the column need not be a head."""
+    config_path = write_config(tmp_path, tiny_backbone)
+    raw = yaml.safe_load(config_path.read_text())
+    raw.pop("source")
+    raw.pop("target_tasks")
+    test = {**raw["target"], "path": "shop_a.csv"}
+    multi = {**raw, "target_test": test, "per_class_of": "cat", "budgets": [3]}
+    single_head = {
+        **multi,
+        "target": {**raw["target"], "labels": {"sentiment": "sentiment"}},
+        "target_test": {**test, "labels": {"sentiment": "sentiment"}},
+    }
+    plain = {k: v for k, v in raw.items() if k not in ("target",)}
+    classification = {
+        **plain,
+        "task": "classification",
+        "target": {"path": "shop_b.csv", "text": "review", "label": "cat"},
+        "target_test": {"path": "shop_a.csv", "text": "review", "label": "cat"},
+        "budgets": [3],
+    }
+    drawn = {}
+    for name, experiment in (
+        ("multi", multi),
+        ("single-head", single_head),
+        ("classification", classification),
+    ):
+        config_path.write_text(yaml.safe_dump(experiment))
+        task = make_task(load_config(config_path))
+        data = task.prepare(EmbeddingCache(None))
+        task.check(data, [])
+        drawn[name] = task.draw(data, 3, seed=5)
+    assert drawn["multi"].class_counts() == {"garden": 3, "kitchen": 3}
+    assert drawn["multi"].texts == drawn["classification"].texts == drawn["single-head"].texts
+    assert set(drawn["multi"].annotations) == {"sentiment", "category"}
+    assert set(drawn["single-head"].annotations) == {"sentiment"}
+    config_path.write_text(yaml.safe_dump({**multi, "budgets": [100]}))
+    task = make_task(load_config(config_path))
+    with pytest.raises(ConfigError, match="per 'cat' class"):
+        task.check(task.prepare(EmbeddingCache(None)), [])

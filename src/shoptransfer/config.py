@@ -396,6 +396,12 @@ class MultiTaskConfig(ExampleBudgetsConfig):
         description="the heads whose target labels train (default: every head the target "
         "names); the test scores all heads",
     )
+    per_class_of: str | None = Field(
+        None,
+        description="a label column of the target (a head's or any other): integer budgets "
+        "then count target examples per class of it, drawn as a classification run on that "
+        "column draws them, so both sides see the same examples (default: drawn at random)",
+    )
     task_weights: dict[str, float] | Literal["uncertainty"] = Field(
         default_factory=dict,
         description="loss weight per head (1 where not given), or 'uncertainty': weights "

@@ -53,20 +53,21 @@ def read_domain(entry: Any) -> Domain:
     return read_table(path, text=entry.text, label=entry.label, name=entry.name, format=fmt)
 
 
-def read_annotated_table(entry: Any, **annotations: Any) -> Domain:
+def read_annotated_table(entry: Any, label: str | None = None, **annotations: Any) -> Domain:
     """A table of texts, or of photos when ``entry.image`` names a column of file paths, with
-    the ``annotations`` :func:`read_table` takes (``value``, ``label_columns``) and no label."""
+    the ``annotations`` :func:`read_table` takes (``value``, ``label_columns``) and the label
+    column ``label`` (none by default)."""
     path = Path(entry.path).expanduser()
     if getattr(entry, "image", None) is not None:
         return read_image_table(
             path,
             image=entry.image,
-            label=None,
+            label=label,
             root=entry.image_root,
             name=entry.name,
             format=entry.format,
             **annotations,
         )
     return read_table(
-        path, text=entry.text, label=None, name=entry.name, format=entry.format, **annotations
+        path, text=entry.text, label=label, name=entry.name, format=entry.format, **annotations
     )

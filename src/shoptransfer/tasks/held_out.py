@@ -129,13 +129,17 @@ class HeldOutTask(Task):
 
     def check(self, data: TaskData, recipes: list[Any]) -> None:
         super().check(data, recipes)
+        self.check_budgets(data)
+        check_recipes(self.config, data, recipes)
+
+    def check_budgets(self, data: TaskData) -> None:
+        """That the pool holds every integer budget."""
         too_large = [b for b in self.config.budgets if isinstance(b, int) and b > len(data.pool)]
         if too_large:
             raise ConfigError(
                 f"budgets: {too_large} target examples asked for, but the target's pool "
                 f"'{data.pool.name}' has {len(data.pool)}"
             )
-        check_recipes(self.config, data, recipes)
 
     def draw(self, data: TaskData, budget: Any, seed: int) -> Domain | None:
         if budget == "all":

@@ -17,11 +17,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.data.domain import Domain
+from shoptransfer.data.reading import read_annotated_table
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.evaluation.report import Column
 from shoptransfer.heads import Outputs
 from shoptransfer.tasks.base import TaskData, register_task
+from shoptransfer.tasks.classification import draw_budget
 from shoptransfer.tasks.held_out import HeldOutTask
 from shoptransfer.training import MISSING
 
@@ -44,6 +46,14 @@ class MultiTask(HeldOutTask):
 
     def annotations(self, entry: Any) -> dict[str, Any]:
         return {"label_columns": entry.labels}
+
+    def read(self, entry: Any) -> Domain:
+        """A domain with a label column per head; the target's (and its test set's) labels
+        are the column ``per_class_of`` names, which budgets are drawn per class of."""
+        column = self.config.per_class_of
+        if column is None or entry is self.config.source:
+            return super().read(entry)
+        return read_annotated_table(entry, label=column, **self.annotations(entry))
 
     def target_tasks(self) -> list[str]:
         """The heads the target's labels train."""
@@ -82,10 +92,27 @@ class MultiTask(HeldOutTask):
             tasks[head] = classes
         return Outputs.of_tasks(tasks, config.task_weights)
 
+    def check_budgets(self, data: TaskData) -> None:
+        if self.config.per_class_of is None:
+            super().check_budgets(data)
+            return
+        counts = data.pool.class_counts()
+        too_large = [
+            b for b in self.config.budgets if isinstance(b, int) and b > min(counts.values())
+        ]
+        if too_large:
+            raise ConfigError(
+                f"budgets: {too_large} target examples per '{self.config.per_class_of}' class "
+                f"asked for, but the target's pool '{data.pool.name}' has only {counts}"
+            )
+
     def draw(self, data: TaskData, budget: Any, seed: int) -> Domain | None:
-        """The budget's target examples with the labels of ``target_tasks`` only (examples
-        left with none of them are left out)."""
-        drawn = super().draw(data, budget, seed)
+        """The budget's target examples (at random, or per class of ``per_class_of``) with
+        the labels of ``target_tasks`` only (examples left with none of them are left out)."""
+        if self.config.per_class_of is None:
+            drawn = super().draw(data, budget, seed)
+        else:
+            drawn = draw_budget(data.pool, budget, seed)
         if drawn is None:
             return None
         trained = drawn.keeping_annotations(self.target_tasks())
