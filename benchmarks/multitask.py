@@ -5,15 +5,27 @@
     .venv/bin/python benchmarks/multitask.py --markdown   # rewrites the .md from the JSON
 
 Question: does one model with several heads beat one model per head on the target when
-labels are scarce? Both sides use the recipe frozen-features (a linear head on frozen
-features), with the lbfgs solver (a linear probe per head, L2 by cross-validation) and the
-adamw solver (the heads trained together, one summed loss); seeds 0, 1, 2. Fine-tune was not
-run (the time budget did not allow it).
+labels are scarce? Seeds 0, 1, 2.
 
-Part 1, product photos: not run yet. When this ran, the multi-task task read tables of texts
-only; tables of photos (``image:``) landed right after (commit 4aa1395), the run did not.
+Parts 1 and 2c are paired: budgets count examples per class of one column (``per_class_of``)
+and each single-task model is a one-head multi-task run on the same pool, test set and seeds,
+so both sides see exactly the same examples. Recipes: ``frozen-lbfgs`` (a linear probe per
+head on frozen features; the heads share nothing trainable: the control) and ``fine-tune``
+(the encoder's top layers train, shared by the heads; no source, so a fixed number of epochs
+per budget).
 
-Part 2, Chinese shopping reviews (../shared/data/chinese_shopping_5cats, SophonPlus
+Part 1, product photos (../shared/data/fashion_products): the 20 largest article types, a
+pool of 150 and a test set of 100 photos per type (seeded permutation, seed 0); heads
+articleType, baseColour (12 most common colours, others blank), gender, usage (4 most common,
+others blank); budgets 20 and 100 photos per article type. Frozen: EfficientNet-Lite2 at
+260 px; fine-tune: Lite0 at 128 px with the settings of benchmarks/fashion.py.
+
+Part 2c, Chinese reviews, the pool and test files of part 2a: heads sentiment and category,
+budgets 16 and 64 reviews per category; fine-tune minilm-l6 with its top 3 layers training.
+
+Part 2a/2b below were recorded earlier with frozen features only (lbfgs and adamw).
+
+Part 2a/2b, Chinese shopping reviews (../shared/data/chinese_shopping_5cats, SophonPlus
 online_shopping_10_cats, 5 categories), backbone minilm-l6 (an English model: it reads Chinese
 poorly; both sides share that handicap). Rows are chosen deterministically: a seeded
 permutation (seed 0) of each category's rows, the first rows of each taken.
@@ -226,20 +238,6 @@ def part2_configs(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def part2(paths: dict[str, Path], done: dict[str, Any], keep: Any) -> dict[str, Any]:
-    """Every run of part 2; runs already in ``done`` are kept, ``keep`` saves after each."""
-    out = dict(done)
-    for key, config in part2_configs(paths).items():
-        if key in out:
-            print(f"kept {key} (recorded)", flush=True)
-            continue
-        print(f"running {key}", flush=True)
-        out[key] = run(config, f"multitask.py:{key}")
-        print(f"  done in {out[key]['wall_seconds']} s", flush=True)
-        keep(out)
-    return out
-
-
 def part3() -> dict[str, Any]:
     folder = require_data("asap_sample")
     config = {
@@ -265,6 +263,159 @@ def part3() -> dict[str, Any]:
         "mae": float(np.abs(error).mean()),
     }
     return {"asap_smoke": smoke}
+
+
+# ------------------------------------------- paired parts: the same examples on both sides
+# Multi-task draws a budget per class of one column (per_class_of) and every single-task
+# model is a one-head multi-task run with the same per_class_of, pool, test set and seeds: it
+# sees exactly the examples the multi-task model sees, with one attribute's labels.
+
+PHOTO_HEADS = {
+    "articleType": "articleType",
+    "baseColour": "baseColour",
+    "gender": "gender",
+    "usage": "usage",
+}
+PHOTO_BUDGETS = [20, 100]  # photos per articleType class (20 classes: 400 / 2,000 photos)
+PHOTO_FROZEN = {
+    "name": "frozen-features",
+    "label": "frozen-lbfgs",
+    "backbone": "efficientnet-lite2",
+    "image_size": 260,
+    "precision": "bf16",
+    "solver": "lbfgs",
+    "feature_transform": "sqrt-l2",
+}
+PHOTO_FINE_TUNE_EPOCHS = {20: 10, 100: 6}  # as benchmarks/fashion.py (no source: fixed epochs)
+PHOTO_FINE_TUNE = {
+    "name": "fine-tune",
+    "backbone": "efficientnet-lite0",
+    "image_size": 128,
+    "precision": "bf16",
+    "frozen_layers": 14,  # stem + 13 blocks: the top blocks train, shared by the heads
+    "layer_decay": 0.8,
+    "batch_size": 32,
+    "target_learning_rate": 1e-3,
+}
+REVIEW_HEADS = {"sentiment": "label", "category": "category"}
+REVIEW_BUDGETS = [16, 64]  # reviews per category class (5 categories: 80 / 320 reviews)
+REVIEW_FROZEN = {"name": "frozen-features", "label": "frozen-lbfgs", "solver": "lbfgs"}
+REVIEW_FINE_TUNE_EPOCHS = {16: 10, 64: 6}
+REVIEW_FINE_TUNE = {
+    "name": "fine-tune",
+    "frozen_layers": 4,  # embeddings + 3 layers frozen: the top 3 train, shared by the heads
+    "target_learning_rate": 1e-4,
+    "precision": "bf16",
+}
+
+
+def photo_tables() -> dict[str, Path]:
+    """Photos of the 20 largest article types: a pool of 150 and a test set of 100 per type
+    (a seeded permutation of each type's rows). Colours outside the 12 most common and usages
+    outside the 4 most common are left blank (a head may lack a label on a row)."""
+    folder = require_data("fashion_products")
+    table = pd.read_csv(folder / "labels.csv", dtype=str, keep_default_na=False)
+    types = table.articleType.value_counts().index[:20]
+    table = table[table.articleType.isin(types)].copy()
+    for column, keep in (("baseColour", 12), ("usage", 4)):
+        common = table[column].value_counts().index[:keep]
+        table.loc[~table[column].isin(common), column] = ""
+    pool, test = [], []
+    for _, rows in table.groupby("articleType", sort=True):
+        order = np.random.default_rng(0).permutation(len(rows))
+        pool.append(rows.iloc[order[:150]])
+        test.append(rows.iloc[order[150:250]])
+    WORK.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, frames in (("photo_pool", pool), ("photo_test", test)):
+        paths[name] = WORK / f"{name}.csv"
+        pd.concat(frames)[["image", *PHOTO_HEADS.values()]].to_csv(paths[name], index=False)
+    return paths
+
+
+def photo_sizes(paths: dict[str, Path]) -> dict[str, Any]:
+    """Rows of each photo table, and each head's labelled rows and classes."""
+    sizes = {}
+    for name, path in paths.items():
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        sizes[name] = {
+            "rows": len(frame),
+            "heads": {
+                head: {
+                    "labelled": int((frame[column] != "").sum()),
+                    "classes": int(frame.loc[frame[column] != "", column].nunique()),
+                }
+                for head, column in PHOTO_HEADS.items()
+            },
+        }
+    return sizes
+
+
+def paired_configs(
+    name: str,
+    entry: Any,
+    heads: dict[str, str],
+    per_class_of: str,
+    budgets: list[int],
+    recipes: Any,
+) -> dict[str, dict[str, Any]]:
+    """A multi-task run on ``heads`` and a one-head run per head, per budget (``recipes``:
+    budget -> recipe entries; fine-tune's fixed epochs depend on the budget)."""
+    runs: dict[str, dict[str, Any]] = {}
+    for budget in budgets:
+        sides = {"multi-task": heads, **{f"single-task/{h}": {h: c} for h, c in heads.items()}}
+        for side, labels in sides.items():
+            runs[f"{name}/{budget}/{side}"] = {
+                "task": "multi-task",
+                "name": f"{name}-{budget}-{side.replace('/', '-')}",
+                "target": entry("pool", labels),
+                "target_test": entry("test", labels),
+                "per_class_of": per_class_of,
+                "recipes": recipes(budget),
+                "budgets": [budget],
+            }
+    return runs
+
+
+def part1_configs(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    def entry(split: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "path": str(paths[f"photo_{split}"]),
+            "image": "image",
+            "image_root": str(require_data("fashion_products")),
+            "labels": labels,
+        }
+
+    def recipes(budget: int) -> list[dict[str, Any]]:
+        fine_tune = {**PHOTO_FINE_TUNE, "target_epochs": PHOTO_FINE_TUNE_EPOCHS[budget]}
+        return [PHOTO_FROZEN, fine_tune]
+
+    return paired_configs("photos", entry, PHOTO_HEADS, "articleType", PHOTO_BUDGETS, recipes)
+
+
+def part2c_configs(paths: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    def entry(split: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {"path": str(paths[f"in_{split}"]), "text": "review", "labels": labels}
+
+    def recipes(budget: int) -> list[dict[str, Any]]:
+        fine_tune = {**REVIEW_FINE_TUNE, "target_epochs": REVIEW_FINE_TUNE_EPOCHS[budget]}
+        return [REVIEW_FROZEN, fine_tune]
+
+    return paired_configs("reviews", entry, REVIEW_HEADS, "category", REVIEW_BUDGETS, recipes)
+
+
+def run_all(configs: dict[str, Any], done: dict[str, Any], keep: Any) -> dict[str, Any]:
+    """Every run of ``configs``; runs already in ``done`` are kept, ``keep`` saves after each."""
+    out = dict(done)
+    for key, config in configs.items():
+        if key in out:
+            print(f"kept {key} (recorded)", flush=True)
+            continue
+        print(f"running {key}", flush=True)
+        out[key] = run(config, f"multitask.py:{key}")
+        print(f"  done in {out[key]['wall_seconds']} s", flush=True)
+        keep(out)
+    return out
 
 
 # ---------------------------------------------------------------- markdown, from the JSON only
@@ -301,6 +452,49 @@ def verdict(diff: float, noise: float) -> str:
     return f"{side} ahead by more than the seed std of {noise:.1f}"
 
 
+def paired_table(
+    runs: dict[str, Any], name: str, heads: list[str], budgets: list[int], unit: str
+) -> tuple[list[str], list[str], list[tuple[float, float]]]:
+    """The table of a paired part (per head: single-task | multi-task macro-F1), the answer
+    lines and the (difference, noise) tally, from the recorded runs only."""
+    header = " | ".join(f"{h} ST | {h} MT" for h in heads)
+    lines = [
+        f"| recipe | {unit} | {header} | mean ST | mean MT | train s ST (all heads) | train s MT |",
+        "|---|---|" + "---|" * (2 * len(heads) + 4),
+    ]
+    answers, tally = [], []
+    recipes = sorted({c["label"] for run in runs.values() for c in run["cells"]})
+    for recipe in recipes:
+        for budget in budgets:
+            multi = runs.get(f"{name}/{budget}/multi-task")
+            singles = [runs.get(f"{name}/{budget}/single-task/{h}") for h in heads]
+            if multi is None or any(s is None for s in singles):
+                continue
+            mt, cells = multi["cells"], [s["cells"] for s in singles]
+            row = []
+            for head, st in zip(heads, cells):
+                row.append(pm(summary(st, recipe, budget, "macro_f1")))
+                row.append(pm(summary(mt, recipe, budget, f"{head}/macro_f1")))
+            st_mean = np.mean([per_seed(st, recipe, budget, "macro_f1") for st in cells], axis=0)
+            mt_mean = np.array(per_seed(mt, recipe, budget, "macro_f1"))
+            st_seconds = sum(median_seconds(st, recipe, budget) for st in cells)
+            lines.append(
+                f"| {recipe} | {budget} | {' | '.join(row)} "
+                f"| {pm((st_mean.mean(), st_mean.std()))} | {pm((mt_mean.mean(), mt_mean.std()))} "
+                f"| {st_seconds:.1f} | {median_seconds(mt, recipe, budget):.1f} |"
+            )
+            diff = 100 * (mt_mean.mean() - st_mean.mean())
+            noise = 100 * max(mt_mean.std(), st_mean.std())
+            paired = 100 * (mt_mean - st_mean)  # per seed: the same examples on both sides
+            tally.append((diff, noise))
+            answers.append(
+                f"- {name}, {recipe}, {budget} {unit}: multi-task − single-task mean macro-F1 "
+                f"= {diff:+.1f} points ({verdict(diff, noise)}; per seed "
+                f"{', '.join(f'{d:+.1f}' for d in paired)})"
+            )
+    return lines, answers, tally
+
+
 def markdown(payload: dict[str, Any]) -> str:
     env = payload["environment"]
     p2 = payload["part2"]
@@ -319,27 +513,65 @@ def markdown(payload: dict[str, Any]) -> str:
         f"seconds are indicative only. Seeds {', '.join(map(str, seeds))}; mean ± std over "
         "seeds; train seconds are "
         "the median over seeds (the first cell of a run also computes the frozen features). "
-        "Recipe `frozen-features` on both sides: `lbfgs` (a linear probe per head) and "
-        "`adamw` (heads trained together on the summed loss). Fine-tune was not run.",
         "",
-        "**Read this first.** With a frozen encoder the heads share nothing trainable: "
-        "`frozen-features` with `lbfgs` fits each head's probe on its own, exactly as a "
-        "single-task run would, and with `adamw` the summed loss has separate parameters per "
-        "head, so at most the stopping epoch is shared (only with a source: without one the "
-        "epochs are fixed). Differences below come from which examples were drawn "
-        "(multi-task draws reviews at random, single-task per class) and from that shared "
-        "stopping point, not from shared representations. A fair test "
-        "of multi-task learning needs a trained encoder (fine-tune), not run here.",
-        "",
-        "## Part 1: product photos: not run yet",
-        "",
-        "When these runs were made, `task: multi-task` read only tables of texts. Tables of "
-        "photos (`image:` naming the column of file paths, `image_root`, `image_size`) landed "
-        "right after them (commit 4aa1395, tested on both tasks); the four photo heads "
-        "(articleType, baseColour, gender, usage) beside one model per attribute are the next "
-        "run, with fine-tune so that the heads share a trained encoder.",
+        "**Design.** Parts 1 and 2c pair the two sides exactly: a budget counts examples per "
+        "class of one column (`per_class_of`), the multi-task model and every single-task "
+        "model (a one-head run) see the same examples with the same seeds, and the test set is "
+        "the same file; the single-task side trains one model per attribute. Two recipes: "
+        "`frozen-lbfgs` (a linear probe per head on frozen features: the heads share nothing "
+        "trainable, so this is the control) and `fine-tune` (the encoder's top layers train, "
+        "shared by the heads: the real test of multi-task learning). Part 2a (recorded earlier, "
+        "frozen features only) drew multi-task budgets at random and single-task per class.",
         "",
     ]
+    tally: list[tuple[float, float]] = []  # (multi-task − single-task, larger seed std)
+    answers: list[str] = []
+    p1 = payload.get("part1")
+    if p1:
+        data = payload["part1_data"]
+        table, said, counted = paired_table(
+            p1, "photos", list(PHOTO_HEADS), PHOTO_BUDGETS, "photos/type"
+        )
+        heads = data["photo_test"]["heads"]
+        lines += [
+            "## Part 1: product photos, four attributes from one network",
+            "",
+            f"Myntra photos of the 20 largest article types: a pool of "
+            f"{data['photo_pool']['rows']:,} (150 per type) and a test set of "
+            f"{data['photo_test']['rows']:,} (100 per type). Heads (test rows labelled, "
+            "classes): "
+            + ", ".join(f"{h} ({v['labelled']:,}, {v['classes']})" for h, v in heads.items())
+            + "; colours outside the 12 most common and usages outside the 4 most common are "
+            "blank (that head has no label on the row). Budgets: photos per article type. "
+            f"frozen-lbfgs: EfficientNet-Lite2 at 260 px; fine-tune: EfficientNet-Lite0 at "
+            f"128 px, stem + 13 blocks frozen, layer decay 0.8, learning rate 1e-3, "
+            f"{PHOTO_FINE_TUNE_EPOCHS} epochs per budget (as `benchmarks/fashion.py`). "
+            "Macro-F1 (%):",
+            "",
+            *table,
+            "",
+        ]
+        answers += said
+        tally += counted
+    else:
+        lines += ["## Part 1: product photos: not run yet", ""]
+    p2c = payload.get("part2c")
+    if p2c:
+        table, said, counted = paired_table(
+            p2c, "reviews", list(REVIEW_HEADS), REVIEW_BUDGETS, "reviews/category"
+        )
+        lines += [
+            "## Part 2c: Chinese reviews, sentiment + category, paired, with fine-tune",
+            "",
+            "The pool and test files of part 2a; budgets: reviews per category (16 / 64: 80 / "
+            "320 reviews). fine-tune: minilm-l6, embeddings + 3 layers frozen, learning rate "
+            f"1e-4, {REVIEW_FINE_TUNE_EPOCHS} epochs per budget. Macro-F1 (%):",
+            "",
+            *table,
+            "",
+        ]
+        answers += said
+        tally += counted
     mt, sts, stc = (
         p2["in_domain/multi-task"]["cells"],
         p2["in_domain/single-task/sentiment"]["cells"],
@@ -361,8 +593,6 @@ def markdown(payload: dict[str, Any]) -> str:
         "| mean ST | mean MT | train s ST (both runs) | train s MT |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    answers = []
-    tally = []  # (multi-task − best single-task, larger seed std) per setting
     for recipe in [r["label"] for r in RECIPES]:
         for budget in IN_DOMAIN_BUDGETS:
             s_b, c_b = budget // 2, budget // 5
@@ -502,12 +732,16 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
         *answers,
         "",
-        "Photos: not measured (the gap above). With frozen features these differences are "
-        "sampling and stopping effects, since the heads share no trained parameters; whether "
-        "a shared, trained encoder helps is still open.",
+        "With frozen features (frozen-lbfgs, frozen-adamw) differences are sampling and "
+        "stopping effects, since the heads share no trained parameters; only the fine-tune "
+        "rows test a shared, trained encoder.",
         "",
         "Wall time per run (s): "
-        + ", ".join(f"{key} {run['wall_seconds']}" for key, run in p2.items())
+        + ", ".join(
+            f"{key} {run['wall_seconds']}"
+            for part in ("part1", "part2c", "part2")
+            for key, run in payload.get(part, {}).items()
+        )
         + (f", asap smoke {p3['wall_seconds']}" if p3 else "")
         + ".",
         "",
@@ -522,6 +756,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md from the JSON")
     parser.add_argument("--fresh", action="store_true", help="rerun the runs already recorded")
+    parser.add_argument(
+        "--part", choices=["all", "photos", "reviews"], default="all", help="which runs to run"
+    )
     args = parser.parse_args()
     path = RESULTS / "multitask.json"
     payload = {} if args.fresh else load_json(path)
@@ -535,13 +772,26 @@ def main() -> None:
         "shared_cores": True,
     }
 
-    def keep(part2_runs: dict[str, Any]) -> None:
-        payload["part2"] = part2_runs
-        save("multitask", payload, "(incomplete: rerun benchmarks/multitask.py)\n")
+    def keeper(part: str) -> Any:
+        def keep(runs: dict[str, Any]) -> None:
+            payload[part] = runs
+            save("multitask", payload, "(incomplete: rerun benchmarks/multitask.py)\n")
+
+        return keep
 
     paths = reviews_tables()
     payload["part2_data"] = table_sizes(paths)
-    payload["part2"] = part2(paths, payload.get("part2", {}), keep)
+    if args.part in ("all", "photos"):
+        photo_paths = photo_tables()
+        payload["part1_data"] = photo_sizes(photo_paths)
+        payload["part1"] = run_all(
+            part1_configs(photo_paths), payload.get("part1", {}), keeper("part1")
+        )
+    if args.part in ("all", "reviews"):
+        payload["part2c"] = run_all(
+            part2c_configs(paths), payload.get("part2c", {}), keeper("part2c")
+        )
+        payload["part2"] = run_all(part2_configs(paths), payload.get("part2", {}), keeper("part2"))
     if "part3" not in payload:
         payload["part3"] = part3()
     save("multitask", payload, markdown(payload))
