@@ -85,13 +85,19 @@ class RatingFactors(nn.Module):
 
     @torch.no_grad()
     def forget(self, users: np.ndarray, items: np.ndarray) -> None:
-        """Set the own biases and vectors of ``users`` and ``items`` (indices: those without a
-        training rating, whose rows kept their random start) to 0, the value a model without
-        data for them should assume; an item's text part stays."""
-        for table, rows in ((self.user_bias, users), (self.user_factors, users)):
-            table.weight[torch.from_numpy(rows)] = 0.0
-        for table, rows in ((self.item_bias, items), (self.item_factors, items)):
-            table.weight[torch.from_numpy(rows)] = 0.0
+        """Give ``users`` and ``items`` (indices: those without a training rating, whose rows
+        kept their start) the mean own bias and vector of the others: a model without data
+        for a user or an item takes it for an average one. An item's text part stays."""
+        for tables, rows in (
+            ((self.user_bias, self.user_factors), users),
+            ((self.item_bias, self.item_factors), items),
+        ):
+            unseen = torch.zeros(tables[0].num_embeddings, dtype=torch.bool)
+            unseen[torch.from_numpy(rows)] = True
+            if unseen.all() or not unseen.any():
+                continue
+            for table in tables:
+                table.weight[unseen] = table.weight[~unseen].mean(dim=0)
 
     @torch.no_grad()
     def tables(self) -> dict[str, np.ndarray]:
