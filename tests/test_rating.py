@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from shoptransfer.api import compare, run_experiment
+from shoptransfer.api import compare, predict_ratings, run_experiment
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.catalogue import make_recipe
 from shoptransfer.config import load_config
@@ -190,6 +190,10 @@ def test_rating_run_end_to_end_saves_models_that_load_to_the_same_predictions(
         assert np.allclose(model.predict(users, items), by_index[:5])  # type: ignore[attr-defined]
     # an unknown user or item gets the mean and what is known of the other
     assert np.isfinite(model.predict(["nobody"], ["m1"])).all()  # type: ignore[attr-defined]
+    # the API's answer is the best model's (lowest test RMSE)
+    best = min(records, key=lambda r: r["metrics"]["rmse"])
+    expected = load_saved_model(run_dir / best["model_dir"]).predict(["u1", "u2"], ["m3", "m4"])  # type: ignore[attr-defined]
+    assert np.array_equal(predict_ratings(run_dir, ["u1", "u2"], ["m3", "m4"]), expected)
 
 
 def test_rating_saved_model_round_trip_keeps_predictions(tmp_path: Path) -> None:
