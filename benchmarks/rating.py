@@ -209,19 +209,28 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def difference(a: list[float], b: list[float]) -> str:
+    """``mean(a) - mean(b)`` with the standard error of the difference (the library's noise)."""
+    (mean_a, std_a), (mean_b, std_b) = mean_std(a), mean_std(b)
+    error = float(np.sqrt(std_a**2 / len(a) + std_b**2 / len(b)))
+    return f"{mean_a - mean_b:+.4f} (± {error:.4f})"
+
+
 def findings(payload: dict[str, Any]) -> list[str]:
-    """What the tables say, each number computed from the records."""
+    """What the random-split table says, each number computed from the records."""
     cell = payload["settings"].get("random")
     if cell is None:
         return []
     records = cell["records"]
-    lines = ["## What the numbers say", ""]
+    lines = [
+        "## What the numbers say",
+        "",
+        "Differences are text MF − plain MF (negative: the item text lowered the error), ± the "
+        "standard error of the difference over seeds.",
+        "",
+    ]
     for budget in sorted({r["budget"] for r in records}, key=budget_order):
-        means = {
-            label: mean_std(values(records, label, "rmse", budget=budget))[0]
-            for label in RECIPES
-            if values(records, label, "rmse", budget=budget)
-        }
+        rmse = {label: values(records, label, "rmse", budget=budget) for label in RECIPES}
         cold = {
             label: [
                 r["metrics"]["cold_items_rmse"]
@@ -232,22 +241,21 @@ def findings(payload: dict[str, Any]) -> list[str]:
             ]
             for label in RECIPES
         }
-        best = min(means, key=means.get)  # type: ignore[arg-type]
-        cold_means = {label: float(np.mean(v)) for label, v in cold.items() if v}
-        cold_best = min(cold_means, key=cold_means.get) if cold_means else None  # type: ignore[arg-type]
+        means = {label: mean_std(v)[0] for label, v in rmse.items() if v}
+        best = min(means, key=lambda label: means[label])
         text = (
-            f"- budget {budget}: lowest RMSE {best} ({means[best]:.4f}); text MF − plain MF "
-            f"{means['rating-text-mf'] - means['rating-mf']:+.4f}"
-            if {"rating-text-mf", "rating-mf"} <= set(means)
-            else f"- budget {budget}: lowest RMSE {best} ({means[best]:.4f})"
+            f"- budget {budget}: lowest RMSE {best} ({means[best]:.4f}); "
+            f"text MF − plain MF {difference(rmse['rating-text-mf'], rmse['rating-mf'])}"
         )
-        if cold_best is not None:
-            text += f"; on cold items lowest {cold_best} ({cold_means[cold_best]:.4f})"
-            if {"rating-text-mf", "rating-mf"} <= set(cold_means):
-                text += (
-                    f", text MF − plain MF "
-                    f"{cold_means['rating-text-mf'] - cold_means['rating-mf']:+.4f}"
-                )
+        if all(cold.values()):
+            cold_means = {label: float(np.mean(v)) for label, v in cold.items()}
+            cold_best = min(cold_means, key=lambda label: cold_means[label])
+            count = np.mean(values(records, "rating-mf", "cold_test_ratings", budget=budget))
+            text += (
+                f"; on the {count:.0f} cold-item test ratings lowest {cold_best} "
+                f"({cold_means[cold_best]:.4f}), text MF − plain MF "
+                f"{difference(cold['rating-text-mf'], cold['rating-mf'])}"
+            )
         lines.append(text + ".")
     return lines + [""]
 
