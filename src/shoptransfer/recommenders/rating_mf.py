@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.ratings import RatingDomain
 from shoptransfer.errors import ConfigError
 from shoptransfer.recipes.base import option, register_recipe
+from shoptransfer.recommenders.layers import item_text_embeddings
 from shoptransfer.recommenders.ratings import RatingPredictor, RatingRecipe, validation_split
 from shoptransfer.training import (
     Classifier,
@@ -250,10 +250,9 @@ class RatingTextMF(RatingMF):
     def item_text(self, domain: RatingDomain, cache: EmbeddingCache | None) -> torch.Tensor:
         """The backbone's embeddings of the item texts, centred on their mean (what all items
         share says nothing about one of them) and scaled to unit length."""
-        encoder = TextEncoder(self.backbone, self.text_max_length)
-        texts = [text or item for text, item in zip(domain.item_text, domain.items)]
-        vectors = cache.encode(encoder, texts) if cache is not None else encoder.encode(texts)
-        vectors = np.asarray(vectors, dtype=np.float64)
+        vectors = item_text_embeddings(
+            self.backbone, self.text_max_length, domain.items, domain.item_text, cache
+        ).astype(np.float64)
         vectors -= vectors.mean(axis=0)
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
         return torch.from_numpy(vectors.astype(np.float32))
