@@ -111,6 +111,19 @@ def test_reader_counts_what_it_drops_and_keeps_the_latest_repeat(tmp_path: Path)
     assert domain.report["repeated (user, item) ratings (the latest kept)"] == 1
 
 
+def test_splits_and_draws_keep_the_catalogue_and_hold_out_what_they_say(tmp_path: Path) -> None:
+    domain = planted_domain(tmp_path)
+    pool, test = domain.split(0.2, seed=0, by="time")
+    assert len(test) == round(0.2 * len(domain)) and len(pool) + len(test) == len(domain)
+    assert test.time.min() >= pool.time.max()  # the latest ratings are the test set
+    pool, test = domain.split(0.2, seed=0)
+    assert pool.items == test.items == domain.items and pool.users == domain.users
+    assert not set(zip(pool.user, pool.item)) & set(zip(test.user, test.item))
+    assert len(pool.sample(0.25, seed=1)) == round(0.25 * len(pool))
+    assert len(pool.sample(50, seed=1)) == 50
+    assert not np.array_equal(pool.sample(50, seed=1).item, pool.sample(50, seed=2).item)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -3,7 +3,8 @@ come from the item text read by the pretrained backbone.
 
 - ``rating-mf`` (Koren, Bell & Volinsky, IEEE Computer 2009): ``r(u, i) = mean + b_u + b_i +
   p_u . q_i``; the loss is the squared error plus ``regularization * (b_u^2 + b_i^2 + |p_u|^2
-  + |q_i|^2)`` over the rows of each rating in the batch.
+  + |q_i|^2)`` over the rows of each rating in the batch, its strength chosen on validation
+  from a list. Users and items without a training rating get the average row.
 - ``rating-text-mf``: the same, with ``q_i = W t_i + q'_i`` and ``b_i = w . t_i + b'_i``,
   where ``t_i`` is the frozen backbone's embedding of item ``i``'s text (title, genres, ...)
   and ``q'_i``, ``b'_i`` are per-item corrections that start at 0. ``W`` is shared by all
@@ -180,7 +181,6 @@ class RatingMF(RatingRecipe):
             )
 
     def _fit(self, domain: RatingDomain, cache: Any) -> RatingPredictor:
-        self.validate(domain)
         train, valid = validation_split(domain, self.validation_fraction, self.seed)
         mean = float(train.rating.mean())
         text = self.item_text(domain, cache)

@@ -144,7 +144,7 @@ class RatingRecipe(Recipe):
             raise ConfigError(f"recipe '{self.name}' predicts ratings; it needs a rating domain")
         if not len(domain):
             raise DataError(f"recipe '{self.name}': no training ratings")
-        self.check_options()
+        self.validate(domain)
         return self._fit(domain, data.cache)
 
     @abstractmethod
