@@ -81,3 +81,50 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     assert "86.5 ± 0.7" in text and "96.5 ± 0.7" in text
     assert "self-training 91.5, source-only 89.5, i.e. +2.0 from self-training" in text
     assert "| seconds |" in text and " 246 |" in text
+
+
+@needs_data
+def test_rating_configs_validate() -> None:
+    import rating
+
+    for name, setting in rating.SETTINGS.items():
+        config = parse_config(rating.config(setting["split"], setting["budgets"], [0]), name)
+        assert config.task == "rating" and config.split == setting["split"]
+        assert [r.name for r in config.recipes] == rating.RECIPES
+
+
+def test_rating_markdown_is_computed_from_the_records() -> None:
+    import rating
+
+    def record(label: str, seed: int, rmse: float, cold: float | None) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"rmse": rmse, "mae": rmse - 0.2, "cold_test_ratings": 10}
+        if cold is not None:
+            metrics["cold_items_rmse"] = cold
+        return {
+            "recipe": label,
+            "label": label,
+            "family": "feature-based" if label == "rating-text-mf" else "baseline",
+            "budget": 0.1,
+            "seed": seed,
+            "status": "ok",
+            "metrics": metrics,
+            "target_examples": 8000,
+            "train_seconds": 1.0,
+            "trainable_parameters": 1,
+        }
+
+    offsets = {"rating-biases": 0.0, "rating-mf": 0.02, "rating-text-mf": -0.01}
+    records = [
+        record(label, seed, 1.0 + offset + 0.01 * seed, 1.2 + offset)
+        for label, offset in offsets.items()
+        for seed in (0, 1)
+    ]
+    from shoptransfer.evaluation.compare import analyse
+
+    cell = {"records": records, "runs": [], "comparison": analyse(records, "rmse", False)}
+    text = rating.markdown({"settings": {"random": cell}, "invocations": []})
+    # text MF 0.995 ± 0.007 (seeds 0.99, 1.00); plain MF 1.025; difference -0.03, no noise
+    assert "0.9950 ± 0.0071" in text and "1.0250 ± 0.0071" in text
+    assert "lowest RMSE rating-text-mf (0.9950)" in text
+    assert "text MF − plain MF -0.0300 (± 0.0071)" in text
+    assert "+0.0100 vs rating-biases" in text and "1.1900 ± 0.0000 (10)" in text

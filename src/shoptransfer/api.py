@@ -1,5 +1,5 @@
 """The public Python API: run an experiment of any task, read its results, predict with a
-saved model, recommend with a saved recommender.
+saved model, recommend with a saved recommender, predict ratings with a saved rating model.
 
 The CLI is a thin shell over these functions.
 """
@@ -24,8 +24,9 @@ from shoptransfer.evaluation.compare import analyse
 from shoptransfer.files import atomic_write_json
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
-from shoptransfer.recipes.base import Predictor
+from shoptransfer.recipes.base import Predictor, load_saved_model
 from shoptransfer.recommenders.base import load_ranker
+from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
 from shoptransfer.runs import RESULTS_FILE, load_results
 from shoptransfer.tasks import Task, list_tasks
@@ -35,6 +36,7 @@ __all__ = [
     "compare",
     "load_model",
     "predict",
+    "predict_ratings",
     "read_domain",
     "recommend",
     "run_experiment",
@@ -137,6 +139,19 @@ def predict(
         return labels, probabilities, {name: list(classes) for name, classes in outputs.tasks}
     labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
     return labels, probabilities, predictor.classes
+
+
+def predict_ratings(
+    run_dir: str | Path, users: Sequence[str], items: Sequence[str], model: str | None = None
+) -> np.ndarray:
+    """Ratings of the (user id, item id) pairs ``zip(users, items)`` from a rating run's model
+    ``model`` (a folder name under ``models/``; default: the run's lowest RMSE). A user or item
+    the model does not know gets the mean and what is known of the other."""
+    folder = choose_model(run_dir, model)
+    predictor = load_saved_model(folder)
+    if not isinstance(predictor, RatingPredictor):
+        raise DataError(f"{folder}: a {predictor.kind} model, not a rating model")
+    return predictor.predict(list(users), list(items))
 
 
 def _chosen_record(

@@ -53,7 +53,7 @@ def _result_printer(task_name: str) -> Any:
 
 
 def _title(experiment: Any) -> str:
-    source = experiment.source
+    source = getattr(experiment, "source", None)  # a rating task has none
     target = experiment.target
     source_name = (source.name or Path(source.path).name) if source is not None else "pre-training"
     return (

@@ -131,6 +131,25 @@ class InteractionDomainConfig(_Strict):
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
 
 
+class RatingDomainConfig(_Strict):
+    """Where a domain's ratings (and item catalogue) are and which columns hold what."""
+
+    path: str = Field(description="a ratings file (RecBole atomic .inter, CSV, TSV, Parquet)")
+    format: Literal["atomic", "csv", "tsv", "parquet"] | None = Field(
+        None, description="guessed from the extension (.inter: atomic)"
+    )
+    user: str = Field("user_id", description="column holding the user id")
+    item: str = Field("item_id", description="column holding the item id")
+    rating: str = Field("rating", description="column holding the rating (a number)")
+    time: str | None = Field(
+        "timestamp", description="column holding the time (null: file order is time order)"
+    )
+    items: str | None = Field(None, description="item catalogue file (atomic .item, CSV, ...)")
+    item_id: str | None = Field(None, description="catalogue's item id column (default: item)")
+    item_text: list[str] = Field(["title"], description="catalogue columns joined as item text")
+    name: str | None = Field(None, description="domain name (default: the file name)")
+
+
 LABEL = re.compile(r"[A-Za-z0-9._=+,#-]+")
 
 
@@ -470,11 +489,46 @@ class RecommendationConfig(RunConfig):
         return _checked_budgets(value, fractions_only=True)
 
 
+class RatingConfig(RunConfig):
+    """Rating prediction: (user, item) -> rating, squared error; RMSE decides. The target's
+    ratings are split into a pool (budgets draw from it) and a test set fixed across seeds;
+    the transfer comes from the text backbone reading the item catalogue (no source domain)."""
+
+    task: Literal["rating"]
+    name: str = Field("rating", description="run name, used in the run folder's name")
+    target: RatingDomainConfig
+    recipes: list[RecipeConfig] = Field(
+        default_factory=lambda: [
+            RecipeConfig(name=n) for n in ["rating-biases", "rating-mf", "rating-text-mf"]
+        ],
+        validate_default=True,
+    )
+    budgets: list[int | float | Literal["all"]] = Field(
+        [0.1, "all"],
+        description="training ratings: an integer count, a fraction of the pool, or 'all'",
+    )
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of ratings held out as test")
+    split: Literal["random", "time"] = Field(
+        "random",
+        description="how the test ratings are held out: at random (split_seed), or the latest "
+        "test_fraction by time (items first rated late are then new items)",
+    )
+    split_seed: int = Field(
+        0, ge=0, description="seed of the random test split (fixed across seeds)"
+    )
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value: Any) -> Any:
+        return _checked_budgets(value, unit="training ratings")
+
+
 CONFIGS: dict[str, type[RunConfig]] = {
     "classification": ExperimentConfig,
     "regression": RegressionConfig,
     "multi-task": MultiTaskConfig,
     "recommendation": RecommendationConfig,
+    "rating": RatingConfig,
 }
 
 
@@ -519,7 +573,7 @@ def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
         raise ConfigError(_describe(exc, where, model)) from None
     _check_recipe_options(config.recipes, where)
     if base_dir is not None:
-        domains = [config.source, config.target, getattr(config, "target_test", None)]
+        domains = [getattr(config, key, None) for key in ("source", "target", "target_test")]
         for domain in domains:
             if domain is None:
                 continue

@@ -112,7 +112,7 @@ class InteractionDomain:
 # -- reading tables ---------------------------------------------------------------------------
 
 
-def _read_frame(path: Path, format: str | None) -> pd.DataFrame:
+def read_frame(path: Path, format: str | None) -> pd.DataFrame:
     """A table as strings; RecBole atomic files (``.inter``, ``.item``) lose their type tags."""
     atomic = path.suffix in (".inter", ".item", ".user", ".text", ".item2index", ".user2index")
     fmt = "tsv" if atomic and format is None else table_format(path, format)
@@ -141,13 +141,13 @@ def _read_frame(path: Path, format: str | None) -> pd.DataFrame:
     return frame
 
 
-def _require_columns(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
+def require_columns(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
     for column in columns:
         if column not in frame.columns:
             raise DataError(f"{path}: no column '{column}'; the columns are {list(frame.columns)}")
 
 
-def _times(path: Path, values: pd.Series) -> np.ndarray:
+def read_times(path: Path, values: pd.Series) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce")
     if not numbers.isna().any():
         return numbers.to_numpy(dtype=np.float64)
@@ -196,14 +196,14 @@ def read_interactions(
     the last ``max_history`` items.
     """
     path = Path(path)
-    frame = _read_frame(path, format)
-    _require_columns(path, frame, [user, item] + ([time] if time else []))
+    frame = read_frame(path, format)
+    require_columns(path, frame, [user, item] + ([time] if time else []))
     report: dict[str, int] = {}
     table = pd.DataFrame(
         {
             "user": frame[user].str.strip(),
             "item": frame[item].str.strip(),
-            "time": _times(path, frame[time]) if time else np.arange(len(frame), dtype=float),
+            "time": read_times(path, frame[time]) if time else np.arange(len(frame), dtype=float),
             "order": np.arange(len(frame)),
         }
     )
@@ -231,12 +231,12 @@ def read_interactions(
     if unsorted.any():
         report["users whose rows were not in time order (sorted)"] = int(unsorted.sum())
     table = table.sort_values(["user", "time", "order"], kind="stable")
-    items = sorted(table["item"].unique(), key=_natural)
+    items = sorted(table["item"].unique(), key=natural_order)
     index = {item_name: i + 1 for i, item_name in enumerate(items)}
-    users = sorted(table["user"].unique(), key=_natural)
+    users = sorted(table["user"].unique(), key=natural_order)
     grouped = table.groupby("user", sort=False)["item"].apply(list).to_dict()
     sequences = [np.array([index[i] for i in grouped[u]], dtype=np.int64) for u in users]
-    texts = _catalogue_text(
+    texts = catalogue_text(
         Path(items_path) if items_path else None, items, item_id or item, list(item_text), report
     )
     train, valid, test = leave_one_out(sequences, max_history, report)
@@ -253,19 +253,19 @@ def read_interactions(
     )
 
 
-def _natural(value: str) -> tuple[int, Any]:
+def natural_order(value: str) -> tuple[int, Any]:
     """Numbers in numeric order, then other ids in text order."""
     return (0, int(value)) if value.isdigit() else (1, value)
 
 
-def _catalogue_text(
+def catalogue_text(
     path: Path | None, items: list[str], id_column: str, columns: list[str], report: dict[str, int]
 ) -> list[str]:
     if path is None:
         report["items without text"] = len(items)
         return [""] * len(items)
-    frame = _read_frame(path, None)
-    _require_columns(path, frame, [id_column, *columns])
+    frame = read_frame(path, None)
+    require_columns(path, frame, [id_column, *columns])
     joined = frame[columns].apply(
         lambda row: ". ".join(str(v).strip() for v in row if str(v).strip()), axis=1
     )
@@ -343,8 +343,8 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
             )
         items[int(position)] = asin
     report: dict[str, int] = {}
-    text_frame = _read_frame(files["text"], None)
-    _require_columns(files["text"], text_frame, ["item_id", "text"])
+    text_frame = read_frame(files["text"], None)
+    require_columns(files["text"], text_frame, ["item_id", "text"])
     text = dict(zip(text_frame["item_id"].str.strip(), text_frame["text"].str.strip()))
     texts = [text.get(asin, "") for asin in items]
     if any(not t for t in texts):
@@ -352,7 +352,7 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
     parts = {part: _split_rows(files[part], len(items)) for part in ("train", "valid", "test")}
     users = sorted(
         {u for rows in parts.values() for u, _, _ in rows},
-        key=_natural,
+        key=natural_order,
     )
     user_index = {u: i for i, u in enumerate(users)}
     longest: dict[str, np.ndarray] = {}
@@ -387,8 +387,8 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
 
 
 def _split_rows(path: Path, n_items: int) -> list[tuple[str, np.ndarray, int]]:
-    frame = _read_frame(path, None)
-    _require_columns(path, frame, ["user_id", "item_id_list", "item_id"])
+    frame = read_frame(path, None)
+    require_columns(path, frame, ["user_id", "item_id_list", "item_id"])
     rows = []
     for line, (u, history, target) in enumerate(
         zip(frame["user_id"], frame["item_id_list"], frame["item_id"]), start=2

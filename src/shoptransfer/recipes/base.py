@@ -235,7 +235,7 @@ def _describe_type(annotation: Any) -> str:
     """What a value of ``annotation`` looks like, in words ('an integer', 'a list of ...')."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe_type(a) for a in typing.get_args(annotation))
+        return " or ".join(dict.fromkeys(_describe_type(a) for a in typing.get_args(annotation)))
     if origin is Literal:
         return " or ".join(repr(a) for a in typing.get_args(annotation))
     if origin in (list, tuple, Sequence):

@@ -1,5 +1,6 @@
-"""Network pieces the neural recommenders share: item-id vectors, causal self-attention over a
-history, and the head that scores every item against the item vectors.
+"""Network pieces the neural recommenders share: item-id vectors, the frozen embeddings of item
+texts, causal self-attention over a history, and the head that scores every item against the
+item vectors.
 
 A recommender is a :class:`~shoptransfer.training.Classifier` whose encoder reads a batch of
 item ids (``batch["ids"]``: left-padded histories, or user indices) and whose head is
@@ -8,12 +9,31 @@ item ids (``batch["ids"]``: left-padded histories, or user indices) and whose he
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.errors import ConfigError
+
+
+def item_text_embeddings(
+    backbone: str,
+    max_length: int,
+    items: Sequence[str],
+    texts: Sequence[str],
+    cache: EmbeddingCache | None,
+) -> np.ndarray:
+    """The frozen text backbone's embedding of every item's text (its id where it has none),
+    one row per item, through the embedding cache when given."""
+    encoder = TextEncoder(backbone, max_length)
+    inputs = [text or item for text, item in zip(texts, items)]
+    vectors = cache.encode(encoder, inputs) if cache is not None else encoder.encode(inputs)
+    return np.asarray(vectors, dtype=np.float32)
 
 
 class IdItemVectors(nn.Module):

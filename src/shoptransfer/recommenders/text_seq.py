@@ -19,13 +19,12 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import StageCache, measure, training_clock
 from shoptransfer.recipes.base import option, register_recipe
 from shoptransfer.recommenders.base import ItemRanker
-from shoptransfer.recommenders.layers import IdItemVectors, SequenceEncoder
+from shoptransfer.recommenders.layers import IdItemVectors, SequenceEncoder, item_text_embeddings
 from shoptransfer.recommenders.neural import NeuralRanker, ranking_model
 from shoptransfer.recommenders.sasrec import SASRec
 from shoptransfer.training import Classifier
@@ -116,10 +115,10 @@ class TextSequential(SASRec):
             )
 
     def _text(self, domain: InteractionDomain, cache: EmbeddingCache | None) -> torch.Tensor:
-        encoder = TextEncoder(self.backbone, self.text_max_length)
-        texts = [t if t else domain.items[i] for i, t in enumerate(domain.item_text)]
-        vectors = cache.encode(encoder, texts) if cache is not None else encoder.encode(texts)
-        table = np.zeros((len(texts) + 1, vectors.shape[1]), dtype=np.float32)
+        vectors = item_text_embeddings(
+            self.backbone, self.text_max_length, domain.items, domain.item_text, cache
+        )
+        table = np.zeros((len(vectors) + 1, vectors.shape[1]), dtype=np.float32)
         table[1:] = vectors
         return torch.from_numpy(table)
 

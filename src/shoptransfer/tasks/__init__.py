@@ -3,6 +3,7 @@
 from shoptransfer.tasks import (  # noqa: F401  (registers)
     classification,
     multitask,
+    rating,
     recommendation,
     regression,
 )
