@@ -107,6 +107,99 @@ def test_bad_tables_name_file_and_problem(
     assert str(path) in str(info.value)
 
 
+GZ = gzip.compress(b"text,label\n" + b"a fine pan,pos\n" * 50)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        # a corrupt and a truncated .csv.gz (a zlib error and an EOFError before)
+        ("t.csv.gz", GZ[:12] + b"\xff" * 8 + GZ[20:], "not a readable gzip file"),
+        ("t.csv.gz", GZ[:-10], r"not a readable gzip file \(it ends early \(truncated\)\)"),
+        ("t.csv.gz", b"text,label\nhi,a\n", "not a readable gzip file"),
+        ("t.csv", b"text,text,label\na,b,pos\n", "names column 'text' twice"),
+        ("t.tsv", b"text\tlabel\tlabel\na\tb\tpos\n", "names column 'label' twice"),
+        ("t.csv", b"", "the file is empty"),
+        ("t.csv", b"\n  \n\n", "the file is empty"),
+        ("t.jsonl", b"\n", "the file is empty"),
+        ("t.csv", "text,label\nhi,a\n".encode("utf-16"), "the file is UTF-16"),
+        ("t.csv", b"text,label\nok,a\nh\x00i,b\n", "line 3: a NUL byte"),
+        # more fields than the header (pandas' message spanned two lines)
+        ("t.csv", b"text,label\nhi,a\nyo,b,extra\n", "line 3: 3 fields but the header has 2"),
+        ("t.csv", b'text,label\nok,a\n"hi,a\nyo,b\n', "line 3: a quote opened on this line"),
+        # line numbers are file lines: blank lines and multi-line cells count
+        (
+            "t.csv",
+            b'text,label\n\n"two\nlines",a\n\nok,b\nno,c,d\n',
+            "line 7: 3 fields",
+        ),
+    ],
+)
+def test_unreadable_tables_are_one_line_naming_file_and_line(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_table(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_line_numbers_count_blank_lines_and_multi_line_cells(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text('text,stars\n\n"two\nlines",1\n\nok,x\n')
+    with pytest.raises(DataError, match="line 6: column 'stars' holds 'x'"):
+        read_table(path, label=None, value="stars")
+
+
+@pytest.mark.parametrize(
+    ("cell", "kind"),
+    [({"a": 1}, "an object"), ([1, 2], "a list"), (5, "a number"), (2.5, "a number")],
+)
+def test_a_text_that_is_not_text_is_an_error_naming_the_line(
+    tmp_path: Path, cell: object, kind: str
+) -> None:
+    """JSON Lines and Parquet alike: a text cell holding an object, a list or a number (it
+    became its string form, unreported) is an error; labels may be numbers, not lists."""
+    rows = [{"text": "fine", "label": "a"}, {"text": cell, "label": "b"}]
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match=f"t.jsonl line 2: column 'text' holds {kind}"):
+        read_table(path)
+    if not isinstance(cell, dict):
+        pd.DataFrame({"text": [cell, cell], "label": ["a", "b"]}).to_parquet(tmp_path / "t.pq")
+        with pytest.raises(DataError, match=f"t.pq line 1: column 'text' holds {kind}"):
+            read_table(tmp_path / "t.pq")
+    path.write_text(json.dumps({"text": "fine", "label": ["a"]}) + "\n")
+    with pytest.raises(DataError, match="line 1: column 'label' holds a list"):
+        read_table(path)
+    path.write_text(json.dumps({"text": "fine", "label": 4}) + "\n")
+    assert read_table(path).labels == ["4"]
+
+
+def test_text_and_label_naming_one_column_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("review,label\ngood,pos\n")
+    with pytest.raises(DataError, match="column 'review' is named as the text and as a label"):
+        read_table(path, text="review", label="review")
+
+
+def test_a_folder_or_a_parquet_folder_passed_as_a_table(tmp_path: Path) -> None:
+    for name in ("d.csv", "d.parquet"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(DataError, match="is a folder; expected a file"):
+            read_table(tmp_path / name)
+
+
+def test_truncated_blitzer_gzip_names_the_file(tmp_path: Path) -> None:
+    """It printed only "Aborted." (exit 1) before."""
+    packed = gzip.compress(BLITZER.encode() * 40)
+    (tmp_path / "positive.parsed.gz").write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "negative.parsed").write_text(BLITZER)
+    with pytest.raises(DataError, match=r"positive.parsed.gz: not a readable gzip file"):
+        read_blitzer(tmp_path)
+
+
 def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file not found"):
         read_table(tmp_path / "nope.csv")

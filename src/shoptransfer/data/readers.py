@@ -62,8 +62,10 @@ def read_bytes(path: Path) -> bytes:
 def decode_utf8(path: Path, raw: bytes) -> str:
     """``raw`` as UTF-8 text without a byte-order mark; a DataError naming the line if not."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); "
-                        "save it as UTF-8")
+        raise DataError(
+            f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); "
+            "save it as UTF-8"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
