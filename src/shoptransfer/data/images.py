@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.data.domain import Domain
-from shoptransfer.data.pixels import MIN_SIDE, loader_workers
-from shoptransfer.data.readers import annotation_cells, cell_text, read_rows
+from shoptransfer.data.pixels import MAX_PIXELS, MIN_SIDE, loader_workers, open_image
+from shoptransfer.data.readers import annotation_cells, label_cell, read_rows, text_cell
 from shoptransfer.errors import DataError
 
 SMALL_SIDE = 32
@@ -89,22 +89,26 @@ class ImageDomain(Domain):
 
 
 def inspect_image(path: Path) -> tuple[str | None, list[str]]:
-    """Why ``path`` cannot be used (or None), and the conversions it will need."""
-    from PIL import Image, UnidentifiedImageError
+    """Why ``path`` cannot be used (or None), and the conversions it will need. A file that
+    cannot be read at all (no permission) is a DataError naming it: that is for the user to
+    fix, not a bad image to skip."""
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = image.size
             mode = image.mode
             if image.format == "JPEG":
                 image.draft(mode if mode in ("RGB", "L") else None, (64, 64))
             image.load()
+    except PermissionError:
+        raise DataError(f"{path}: cannot read the file (permission denied)") from None
     except UnidentifiedImageError:
         return "not an image", []
+    except DataError:
+        return f"larger than {MAX_PIXELS:,} pixels", []
     except (OSError, SyntaxError, ValueError):
         return "corrupt or truncated image", []
-    except Image.DecompressionBombError:
-        return "too large (decompression bomb)", []
     if min(width, height) < MIN_SIDE:
         return f"smaller than {MIN_SIDE} px", []
     notes = [_MODES[mode]] if mode in _MODES else []
@@ -202,8 +206,8 @@ def read_image_table(
     annotations: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     for row, line in zip(rows, lines):
-        where = cell_text(row.get(image)).strip()
-        tag = cell_text(row.get(label)).strip() if label is not None else None
+        where = text_cell(table, line, image, row.get(image)).strip()
+        tag = label_cell(table, line, label, row.get(label)).strip() if label is not None else None
         if not where:
             skipped["empty image path"] += 1
             continue
@@ -215,6 +219,8 @@ def read_image_table(
             skipped["missing annotation"] += 1
             continue
         file = Path(where) if Path(where).is_absolute() else base / where
+        if file.is_dir():
+            raise DataError(f"{table} line {line}: {file} is a folder; expected an image file")
         if not file.is_file():
             raise DataError(f"{table} line {line}: image file not found: {file}")
         candidates.append((file, tag))
@@ -237,6 +243,8 @@ def _image_domain(
     name: str,
     skipped: Counter[str] | None = None,
 ) -> ImageDomain:
+    if not candidates and not skipped:
+        raise DataError(f"{where}: no image files; expected image files (JPEG, PNG, ...)")
     paths, labels, dropped, converted = _sort_out(candidates)
     dropped = dict((skipped or Counter()) + Counter(dropped))
     if not paths:

@@ -77,6 +77,12 @@ class ClassificationTask(Task):
     def _classes(self, source: Domain | None, target: Domain, test: Domain) -> list[str]:
         if source is None:  # the target's labels define the vocabulary
             labeled = target if target.labeled else test
+            if len(labeled.classes) < 2:
+                raise DataError(
+                    f"{labeled.where}: the target '{labeled.name}' has a single class "
+                    f"{labeled.classes} and the experiment has no source; expected at least two "
+                    "classes"
+                )
             classes = shared_label_vocabulary(labeled, test)
         else:
             classes = shared_label_vocabulary(source, target)
