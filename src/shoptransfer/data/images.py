@@ -51,6 +51,7 @@ class ImageDomain(Domain):
     """A named set of image files with optional labels."""
 
     holds: ClassVar[str] = "images"
+    same_when: ClassVar[str] = "identical file bytes (SHA-256)"
     paths: list[str] = field(default_factory=list)
     converted: dict[str, int] = field(default_factory=dict)
 
@@ -62,11 +63,14 @@ class ImageDomain(Domain):
         source: str = "",
         dropped: dict[str, int] | None = None,
         converted: dict[str, int] | None = None,
+        file_digests: dict[str, bytes] | None = None,
     ) -> None:
         super().__init__(name, labels, source, dict(dropped or {}))
         self.paths = [str(p) for p in paths]
         self.converted = dict(converted or {})
-        self._digest: str | None = None
+        # path -> SHA-256 of the file, shared with the domains made from this one, so each
+        # file is read once for the data hash and the leakage check
+        self._file_digests = file_digests if file_digests is not None else {}
         self._check()
 
     @property
@@ -77,15 +81,28 @@ class ImageDomain(Domain):
         return [self.paths[i] for i in idx]
 
     def _with(self, inputs: Any, labels: list[str] | None, name: str) -> ImageDomain:
-        return ImageDomain(name, list(inputs), labels, self.source, self.dropped, self.converted)
+        return ImageDomain(
+            name,
+            list(inputs),
+            labels,
+            self.source,
+            self.dropped,
+            self.converted,
+            self._file_digests,
+        )
+
+    def example_keys(self) -> list[bytes]:
+        digests = self._file_digests
+        for path in self.paths:
+            if path not in digests:
+                digests[path] = hashlib.sha256(Path(path).read_bytes()).digest()
+        return [digests[path] for path in self.paths]
 
     def _hash_inputs(self, digest: Any) -> None:
-        if self._digest is None:
-            files = hashlib.sha256()
-            for path in self.paths:
-                files.update(hashlib.sha256(Path(path).read_bytes()).digest())
-            self._digest = files.hexdigest()
-        digest.update(self._digest.encode("ascii"))
+        files = hashlib.sha256()
+        for key in self.example_keys():
+            files.update(key)
+        digest.update(files.hexdigest().encode("ascii"))
 
 
 def inspect_image(path: Path) -> tuple[str | None, list[str]]:
