@@ -139,3 +139,27 @@ def test_a_target_too_small_for_its_test_split_says_so(tmp_path) -> None:
         r"leaves none for the labelled pool",
     ):
         run_experiment(config, show_progress=False)
+
+
+def test_texts_without_words_are_an_error_for_tfidf(tmp_path) -> None:
+    """scikit-learn's "empty vocabulary" ValueError ended the run with a traceback."""
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+
+    (tmp_path / "stars.csv").write_text(
+        "text,stars\n" + "".join(f"{i % 10} !,{i % 5}\n" for i in range(12))
+    )
+    config = parse_config(
+        {
+            "task": "regression",
+            "name": "digits",
+            "target": {"path": "stars.csv", "value": "stars"},
+            "recipes": ["scratch-tfidf"],
+            "budgets": [3],
+            "output_dir": "runs",
+        },
+        "x.yaml",
+        tmp_path,
+    )
+    with pytest.raises(DataError, match="stars.csv: the 3 target training texts hold no word"):
+        run_experiment(config, show_progress=False)
