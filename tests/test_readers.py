@@ -283,3 +283,31 @@ def test_bundled_demo_sample_reads() -> None:
     for name in ("books", "dvd", "electronics", "kitchen"):
         domain = read_blitzer(Path(str(root / name)))
         assert domain.class_counts() == {"negative": 300, "positive": 300}
+
+
+def test_a_one_column_header_holding_a_separator_gets_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("text;label\nhi;a\n")
+    with pytest.raises(DataError, match=r"is the file separated by semicolons\?"):
+        read_table(path)
+    path.write_text("text\tlabel\nhi\ta\n")
+    with pytest.raises(DataError, match=r"separated by tabs \(a .tsv\)\?"):
+        read_table(path)
+
+
+def test_broken_vector_files_are_one_line(tmp_path: Path) -> None:
+    """A corrupt .npz or .mat and a Parquet row without a vector ended in tracebacks."""
+    from shoptransfer.data import read_features
+
+    (tmp_path / "v.npz").write_bytes(b"PK\x03\x04 not a zip")
+    (tmp_path / "v.mat").write_bytes(b"MATLAB 5.0 not really")
+    for name, message in (("v.npz", "not a readable npz file"), ("v.mat", "not a readable mat")):
+        with pytest.raises(DataError, match=message):
+            read_features(tmp_path / name)
+    frame = pd.DataFrame({"vectors": [[1.0, 2.0], None], "label": ["a", "b"]})
+    frame.to_parquet(tmp_path / "v.parquet")
+    with pytest.raises(DataError, match="v.parquet line 2: column 'vectors' holds 'None'"):
+        read_features(tmp_path / "v.parquet")
+    (tmp_path / "v.svm").write_text("")
+    with pytest.raises(DataError, match="v.svm: no rows"):
+        read_features(tmp_path / "v.svm")

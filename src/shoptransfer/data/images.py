@@ -26,7 +26,13 @@ import numpy as np
 
 from shoptransfer.data.domain import Domain
 from shoptransfer.data.pixels import MAX_PIXELS, MIN_SIDE, loader_workers, open_image
-from shoptransfer.data.readers import annotation_cells, label_cell, read_rows, text_cell
+from shoptransfer.data.readers import (
+    annotation_cells,
+    label_cell,
+    read_rows,
+    require_columns,
+    text_cell,
+)
 from shoptransfer.errors import DataError
 
 SMALL_SIDE = 32
@@ -215,9 +221,9 @@ def read_image_table(
     table = Path(path)
     rows, lines, columns = read_rows(table, format)
     extra = {"value": value} if value is not None else dict(label_columns or {})
-    for column in [image] + ([label] if label is not None else []) + list(extra.values()):
-        if column not in columns:
-            raise DataError(f"{table}: no column '{column}'; the columns are {columns}")
+    require_columns(
+        table, [image] + ([label] if label is not None else []) + list(extra.values()), columns
+    )
     base = Path(root) if root is not None else table.parent
     candidates: list[tuple[Path, str | None]] = []
     annotations: list[dict[str, Any]] = []

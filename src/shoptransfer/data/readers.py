@@ -171,6 +171,21 @@ def _rows_frame(frame: pd.DataFrame, first_line: int) -> tuple[list[dict[str, An
     return rows, list(range(first_line, first_line + len(rows)))
 
 
+def require_columns(path: Path, wanted: list[str], columns: list[str]) -> None:
+    """A DataError naming the first of ``wanted`` missing from ``columns`` (and, when the
+    header reads as one column holding a separator, the separator the file seems to use)."""
+    for column in wanted:
+        if column not in columns:
+            hint = ""
+            if len(columns) == 1:
+                found = [name for sep, name in SEPARATORS.items() if sep in columns[0]]
+                hint = f" (one column: is the file separated by {found[0]}?)" if found else ""
+            raise DataError(f"{path}: no column '{column}'; the columns are {columns}{hint}")
+
+
+SEPARATORS = {"\t": "tabs (a .tsv)", ";": "semicolons", ",": "commas (a .csv)", "|": "bars"}
+
+
 def check_header(path: Path, columns: list[str]) -> None:
     """A DataError naming a column the header lists twice (which of them would be read is a
     guess)."""
@@ -297,9 +312,7 @@ def read_table(
     rows, lines, columns = read_rows(path, format)
     extra = {"value": value} if value is not None else dict(label_columns or {})
     wanted = [text] + ([label] if label is not None else []) + list(extra.values())
-    for column in wanted:
-        if column not in columns:
-            raise DataError(f"{path}: no column '{column}'; the columns are {columns}")
+    require_columns(path, wanted, columns)
     if text in wanted[1:]:
         raise DataError(
             f"{path}: column '{text}' is named as the text and as a label or value; expected "
