@@ -213,3 +213,18 @@ def test_pre_split_target_with_an_empty_validation_file_is_an_error(tmp_path: Pa
     }
     with pytest.raises(DataError, match="S: the target has no validation cases"):
         prepare(tmp_path, settings)
+
+
+def test_at_budget_0_the_pool_is_not_training_data(tmp_path: Path) -> None:
+    """Unsupervised adaptation (the Blitzer protocol) tests on the pool's own texts, unlabeled:
+    no label of the pool reaches a fit, so only the source is compared."""
+    settings = {
+        **reviews(tmp_path),
+        "target_test": {"path": "kitchen.csv"},
+        "recipes": ["frozen-features"],
+        "budgets": [0],
+    }
+    leakage = prepare(tmp_path, settings).description["leakage"]
+    assert leakage["by_part"] == {"source": 0} and leakage["duplicates"] == 0
+    leakage = prepare(tmp_path, {**settings, "budgets": [0, 1]}).description["leakage"]
+    assert leakage["by_part"] == {"source": 0, "target_pool": 4} and leakage["share"] == 1.0

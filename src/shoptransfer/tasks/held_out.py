@@ -54,7 +54,8 @@ def describe_data(
 ) -> tuple[dict[str, Any], list[str]]:
     """What a run records about a task's domains (``data`` in ``results.json``), and the
     warnings it prints once: rows dropped and photos converted by each file read, and test
-    examples that are also in the training data (the source, the target's pool)."""
+    examples that are also in the training data (the source, and the target's pool when a
+    budget draws labels from it)."""
     own_test_file = config.target_test is not None
     description: dict[str, Any] = {
         **({"source": describe_domain(source)} if source is not None else {}),
@@ -63,7 +64,12 @@ def describe_data(
         "target_test": describe_domain(test, part_of=None if own_test_file else "target"),
     }
     warnings = [line for part in description.values() for line in reading_warnings(part)]
-    description["leakage"] = duplicates_in_training(test, {"source": source, "target_pool": pool})
+    # at budget 0 no label of the pool reaches a fit (its texts may be unlabeled target data,
+    # as in unsupervised adaptation, where the pool is the test set by design)
+    labelled_pool = pool if any(budget != 0 for budget in config.budgets) else None
+    description["leakage"] = duplicates_in_training(
+        test, {"source": source, "target_pool": labelled_pool}
+    )
     leak = leakage_warning(test.where, description["leakage"])
     return description, warnings + ([leak] if leak else [])
 
