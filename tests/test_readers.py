@@ -311,3 +311,12 @@ def test_broken_vector_files_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "v.svm").write_text("")
     with pytest.raises(DataError, match="v.svm: no rows"):
         read_features(tmp_path / "v.svm")
+
+
+def test_jsonl_texts_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    """U+2028 and U+0085 are valid inside a JSON string; the reader split lines at them."""
+    path = tmp_path / "t.jsonl"
+    rows = [{"text": "first\u2028part", "label": "a"}, {"text": "next\x85one", "label": "b"}]
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows), "utf-8")
+    domain = read_table(path)
+    assert domain.texts == ["first\u2028part", "next\x85one"] and domain.labels == ["a", "b"]

@@ -415,7 +415,7 @@ def _item_positions(path: Path) -> list[tuple[int, str, str]]:
     """``(line, item id, position)`` for each line of a ``.item2index`` file (tab-separated,
     no header)."""
     positions = []
-    for line, text in enumerate(decode_utf8(path, read_bytes(path)).splitlines(), start=1):
+    for line, text in enumerate(decode_utf8(path, read_bytes(path)).split("\n"), start=1):
         if not text.strip():
             continue
         fields = text.split("\t")

@@ -150,7 +150,9 @@ def table_format(path: Path, fmt: str | None) -> str:
 
 def _rows_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]:
     rows, lines = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" only: str.splitlines would also split at U+2028 and other separators
+    # that JSON strings may hold as they are
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
