@@ -198,6 +198,15 @@ def test_truncated_blitzer_gzip_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "negative.parsed").write_text(BLITZER)
     with pytest.raises(DataError, match=r"positive.parsed.gz: not a readable gzip file"):
         read_blitzer(tmp_path)
+    # a folder of gzipped Blitzer files is read as Blitzer when the format is not given (it was
+    # taken for a folder of images: "no sub-folders")
+    from types import SimpleNamespace
+
+    from shoptransfer.data import read_domain
+
+    entry = SimpleNamespace(path=str(tmp_path), format=None, image=None, vectors=None, name=None)
+    with pytest.raises(DataError, match=r"positive.parsed.gz: not a readable gzip file"):
+        read_domain(entry)
 
 
 def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:

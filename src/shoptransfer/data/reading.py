@@ -15,8 +15,9 @@ def read_domain(entry: Any) -> Domain:
     """Read the domain ``entry`` describes (a ``DomainConfig``: path, format and columns).
 
     The format is guessed when not given: a folder holding ``positive.parsed`` and
-    ``negative.parsed`` is a Blitzer domain, another folder holds images (one sub-folder per
-    class), a file of arrays holds vectors, and any other file is a table of texts.
+    ``negative.parsed`` (either gzipped) is a Blitzer domain, another folder holds images (one
+    sub-folder per class), a file of arrays holds vectors, and any other file is a table of
+    texts.
     """
     path = Path(entry.path).expanduser()
     if entry.image is not None:
@@ -30,7 +31,10 @@ def read_domain(entry: Any) -> Domain:
         )
     fmt = entry.format
     if fmt is None and path.is_dir():
-        blitzer = all((path / name).exists() for name in ("positive.parsed", "negative.parsed"))
+        blitzer = all(
+            (path / name).exists() or (path / f"{name}.gz").exists()
+            for name in ("positive.parsed", "negative.parsed")
+        )
         fmt = "blitzer" if blitzer else "images"
     if fmt == "images":
         return read_image_folder(path, name=entry.name)
