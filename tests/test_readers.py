@@ -185,10 +185,20 @@ def test_text_and_label_naming_one_column_is_an_error(tmp_path: Path) -> None:
 
 
 def test_a_folder_or_a_parquet_folder_passed_as_a_table(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from shoptransfer.data import read_domain
+
     for name in ("d.csv", "d.parquet"):
         (tmp_path / name).mkdir()
         with pytest.raises(DataError, match="is a folder; expected a file"):
             read_table(tmp_path / name)
+        # an experiment file's entry took it for a folder of images ("no sub-folders")
+        entry = SimpleNamespace(
+            path=str(tmp_path / name), format=None, image=None, vectors=None, name=None
+        )
+        with pytest.raises(DataError, match=f"{name}: is a folder; expected a .{name[2:]} file"):
+            read_domain(entry)
 
 
 def test_truncated_blitzer_gzip_names_the_file(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from shoptransfer.data.domain import Domain
 from shoptransfer.data.features import FEATURE_FORMATS, read_features
 from shoptransfer.data.images import read_image_folder, read_image_table
 from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
+from shoptransfer.errors import DataError
 
 
 def read_domain(entry: Any) -> Domain:
@@ -30,6 +31,12 @@ def read_domain(entry: Any) -> Domain:
             format=entry.format,
         )
     fmt = entry.format
+    if (
+        fmt is None
+        and path.is_dir()
+        and path.suffix.lower() in {**TABLE_FORMATS, **FEATURE_FORMATS}
+    ):
+        raise DataError(f"{path}: is a folder; expected a {path.suffix} file")
     if fmt is None and path.is_dir():
         blitzer = all(
             (path / name).exists() or (path / f"{name}.gz").exists()
