@@ -339,3 +339,17 @@ def test_jsonl_texts_may_hold_unicode_line_separators(tmp_path: Path) -> None:
     path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows), "utf-8")
     domain = read_table(path)
     assert domain.texts == ["first\u2028part", "next\x85one"] and domain.labels == ["a", "b"]
+
+
+def test_a_gzip_file_unpacking_past_the_bound_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """A few megabytes of gzip can unpack to hundreds of gigabytes (memory ran out before);
+    the bound is 4 GiB, lowered here to keep the test small."""
+    from shoptransfer.data import readers
+
+    monkeypatch.setattr(readers, "MAX_UNPACKED_BYTES", 1000)
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b"text,label\n" + b"a" * 2000 + b",pos\n"))
+    with pytest.raises(DataError, match="t.csv.gz: unpacks to more than"):
+        read_table(path)
+    path.write_bytes(gzip.compress(b"text,label\nfine,pos\n"))
+    assert read_table(path).texts == ["fine"]

@@ -27,6 +27,10 @@ import pandas as pd
 from shoptransfer.data.domain import TextDomain
 from shoptransfer.errors import DataError
 
+# a .gz file is unpacked in memory up to this size: a few megabytes of gzip can unpack to
+# hundreds of gigabytes
+MAX_UNPACKED_BYTES = 4 * 2**30
+
 TABLE_FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -51,12 +55,19 @@ def read_bytes(path: Path) -> bytes:
     if path.suffix != ".gz":
         return raw
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unpacking:
+            data = unpacking.read(MAX_UNPACKED_BYTES + 1)
     except (OSError, EOFError, zlib.error) as exc:
         problem = "it ends early (truncated)" if isinstance(exc, EOFError) else str(exc)
         raise DataError(
             f"{path}: not a readable gzip file ({problem}); expected a complete .gz file"
         ) from None
+    if len(data) > MAX_UNPACKED_BYTES:
+        raise DataError(
+            f"{path}: unpacks to more than {MAX_UNPACKED_BYTES / 2**30:g} GiB; expected a "
+            "smaller file (or a Parquet file, read in columns)"
+        )
+    return data
 
 
 def decode_utf8(path: Path, raw: bytes) -> str:
