@@ -189,7 +189,7 @@ def test_recommendation_counts_next_items_already_in_the_history(tmp_path: Path)
 def test_recommendation_without_test_or_validation_cases_is_an_error(tmp_path: Path) -> None:
     """It reported 0.0 for every metric and exited 0."""
     write_log(tmp_path, [("u1", "a", 0), ("u1", "b", 1), ("u2", "a", 0)])
-    with pytest.raises(DataError, match="log.csv: the target has no validation cases"):
+    with pytest.raises(DataError, match="log.csv: the target has no test cases"):
         prepare(tmp_path, recommendation(tmp_path))
     from shoptransfer.evaluation.ranking import ranking_metrics
 

@@ -93,7 +93,7 @@ def test_a_column_of_numbers_and_several_label_columns(tmp_path: Path) -> None:
         (b"text,label\nhi,pos\n", {"text": "review"}, "no column 'review'; the columns are"),
         (b"text,label\nhi,pos\n", {"label": "stars"}, "no column 'stars'"),
         (b"text,label\n,pos\n", {}, "no usable rows"),
-        (b"text,label\n", {}, "no usable rows"),
+        (b"text,label\n", {}, r"no rows \(the file has a header only\)"),
         (b"text,label\nok,pos\nbad \xff\xfe byte,neg\n", {}, "line 3: bytes"),
     ],
 )

@@ -413,6 +413,8 @@ def _domain_from_rows(
         for key in extra:
             kept[key].append(cells[key])
     dropped = {reason: count for reason, count in dropped.items() if count}
+    if not rows:
+        raise DataError(f"{path}: no rows (the file has a header only); expected rows of data")
     if not texts:
         detail = f" ({sum(dropped.values())} rows dropped: {dropped})" if dropped else ""
         raise DataError(f"{path}: no usable rows{detail}; expected at least one row with text")

@@ -38,7 +38,7 @@ class RecommendationTask(Task):
         for domain, role in ((target, "target"), (source, "source")):
             if domain is None:
                 continue
-            parts = ("valid", "test") if role == "target" else ("valid",)
+            parts = ("test", "valid") if role == "target" else ("valid",)
             for part in parts:
                 if not len(getattr(domain, part)):
                     raise DataError(
