@@ -517,3 +517,19 @@ def test_a_single_class_target_without_source_names_the_target(tmp_path: Path) -
     )
     with pytest.raises(DataError, match=r"shop: the target 'shop' has a single class \['red'\]"):
         run_experiment(config, show_progress=False)
+
+
+def test_a_photo_broken_after_reading_stops_training_with_one_line(tmp_path: Path) -> None:
+    """Decoded in a worker process, its error came back with the worker's traceback."""
+    from shoptransfer.data.pixels import ImageInputs, pixel_batches
+
+    root = write_catalogue(tmp_path / "shop", per_class=24)  # 72 images: workers are used
+    domain = read_image_folder(root)
+    broken = Path(domain.paths[40])
+    broken.write_bytes(broken.read_bytes()[:300])  # changed after it was read
+    inputs = ImageInputs(domain.paths, ImagePreprocessing(size=32))
+    with pytest.raises(DataError) as info:
+        for _ in pixel_batches(inputs, [np.arange(i, i + 8) for i in range(0, 72, 8)], False):
+            pass
+    assert str(info.value).startswith(f"{broken}: cannot read the image")
+    assert "\n" not in str(info.value)

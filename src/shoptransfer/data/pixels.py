@@ -178,4 +178,8 @@ def pixel_batches(
         batch_sampler=[[int(i) for i in batch] for batch in batches],
         num_workers=loader_workers(len(inputs)),
     )
-    yield from loader
+    try:
+        yield from loader
+    except DataError as exc:  # a worker's error comes back with its traceback in the message
+        last = str(exc).strip().splitlines()[-1]
+        raise DataError(last.split("DataError: ", 1)[-1]) from None
