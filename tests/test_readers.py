@@ -353,3 +353,15 @@ def test_a_gzip_file_unpacking_past_the_bound_is_refused(tmp_path: Path, monkeyp
         read_table(path)
     path.write_bytes(gzip.compress(b"text,label\nfine,pos\n"))
     assert read_table(path).texts == ["fine"]
+
+
+def test_jsonl_keys_given_twice_and_csv_fields_past_the_csv_module_limit(tmp_path: Path) -> None:
+    """json keeps the last of two equal keys silently; Python's csv module refuses fields over
+    128 KiB by default (pandas read them)."""
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "ok", "label": "a"}\n{"text": "one", "text": "two", "label": "b"}\n')
+    with pytest.raises(DataError, match="t.jsonl line 2: the object names 'text' twice"):
+        read_table(path)
+    long_text = "word " * 60_000
+    (tmp_path / "long.csv").write_text(f'text,label\n"{long_text}",a\n')
+    assert read_table(tmp_path / "long.csv").texts == [long_text.strip()]

@@ -159,6 +159,17 @@ def table_format(path: Path, fmt: str | None) -> str:
     return TABLE_FORMATS[suffix.lower()]
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a KeyError naming a key given twice (json keeps the
+    last silently)."""
+    row: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in row:
+            raise KeyError(key)
+        row[key] = value
+    return row
+
+
 def _rows_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]:
     rows, lines = [], []
     # lines end at "\n" only: str.splitlines would also split at U+2028 and other separators
@@ -167,9 +178,14 @@ def _rows_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+        except KeyError as exc:
+            raise DataError(
+                f"{path} line {number}: the object names '{exc.args[0]}' twice; expected "
+                "unique keys"
+            ) from None
         if not isinstance(row, dict):
             raise DataError(
                 f"{path} line {number}: expected a JSON object, got {type(row).__name__}"
@@ -221,6 +237,7 @@ def read_delimited(
     a header is a DataError naming the file (and line). ``quotes=False`` reads quote characters
     as text (RecBole's atomic files).
     """
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long texts are data
     reader = csv.reader(
         io.StringIO(text, newline=""),
         delimiter=separator,
