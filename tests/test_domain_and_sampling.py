@@ -163,3 +163,27 @@ def test_texts_without_words_are_an_error_for_tfidf(tmp_path) -> None:
     )
     with pytest.raises(DataError, match="stars.csv: the 3 target training texts hold no word"):
         run_experiment(config, show_progress=False)
+
+
+def test_a_regression_target_of_one_value_is_an_error(tmp_path) -> None:
+    """It ran and reported Spearman 0 and R2 1 on a test set of one value."""
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+
+    (tmp_path / "stars.csv").write_text(
+        "text,stars\n" + "".join(f"review of thing {i},3\n" for i in range(20))
+    )
+    config = parse_config(
+        {
+            "task": "regression",
+            "name": "flat",
+            "target": {"path": "stars.csv", "value": "stars"},
+            "recipes": ["scratch-tfidf"],
+            "budgets": [5],
+            "output_dir": "runs",
+        },
+        "x.yaml",
+        tmp_path,
+    )
+    with pytest.raises(DataError, match="every target value in column 'stars' is 3; expected"):
+        run_experiment(config, show_progress=False)
