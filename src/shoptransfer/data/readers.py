@@ -249,22 +249,26 @@ def read_delimited(
     lines: list[int] = []
     end = 0
     try:
-        for record in reader:
-            start, end = end + 1, reader.line_num
-            if not record or (len(record) == 1 and not record[0].strip()):
-                continue
-            if header is None:
+        for record in reader:  # the header: the first line that is not blank
+            end = reader.line_num
+            if record and (len(record) > 1 or record[0].strip()):
                 header = [column.strip() for column in record]
                 check_header(path, header)
-                continue
-            if len(record) > len(header):
+                break
+        width = len(header or [])
+        for record in reader:  # the rows (a loop kept lean: files run to millions of lines)
+            start, end = end + 1, reader.line_num
+            if len(record) == width:
+                rows.append(record)
+                lines.append(start)
+            elif len(record) > width:
                 raise DataError(
-                    f"{path} line {start}: {len(record)} fields but the header has "
-                    f"{len(header)}; expected one field per column (quote a text holding "
-                    f"{separator!r})"
+                    f"{path} line {start}: {len(record)} fields but the header has {width}; "
+                    f"expected one field per column (quote a text holding {separator!r})"
                 )
-            rows.append(record + [""] * (len(header) - len(record)))
-            lines.append(start)
+            elif record and (len(record) > 1 or record[0].strip()):  # not a blank line
+                rows.append(record + [""] * (width - len(record)))
+                lines.append(start)
     except csv.Error as exc:
         if "unexpected end of data" in str(exc):
             problem = f"line {end + 1}: a quote opened on this line is never closed"
