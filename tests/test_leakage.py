@@ -78,7 +78,7 @@ def test_dropped_rows_are_counted_once_where_the_file_was_read(tmp_path: Path) -
     dropped = [line for line in data.warnings if "rows dropped" in line]
     assert dropped == [
         f"{tmp_path / 'kitchen.csv'}: 2 rows dropped while reading (empty text: 2)",
-        f"{tmp_path / 'kitchen_test.csv'}: 1 rows dropped while reading (empty text: 1)",
+        f"{tmp_path / 'kitchen_test.csv'}: 1 row dropped while reading (empty text: 1)",
     ]
     # held out from the target: both splits are parts of it and say nothing of its rows
     parts = prepare(tmp_path, {**settings, "test_fraction": 0.5}).description

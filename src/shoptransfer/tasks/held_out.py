@@ -77,11 +77,16 @@ def describe_data(
 def reading_warnings(part: dict[str, Any]) -> list[str]:
     """One line each for the rows a file's reader dropped and the photos it converted."""
     lines = []
-    for key, what in (("dropped_rows", "rows dropped"), ("converted", "images converted")):
+    changes = (("dropped_rows", "row", "dropped"), ("converted", "image", "converted"))
+    for key, what, done in changes:
         counts = part.get(key) or {}
         if counts:
+            total = sum(counts.values())
             reasons = ", ".join(f"{reason}: {count}" for reason, count in counts.items())
-            lines.append(f"{part['path']}: {sum(counts.values())} {what} while reading ({reasons})")
+            lines.append(
+                f"{part['path']}: {total} {what}{'s' if total > 1 else ''} {done} while reading "
+                f"({reasons})"
+            )
     return lines
 
 
