@@ -75,7 +75,7 @@ def test_dropped_rows_are_counted_once_where_the_file_was_read(tmp_path: Path) -
     assert parts["target_test"]["dropped_rows"] == {"empty text": 1}  # its own file
     assert "dropped_rows" not in parts["target_pool"]
     assert parts["target_pool"]["part_of"] == "target"
-    dropped = [line for line in data.warnings if "rows dropped" in line]
+    dropped = [line for line in data.warnings if "dropped while reading" in line]
     assert dropped == [
         f"{tmp_path / 'kitchen.csv'}: 2 rows dropped while reading (empty text: 2)",
         f"{tmp_path / 'kitchen_test.csv'}: 1 row dropped while reading (empty text: 1)",
