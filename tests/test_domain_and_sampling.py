@@ -92,3 +92,98 @@ def test_unlabeled_with_joins_inputs_without_labels() -> None:
         FeatureDomain("w", np.ones((1, 3)), None)
     )
     assert vectors.vectors.shape == (3, 3) and vectors.labels is None
+
+
+def test_a_budget_equal_to_the_pool_takes_it_all() -> None:
+    """It said "domain 'toy' has no examples" (the empty rest) before."""
+    from shoptransfer.data.sampling import sample_count
+
+    domain = make_domain(3)
+    picked, rest = sample_per_class(domain, 3, seed=0)
+    assert picked.class_counts() == {"neg": 3, "pos": 3} and rest is None
+    picked, rest = sample_count(domain, len(domain), seed=0)
+    assert sorted(picked.texts) == sorted(domain.texts) and rest is None
+
+
+def test_splits_that_leave_nothing_say_which_split_took_it_all() -> None:
+    from shoptransfer.data import train_validation_split
+
+    one_each = make_domain(1)
+    with pytest.raises(DataError, match=r"the validation split .* leaves none to train on"):
+        train_validation_split(one_each, 0.1, seed=0)
+    with pytest.raises(DataError, match=r"the test split \(0.2 of it, at least one per class\)"):
+        train_validation_test_split(one_each, 0.1, 0.2, seed=0)
+
+
+def test_a_target_too_small_for_its_test_split_says_so(tmp_path) -> None:
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+
+    (tmp_path / "kitchen.csv").write_text("text,label\ngood pan,pos\nbad pan,neg\n")
+    (tmp_path / "books.csv").write_text("text,label\ngood book,pos\nbad book,neg\n" * 3)
+    config = parse_config(
+        {
+            "name": "small",
+            "source": {"path": "books.csv"},
+            "target": {"path": "kitchen.csv"},
+            "recipes": ["scratch-tfidf"],
+            "budgets": [0],
+            "output_dir": "runs",
+        },
+        "x.yaml",
+        tmp_path,
+    )
+    with pytest.raises(
+        DataError,
+        match=r"kitchen.csv: the target 'kitchen' has 2 examples .* "
+        r"leaves none for the labelled pool",
+    ):
+        run_experiment(config, show_progress=False)
+
+
+def test_texts_without_words_are_an_error_for_tfidf(tmp_path) -> None:
+    """scikit-learn's "empty vocabulary" ValueError ended the run with a traceback."""
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+
+    (tmp_path / "stars.csv").write_text(
+        "text,stars\n" + "".join(f"{i % 10} !,{i % 5}\n" for i in range(12))
+    )
+    config = parse_config(
+        {
+            "task": "regression",
+            "name": "digits",
+            "target": {"path": "stars.csv", "value": "stars"},
+            "recipes": ["scratch-tfidf"],
+            "budgets": [3],
+            "output_dir": "runs",
+        },
+        "x.yaml",
+        tmp_path,
+    )
+    with pytest.raises(DataError, match="stars.csv: the 3 target training texts hold no word"):
+        run_experiment(config, show_progress=False)
+
+
+def test_a_regression_target_of_one_value_is_an_error(tmp_path) -> None:
+    """It ran and reported Spearman 0 and R2 1 on a test set of one value."""
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+
+    (tmp_path / "stars.csv").write_text(
+        "text,stars\n" + "".join(f"review of thing {i},3\n" for i in range(20))
+    )
+    config = parse_config(
+        {
+            "task": "regression",
+            "name": "flat",
+            "target": {"path": "stars.csv", "value": "stars"},
+            "recipes": ["scratch-tfidf"],
+            "budgets": [5],
+            "output_dir": "runs",
+        },
+        "x.yaml",
+        tmp_path,
+    )
+    with pytest.raises(DataError, match="every target value in column 'stars' is 3; expected"):
+        run_experiment(config, show_progress=False)

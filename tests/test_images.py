@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -417,3 +418,118 @@ def test_multi_task_and_regression_read_tables_of_photos(tmp_path: Path) -> None
     )
     results = load_results(run_experiment(regression, show_progress=False))
     assert {"rmse", "mae"} <= set(results["results"][0]["metrics"])
+
+
+# -- bad image input ------------------------------------------------------------------------------
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG file that claims ``width`` x ``height`` pixels: a few bytes that would decode to
+    gigabytes (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 100))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_images_over_the_pixel_bound_are_refused_before_decoding(tmp_path: Path) -> None:
+    from shoptransfer.data.pixels import MAX_PIXELS
+
+    root = write_catalogue(tmp_path / "shop", per_class=2)
+    big = png_header(root / "red" / "big.png", 8000, 6000)  # 48 MP: under Pillow's own limit
+    bomb = png_header(root / "blue" / "bomb.png", 30000, 30000)  # over it: Pillow raises
+    assert MAX_PIXELS < 8000 * 6000
+    domain = read_image_folder(root)
+    assert len(domain) == 6
+    assert domain.dropped == {f"larger than {MAX_PIXELS:,} pixels": 2}
+    for path in (big, bomb):
+        with pytest.raises(DataError, match="the image is too large") as info:
+            load_rgb(path)
+        assert str(info.value).startswith(str(path))
+    paths, skipped = image_files([big])
+    assert paths == [] and skipped == {f"larger than {MAX_PIXELS:,} pixels": 1}
+
+
+def test_an_image_that_breaks_after_reading_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_text("not a photo")
+    with pytest.raises(DataError, match="photo.jpg: not an image file"):
+        load_rgb(path)
+    whole = (write_catalogue(tmp_path / "shop", per_class=1) / "red" / "0.jpg").read_bytes()
+    path.write_bytes(whole[:200])
+    with pytest.raises(DataError, match="photo.jpg: cannot read the image"):
+        load_rgb(path)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_an_image_without_read_permission_is_an_error_naming_it(tmp_path: Path) -> None:
+    root = write_catalogue(tmp_path / "shop", per_class=2)
+    (root / "red" / "0.jpg").chmod(0)
+    with pytest.raises(DataError, match=r"0.jpg: cannot read the file \(permission denied\)"):
+        read_image_folder(root)
+
+
+def test_image_folders_and_tables_without_images_say_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "shop" / "red").mkdir(parents=True)
+    (tmp_path / "shop" / "blue").mkdir()
+    with pytest.raises(DataError, match="shop: no image files"):
+        read_image_folder(tmp_path / "shop")
+    write_catalogue(tmp_path / "shop", per_class=1)
+    table = tmp_path / "photos.csv"
+    table.write_text("path,kind\nshop/red,red\n")
+    with pytest.raises(DataError, match=r"photos.csv line 2: .*shop/red is a folder"):
+        read_image_table(table, image="path", label="kind")
+    table = tmp_path / "photos.jsonl"
+    table.write_text(json.dumps({"path": ["shop/red/0.jpg"], "kind": "red"}) + "\n")
+    with pytest.raises(DataError, match="photos.jsonl line 1: column 'path' holds a list"):
+        read_image_table(table, image="path", label="kind")
+
+
+def test_a_single_class_target_without_source_names_the_target(tmp_path: Path) -> None:
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+
+    root = write_catalogue(tmp_path / "shop", per_class=4)
+    for name in ("green", "blue"):
+        for path in (root / name).iterdir():
+            path.unlink()
+        (root / name).rmdir()
+    config = parse_config(
+        {
+            "name": "one",
+            "target": {"path": str(root)},
+            "recipes": ["frozen-features"],
+            "budgets": [1],
+            "output_dir": str(tmp_path / "runs"),
+        },
+        "x.yaml",
+    )
+    with pytest.raises(DataError, match=r"shop: the target 'shop' has a single class \['red'\]"):
+        run_experiment(config, show_progress=False)
+
+
+def test_a_photo_broken_after_reading_stops_training_with_one_line(tmp_path: Path) -> None:
+    """Decoded in a worker process, its error came back with the worker's traceback."""
+    from shoptransfer.data.pixels import ImageInputs, pixel_batches
+
+    root = write_catalogue(tmp_path / "shop", per_class=24)  # 72 images: workers are used
+    domain = read_image_folder(root)
+    broken = Path(domain.paths[40])
+    broken.write_bytes(broken.read_bytes()[:300])  # changed after it was read
+    inputs = ImageInputs(domain.paths, ImagePreprocessing(size=32))
+    with pytest.raises(DataError) as info:
+        for _ in pixel_batches(inputs, [np.arange(i, i + 8) for i in range(0, 72, 8)], False):
+            pass
+    assert str(info.value).startswith(f"{broken}: cannot read the image")
+    assert "\n" not in str(info.value)

@@ -80,12 +80,27 @@ def test_csv_with_a_column_mapping_and_k_core(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("user_id:token\titem:token\n1\t2\n", "no column 'item_id'"),
-        ("user_id:token\titem_id:token\ttimestamp:float\n1\t2\tsoon\n", "line 2: time 'soon'"),
+        (
+            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\tsoon\n",
+            "line 2: timestamp 'soon' is not a number or a date",
+        ),
+        # the file line of the bad time, blank lines and all (it was reported as line 2)
+        (
+            "user_id,item_id,timestamp\n1,a,0\n1,b,1\n\n1,c,2\n2,a,x\n2,b,4\n",
+            "line 6: timestamp 'x' is not a number like the other rows",
+        ),
+        ("user_id,item_id,timestamp\n1,a,0\n1,b,\n", "line 3: timestamp '' is not a number"),
+        ("user_id,item_id,item_id,timestamp\n1,a,b,0\n", "names column 'item_id' twice"),
+        # a header and no rows is not a k-core problem (k_core is 0 here)
+        ("user_id,item_id,timestamp\n", "no interactions \\(the file has a header and no rows"),
+        ("", "the file is empty"),
     ],
 )
 def test_bad_interaction_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        read_interactions(write(tmp_path, "bad.inter", text))
+    name = "bad.inter" if "\t" in text else "bad.csv"
+    with pytest.raises(DataError, match=message) as error:
+        read_interactions(write(tmp_path, name, text))
+    assert str(tmp_path / name) in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(DataError, match="file not found"):
         read_interactions(tmp_path / "missing.inter")
 
@@ -145,3 +160,45 @@ def test_evaluation_memory_does_not_grow_with_users() -> None:
 
     target_ranks(scorer, [np.array([1])] * 1000, np.full(1000, 2), batch_size=128)
     assert max(seen) == 128 and sum(seen) == 1000
+
+
+def test_k_core_that_leaves_nothing_says_so_and_names_k(tmp_path: Path) -> None:
+    path = write(tmp_path, "log.csv", "user_id,item_id,timestamp\n1,a,0\n2,b,1\n")
+    with pytest.raises(DataError, match="after 2-core filtering .* lower k_core"):
+        read_interactions(path, k_core_threshold=2)
+
+
+def test_catalogue_rows_repeating_an_item_id_are_counted_and_the_first_kept(
+    tmp_path: Path,
+) -> None:
+    log = write(tmp_path, "log.csv", "user_id,item_id,timestamp\n1,a,0\n1,b,1\n1,c,2\n")
+    items = write(tmp_path, "items.csv", "item_id,title\na,first\na,second\nb,bee\nc,sea\n")
+    domain = read_interactions(log, items_path=items)
+    assert domain.item_text == ["first", "bee", "sea"]
+    assert domain.report["catalogue rows repeating an item id (first kept)"] == 1
+
+
+def test_parquet_missing_cells_are_empty_not_the_word_none(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"user_id": ["1", "1", None, "1"], "item_id": [1, 2, 3, 3], "timestamp": [0.0, 1, 2, 3]}
+    )
+    frame.to_parquet(tmp_path / "log.parquet")
+    domain = read_interactions(tmp_path / "log.parquet")
+    assert domain.users == ["1"] and domain.items == ["1", "2", "3"]
+    assert domain.report["rows without user or item (dropped)"] == 1
+    frame["timestamp"] = [0.0, None, 2, 3]
+    frame.to_parquet(tmp_path / "log.parquet")
+    with pytest.raises(DataError, match="log.parquet line 2: timestamp '' is not a number"):
+        read_interactions(tmp_path / "log.parquet")
+
+
+def test_pre_split_index_file_that_is_empty_or_ragged(tmp_path: Path) -> None:
+    folder = write_split(tmp_path / "S")
+    write(folder, "S.item2index", "")
+    with pytest.raises(DataError, match="S.item2index: the file is empty"):
+        read_recbole_split(folder)
+    write(folder, "S.item2index", "A\t0\nB 1\n")
+    with pytest.raises(DataError, match="S.item2index line 2: 1 fields"):
+        read_recbole_split(folder)

@@ -93,7 +93,7 @@ def test_a_column_of_numbers_and_several_label_columns(tmp_path: Path) -> None:
         (b"text,label\nhi,pos\n", {"text": "review"}, "no column 'review'; the columns are"),
         (b"text,label\nhi,pos\n", {"label": "stars"}, "no column 'stars'"),
         (b"text,label\n,pos\n", {}, "no usable rows"),
-        (b"text,label\n", {}, "no usable rows"),
+        (b"text,label\n", {}, r"no rows \(the file has a header only\)"),
         (b"text,label\nok,pos\nbad \xff\xfe byte,neg\n", {}, "line 3: bytes"),
     ],
 )
@@ -105,6 +105,118 @@ def test_bad_tables_name_file_and_problem(
     with pytest.raises(DataError, match=message) as info:
         read_table(path, **kwargs)
     assert str(path) in str(info.value)
+
+
+GZ = gzip.compress(b"text,label\n" + b"a fine pan,pos\n" * 50)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        # a corrupt and a truncated .csv.gz (a zlib error and an EOFError before)
+        ("t.csv.gz", GZ[:12] + b"\xff" * 8 + GZ[20:], "not a readable gzip file"),
+        ("t.csv.gz", GZ[:-10], r"not a readable gzip file \(it ends early \(truncated\)\)"),
+        ("t.csv.gz", b"text,label\nhi,a\n", "not a readable gzip file"),
+        ("t.csv", b"text,text,label\na,b,pos\n", "names column 'text' twice"),
+        ("t.tsv", b"text\tlabel\tlabel\na\tb\tpos\n", "names column 'label' twice"),
+        ("t.csv", b"", "the file is empty"),
+        ("t.csv", b"\n  \n\n", "the file is empty"),
+        ("t.jsonl", b"\n", "the file is empty"),
+        ("t.csv", "text,label\nhi,a\n".encode("utf-16"), "the file is UTF-16"),
+        ("t.csv", b"text,label\nok,a\nh\x00i,b\n", "line 3: a NUL byte"),
+        # more fields than the header (pandas' message spanned two lines)
+        ("t.csv", b"text,label\nhi,a\nyo,b,extra\n", "line 3: 3 fields but the header has 2"),
+        ("t.csv", b'text,label\nok,a\n"hi,a\nyo,b\n', "line 3: a quote opened on this line"),
+        # line numbers are file lines: blank lines and multi-line cells count
+        (
+            "t.csv",
+            b'text,label\n\n"two\nlines",a\n\nok,b\nno,c,d\n',
+            "line 7: 3 fields",
+        ),
+    ],
+)
+def test_unreadable_tables_are_one_line_naming_file_and_line(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_table(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+
+
+def test_line_numbers_count_blank_lines_and_multi_line_cells(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text('text,stars\n\n"two\nlines",1\n\nok,x\n')
+    with pytest.raises(DataError, match="line 6: column 'stars' holds 'x'"):
+        read_table(path, label=None, value="stars")
+
+
+@pytest.mark.parametrize(
+    ("cell", "kind"),
+    [({"a": 1}, "an object"), ([1, 2], "a list"), (5, "a number"), (2.5, "a number")],
+)
+def test_a_text_that_is_not_text_is_an_error_naming_the_line(
+    tmp_path: Path, cell: object, kind: str
+) -> None:
+    """JSON Lines and Parquet alike: a text cell holding an object, a list or a number (it
+    became its string form, unreported) is an error; labels may be numbers, not lists."""
+    rows = [{"text": "fine", "label": "a"}, {"text": cell, "label": "b"}]
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match=f"t.jsonl line 2: column 'text' holds {kind}"):
+        read_table(path)
+    if not isinstance(cell, dict):
+        pd.DataFrame({"text": [cell, cell], "label": ["a", "b"]}).to_parquet(tmp_path / "t.pq")
+        with pytest.raises(DataError, match=f"t.pq line 1: column 'text' holds {kind}"):
+            read_table(tmp_path / "t.pq")
+    path.write_text(json.dumps({"text": "fine", "label": ["a"]}) + "\n")
+    with pytest.raises(DataError, match="line 1: column 'label' holds a list"):
+        read_table(path)
+    path.write_text(json.dumps({"text": "fine", "label": 4}) + "\n")
+    assert read_table(path).labels == ["4"]
+
+
+def test_text_and_label_naming_one_column_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("review,label\ngood,pos\n")
+    with pytest.raises(DataError, match="column 'review' is named as the text and as a label"):
+        read_table(path, text="review", label="review")
+
+
+def test_a_folder_or_a_parquet_folder_passed_as_a_table(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from shoptransfer.data import read_domain
+
+    for name in ("d.csv", "d.parquet"):
+        (tmp_path / name).mkdir()
+        with pytest.raises(DataError, match="is a folder; expected a file"):
+            read_table(tmp_path / name)
+        # an experiment file's entry took it for a folder of images ("no sub-folders")
+        entry = SimpleNamespace(
+            path=str(tmp_path / name), format=None, image=None, vectors=None, name=None
+        )
+        with pytest.raises(DataError, match=f"{name}: is a folder; expected a .{name[2:]} file"):
+            read_domain(entry)
+
+
+def test_truncated_blitzer_gzip_names_the_file(tmp_path: Path) -> None:
+    """It printed only "Aborted." (exit 1) before."""
+    packed = gzip.compress(BLITZER.encode() * 40)
+    (tmp_path / "positive.parsed.gz").write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "negative.parsed").write_text(BLITZER)
+    with pytest.raises(DataError, match=r"positive.parsed.gz: not a readable gzip file"):
+        read_blitzer(tmp_path)
+    # a folder of gzipped Blitzer files is read as Blitzer when the format is not given (it was
+    # taken for a folder of images: "no sub-folders")
+    from types import SimpleNamespace
+
+    from shoptransfer.data import read_domain
+
+    entry = SimpleNamespace(path=str(tmp_path), format=None, image=None, vectors=None, name=None)
+    with pytest.raises(DataError, match=r"positive.parsed.gz: not a readable gzip file"):
+        read_domain(entry)
 
 
 def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:
@@ -190,3 +302,66 @@ def test_bundled_demo_sample_reads() -> None:
     for name in ("books", "dvd", "electronics", "kitchen"):
         domain = read_blitzer(Path(str(root / name)))
         assert domain.class_counts() == {"negative": 300, "positive": 300}
+
+
+def test_a_one_column_header_holding_a_separator_gets_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("text;label\nhi;a\n")
+    with pytest.raises(DataError, match=r"is the file separated by semicolons\?"):
+        read_table(path)
+    path.write_text("text\tlabel\nhi\ta\n")
+    with pytest.raises(DataError, match=r"separated by tabs \(a .tsv\)\?"):
+        read_table(path)
+
+
+def test_broken_vector_files_are_one_line(tmp_path: Path) -> None:
+    """A corrupt .npz or .mat and a Parquet row without a vector ended in tracebacks."""
+    from shoptransfer.data import read_features
+
+    (tmp_path / "v.npz").write_bytes(b"PK\x03\x04 not a zip")
+    (tmp_path / "v.mat").write_bytes(b"MATLAB 5.0 not really")
+    for name, message in (("v.npz", "not a readable npz file"), ("v.mat", "not a readable mat")):
+        with pytest.raises(DataError, match=message):
+            read_features(tmp_path / name)
+    frame = pd.DataFrame({"vectors": [[1.0, 2.0], None], "label": ["a", "b"]})
+    frame.to_parquet(tmp_path / "v.parquet")
+    with pytest.raises(DataError, match="v.parquet line 2: column 'vectors' holds 'None'"):
+        read_features(tmp_path / "v.parquet")
+    (tmp_path / "v.svm").write_text("")
+    with pytest.raises(DataError, match="v.svm: no rows"):
+        read_features(tmp_path / "v.svm")
+
+
+def test_jsonl_texts_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    """U+2028 and U+0085 are valid inside a JSON string; the reader split lines at them."""
+    path = tmp_path / "t.jsonl"
+    rows = [{"text": "first\u2028part", "label": "a"}, {"text": "next\x85one", "label": "b"}]
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows), "utf-8")
+    domain = read_table(path)
+    assert domain.texts == ["first\u2028part", "next\x85one"] and domain.labels == ["a", "b"]
+
+
+def test_a_gzip_file_unpacking_past_the_bound_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """A few megabytes of gzip can unpack to hundreds of gigabytes (memory ran out before);
+    the bound is 4 GiB, lowered here to keep the test small."""
+    from shoptransfer.data import readers
+
+    monkeypatch.setattr(readers, "MAX_UNPACKED_BYTES", 1000)
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b"text,label\n" + b"a" * 2000 + b",pos\n"))
+    with pytest.raises(DataError, match="t.csv.gz: unpacks to more than"):
+        read_table(path)
+    path.write_bytes(gzip.compress(b"text,label\nfine,pos\n"))
+    assert read_table(path).texts == ["fine"]
+
+
+def test_jsonl_keys_given_twice_and_csv_fields_past_the_csv_module_limit(tmp_path: Path) -> None:
+    """json keeps the last of two equal keys silently; Python's csv module refuses fields over
+    128 KiB by default (pandas read them)."""
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "ok", "label": "a"}\n{"text": "one", "text": "two", "label": "b"}\n')
+    with pytest.raises(DataError, match="t.jsonl line 2: the object names 'text' twice"):
+        read_table(path)
+    long_text = "word " * 60_000
+    (tmp_path / "long.csv").write_text(f'text,label\n"{long_text}",a\n')
+    assert read_table(tmp_path / "long.csv").texts == [long_text.strip()]

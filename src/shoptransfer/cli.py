@@ -273,11 +273,6 @@ def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
     typer.echo("")
     typer.echo(title)
     typer.echo(format_table(results["results"], task.columns, task.budget_header))
-    dropped = {
-        part: d["dropped_rows"] for part, d in results["data"].items() if d.get("dropped_rows")
-    }
-    if dropped:
-        typer.echo(f"\nrows dropped while reading: {dropped}")
     typer.echo(f"\nrun folder: {run_dir}")
 
 

@@ -9,6 +9,7 @@ it finished.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -55,6 +56,8 @@ def run(
         config = config.model_copy(update={"backbone": default_backbone(data.pool.holds)})
         task.config = config
     task.check(data, [recipe for _, recipe in build_recipes(config, config.seeds[0])])
+    for line in data.warnings:
+        print(f"warning: {line}", file=sys.stderr)
 
     run_dir = new_run_dir(config.output_dir, config.name)
     resolved = config.model_dump(mode="json")
@@ -67,6 +70,7 @@ def run(
         "primary_metric": task.primary_key(),
         "higher_is_better": task.higher_is_better,
         "data": data.description,
+        "warnings": data.warnings,
         **environment(),
         **task.extra_results(data, cache),
         "results": [],

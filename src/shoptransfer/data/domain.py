@@ -31,6 +31,8 @@ class Domain:
     dropped: dict[str, int]
     annotations: dict[str, np.ndarray] = field(default_factory=dict)
     holds: ClassVar[str] = "examples"  # what the inputs are: texts, vectors or images
+    # how two examples are found to be the same (leakage checks compare ``example_keys``)
+    same_when: ClassVar[str] = "identical inputs"
 
     @property
     def inputs(self) -> Any:
@@ -116,6 +118,11 @@ class Domain:
     def _hash_inputs(self, digest: Any) -> None:
         raise NotImplementedError
 
+    def example_keys(self) -> list[Any]:
+        """One hashable key per example, equal for examples that are the same input (see
+        ``same_when``): what a leakage check compares between training and test data."""
+        raise NotImplementedError
+
     def data_hash(self) -> str:
         """A SHA-256 over inputs and labels: two runs on the same data share it."""
         digest = hashlib.sha256()
@@ -147,6 +154,7 @@ class TextDomain(Domain):
     """A named set of texts with optional labels."""
 
     holds: ClassVar[str] = "texts"
+    same_when: ClassVar[str] = "identical texts after whitespace and case normalisation"
     texts: list[str] = field(default_factory=list)
 
     def __init__(
@@ -178,12 +186,16 @@ class TextDomain(Domain):
         for text in self.texts:
             digest.update(text.encode("utf-8") + b"\x1f")
 
+    def example_keys(self) -> list[str]:
+        return [" ".join(text.casefold().split()) for text in self.texts]
+
 
 @dataclass
 class FeatureDomain(Domain):
     """A named matrix of precomputed feature vectors (one row per example), labels optional."""
 
     holds: ClassVar[str] = "vectors"
+    same_when: ClassVar[str] = "identical vectors"
 
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
@@ -226,6 +238,9 @@ class FeatureDomain(Domain):
 
     def _hash_inputs(self, digest: Any) -> None:
         digest.update(np.ascontiguousarray(self.vectors).tobytes())
+
+    def example_keys(self) -> list[bytes]:
+        return [row.tobytes() for row in np.ascontiguousarray(self.vectors)]
 
 
 def shared_label_vocabulary(source: Domain, target: Domain) -> list[str]:

@@ -6,13 +6,14 @@ Parquet (a list/array column), and svmlight / LIBSVM text.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from shoptransfer.data.domain import FeatureDomain
+from shoptransfer.data.readers import read_parquet
 from shoptransfer.errors import DataError
 
 FEATURE_FORMATS = {
@@ -37,15 +38,40 @@ def _label_strings(values: Any) -> list[str]:
 
 
 def _named_arrays(path: Path, fmt: str) -> dict[str, Any]:
+    import scipy.io
+
     try:
         if fmt == "npz":
             with np.load(path, allow_pickle=False) as data:
                 return {key: data[key] for key in data.files}
-        import scipy.io
-
         return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable {fmt} file ({exc})") from None
+    except Exception as exc:  # scipy raises several types for a broken .mat file
+        detail = str(exc) or type(exc).__name__
+        raise DataError(f"{path}: not a readable {fmt} file ({detail})") from None
+
+
+def _vector_rows(path: Path, column: str, rows: list[Any]) -> np.ndarray:
+    """A Parquet column of lists of numbers as a matrix; a DataError naming the row of a cell
+    that is empty or not a list of numbers, or when the lists differ in length."""
+    vectors = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            vectors.append(np.asarray(row, dtype=np.float32).reshape(-1))
+        except (TypeError, ValueError):
+            vectors.append(None)
+        if row is None or vectors[-1] is None or np.ndim(row) != 1:
+            raise DataError(
+                f"{path} line {number}: column '{column}' holds {str(row)[:40]!r}; expected a "
+                "list of numbers"
+            )
+    widths = sorted({len(vector) for vector in vectors})
+    if len(widths) > 1:
+        raise DataError(
+            f"{path}: column '{column}' holds vectors of lengths {widths}; expected one length"
+        )
+    return np.array(vectors)
 
 
 def read_features(
@@ -74,7 +100,7 @@ def read_features(
     if fmt == "npy":
         try:
             matrix = np.load(path, allow_pickle=False)
-        except ValueError as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise DataError(f"{path}: not a readable .npy matrix ({exc})") from None
     elif fmt in ("npz", "mat"):
         arrays = _named_arrays(path, fmt)
@@ -84,26 +110,21 @@ def read_features(
         matrix = arrays[vectors]
         labels = _label_strings(arrays[label]) if label is not None else None
     elif fmt == "parquet":
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)
         for key in [vectors] + ([label] if label is not None else []):
             if key not in frame.columns:
                 raise DataError(f"{path}: no column '{key}'; the columns are {list(frame.columns)}")
-        rows = frame[vectors].tolist()
-        widths = {len(row) for row in rows}
-        if len(widths) > 1:
-            raise DataError(
-                f"{path}: column '{vectors}' holds vectors of lengths "
-                f"{sorted(widths)}; expected one length"
-            )
-        matrix = np.array([np.asarray(row, dtype=np.float32) for row in rows])
+        matrix = _vector_rows(path, vectors, frame[vectors].tolist())
         labels = _label_strings(frame[label].to_numpy()) if label is not None else None
     else:
         from sklearn.datasets import load_svmlight_file
 
         try:
             sparse, targets = load_svmlight_file(str(path), n_features=n_features)
-        except ValueError as exc:
+        except (OSError, ValueError) as exc:
             raise DataError(f"{path}: not a readable svmlight file ({exc})") from None
+        if sparse.shape[0] == 0:
+            raise DataError(f"{path}: no rows; expected a label and its features per line")
         matrix = sparse.toarray()
         labels = _label_strings(targets) if label is not None else None
     if labels is not None and any(not value for value in labels):

@@ -25,8 +25,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.data.domain import Domain
-from shoptransfer.data.pixels import MIN_SIDE, loader_workers
-from shoptransfer.data.readers import annotation_cells, cell_text, read_rows
+from shoptransfer.data.pixels import MAX_PIXELS, MIN_SIDE, loader_workers, open_image
+from shoptransfer.data.readers import (
+    annotation_cells,
+    label_cell,
+    read_rows,
+    require_columns,
+    text_cell,
+)
 from shoptransfer.errors import DataError
 
 SMALL_SIDE = 32
@@ -51,6 +57,7 @@ class ImageDomain(Domain):
     """A named set of image files with optional labels."""
 
     holds: ClassVar[str] = "images"
+    same_when: ClassVar[str] = "identical file bytes (SHA-256)"
     paths: list[str] = field(default_factory=list)
     converted: dict[str, int] = field(default_factory=dict)
 
@@ -62,11 +69,14 @@ class ImageDomain(Domain):
         source: str = "",
         dropped: dict[str, int] | None = None,
         converted: dict[str, int] | None = None,
+        file_digests: dict[str, bytes] | None = None,
     ) -> None:
         super().__init__(name, labels, source, dict(dropped or {}))
         self.paths = [str(p) for p in paths]
         self.converted = dict(converted or {})
-        self._digest: str | None = None
+        # path -> SHA-256 of the file, shared with the domains made from this one, so each
+        # file is read once for the data hash and the leakage check
+        self._file_digests = file_digests if file_digests is not None else {}
         self._check()
 
     @property
@@ -77,34 +87,51 @@ class ImageDomain(Domain):
         return [self.paths[i] for i in idx]
 
     def _with(self, inputs: Any, labels: list[str] | None, name: str) -> ImageDomain:
-        return ImageDomain(name, list(inputs), labels, self.source, self.dropped, self.converted)
+        return ImageDomain(
+            name,
+            list(inputs),
+            labels,
+            self.source,
+            self.dropped,
+            self.converted,
+            self._file_digests,
+        )
+
+    def example_keys(self) -> list[bytes]:
+        digests = self._file_digests
+        for path in self.paths:
+            if path not in digests:
+                digests[path] = hashlib.sha256(Path(path).read_bytes()).digest()
+        return [digests[path] for path in self.paths]
 
     def _hash_inputs(self, digest: Any) -> None:
-        if self._digest is None:
-            files = hashlib.sha256()
-            for path in self.paths:
-                files.update(hashlib.sha256(Path(path).read_bytes()).digest())
-            self._digest = files.hexdigest()
-        digest.update(self._digest.encode("ascii"))
+        files = hashlib.sha256()
+        for key in self.example_keys():
+            files.update(key)
+        digest.update(files.hexdigest().encode("ascii"))
 
 
 def inspect_image(path: Path) -> tuple[str | None, list[str]]:
-    """Why ``path`` cannot be used (or None), and the conversions it will need."""
-    from PIL import Image, UnidentifiedImageError
+    """Why ``path`` cannot be used (or None), and the conversions it will need. A file that
+    cannot be read at all (no permission) is a DataError naming it: that is for the user to
+    fix, not a bad image to skip."""
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = image.size
             mode = image.mode
             if image.format == "JPEG":
                 image.draft(mode if mode in ("RGB", "L") else None, (64, 64))
             image.load()
+    except PermissionError:
+        raise DataError(f"{path}: cannot read the file (permission denied)") from None
     except UnidentifiedImageError:
         return "not an image", []
+    except DataError:
+        return f"larger than {MAX_PIXELS:,} pixels", []
     except (OSError, SyntaxError, ValueError):
         return "corrupt or truncated image", []
-    except Image.DecompressionBombError:
-        return "too large (decompression bomb)", []
     if min(width, height) < MIN_SIDE:
         return f"smaller than {MIN_SIDE} px", []
     notes = [_MODES[mode]] if mode in _MODES else []
@@ -194,16 +221,16 @@ def read_image_table(
     table = Path(path)
     rows, lines, columns = read_rows(table, format)
     extra = {"value": value} if value is not None else dict(label_columns or {})
-    for column in [image] + ([label] if label is not None else []) + list(extra.values()):
-        if column not in columns:
-            raise DataError(f"{table}: no column '{column}'; the columns are {columns}")
+    require_columns(
+        table, [image] + ([label] if label is not None else []) + list(extra.values()), columns
+    )
     base = Path(root) if root is not None else table.parent
     candidates: list[tuple[Path, str | None]] = []
     annotations: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     for row, line in zip(rows, lines):
-        where = cell_text(row.get(image)).strip()
-        tag = cell_text(row.get(label)).strip() if label is not None else None
+        where = text_cell(table, line, image, row.get(image)).strip()
+        tag = label_cell(table, line, label, row.get(label)).strip() if label is not None else None
         if not where:
             skipped["empty image path"] += 1
             continue
@@ -215,6 +242,8 @@ def read_image_table(
             skipped["missing annotation"] += 1
             continue
         file = Path(where) if Path(where).is_absolute() else base / where
+        if file.is_dir():
+            raise DataError(f"{table} line {line}: {file} is a folder; expected an image file")
         if not file.is_file():
             raise DataError(f"{table} line {line}: image file not found: {file}")
         candidates.append((file, tag))
@@ -237,6 +266,8 @@ def _image_domain(
     name: str,
     skipped: Counter[str] | None = None,
 ) -> ImageDomain:
+    if not candidates and not skipped:
+        raise DataError(f"{where}: no image files; expected image files (JPEG, PNG, ...)")
     paths, labels, dropped, converted = _sort_out(candidates)
     dropped = dict((skipped or Counter()) + Counter(dropped))
     if not paths:

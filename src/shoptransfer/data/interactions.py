@@ -21,14 +21,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from shoptransfer.data.readers import decode_utf8, read_bytes, table_format
+from shoptransfer.data.readers import (
+    cell_text,
+    check_header,
+    decode_utf8,
+    read_bytes,
+    read_delimited,
+    read_parquet,
+    table_format,
+)
 from shoptransfer.errors import DataError
 
 
@@ -112,33 +120,28 @@ class InteractionDomain:
 # -- reading tables ---------------------------------------------------------------------------
 
 
-def read_frame(path: Path, format: str | None) -> pd.DataFrame:
-    """A table as strings; RecBole atomic files (``.inter``, ``.item``) lose their type tags."""
+def read_frame(path: Path, format: str | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """A table as strings, and each row's file line (Parquet: its row number from 1); RecBole
+    atomic files (``.inter``, ``.item``) lose their type tags."""
     atomic = path.suffix in (".inter", ".item", ".user", ".text", ".item2index", ".user2index")
     fmt = "tsv" if atomic and format is None else table_format(path, format)
     if fmt == "parquet":
-        if not path.exists():
-            raise DataError(f"{path}: file not found")
-        try:
-            frame = pd.read_parquet(path).astype(str)
-        except Exception as exc:  # pyarrow raises several types for a broken file
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        frame = read_parquet(path).map(cell_text)
+        lines = np.arange(1, len(frame) + 1)
     elif fmt in ("csv", "tsv"):
         decoded = decode_utf8(path, read_bytes(path))
-        try:
-            frame = pd.read_csv(
-                io.StringIO(decoded),
-                sep="\t" if fmt == "tsv" else ",",
-                dtype=str,
-                keep_default_na=False,
-                quoting=3 if fmt == "tsv" else 0,  # tabs separate; quotes are text
-            )
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise DataError(f"{path}: not a readable {fmt.upper()} table ({exc})") from None
+        # tabs separate a TSV's fields and its quotes are text; a CSV's quotes quote
+        header, rows, line_list = read_delimited(
+            path, decoded, "\t" if fmt == "tsv" else ",", quotes=fmt == "csv"
+        )
+        frame = pd.DataFrame(rows, columns=header, dtype=str)
+        lines = np.array(line_list, dtype=np.int64)
     else:
         raise DataError(f"{path}: interactions are read from CSV, TSV, Parquet or atomic files")
-    frame.columns = [str(c).split(":")[0] for c in frame.columns]
-    return frame
+    columns = [str(c).split(":")[0] for c in frame.columns]
+    check_header(path, columns)
+    frame.columns = columns
+    return frame, lines
 
 
 def require_columns(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
@@ -147,18 +150,29 @@ def require_columns(path: Path, frame: pd.DataFrame, columns: list[str]) -> None
             raise DataError(f"{path}: no column '{column}'; the columns are {list(frame.columns)}")
 
 
-def read_times(path: Path, values: pd.Series) -> np.ndarray:
-    numbers = pd.to_numeric(values, errors="coerce")
-    if not numbers.isna().any():
+def read_times(path: Path, column: str, values: pd.Series, lines: np.ndarray) -> np.ndarray:
+    """A time column as numbers: all numbers, or all dates (and times); else a DataError
+    naming the file line of the first value that is neither (or is empty)."""
+    text = values.str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().all():
         return numbers.to_numpy(dtype=np.float64)
-    dates = pd.to_datetime(values, errors="coerce", utc=True)
-    bad = dates.isna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"{path} line {row + 2}: time '{values.iloc[row]}' is neither a number nor a date"
-        )
-    return dates.astype("int64").to_numpy(dtype=np.float64)
+    if numbers.notna().any():  # a column of numbers with a few that are not
+        bad = numbers.isna().to_numpy()
+        expected = "a number like the other rows"
+    else:
+        with warnings.catch_warnings():  # pandas warns when it guesses the date format
+            warnings.simplefilter("ignore")
+            dates = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        if dates.notna().all():
+            return dates.astype("int64").to_numpy(dtype=np.float64)
+        bad = dates.isna().to_numpy()
+        expected = "a number or a date"
+    row = int(np.flatnonzero(bad)[0])
+    raise DataError(
+        f"{path} line {int(lines[row])}: {column} '{values.iloc[row]}' is not {expected} "
+        f"({int(bad.sum())} such rows)"
+    )
 
 
 def k_core(frame: pd.DataFrame, k: int, user: str = "user", item: str = "item") -> pd.DataFrame:
@@ -196,14 +210,20 @@ def read_interactions(
     the last ``max_history`` items.
     """
     path = Path(path)
-    frame = read_frame(path, format)
+    frame, lines = read_frame(path, format)
     require_columns(path, frame, [user, item] + ([time] if time else []))
+    if not len(frame):
+        raise DataError(f"{path}: no interactions (the file has a header and no rows)")
     report: dict[str, int] = {}
     table = pd.DataFrame(
         {
             "user": frame[user].str.strip(),
             "item": frame[item].str.strip(),
-            "time": read_times(path, frame[time]) if time else np.arange(len(frame), dtype=float),
+            "time": (
+                read_times(path, time, frame[time], lines)
+                if time
+                else np.arange(len(frame), dtype=float)
+            ),
             "order": np.arange(len(frame)),
         }
     )
@@ -216,10 +236,13 @@ def read_interactions(
         report["duplicate rows (dropped)"] = int(duplicate.sum())
         table = table[~duplicate]
     before_users, before_items = table["user"].nunique(), table["item"].nunique()
+    if len(table) == 0:
+        raise DataError(f"{path}: no interactions left: {report}")
     table = k_core(table, k_core_threshold)
     if len(table) == 0:
         raise DataError(
-            f"{path}: no interactions left after {k_core_threshold}-core filtering; lower k_core"
+            f"{path}: no interactions left after {k_core_threshold}-core filtering (every user "
+            f"or item has fewer than {k_core_threshold}); lower k_core"
         )
     if k_core_threshold > 1:
         report[f"users removed by {k_core_threshold}-core"] = before_users - table["user"].nunique()
@@ -264,12 +287,16 @@ def catalogue_text(
     if path is None:
         report["items without text"] = len(items)
         return [""] * len(items)
-    frame = read_frame(path, None)
+    frame, _ = read_frame(path, None)
     require_columns(path, frame, [id_column, *columns])
     joined = frame[columns].apply(
         lambda row: ". ".join(str(v).strip() for v in row if str(v).strip()), axis=1
     )
-    text = dict(zip(frame[id_column].str.strip(), joined))
+    ids = frame[id_column].str.strip()
+    repeated = ids.duplicated()
+    if repeated.any():
+        report["catalogue rows repeating an item id (first kept)"] = int(repeated.sum())
+    text = dict(zip(ids[~repeated], joined[~repeated]))
     texts = [text.get(item_name, "") for item_name in items]
     missing = sum(1 for t in texts if not t)
     if missing:
@@ -331,19 +358,17 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
     for path in files.values():
         if not path.exists():
             raise DataError(f"{path}: file not found; expected the pre-split {dataset} files")
-    index_frame = pd.read_csv(
-        files["item2index"], sep="\t", header=None, dtype=str, names=["asin", "index"]
-    )
-    items = [""] * len(index_frame)
-    for line, (asin, position) in enumerate(zip(index_frame["asin"], index_frame["index"]), 1):
-        if not str(position).isdigit() or int(position) >= len(items):
+    positions = _item_positions(files["item2index"])
+    items = [""] * len(positions)
+    for line, asin, position in positions:
+        if not position.isdigit() or int(position) >= len(items):
             raise DataError(
                 f"{files['item2index']} line {line}: index '{position}' is not in "
                 f"[0, {len(items) - 1}]"
             )
         items[int(position)] = asin
     report: dict[str, int] = {}
-    text_frame = read_frame(files["text"], None)
+    text_frame, _ = read_frame(files["text"], None)
     require_columns(files["text"], text_frame, ["item_id", "text"])
     text = dict(zip(text_frame["item_id"].str.strip(), text_frame["text"].str.strip()))
     texts = [text.get(asin, "") for asin in items]
@@ -386,12 +411,31 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
     )
 
 
+def _item_positions(path: Path) -> list[tuple[int, str, str]]:
+    """``(line, item id, position)`` for each line of a ``.item2index`` file (tab-separated,
+    no header)."""
+    positions = []
+    for line, text in enumerate(decode_utf8(path, read_bytes(path)).split("\n"), start=1):
+        if not text.strip():
+            continue
+        fields = text.split("\t")
+        if len(fields) != 2:
+            raise DataError(
+                f"{path} line {line}: {len(fields)} fields; expected an item id, a tab and its "
+                "index"
+            )
+        positions.append((line, fields[0].strip(), fields[1].strip()))
+    if not positions:
+        raise DataError(f"{path}: the file is empty; expected a line per item")
+    return positions
+
+
 def _split_rows(path: Path, n_items: int) -> list[tuple[str, np.ndarray, int]]:
-    frame = read_frame(path, None)
+    frame, lines = read_frame(path, None)
     require_columns(path, frame, ["user_id", "item_id_list", "item_id"])
     rows = []
-    for line, (u, history, target) in enumerate(
-        zip(frame["user_id"], frame["item_id_list"], frame["item_id"]), start=2
+    for line, u, history, target in zip(
+        lines, frame["user_id"], frame["item_id_list"], frame["item_id"]
     ):
         try:
             ids = [int(x) + 1 for x in history.split()] + [int(target) + 1]

@@ -26,23 +26,62 @@ from typing import Any
 import numpy as np
 import torch
 
+from shoptransfer.errors import DataError
+
 MIN_SIDE = 8  # smaller images carry no usable content: readers skip them
+# larger images are refused before they are decoded (a product photo is a few megapixels; a
+# "decompression bomb" is a small file that decodes to gigabytes); below Pillow's own limit
+MAX_PIXELS = 40_000_000
+
+
+def open_image(path: str | Path) -> Any:
+    """``path`` opened with Pillow (not decoded yet); a DataError naming the file when it has
+    more than :data:`MAX_PIXELS` pixels (Pillow's own warning for large images is not shown)."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError:
+            raise DataError(
+                f"{path}: the image is too large (over {MAX_PIXELS:,} pixels)"
+            ) from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        raise DataError(
+            f"{path}: the image is too large ({width} x {height} pixels; at most {MAX_PIXELS:,})"
+        )
+    return image
 
 
 def load_rgb(path: str | Path) -> Any:
     """The image at ``path`` as RGB (grey-scale, palette and alpha images are converted;
-    transparent pixels become white)."""
+    transparent pixels become white). A file that cannot be opened or decoded is a DataError
+    naming it."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open_image(path) as image:
+            image.load()
+            return _as_rgb(image)
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the image ({exc})") from None
+
+
+def _as_rgb(image: Any) -> Any:
     from PIL import Image
 
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in ("RGBA", "LA", "PA") or (
-            image.mode == "P" and "transparency" in image.info
-        ):
-            rgba = image.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(white, rgba).convert("RGB")
-        return image.convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -139,4 +178,8 @@ def pixel_batches(
         batch_sampler=[[int(i) for i in batch] for batch in batches],
         num_workers=loader_workers(len(inputs)),
     )
-    yield from loader
+    try:
+        yield from loader
+    except DataError as exc:  # a worker's error comes back with its traceback in the message
+        last = str(exc).strip().splitlines()[-1]
+        raise DataError(last.split("DataError: ", 1)[-1]) from None

@@ -129,8 +129,10 @@ def read_ratings(
     (default: the same name as ``item``).
     """
     path = Path(path)
-    frame = read_frame(path, format)
+    frame, lines = read_frame(path, format)
     require_columns(path, frame, [user, item, rating] + ([time] if time else []))
+    if not len(frame):
+        raise DataError(f"{path}: no ratings (the file has a header and no rows)")
     report: dict[str, int] = {}
     values = frame[rating].str.strip()
     numbers = pd.to_numeric(values, errors="coerce")
@@ -138,15 +140,19 @@ def read_ratings(
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
-            f"{path} line {row + 2}: rating '{values.iloc[row]}' in column '{rating}' is not a "
-            "number"
+            f"{path} line {int(lines[row])}: rating '{values.iloc[row]}' in column '{rating}' "
+            "is not a number"
         )
     table = pd.DataFrame(
         {
             "user": frame[user].str.strip(),
             "item": frame[item].str.strip(),
             "rating": numbers,
-            "time": read_times(path, frame[time]) if time else np.arange(len(frame), dtype=float),
+            "time": (
+                read_times(path, time, frame[time], lines)
+                if time
+                else np.arange(len(frame), dtype=float)
+            ),
             "order": np.arange(len(frame)),
         }
     )

@@ -1,17 +1,22 @@
 """Readers that turn files into validated domains.
 
 Every reader takes a column mapping instead of hard-coded names, decodes text as UTF-8 and
-names the file and line of anything it cannot use. Rows with empty text (or, in a labeled
-table, an empty label; in a table of numbers, an empty number; in a table of several label
-columns, no label at all) are dropped and counted in ``TextDomain.dropped``.
+names the file and line of anything it cannot use: a corrupt ``.gz``, an empty file, a header
+naming a column twice, a row with more fields than the header, an unclosed quote, a NUL byte,
+a text cell that is not text (a JSON object, list or number; a Parquet column of numbers). Rows
+with empty text (or, in a labeled table, an empty label; in a table of numbers, an empty number;
+in a table of several label columns, no label at all) are dropped and counted in
+``TextDomain.dropped``.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
 import math
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,10 @@ import pandas as pd
 
 from shoptransfer.data.domain import TextDomain
 from shoptransfer.errors import DataError
+
+# a .gz file is unpacked in memory up to this size: a few megabytes of gzip can unpack to
+# hundreds of gigabytes
+MAX_UNPACKED_BYTES = 4 * 2**30
 
 TABLE_FORMATS = {
     ".csv": "csv",
@@ -39,12 +48,35 @@ def read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a folder; expected a file")
-    raw = path.read_bytes()
-    return gzip.decompress(raw) if path.suffix == ".gz" else raw
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if path.suffix != ".gz":
+        return raw
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unpacking:
+            data = unpacking.read(MAX_UNPACKED_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        problem = "it ends early (truncated)" if isinstance(exc, EOFError) else str(exc)
+        raise DataError(
+            f"{path}: not a readable gzip file ({problem}); expected a complete .gz file"
+        ) from None
+    if len(data) > MAX_UNPACKED_BYTES:
+        raise DataError(
+            f"{path}: unpacks to more than {MAX_UNPACKED_BYTES / 2**30:g} GiB; expected a "
+            "smaller file (or a Parquet file, read in columns)"
+        )
+    return data
 
 
 def decode_utf8(path: Path, raw: bytes) -> str:
     """``raw`` as UTF-8 text without a byte-order mark; a DataError naming the line if not."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(
+            f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); "
+            "save it as UTF-8"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -53,6 +85,12 @@ def decode_utf8(path: Path, raw: bytes) -> str:
             f"{path} line {line}: bytes {raw[exc.start : exc.end]!r} are not valid UTF-8; "
             "save the file as UTF-8"
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise DataError(
+            f"{path} line {line}: a NUL byte; expected a text file (is it binary or UTF-16?)"
+        )
     return text.removeprefix("\ufeff")
 
 
@@ -63,6 +101,44 @@ def cell_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float, np.number)):
+        return "a number"
+    return type(value).__name__
+
+
+def text_cell(path: Path, line: int, column: str, value: Any) -> str:
+    """A cell that must hold text (a review, an image path) as a string: empty when missing;
+    a DataError naming the line when it holds a number, a list or an object (a column mapping
+    pointing at the wrong column, or a nested JSON field)."""
+    if isinstance(value, str):
+        return value
+    shown = cell_text(value)
+    if not shown:
+        return ""
+    raise DataError(
+        f"{path} line {line}: column '{column}' holds {_kind(value)} ({shown[:40]!r}); "
+        "expected text"
+    )
+
+
+def label_cell(path: Path, line: int, column: str, value: Any) -> str:
+    """A label cell as a string (text, a whole number or true/false); empty when missing; a
+    DataError naming the line when it holds a list or an object."""
+    if isinstance(value, (Mapping, list, tuple, np.ndarray)):
+        raise DataError(
+            f"{path} line {line}: column '{column}' holds {_kind(value)} "
+            f"({cell_text(value)[:40]!r}); expected a label"
+        )
+    return cell_text(value)
 
 
 def table_format(path: Path, fmt: str | None) -> str:
@@ -83,15 +159,33 @@ def table_format(path: Path, fmt: str | None) -> str:
     return TABLE_FORMATS[suffix.lower()]
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a KeyError naming a key given twice (json keeps the
+    last silently)."""
+    row: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in row:
+            raise KeyError(key)
+        row[key] = value
+    return row
+
+
 def _rows_jsonl(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]:
     rows, lines = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # lines end at "\n" only: str.splitlines would also split at U+2028 and other separators
+    # that JSON strings may hold as they are
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {number}: not valid JSON ({exc.msg})") from None
+        except KeyError as exc:
+            raise DataError(
+                f"{path} line {number}: the object names '{exc.args[0]}' twice; expected "
+                "unique keys"
+            ) from None
         if not isinstance(row, dict):
             raise DataError(
                 f"{path} line {number}: expected a JSON object, got {type(row).__name__}"
@@ -106,6 +200,88 @@ def _rows_frame(frame: pd.DataFrame, first_line: int) -> tuple[list[dict[str, An
     return rows, list(range(first_line, first_line + len(rows)))
 
 
+def require_columns(path: Path, wanted: list[str], columns: list[str]) -> None:
+    """A DataError naming the first of ``wanted`` missing from ``columns`` (and, when the
+    header reads as one column holding a separator, the separator the file seems to use)."""
+    for column in wanted:
+        if column not in columns:
+            hint = ""
+            if len(columns) == 1:
+                found = [name for sep, name in SEPARATORS.items() if sep in columns[0]]
+                hint = f" (one column: is the file separated by {found[0]}?)" if found else ""
+            raise DataError(f"{path}: no column '{column}'; the columns are {columns}{hint}")
+
+
+SEPARATORS = {"\t": "tabs (a .tsv)", ";": "semicolons", ",": "commas (a .csv)", "|": "bars"}
+
+
+def check_header(path: Path, columns: list[str]) -> None:
+    """A DataError naming a column the header lists twice (which of them would be read is a
+    guess)."""
+    seen: set[str] = set()
+    for column in columns:
+        if column in seen:
+            raise DataError(
+                f"{path}: the header names column '{column}' twice; expected unique column names"
+            )
+        seen.add(column)
+
+
+def read_delimited(
+    path: Path, text: str, separator: str, quotes: bool = True
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the rows and each row's first file line of a CSV or TSV text.
+
+    Blank lines are skipped; a row shorter than the header is padded with empty cells; a row
+    longer than the header, an unclosed quote, a header naming a column twice or a file without
+    a header is a DataError naming the file (and line). ``quotes=False`` reads quote characters
+    as text (RecBole's atomic files).
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long texts are data
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=separator,
+        quoting=csv.QUOTE_MINIMAL if quotes else csv.QUOTE_NONE,
+        strict=quotes,
+    )
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    end = 0
+    try:
+        for record in reader:  # the header: the first line that is not blank
+            end = reader.line_num
+            if record and (len(record) > 1 or record[0].strip()):
+                header = [column.strip() for column in record]
+                check_header(path, header)
+                break
+        width = len(header or [])
+        for record in reader:  # the rows (a loop kept lean: files run to millions of lines)
+            start, end = end + 1, reader.line_num
+            if len(record) == width:
+                rows.append(record)
+                lines.append(start)
+            elif len(record) > width:
+                raise DataError(
+                    f"{path} line {start}: {len(record)} fields but the header has {width}; "
+                    f"expected one field per column (quote a text holding {separator!r})"
+                )
+            elif record and (len(record) > 1 or record[0].strip()):  # not a blank line
+                rows.append(record + [""] * (width - len(record)))
+                lines.append(start)
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            problem = f"line {end + 1}: a quote opened on this line is never closed"
+        else:
+            problem = f"line {reader.line_num}: {str(exc).replace(chr(9), 'tab')}"
+        raise DataError(
+            f"{path} {problem}; expected a field quoted as a whole, with its own quotes doubled"
+        ) from None
+    if header is None:
+        raise DataError(f"{path}: the file is empty; expected a header line and rows")
+    return header, rows, lines
+
+
 def read_rows(
     path: Path, format: str | None = None
 ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
@@ -114,30 +290,36 @@ def read_rows(
     if fmt == "parquet":
         if not path.exists():
             raise DataError(f"{path}: file not found")
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a broken file
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        frame = read_parquet(path)
         rows, lines = _rows_frame(frame, 1)
-        columns = list(frame.columns)
+        columns = [str(column) for column in frame.columns]
     else:
         decoded = decode_utf8(path, read_bytes(path))
         if fmt == "jsonl":
             rows, lines = _rows_jsonl(path, decoded)
+            if not rows:
+                raise DataError(f"{path}: the file is empty; expected one JSON object per line")
             columns = sorted({key for row in rows for key in row})
         else:
-            try:
-                frame = pd.read_csv(
-                    io.StringIO(decoded),
-                    sep="\t" if fmt == "tsv" else ",",
-                    dtype=str,
-                    keep_default_na=False,
-                )
-            except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-                raise DataError(f"{path}: not a readable {fmt.upper()} table ({exc})") from None
-            rows, lines = _rows_frame(frame, 2)
-            columns = list(frame.columns)
+            columns, cells, lines = read_delimited(path, decoded, "\t" if fmt == "tsv" else ",")
+            rows = [dict(zip(columns, row)) for row in cells]
     return rows, lines, columns
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file as a frame; a DataError naming the file when it is missing, a folder or
+    not Parquet, or its columns repeat a name."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a file")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        detail = " ".join(str(exc).split())
+        raise DataError(f"{path}: not a readable Parquet file ({detail})") from None
+    check_header(path, [str(column) for column in frame.columns])
+    return frame
 
 
 def read_table(
@@ -164,9 +346,12 @@ def read_table(
     rows, lines, columns = read_rows(path, format)
     extra = {"value": value} if value is not None else dict(label_columns or {})
     wanted = [text] + ([label] if label is not None else []) + list(extra.values())
-    for column in wanted:
-        if column not in columns:
-            raise DataError(f"{path}: no column '{column}'; the columns are {columns}")
+    require_columns(path, wanted, columns)
+    if text in wanted[1:]:
+        raise DataError(
+            f"{path}: column '{text}' is named as the text and as a label or value; expected "
+            "different columns"
+        )
     return _domain_from_rows(
         path, rows, lines, text, label, name or path.stem.split(".")[0], extra, value is not None
     )
@@ -200,7 +385,10 @@ def annotation_cells(
             key: cell_number(path, line, column, row.get(column)) for key, column in extra.items()
         }
         return None if any(cell is None for cell in cells.values()) else cells
-    cells = {key: cell_text(row.get(column)).strip() for key, column in extra.items()}
+    cells = {
+        key: label_cell(path, line, column, row.get(column)).strip()
+        for key, column in extra.items()
+    }
     return cells if any(cells.values()) else None
 
 
@@ -224,8 +412,12 @@ def _domain_from_rows(
     for row, line in zip(rows, lines):
         if text_column not in row:
             raise DataError(f"{path} line {line}: no '{text_column}' field")
-        value = cell_text(row.get(text_column)).strip()
-        tag = cell_text(row.get(label_column)).strip() if label_column is not None else ""
+        value = text_cell(path, line, text_column, row.get(text_column)).strip()
+        tag = (
+            label_cell(path, line, label_column, row.get(label_column)).strip()
+            if label_column is not None
+            else ""
+        )
         if not value:
             dropped["empty text"] += 1
             continue
@@ -242,6 +434,8 @@ def _domain_from_rows(
         for key in extra:
             kept[key].append(cells[key])
     dropped = {reason: count for reason, count in dropped.items() if count}
+    if not rows:
+        raise DataError(f"{path}: no rows (the file has a header only); expected rows of data")
     if not texts:
         detail = f" ({sum(dropped.values())} rows dropped: {dropped})" if dropped else ""
         raise DataError(f"{path}: no usable rows{detail}; expected at least one row with text")

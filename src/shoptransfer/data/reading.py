@@ -9,14 +9,16 @@ from shoptransfer.data.domain import Domain
 from shoptransfer.data.features import FEATURE_FORMATS, read_features
 from shoptransfer.data.images import read_image_folder, read_image_table
 from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
+from shoptransfer.errors import DataError
 
 
 def read_domain(entry: Any) -> Domain:
     """Read the domain ``entry`` describes (a ``DomainConfig``: path, format and columns).
 
     The format is guessed when not given: a folder holding ``positive.parsed`` and
-    ``negative.parsed`` is a Blitzer domain, another folder holds images (one sub-folder per
-    class), a file of arrays holds vectors, and any other file is a table of texts.
+    ``negative.parsed`` (either gzipped) is a Blitzer domain, another folder holds images (one
+    sub-folder per class), a file of arrays holds vectors, and any other file is a table of
+    texts.
     """
     path = Path(entry.path).expanduser()
     if entry.image is not None:
@@ -29,8 +31,17 @@ def read_domain(entry: Any) -> Domain:
             format=entry.format,
         )
     fmt = entry.format
+    if (
+        fmt is None
+        and path.is_dir()
+        and path.suffix.lower() in {**TABLE_FORMATS, **FEATURE_FORMATS}
+    ):
+        raise DataError(f"{path}: is a folder; expected a {path.suffix} file")
     if fmt is None and path.is_dir():
-        blitzer = all((path / name).exists() for name in ("positive.parsed", "negative.parsed"))
+        blitzer = all(
+            (path / name).exists() or (path / f"{name}.gz").exists()
+            for name in ("positive.parsed", "negative.parsed")
+        )
         fmt = "blitzer" if blitzer else "images"
     if fmt == "images":
         return read_image_folder(path, name=entry.name)

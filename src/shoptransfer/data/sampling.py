@@ -1,5 +1,9 @@
 """Seeded sampling of domains: stratified by label where a domain has labels, else at random
-(a domain of numbers, or of several label columns)."""
+(a domain of numbers, or of several label columns).
+
+Each sampler returns what it drew and the rest; the rest is ``None`` when nothing is left (a
+budget equal to the pool is the whole pool), and a split that needs it says what is missing.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +33,17 @@ def _take(domain: TextDomain, counts: dict[str, int], seed: int) -> tuple[np.nda
     return np.sort(np.concatenate(picked)), np.sort(np.concatenate(rest))
 
 
-def sample_per_class(domain: TextDomain, k: int, seed: int) -> tuple[TextDomain, TextDomain]:
+def _parts(domain: Any, picked: np.ndarray, rest: np.ndarray) -> tuple[Any, Any | None]:
+    """The picked examples and the rest (``None`` when none are left)."""
+    return domain.subset(picked), domain.subset(rest) if len(rest) else None
+
+
+def _sizes(domain: Domain) -> str:
+    counts = domain.class_counts()
+    return f"{len(domain)} examples" + (f" {counts}" if counts else "")
+
+
+def sample_per_class(domain: TextDomain, k: int, seed: int) -> tuple[TextDomain, TextDomain | None]:
     """``k`` labeled examples of every class, and the remaining examples."""
     if k < 0:
         raise ConfigError(f"budget: {k} labels per class; expected 0 or more")
@@ -39,32 +53,30 @@ def sample_per_class(domain: TextDomain, k: int, seed: int) -> tuple[TextDomain,
         raise ConfigError(
             f"budget: {k} labels per class asked for, but domain '{domain.name}' has only {short}"
         )
-    picked, rest = _take(domain, {c: k for c in by_class}, seed)
-    return domain.subset(picked), domain.subset(rest)
+    return _parts(domain, *_take(domain, {c: k for c in by_class}, seed))
 
 
 def sample_fraction(
     domain: TextDomain, fraction: float, seed: int
-) -> tuple[TextDomain, TextDomain]:
+) -> tuple[TextDomain, TextDomain | None]:
     """A stratified ``fraction`` of the domain (at least one per class), and the rest."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"fraction: {fraction}; expected a number between 0 and 1 (exclusive)")
     counts = {c: max(1, round(fraction * len(i))) for c, i in _indices_by_class(domain).items()}
-    picked, rest = _take(domain, counts, seed)
-    return domain.subset(picked), domain.subset(rest)
+    return _parts(domain, *_take(domain, counts, seed))
 
 
-def sample_count(domain: Domain, count: int, seed: int) -> tuple[Any, Any]:
+def sample_count(domain: Domain, count: int, seed: int) -> tuple[Any, Any | None]:
     """``count`` examples drawn at random, and the remaining examples (both in file order)."""
     if not 0 <= count <= len(domain):
         raise ConfigError(
             f"budget: {count} examples asked for, but domain '{domain.name}' has {len(domain)}"
         )
     order = np.random.default_rng(seed).permutation(len(domain))
-    return domain.subset(np.sort(order[:count])), domain.subset(np.sort(order[count:]))
+    return _parts(domain, np.sort(order[:count]), np.sort(order[count:]))
 
 
-def sample_share(domain: Domain, fraction: float, seed: int) -> tuple[Any, Any]:
+def sample_share(domain: Domain, fraction: float, seed: int) -> tuple[Any, Any | None]:
     """A random ``fraction`` of the examples (at least one, and at least one left), and the rest."""
     if not 0.0 < fraction < 1.0:
         raise ConfigError(f"fraction: {fraction}; expected a number between 0 and 1 (exclusive)")
@@ -83,6 +95,12 @@ def train_validation_split(
         validation, train = sample_share(domain, validation_fraction, seed)
     else:
         validation, train = sample_fraction(domain, validation_fraction, seed)
+    if train is None:
+        raise DataError(
+            f"{domain.where}: domain '{domain.name}' has {_sizes(domain)}; the validation "
+            f"split ({validation_fraction:g} of it, at least one per class) takes them all and "
+            "leaves none to train on; add examples"
+        )
     return train, validation
 
 
@@ -93,6 +111,11 @@ def train_validation_test_split(
     if validation_fraction + test_fraction >= 1.0:
         raise ConfigError("validation and test fractions must add up to less than 1")
     test, rest = sample_fraction(domain, test_fraction, seed)
+    if rest is None:
+        raise DataError(
+            f"{domain.where}: domain '{domain.name}' has {_sizes(domain)}; the test split "
+            f"({test_fraction:g} of it, at least one per class) takes them all; add examples"
+        )
     train, validation = train_validation_split(
         rest, validation_fraction / (1.0 - test_fraction), seed + 1
     )

@@ -62,7 +62,10 @@ def target_ranks(
 
 
 def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
-    """``metric@k`` averaged over cases, from 0-based target ranks."""
+    """``metric@k`` averaged over cases, from 0-based target ranks (at least one case: a
+    mean over none would read as a score of 0)."""
+    if not len(ranks):
+        raise ValueError("no cases to rank; a task checks that its splits have some")
     results: dict[str, float] = {}
     for k in ks:
         hit = (ranks < k).astype(np.float64)
@@ -76,7 +79,7 @@ def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, floa
             "f1": np.where(hit > 0, 2 * precision * hit / np.maximum(precision + hit, 1e-12), 0),
         }
         for name in METRICS:
-            results[f"{name}@{k}"] = float(values[name].mean()) if len(ranks) else 0.0
+            results[f"{name}@{k}"] = float(values[name].mean())
     return results
 
 

@@ -141,7 +141,13 @@ class ScratchTfidf(Recipe):
         target = require_target_texts(self, data.target)
         outputs = data.predicts()
         counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)
-        counts = counter.fit_transform(target.texts)
+        try:
+            counts = counter.fit_transform(target.texts)
+        except ValueError:  # scikit-learn's "empty vocabulary"
+            raise DataError(
+                f"{target.where}: the {len(target)} target training texts hold no word of two "
+                f"or more letters; {self.name} needs words to count"
+            ) from None
         document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
         idf = np.log((1.0 + counts.shape[0]) / (1.0 + document_frequency)) + 1.0
         vocabulary = {term: int(i) for term, i in counter.vocabulary_.items()}

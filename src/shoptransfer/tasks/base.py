@@ -26,7 +26,9 @@ class TaskData:
     ``source`` is ``None`` when the backbone's pre-training is the only source; ``pool`` is what
     budgets are drawn from; ``unlabeled`` holds target inputs without labels (for alignment);
     ``classes`` is the label vocabulary of a classification task; ``outputs`` what the model of
-    another task predicts (:class:`~shoptransfer.heads.Outputs`: a number, several heads).
+    another task predicts (:class:`~shoptransfer.heads.Outputs`: a number, several heads);
+    ``warnings`` what reading and splitting changed or found (rows dropped, test examples
+    also in the training data), one line each: the run prints them once and records them.
     """
 
     source: Any | None
@@ -36,6 +38,7 @@ class TaskData:
     classes: list[str] | None = None
     description: dict[str, Any] = field(default_factory=dict)
     outputs: Outputs | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class Task(ABC):

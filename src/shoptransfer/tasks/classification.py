@@ -22,7 +22,7 @@ from shoptransfer.evaluation.report import Column
 from shoptransfer.tasks.base import Task, TaskData, register_task
 from shoptransfer.tasks.held_out import (
     check_recipes,
-    describe_domain,
+    describe_data,
     hold_out_test,
     quality_sample,
 )
@@ -54,14 +54,9 @@ class ClassificationTask(Task):
         self.target = target
         pool, test = self._split_target(target)
         classes = self._classes(source, target, test)
-        description = {
-            **({"source": describe_domain(source)} if source is not None else {}),
-            "target": describe_domain(target),
-            "target_pool": describe_domain(pool),
-            "target_test": describe_domain(test),
-        }
+        description, warnings = describe_data(config, source, target, pool, test)
         unlabeled = pool.unlabeled_with(test) if config.transductive else pool.without_labels()
-        return TaskData(source, pool, test, unlabeled, classes, description)
+        return TaskData(source, pool, test, unlabeled, classes, description, warnings=warnings)
 
     def _split_target(self, target: Domain) -> tuple[Domain, Domain]:
         """The target's labeled pool (budgets are drawn from it) and its test set."""
@@ -77,6 +72,12 @@ class ClassificationTask(Task):
     def _classes(self, source: Domain | None, target: Domain, test: Domain) -> list[str]:
         if source is None:  # the target's labels define the vocabulary
             labeled = target if target.labeled else test
+            if len(labeled.classes) < 2:
+                raise DataError(
+                    f"{labeled.where}: the target '{labeled.name}' has a single class "
+                    f"{labeled.classes} and the experiment has no source; expected at least two "
+                    "classes"
+                )
             classes = shared_label_vocabulary(labeled, test)
         else:
             classes = shared_label_vocabulary(source, target)

@@ -15,27 +15,79 @@ import numpy as np
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.domain import Domain
+from shoptransfer.data.leakage import duplicates_in_training, leakage_warning
 from shoptransfer.data.reading import read_annotated_table
 from shoptransfer.data.sampling import sample_count, sample_share
-from shoptransfer.errors import ConfigError
+from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.heads import Outputs
 from shoptransfer.tasks.base import Task, TaskData
 
 
-def describe_domain(domain: Domain) -> dict[str, Any]:
+def describe_domain(domain: Domain, part_of: str | None = None) -> dict[str, Any]:
     """What a run records about a domain: size, classes, dropped rows, data hash (and a
-    summary of its numbers or of each head's labels, where it has them)."""
+    summary of its numbers or of each head's labels, where it has them).
+
+    ``part_of`` names the domain a split was drawn from (the target's pool and test set): its
+    rows were dropped (and photos converted) when that domain's file was read and are counted
+    there once, so a part records none of them."""
+    read_here = part_of is None
     return {
         "name": domain.name,
         "path": domain.source,
+        **({"part_of": part_of} if part_of is not None else {}),
         "examples": len(domain),
         "class_counts": domain.class_counts(),
         "holds": domain.holds,
-        "dropped_rows": domain.dropped,
-        **({"converted": domain.converted} if getattr(domain, "converted", None) else {}),
+        **({"dropped_rows": domain.dropped} if read_here else {}),
+        **(
+            {"converted": domain.converted}
+            if read_here and getattr(domain, "converted", None)
+            else {}
+        ),
         **({"annotations": _summary(domain)} if domain.annotations else {}),
         "data_hash": domain.data_hash(),
     }
+
+
+def describe_data(
+    config: Any, source: Domain | None, target: Domain, pool: Domain, test: Domain
+) -> tuple[dict[str, Any], list[str]]:
+    """What a run records about a task's domains (``data`` in ``results.json``), and the
+    warnings it prints once: rows dropped and photos converted by each file read, and test
+    examples that are also in the training data (the source, and the target's pool when a
+    budget draws labels from it)."""
+    own_test_file = config.target_test is not None
+    description: dict[str, Any] = {
+        **({"source": describe_domain(source)} if source is not None else {}),
+        "target": describe_domain(target),
+        "target_pool": describe_domain(pool, part_of="target"),
+        "target_test": describe_domain(test, part_of=None if own_test_file else "target"),
+    }
+    warnings = [line for part in description.values() for line in reading_warnings(part)]
+    # at budget 0 no label of the pool reaches a fit (its texts may be unlabeled target data,
+    # as in unsupervised adaptation, where the pool is the test set by design)
+    labelled_pool = pool if any(budget != 0 for budget in config.budgets) else None
+    description["leakage"] = duplicates_in_training(
+        test, {"source": source, "target_pool": labelled_pool}
+    )
+    leak = leakage_warning(test.where, description["leakage"])
+    return description, warnings + ([leak] if leak else [])
+
+
+def reading_warnings(part: dict[str, Any]) -> list[str]:
+    """One line each for the rows a file's reader dropped and the photos it converted."""
+    lines = []
+    changes = (("dropped_rows", "row", "dropped"), ("converted", "image", "converted"))
+    for key, what, done in changes:
+        counts = part.get(key) or {}
+        if counts:
+            total = sum(counts.values())
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in counts.items())
+            lines.append(
+                f"{part['path']}: {total} {what}{'s' if total > 1 else ''} {done} while reading "
+                f"({reasons})"
+            )
+    return lines
 
 
 def _summary(domain: Domain) -> dict[str, Any]:
@@ -65,6 +117,14 @@ def hold_out_test(
     if config.target_test is not None:
         return target, read(config.target_test)
     test, pool = split(target, config.test_fraction, config.split_seed)
+    if pool is None:
+        counts = target.class_counts()
+        raise DataError(
+            f"{target.where}: the target '{target.name}' has {len(target)} examples"
+            f"{f' {counts}' if counts else ''}; holding out test_fraction "
+            f"{config.test_fraction:g} for the test set (at least one per class) leaves none "
+            "for the labelled pool; add examples or give target_test"
+        )
     return pool, test
 
 
@@ -118,14 +178,11 @@ class HeldOutTask(Task):
         source = self.read(config.source) if config.source is not None else None
         target = self.read(config.target)
         pool, test = hold_out_test(config, target, self.read, sample_share)
-        description = {
-            **({"source": describe_domain(source)} if source is not None else {}),
-            "target": describe_domain(target),
-            "target_pool": describe_domain(pool),
-            "target_test": describe_domain(test),
-        }
+        description, warnings = describe_data(config, source, target, pool, test)
         outputs = self.outputs(source, pool, test)
-        return TaskData(source, pool, test, pool.without_labels(), None, description, outputs)
+        return TaskData(
+            source, pool, test, pool.without_labels(), None, description, outputs, warnings
+        )
 
     def check(self, data: TaskData, recipes: list[Any]) -> None:
         super().check(data, recipes)

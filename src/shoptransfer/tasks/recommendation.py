@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
+from shoptransfer.data.leakage import leakage_warning, repeated_next_items
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.ranking import evaluate_ranking
 from shoptransfer.evaluation.report import Column
@@ -34,16 +35,31 @@ class RecommendationTask(Task):
         config = self.config
         target = read_interaction_domain(config.target)
         source = read_interaction_domain(config.source) if config.source else None
-        if not len(target.test):
-            raise DataError(
-                f"{target.source or target.name}: no test cases (every user needs 3 or more "
-                "interactions for a leave-one-out split)"
-            )
+        for domain, role in ((target, "target"), (source, "source")):
+            if domain is None:
+                continue
+            parts = ("test", "valid") if role == "target" else ("valid",)
+            for part in parts:
+                if not len(getattr(domain, part)):
+                    raise DataError(
+                        f"{domain.source or domain.name}: the {role} has no "
+                        f"{'validation' if part == 'valid' else 'test'} cases (a leave-one-out "
+                        "split needs users with 3 or more interactions); every metric would "
+                        "be 0"
+                    )
         description = {
             "target": target.summary(),
             **({"source": source.summary()} if source else {}),
+            "leakage": repeated_next_items(target),
         }
-        return TaskData(source, target, target, None, None, description)
+        warnings = [
+            f"{domain.source}: read with changes: {domain.report}"
+            for domain in (source, target)
+            if domain is not None and domain.report
+        ]
+        leak = leakage_warning(target.source or target.name, description["leakage"])
+        warnings += [leak] if leak else []
+        return TaskData(source, target, target, None, None, description, warnings=warnings)
 
     def primary_key(self) -> str:
         """NDCG@10, or the largest cut-off below 10 the run measures (else the smallest)."""

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from shoptransfer.data.domain import Domain
+from shoptransfer.errors import DataError
 from shoptransfer.evaluation.metrics import regression_metrics
 from shoptransfer.evaluation.report import Column
 from shoptransfer.heads import VALUE, Outputs
@@ -35,6 +38,14 @@ class RegressionTask(HeldOutTask):
         return {"value": entry.value}
 
     def outputs(self, source: Domain | None, pool: Domain, test: Domain) -> Outputs:
+        """A number; a DataError when the target's numbers are all one value (nothing to
+        learn, and Spearman's rho and R^2 are undefined on the test set)."""
+        values = np.unique(np.concatenate([pool.annotations[VALUE], test.annotations[VALUE]]))
+        if len(values) < 2:
+            raise DataError(
+                f"{pool.where}: every target value in column '{self.config.target.value}' is "
+                f"{values[0]:g}; expected numbers that vary"
+            )
         return Outputs.value()
 
     def metrics(self, model: Any, test: Domain, data: TaskData) -> dict[str, Any]:
