@@ -17,13 +17,19 @@ from shoptransfer.errors import ShopTransferError
 
 app = typer.Typer(
     name="shoptransfer",
-    help="Transfer learning for e-commerce, measured against training from scratch.",
+    help="Transfer learning for e-commerce, measured against training from scratch. "
+    "A mistake in a file, key or flag prints one line and exits 2; an internal error prints one "
+    "line and exits 1 (add --debug anywhere for its traceback).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 DEMO_DOMAINS = ("books", "dvd", "electronics", "kitchen")
+# click's error for a bad flag or argument (typer may carry its own copy of click)
+_FLAG_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
 
 def _result_printer(task_name: str) -> Any:
@@ -79,12 +85,12 @@ def run(
 def recommend(
     run_dir: Annotated[Path, typer.Argument(help="a recommendation run folder")],
     user: Annotated[str, typer.Option(help="user id as in the data")],
-    k: Annotated[int, typer.Option(help="how many items")] = 10,
+    k: Annotated[int, typer.Option(help="how many items", min=1)] = 10,
     recipe: Annotated[
         str | None,
         typer.Option(help="recipe entry (label) of the run (default: best validation NDCG)"),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="seed of that recipe's model")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of that recipe's model", min=0)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Recommend the next items for a user, each with the history items behind it."""
@@ -203,7 +209,7 @@ def demo(
             help="target labels per class, comma-separated [reviews: 0,16,64; images: 0,5]"
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed", min=0, max=2**32 - 1)] = 0,
     output_dir: Annotated[Path, typer.Option(help="folder that receives the run")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
 ) -> None:
@@ -261,6 +267,7 @@ def demo(
 def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
     from shoptransfer.api import run_experiment, task_class
     from shoptransfer.evaluation.report import format_table
+    from shoptransfer.runner import capped_warning
     from shoptransfer.runs import load_results
 
     run_dir = run_experiment(
@@ -278,6 +285,8 @@ def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
     }
     if dropped:
         typer.echo(f"\nrows dropped while reading: {dropped}")
+    for change in results.get("capped_settings", []):
+        typer.echo(f"warning: {capped_warning(change)}", err=True)
     typer.echo(f"\nrun folder: {run_dir}")
 
 
@@ -458,12 +467,44 @@ def objectives(
                 typer.echo(f"    {key} = {getattr(defaults, key)!r}: {help_text}")
 
 
+def _one_line(exc: BaseException) -> str:
+    """The exception's message and notes on one line."""
+    text = " ".join([str(exc), *(f"({note})" for note in getattr(exc, "__notes__", []))])
+    return " ".join(text.split())
+
+
 def main() -> None:
+    """Run the command line. A user's mistake prints one line and exits 2, as a bad flag does;
+    any other error prints one line and exits 1, or its traceback with ``--debug`` (given
+    anywhere on the command line)."""
+    args = sys.argv[1:]
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"]
     try:
-        app()
+        status = app(args=args, prog_name="shoptransfer", standalone_mode=False)
+    except _FLAG_ERROR as exc:  # a bad flag or argument, named by click's message
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+            typer.echo(context.get_help())
+        else:
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        status = exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        status = 1
     except ShopTransferError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        status = 2
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {_one_line(exc)}; "
+            "rerun with --debug for the traceback",
+            err=True,
+        )
+        status = 1
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,15 @@ def _load_tokenizer_and_config(location: str) -> tuple[Any, Any]:
         ) from None
 
 
+def text_length_limit(backbone: str) -> int:
+    """The most tokens a text backbone reads per text: its position embeddings (or its
+    tokenizer's limit, where that is lower)."""
+    tokenizer, config = _load_tokenizer_and_config(resolve_backbone(backbone))
+    limits = [getattr(config, "max_position_embeddings", None), tokenizer.model_max_length]
+    known = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 10**6]
+    return min(known) if known else 10**6
+
+
 TRUNCATIONS = ("head", "head+tail")
 
 
@@ -74,6 +83,11 @@ class TextEncoder(nn.Module):
         self.precision = check_precision(precision)
         self.cached_layers = 0
         self.tokenizer, config = _load_tokenizer_and_config(self.location)
+        if self.max_length > text_length_limit(backbone):
+            raise ConfigError(
+                f"max_length {self.max_length}: backbone '{backbone}' reads at most "
+                f"{text_length_limit(backbone)} tokens per text"
+            )
         if pretrained:
             self.model = AutoModel.from_pretrained(self.location)
         else:
