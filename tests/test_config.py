@@ -154,8 +154,12 @@ REC_MINIMAL = {"task": "recommendation", "target": {"path": "inter.csv"}}
         ({**REC_MINIMAL, "ks": [10, 5, 10]}, "key 'ks': ks [10, 5, 10] give the cut-off 10"),
         ({**REC_MINIMAL, "ks": []}, "key 'ks': expected at least one cut-off"),
         ({**MINIMAL, "test_fraction": float("nan")}, "key 'test_fraction': Input should be"),
-        ({**MINIMAL, "image_size": 100_000}, "key 'image_size': Input should be less than or"),
-        ({**MINIMAL, "image_size": 8}, "key 'image_size': Input should be greater than or"),
+        (
+            {**MINIMAL, "image_size": 100_000},
+            "key 'image_size': 100000 pixels per side; expected 32 to 1024 (the image "
+            "backbones read 224",
+        ),
+        ({**MINIMAL, "image_size": 8}, "key 'image_size': 8 pixels per side; expected 32 to 1024"),
         ({**MINIMAL, "name": "n" * 101}, "key 'name': String should have at most 100 characters"),
         (
             {**MINIMAL, "recipes": [{"name": "scratch-tfidf", "c": float("inf")}]},
@@ -233,7 +237,7 @@ def test_merge_keys_may_override_what_they_merge(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "is a folder; expected an experiment YAML file"),
+        (None, "exp.yaml: a folder; expected an experiment YAML file"),
         (b"\x00\xff\xfe binary \x80", "not UTF-8 text"),
         ("name: café\n".encode("latin-1"), "not UTF-8 text"),
         (b"# " + b"x" * 1_000_001, "bytes; expected an experiment file under 1,000,000 bytes"),

@@ -112,7 +112,7 @@ def recommend(
             )
 
 
-def _list_option(value: str | None, name: str, cast: Any) -> list[Any] | None:
+def _list_option(value: str | None, name: str, cast: Any, example: str) -> list[Any] | None:
     from shoptransfer.errors import ConfigError
 
     if value is None:
@@ -120,7 +120,9 @@ def _list_option(value: str | None, name: str, cast: Any) -> list[Any] | None:
     try:
         return [cast(item.strip()) for item in value.split(",") if item.strip()]
     except ValueError:
-        raise ConfigError(f"--{name} '{value}': expected a comma-separated list") from None
+        raise ConfigError(
+            f"--{name} '{value}': expected a comma-separated list, such as {example}"
+        ) from None
 
 
 def _budget(item: str) -> int | float | str:
@@ -167,9 +169,9 @@ def compare(
                 entry["label"] = label
             data[key] = entry
     overrides = {
-        "recipes": _list_option(recipes, "recipes", str),
-        "budgets": _list_option(budgets, "budgets", _budget),
-        "seeds": _list_option(seeds, "seeds", int),
+        "recipes": _list_option(recipes, "recipes", str, "scratch-tfidf,fine-tune"),
+        "budgets": _list_option(budgets, "budgets", _budget, "0,16,0.5,all"),
+        "seeds": _list_option(seeds, "seeds", int, "0,1,2"),
         "name": name,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})

@@ -313,8 +313,6 @@ class HeldOutConfig(RunConfig):
     max_length: int = Field(128, gt=0, description="tokens kept per text")
     image_size: int | None = Field(
         None,
-        ge=MIN_IMAGE_SIZE,
-        le=MAX_IMAGE_SIZE,
         description="pixels per side images are resized to (default: the backbone's: 224 for "
         "efficientnet-lite0, 260 for efficientnet-lite2)",
     )
@@ -324,6 +322,16 @@ class HeldOutConfig(RunConfig):
         "time-to-target-quality report (compare turns it on)",
     )
     quality_sample: int = Field(500, gt=0, description="target test examples scored per epoch")
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, value: int | None) -> int | None:
+        if value is not None and not MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"{value} pixels per side; expected {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (the "
+                "image backbones read 224, efficientnet-lite0, or 260, efficientnet-lite2)"
+            )
+        return value
 
 
 class ExperimentConfig(HeldOutConfig):
@@ -643,7 +651,8 @@ def _read_yaml(path: Path) -> Any:
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
     if not path.is_file():
-        raise ConfigError(f"{path}: is a folder; expected an experiment YAML file")
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise ConfigError(f"{path}: {kind}; expected an experiment YAML file")
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:

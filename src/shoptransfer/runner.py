@@ -104,10 +104,11 @@ def run(
     capped at what the backbone reads) are listed under ``capped_settings`` in
     ``results.json``."""
     check_folder(config.output_dir, "output_dir")
-    if config.cache_dir is not None:
-        check_folder(config.cache_dir, "cache_dir")
-    task = make_task(config)
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
+    check_folder(
+        cache.root, "cache_dir" if config.cache_dir else "the embedding cache (SHOPTRANSFER_CACHE)"
+    )
+    task = make_task(config)
     data = task.prepare(cache)
     if hasattr(config, "backbone") and config.backbone is None:
         config = config.model_copy(update={"backbone": default_backbone(data.pool.holds)})
