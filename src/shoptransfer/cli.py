@@ -500,12 +500,15 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
+        # the machine's limits (a full disk, memory) are not bugs, but are no input mistake
+        kind = "error" if isinstance(exc, OSError | MemoryError) else "internal error"
         typer.echo(
-            f"internal error: {type(exc).__name__}: {_one_line(exc)}; "
-            "rerun with --debug for the traceback",
+            f"{kind}: {type(exc).__name__}: {_one_line(exc)}; rerun with --debug for the traceback",
             err=True,
         )
         status = 1
+    if status == 130:  # typer's status for Ctrl-C
+        typer.echo("interrupted", err=True)
     sys.exit(status if isinstance(status, int) else 0)
 
 

@@ -77,17 +77,16 @@ class TextEncoder(nn.Module):
         spec = get_backbone_spec(backbone)
         self.backbone = backbone
         self.location = resolve_backbone(backbone)
-        self.max_length = int(max_length or (spec.default_max_length if spec else 128))
+        # at most what the backbone reads (the runner reports a cap: capped_settings)
+        self.max_length = min(
+            int(max_length or (spec.default_max_length if spec else 128)),
+            text_length_limit(backbone),
+        )
         self.pretrained = pretrained
         self.truncation = truncation
         self.precision = check_precision(precision)
         self.cached_layers = 0
         self.tokenizer, config = _load_tokenizer_and_config(self.location)
-        if self.max_length > text_length_limit(backbone):
-            raise ConfigError(
-                f"max_length {self.max_length}: backbone '{backbone}' reads at most "
-                f"{text_length_limit(backbone)} tokens per text"
-            )
         if pretrained:
             self.model = AutoModel.from_pretrained(self.location)
         else:
