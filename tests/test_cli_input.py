@@ -84,6 +84,17 @@ def test_an_internal_error_is_one_line_and_its_traceback_needs_debug(
     monkeypatch.setattr(sys, "argv", ["shoptransfer", "recipes", "--debug"])
     with pytest.raises(RuntimeError, match="a bug"):
         main()
+
+    # the machine's limits are errors, not bugs, and not the user's input either
+    def disk_full() -> list[object]:
+        raise OSError(28, "Disk full")
+
+    monkeypatch.setattr("shoptransfer.catalogue.list_recipes", disk_full)
+    status, _, err = shoptransfer(monkeypatch, capsys, "recipes")
+    assert status == 1
+    assert one_line(err) == (
+        "error: OSError: [Errno 28] Disk full; rerun with --debug for the traceback"
+    )
     # a user's mistake stays one line with --debug
     status, _, err = shoptransfer(monkeypatch, capsys, "--debug", "run", "missing.yaml")
     assert status == 2 and one_line(err) == "error: missing.yaml: config file not found"

@@ -531,7 +531,9 @@ def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str
     if first["type"] == "value_error":  # our own validators' words, without pydantic's prefix
         return f"{where}: key '{key}': {first['ctx']['error']}{more}"
     given = first.get("input")
-    shown = f" (got {given!r:.60})" if isinstance(given, str | int | float | bool) else ""
+    if isinstance(given, str) and len(given) > 60:
+        given = given[:57] + "..."
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
     return f"{where}: key '{key}': {first['msg']}{shown}{more}"
 
 
