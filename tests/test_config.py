@@ -100,7 +100,7 @@ def test_each_recipe_entry_gets_a_unique_label() -> None:
                 {"name": "scratch-tfidf", "c": 10.0, "ngram_max": 1},
                 {"name": "frozen-features", "label": "ff-lbfgs", "solver": "lbfgs"},
                 {"name": "frozen-features"},
-                {"name": "frozen-features"},
+                {"name": "frozen-features", "epochs": 3},
             ],
         },
         "x.yaml",
@@ -111,7 +111,7 @@ def test_each_recipe_entry_gets_a_unique_label() -> None:
         "scratch-tfidf-c=10.0",
         "ff-lbfgs",
         "frozen-features",
-        "frozen-features#2",
+        "frozen-features-epochs=3",
     ]
     assert config.recipes[3].options == {"solver": "lbfgs"}
 
@@ -136,3 +136,120 @@ def test_each_recipe_entry_gets_a_unique_label() -> None:
 def test_duplicate_or_odd_labels_are_config_errors(recipes: list, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config({**MINIMAL, "recipes": recipes}, "x.yaml")
+
+
+REC_MINIMAL = {"task": "recommendation", "target": {"path": "inter.csv"}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({**MINIMAL, "recipes": []}, "x.yaml: key 'recipes': expected at least one recipe"),
+        ({**MINIMAL, "seeds": [0, 0]}, "key 'seeds': seeds [0, 0] give the seed 0 more than once"),
+        ({**MINIMAL, "seeds": [2**32]}, "key 'seeds.0': Input should be less than or equal to"),
+        ({**MINIMAL, "split_seed": 2**40}, "key 'split_seed': Input should be less than or equal"),
+        ({**MINIMAL, "budgets": [2, 2.0]}, "key 'budgets': budgets [2, 2.0] give the budget 2"),
+        ({**REC_MINIMAL, "budgets": ["all", 1]}, "budgets ['all', 1] give the budget 'all'"),
+        ({**REC_MINIMAL, "ks": [0]}, "key 'ks.0': Input should be greater than 0"),
+        ({**REC_MINIMAL, "ks": [10, 5, 10]}, "key 'ks': ks [10, 5, 10] give the cut-off 10"),
+        ({**REC_MINIMAL, "ks": []}, "key 'ks': expected at least one cut-off"),
+        ({**MINIMAL, "test_fraction": float("nan")}, "key 'test_fraction': Input should be"),
+        (
+            {**MINIMAL, "image_size": 100_000},
+            "key 'image_size': 100000 pixels per side; expected 32 to 1024 (the image "
+            "backbones read 224",
+        ),
+        ({**MINIMAL, "image_size": 8}, "key 'image_size': 8 pixels per side; expected 32 to 1024"),
+        ({**MINIMAL, "name": "n" * 101}, "key 'name': String should have at most 100 characters"),
+        (
+            {**MINIMAL, "recipes": [{"name": "scratch-tfidf", "c": float("inf")}]},
+            "key 'recipes.0': recipe 'scratch-tfidf': option 'c' is inf; expected a finite number",
+        ),
+        (
+            {**MINIMAL, "recipes": [{"name": "fine-tune", "image_size": 100_000}]},
+            "recipe 'fine-tune': option 'image_size' is 100000; expected an integer <= 1024",
+        ),
+        (
+            {**MINIMAL, "recipes": ["frozen-features", {"name": "frozen-features"}]},
+            "key 'recipes.1': the same recipe 'frozen-features' with the same options as "
+            "'recipes.0'",
+        ),
+        (
+            {
+                "task": "multi-task",
+                "target": {"path": "b.csv", "labels": {"s": "label"}},
+                "task_weights": {"s": float("nan")},
+            },
+            "key 'task_weights.s': Input should be a finite number",
+        ),
+    ],
+)
+def test_values_that_would_surprise_are_config_errors(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(data, "x.yaml")
+
+
+ALIAS_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
+    for previous, name in zip("abcdefgh", "bcdefghi")
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (  # a few hundred bytes standing for 9**9 values once expanded
+            "target: {path: b.csv}\na: &a [x, x, x, x, x, x, x, x, x]\n" + ALIAS_BOMB,
+            "holds more than 100,000 values once its aliases are expanded",
+        ),
+        ("a: &a [1, *a]\n", "line 1: an alias refers to a value that holds it"),
+        ("target: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 50 levels deep"),
+        ("target: {path: b.csv}\nname: a\nname: b\n", "line 3: key 'name' is given twice"),
+        ("target: {path: b.csv, path: c.csv}\n", "line 1: key 'path' is given twice"),
+        ("? [a]\n: 1\n", "line 1: not valid YAML (expected a plain key"),
+    ],
+)
+def test_yaml_that_would_hang_or_hide_a_value_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_merge_keys_may_override_what_they_merge(tmp_path: Path) -> None:
+    (tmp_path / "exp.yaml").write_text(
+        "target: {path: b.csv}\n"
+        "base: &base {name: fine-tune, epochs: 2}\n"
+        "recipes: [{<<: *base, epochs: 3}]\n"
+        "name: merged\n".replace("base: &base", "x-defaults: &base")
+    )
+    with pytest.raises(ConfigError, match="unknown key 'x-defaults'"):
+        load_config(tmp_path / "exp.yaml")  # the anchor's own key is still a key of the file
+    (tmp_path / "exp.yaml").write_text(
+        "target: {path: b.csv}\nrecipes: [&ft {name: fine-tune, epochs: 2}, {<<: *ft, epochs: 3}]\n"
+    )
+    config = load_config(tmp_path / "exp.yaml")
+    assert [entry.options for entry in config.recipes] == [{"epochs": 2}, {"epochs": 3}]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "exp.yaml: a folder; expected an experiment YAML file"),
+        (b"\x00\xff\xfe binary \x80", "not UTF-8 text"),
+        ("name: café\n".encode("latin-1"), "not UTF-8 text"),
+        (b"# " + b"x" * 1_000_001, "bytes; expected an experiment file under 1,000,000 bytes"),
+    ],
+)
+def test_files_that_are_not_experiment_files(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "exp.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)

@@ -17,13 +17,19 @@ from shoptransfer.errors import ShopTransferError
 
 app = typer.Typer(
     name="shoptransfer",
-    help="Transfer learning for e-commerce, measured against training from scratch.",
+    help="Transfer learning for e-commerce, measured against training from scratch. "
+    "A mistake in a file, key or flag prints one line and exits 2; an internal error prints one "
+    "line and exits 1 (add --debug anywhere for its traceback).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 DEMO_DOMAINS = ("books", "dvd", "electronics", "kitchen")
+# click's error for a bad flag or argument (typer may carry its own copy of click)
+_FLAG_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
 
 def _result_printer(task_name: str) -> Any:
@@ -79,12 +85,12 @@ def run(
 def recommend(
     run_dir: Annotated[Path, typer.Argument(help="a recommendation run folder")],
     user: Annotated[str, typer.Option(help="user id as in the data")],
-    k: Annotated[int, typer.Option(help="how many items")] = 10,
+    k: Annotated[int, typer.Option(help="how many items", min=1)] = 10,
     recipe: Annotated[
         str | None,
         typer.Option(help="recipe entry (label) of the run (default: best validation NDCG)"),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="seed of that recipe's model")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of that recipe's model", min=0)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Recommend the next items for a user, each with the history items behind it."""
@@ -106,7 +112,7 @@ def recommend(
             )
 
 
-def _list_option(value: str | None, name: str, cast: Any) -> list[Any] | None:
+def _list_option(value: str | None, name: str, cast: Any, example: str) -> list[Any] | None:
     from shoptransfer.errors import ConfigError
 
     if value is None:
@@ -114,7 +120,9 @@ def _list_option(value: str | None, name: str, cast: Any) -> list[Any] | None:
     try:
         return [cast(item.strip()) for item in value.split(",") if item.strip()]
     except ValueError:
-        raise ConfigError(f"--{name} '{value}': expected a comma-separated list") from None
+        raise ConfigError(
+            f"--{name} '{value}': expected a comma-separated list, such as {example}"
+        ) from None
 
 
 def _budget(item: str) -> int | float | str:
@@ -161,9 +169,9 @@ def compare(
                 entry["label"] = label
             data[key] = entry
     overrides = {
-        "recipes": _list_option(recipes, "recipes", str),
-        "budgets": _list_option(budgets, "budgets", _budget),
-        "seeds": _list_option(seeds, "seeds", int),
+        "recipes": _list_option(recipes, "recipes", str, "scratch-tfidf,fine-tune"),
+        "budgets": _list_option(budgets, "budgets", _budget, "0,16,0.5,all"),
+        "seeds": _list_option(seeds, "seeds", int, "0,1,2"),
         "name": name,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -203,7 +211,7 @@ def demo(
             help="target labels per class, comma-separated [reviews: 0,16,64; images: 0,5]"
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed", min=0, max=2**32 - 1)] = 0,
     output_dir: Annotated[Path, typer.Option(help="folder that receives the run")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
 ) -> None:
@@ -453,12 +461,47 @@ def objectives(
                 typer.echo(f"    {key} = {getattr(defaults, key)!r}: {help_text}")
 
 
+def _one_line(exc: BaseException) -> str:
+    """The exception's message and notes on one line."""
+    text = " ".join([str(exc), *(f"({note})" for note in getattr(exc, "__notes__", []))])
+    return " ".join(text.split())
+
+
 def main() -> None:
+    """Run the command line. A user's mistake prints one line and exits 2, as a bad flag does;
+    any other error prints one line and exits 1, or its traceback with ``--debug`` (given
+    anywhere on the command line)."""
+    args = sys.argv[1:]
+    debug = "--debug" in args
+    args = [arg for arg in args if arg != "--debug"]
     try:
-        app()
+        status = app(args=args, prog_name="shoptransfer", standalone_mode=False)
+    except _FLAG_ERROR as exc:  # a bad flag or argument, named by click's message
+        context = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:
+            typer.echo(context.get_help())
+        else:
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        status = exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        status = 1
     except ShopTransferError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        status = 2
+    except Exception as exc:
+        if debug:
+            raise
+        # the machine's limits (a full disk, memory) are not bugs, but are no input mistake
+        kind = "error" if isinstance(exc, OSError | MemoryError) else "internal error"
+        typer.echo(
+            f"{kind}: {type(exc).__name__}: {_one_line(exc)}; rerun with --debug for the traceback",
+            err=True,
+        )
+        status = 1
+    if status == 130:  # typer's status for Ctrl-C
+        typer.echo("interrupted", err=True)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
     PositiveInt,
     ValidationError,
     ValidationInfo,
     field_validator,
 )
 
+from shoptransfer.backbones.image import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from shoptransfer.errors import ConfigError
 
 DEFAULT_RECIPES = ["scratch-tfidf", "scratch-transformer", "frozen-features", "fine-tune"]
+# numpy and scikit-learn take seeds below 2**32
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class _Strict(BaseModel):
-    # strict: no value changes type on the way in (true is not 1, "3" is not 3)
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # strict: no value changes type on the way in (true is not 1, "3" is not 3); no NaN or
+    # infinity where a number is expected
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class DomainConfig(_Strict):
@@ -247,25 +250,31 @@ def _checked_budgets(
     for b in value:
         if not valid(b):
             raise ValueError(f"budget {b!r} is not valid; {expected}")
-    if len({str(b) for b in value}) < len(value):
-        raise ValueError(f"budgets {value} repeat a budget; expected each once")
     if fractions_only:
-        return ["all" if b == "all" or b == 1 else float(b) for b in value]
-    return [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
+        budgets = ["all" if b == "all" or b == 1 else float(b) for b in value]
+    else:
+        budgets = [int(b) if isinstance(b, float) and b.is_integer() else b for b in value]
+    repeated = sorted({repr(b) for b in budgets if budgets.count(b) > 1})
+    if repeated:
+        raise ValueError(
+            f"budgets {value} give the budget {' and '.join(repeated)} more than once; "
+            "expected each once"
+        )
+    return budgets
 
 
 class RunConfig(_Strict):
     """What every task's experiment file shares: recipes x budgets x seeds, and where the run
     goes. Each task's config adds its domains and settings."""
 
-    name: str = Field("experiment", description="run name, used in the run folder's name")
+    name: str = Field(
+        "experiment", max_length=100, description="run name, used in the run folder's name"
+    )
     recipes: list[RecipeConfig] = Field(
         default_factory=lambda: [RecipeConfig(name=n) for n in DEFAULT_RECIPES],
         validate_default=True,
     )
-    seeds: list[NonNegativeInt] = Field(
-        [0], description="random seeds; each gives one result per cell"
-    )
+    seeds: list[Seed] = Field([0], description="random seeds; each gives one result per cell")
     output_dir: str = Field("runs", description="folder that receives the run folder")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
     save_models: bool = Field(True, description="save every trained model in the run folder")
@@ -300,8 +309,12 @@ class RunConfig(_Strict):
     def _seeds(cls, value: list[int]) -> list[int]:
         if not value:
             raise ValueError("expected at least one seed")
-        if len(set(value)) < len(value):
-            raise ValueError(f"seeds {value} repeat a seed; expected each once")
+        repeated = sorted({seed for seed in value if value.count(seed) > 1})
+        if repeated:
+            raise ValueError(
+                f"seeds {value} give the seed {' and '.join(map(str, repeated))} more than "
+                "once; expected each once (each seed gives the same numbers again)"
+            )
         return value
 
 
@@ -310,9 +323,7 @@ class HeldOutConfig(RunConfig):
     target, fixed across seeds), the backbone, and the per-epoch quality curve."""
 
     test_fraction: float = Field(0.5, gt=0, lt=1, description="share of target held out as test")
-    split_seed: int = Field(
-        0, ge=0, description="seed of the target test split (fixed across seeds)"
-    )
+    split_seed: Seed = Field(0, description="seed of the target test split (fixed across seeds)")
     backbone: str | None = Field(
         None,
         description="backbone of the neural recipes (default: minilm-l6 for texts, "
@@ -320,7 +331,9 @@ class HeldOutConfig(RunConfig):
     )
     max_length: int = Field(128, gt=0, description="tokens kept per text")
     image_size: int | None = Field(
-        None, gt=0, description="pixels per side images are resized to (default: the backbone's)"
+        None,
+        description="pixels per side images are resized to (default: the backbone's: 224 for "
+        "efficientnet-lite0, 260 for efficientnet-lite2)",
     )
     track_quality: bool = Field(
         False,
@@ -328,6 +341,16 @@ class HeldOutConfig(RunConfig):
         "time-to-target-quality report (compare turns it on)",
     )
     quality_sample: int = Field(500, gt=0, description="target test examples scored per epoch")
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, value: int | None) -> int | None:
+        if value is not None and not MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"{value} pixels per side; expected {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (the "
+                "image backbones read 224, efficientnet-lite0, or 260, efficientnet-lite2)"
+            )
+        return value
 
 
 class ExperimentConfig(HeldOutConfig):
@@ -488,6 +511,19 @@ class RecommendationConfig(RunConfig):
     def _budgets(cls, value: Any) -> Any:
         return _checked_budgets(value, fractions_only=True)
 
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("expected at least one cut-off, such as [10]")
+        repeated = sorted({k for k in value if value.count(k) > 1})
+        if repeated:
+            raise ValueError(
+                f"ks {value} give the cut-off {' and '.join(map(str, repeated))} more than "
+                "once; expected each once"
+            )
+        return value
+
 
 class RatingConfig(RunConfig):
     """Rating prediction: (user, item) -> rating, squared error; RMSE decides. The target's
@@ -534,7 +570,8 @@ CONFIGS: dict[str, type[RunConfig]] = {
 
 def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str:
     first = error.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    # a union's branches add their type to the path ('dict[str,float]'): not a key of the file
+    key = ".".join(str(p) for p in first["loc"] if "[" not in str(p)) or "(top level)"
     more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
     if first["type"] == "extra_forbidden":
         owner: Any = model
@@ -554,6 +591,8 @@ def _describe(error: ValidationError, where: str, model: type[BaseModel]) -> str
     if first["type"] == "value_error":  # our own validators' words, without pydantic's prefix
         return f"{where}: key '{key}': {first['ctx']['error']}{more}"
     given = first.get("input")
+    if isinstance(given, str) and len(given) > 60:
+        given = given[:57] + "..."
     shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
     return f"{where}: key '{key}': {first['msg']}{shown}{more}"
 
@@ -589,27 +628,131 @@ def _check_recipe_options(entries: list[RecipeConfig], where: str) -> None:
     work; options are kept as the recipe reads them (YAML's ``1e-3`` text becomes a number)."""
     from shoptransfer.catalogue import make_recipe  # the registry imports torch: only when needed
 
+    seen: dict[str, int] = {}
     for number, entry in enumerate(entries):
         try:
             recipe = make_recipe(entry.name, **entry.options)
         except ConfigError as exc:
             raise ConfigError(f"{where}: key 'recipes.{number}': {exc}") from None
         entry.options = {key: getattr(recipe, key) for key in entry.options}
+        same = repr((entry.name, sorted(entry.options.items())))
+        if same in seen:
+            raise ConfigError(
+                f"{where}: key 'recipes.{number}': the same recipe '{entry.name}' with the same "
+                f"options as 'recipes.{seen[same]}' (it would give the same numbers); list it once"
+            )
+        seen[same] = number
 
 
-def load_config(path: str | Path) -> Any:
-    """Read and validate an experiment YAML file."""
-    path = Path(path)
+MAX_CONFIG_BYTES = 1_000_000
+MAX_YAML_NODES = 100_000  # values after aliases are expanded; a large experiment has hundreds
+MAX_YAML_DEPTH = 50
+
+
+class _ExperimentLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "expected a plain key, not a list or a mapping", key_node.start_mark
+                )
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+def _expanded_size(root: yaml.Node, where: str) -> None:
+    """A ConfigError when the document, with every alias expanded, holds more than
+    :data:`MAX_YAML_NODES` values, nests deeper than :data:`MAX_YAML_DEPTH`, or refers to
+    itself: a few hundred bytes of aliases can otherwise stand for gigabytes."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        line = node.start_mark.line + 1
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{where} line {line}: nested more than {MAX_YAML_DEPTH} levels deep")
+        if id(node) in open_nodes:
+            raise ConfigError(f"{where} line {line}: an alias refers to a value that holds it")
+        total = 1
+        if isinstance(node, yaml.CollectionNode):
+            open_nodes.add(id(node))
+            for child in node.value:  # a sequence's values, or a mapping's (key, value) pairs
+                for part in child if isinstance(child, tuple) else (child,):
+                    total += size(part, depth + 1)
+                    if total > MAX_YAML_NODES:
+                        raise ConfigError(
+                            f"{where} line {line}: holds more than {MAX_YAML_NODES:,} values "
+                            "once its aliases are expanded; expected an experiment file"
+                        )
+            open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    size(root, 0)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document of ``path``, within the limits above; a ConfigError names what is
+    wrong (and the line, where YAML tells it)."""
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise ConfigError(f"{path}: {kind}; expected an experiment YAML file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: {size:,} bytes; expected an experiment file under "
+                f"{MAX_CONFIG_BYTES:,} bytes"
+            )
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    loader = _ExperimentLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _expanded_size(root, str(path))
+        return loader.construct_document(root)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"{path} line {exc.line}: key '{exc.key}' is given twice; expected each key once"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(
             f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"
         ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    return parse_config(data, str(path), path.parent)
+    except RecursionError:  # PyYAML's parser recurses once per level of nesting
+        raise ConfigError(
+            f"{path}: nested more than {MAX_YAML_DEPTH} levels deep; expected an experiment file"
+        ) from None
+    finally:
+        loader.dispose()
+
+
+def load_config(path: str | Path) -> Any:
+    """Read and validate an experiment YAML file."""
+    path = Path(path)
+    return parse_config(_read_yaml(path), str(path), path.parent)

@@ -20,27 +20,77 @@ import yaml
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.features import default_backbone
+from shoptransfer.backbones.registry import backbone_modality
+from shoptransfer.backbones.text import text_length_limit
 from shoptransfer.catalogue import make_recipe
+from shoptransfer.errors import ConfigError
 from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.metering import QualityMonitor, StageCache, measure, monitoring
 from shoptransfer.recipes.base import FitData
-from shoptransfer.runs import RESULTS_FILE, PeakMemory, environment, new_run_dir
+from shoptransfer.runs import RESULTS_FILE, PeakMemory, check_folder, environment, run_folder
 from shoptransfer.tasks import Task, TaskData, make_task
 
+LENGTH_SETTINGS = ("max_length", "text_max_length")  # tokens per text a text backbone reads
 
-def build_recipes(config: Any, seed: int) -> list[tuple[str, Any]]:
+
+def _capped_length(backbone: str | None, key: str, value: Any) -> dict[str, Any] | None:
+    """What capping ``key`` = ``value`` at the text ``backbone``'s limit changes (None: nothing)."""
+    if backbone is None or backbone_modality(backbone) != "text" or not isinstance(value, int):
+        return None
+    limit = text_length_limit(backbone)
+    if value <= limit:
+        return None
+    return {"setting": key, "given": value, "used": limit, "backbone": backbone}
+
+
+def build_recipes(
+    config: Any, seed: int, capped: list[dict[str, Any]] | None = None
+) -> list[tuple[str, Any]]:
     """``(label, recipe)`` for every entry of the config, with the run-wide settings
-    (backbone, max_length, image_size) where the entry does not set them."""
+    (backbone, max_length, image_size) where the entry does not set them. A text length above
+    what the recipe's backbone reads is capped at it, and the change added to ``capped``."""
     built = []
     for entry in config.recipes:
+        label = entry.label or entry.name
         recipe = make_recipe(entry.name, **entry.options)
         for key in ("backbone", "max_length", "image_size"):
             value = getattr(config, key, None)
             if hasattr(recipe, key) and key not in entry.options and value is not None:
                 setattr(recipe, key, value)
+        for key in LENGTH_SETTINGS:
+            change = _capped_length(
+                getattr(recipe, "backbone", None), key, getattr(recipe, key, None)
+            )
+            if change is not None:
+                setattr(recipe, key, change["used"])
+                if capped is not None:
+                    capped.append({"recipe": label, **change})
         recipe.seed = seed
-        built.append((entry.label or entry.name, recipe))
+        built.append((label, recipe))
     return built
+
+
+def _capped_config(config: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """The config with its run-wide ``max_length`` capped at its text backbone's limit (a
+    backbone that does not load is left for the recipes that use it to report)."""
+    try:
+        change = _capped_length(
+            getattr(config, "backbone", None), "max_length", getattr(config, "max_length", None)
+        )
+    except ConfigError:
+        return config, []
+    if change is None:
+        return config, []
+    return config.model_copy(update={"max_length": change["used"]}), [change]
+
+
+def capped_warning(change: dict[str, Any]) -> str:
+    """One line saying what a capped text length was and is."""
+    where = f"recipe '{change['recipe']}': " if "recipe" in change else ""
+    return (
+        f"{where}{change['setting']} {change['given']} is more than backbone "
+        f"'{change['backbone']}' reads; texts are cut at {change['used']} tokens"
+    )
 
 
 def run(
@@ -48,66 +98,83 @@ def run(
     show_progress: bool = True,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
-    """Run every recipe x budget x seed cell of ``config`` (any task); return the run folder."""
-    task = make_task(config)
+    """Run every recipe x budget x seed cell of ``config`` (any task); return the run folder.
+
+    A run that fails before a cell finishes leaves no run folder behind; one that fails later
+    keeps the cells that finished (the error says so). Settings the run changed (a text length
+    capped at what the backbone reads) are listed under ``capped_settings`` in
+    ``results.json``."""
+    check_folder(config.output_dir, "output_dir")
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
+    check_folder(
+        cache.root, "cache_dir" if config.cache_dir else "the embedding cache (SHOPTRANSFER_CACHE)"
+    )
+    task = make_task(config)
     data = task.prepare(cache)
     if hasattr(config, "backbone") and config.backbone is None:
         config = config.model_copy(update={"backbone": default_backbone(data.pool.holds)})
-        task.config = config
-    task.check(data, [recipe for _, recipe in build_recipes(config, config.seeds[0])])
-    for line in data.warnings:
+    config, capped = _capped_config(config)
+    task.config = config
+    task.check(data, [recipe for _, recipe in build_recipes(config, config.seeds[0], capped)])
+    warnings = [*data.warnings, *(capped_warning(change) for change in capped)]
+    for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
 
-    run_dir = new_run_dir(config.output_dir, config.name)
-    resolved = config.model_dump(mode="json")
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    payload: dict[str, Any] = {
-        "task": task.name,
-        "name": config.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": resolved,
-        "primary_metric": task.primary_key(),
-        "higher_is_better": task.higher_is_better,
-        "data": data.description,
-        "warnings": data.warnings,
-        **environment(),
-        **task.extra_results(data, cache),
-        "results": [],
-    }
-    atomic_write_json(run_dir / RESULTS_FILE, payload)
-    scorer = task.quality_scorer(data)
-    # trained stages the run's fits share (a source stage across budgets, a pre-training
-    # across recipes); each reuse is charged its full cost to the cell that reuses it
-    stages = StageCache(limit=max(4, len(config.recipes)))
-    for seed in config.seeds:
-        recipes = build_recipes(config, seed)
-        for budget in config.budgets:
-            fit_data = FitData(
-                source=data.source,
-                target=task.draw(data, budget, seed),
-                unlabeled=data.unlabeled,
-                classes=data.classes,
-                cache=cache,
-                stages=stages,
-                outputs=data.outputs,
-            )
-            for label, recipe in recipes:
-                record = run_cell(
-                    task,
-                    recipe,
-                    label,
-                    data,
-                    fit_data,
-                    budget,
-                    seed,
-                    run_dir if config.save_models else None,
-                    scorer,
+    records: list[dict[str, Any]] = []
+
+    def finished() -> int:
+        return sum(record["status"] == "ok" for record in records)
+
+    with run_folder(config.output_dir, config.name, finished) as run_dir:
+        resolved = config.model_dump(mode="json")
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        payload: dict[str, Any] = {
+            "task": task.name,
+            "name": config.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": resolved,
+            "primary_metric": task.primary_key(),
+            "higher_is_better": task.higher_is_better,
+            "data": data.description,
+            **({"capped_settings": capped} if capped else {}),
+            "warnings": warnings,
+            **environment(),
+            **task.extra_results(data, cache),
+            "results": records,
+        }
+        atomic_write_json(run_dir / RESULTS_FILE, payload)
+        scorer = task.quality_scorer(data)
+        # trained stages the run's fits share (a source stage across budgets, a pre-training
+        # across recipes); each reuse is charged its full cost to the cell that reuses it
+        stages = StageCache(limit=max(4, len(config.recipes)))
+        for seed in config.seeds:
+            recipes = build_recipes(config, seed)
+            for budget in config.budgets:
+                fit_data = FitData(
+                    source=data.source,
+                    target=task.draw(data, budget, seed),
+                    unlabeled=data.unlabeled,
+                    classes=data.classes,
+                    cache=cache,
+                    stages=stages,
+                    outputs=data.outputs,
                 )
-                payload["results"].append(record)
-                atomic_write_json(run_dir / RESULTS_FILE, payload)
-                if on_result is not None:
-                    on_result(record)
+                for label, recipe in recipes:
+                    record = run_cell(
+                        task,
+                        recipe,
+                        label,
+                        data,
+                        fit_data,
+                        budget,
+                        seed,
+                        run_dir if config.save_models else None,
+                        scorer,
+                    )
+                    records.append(record)
+                    atomic_write_json(run_dir / RESULTS_FILE, payload)
+                    if on_result is not None:
+                        on_result(record)
     return run_dir
 
 

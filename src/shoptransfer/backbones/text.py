@@ -40,6 +40,15 @@ def _load_tokenizer_and_config(location: str) -> tuple[Any, Any]:
         ) from None
 
 
+def text_length_limit(backbone: str) -> int:
+    """The most tokens a text backbone reads per text: its position embeddings (or its
+    tokenizer's limit, where that is lower)."""
+    tokenizer, config = _load_tokenizer_and_config(resolve_backbone(backbone))
+    limits = [getattr(config, "max_position_embeddings", None), tokenizer.model_max_length]
+    known = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 10**6]
+    return min(known) if known else 10**6
+
+
 TRUNCATIONS = ("head", "head+tail")
 
 
@@ -68,7 +77,11 @@ class TextEncoder(nn.Module):
         spec = get_backbone_spec(backbone)
         self.backbone = backbone
         self.location = resolve_backbone(backbone)
-        self.max_length = int(max_length or (spec.default_max_length if spec else 128))
+        # at most what the backbone reads (the runner reports a cap: capped_settings)
+        self.max_length = min(
+            int(max_length or (spec.default_max_length if spec else 128)),
+            text_length_limit(backbone),
+        )
         self.pretrained = pretrained
         self.truncation = truncation
         self.precision = check_precision(precision)

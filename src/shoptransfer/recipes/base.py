@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import re
 import types
 import typing
@@ -17,6 +18,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.image import MAX_IMAGE_SIZE
 from shoptransfer.backbones.precision import PRECISIONS
 from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, TextDomain
@@ -182,6 +184,8 @@ class _OptionRule:
         if self.choices is not None and isinstance(checked, str) and checked not in self.choices:
             raise ConfigError(f"{where}; expected one of {list(self.choices)}")
         is_number = isinstance(checked, int | float) and not isinstance(checked, bool)
+        if is_number and not math.isfinite(checked):
+            raise ConfigError(f"{where}; expected a finite number")
         for sign, bound, holds in self.bounds:
             if is_number and not holds(checked, bound):
                 raise ConfigError(
@@ -429,8 +433,10 @@ class BackboneRecipe(Recipe):
     )
     image_size: int = option(
         0,
-        "pixels per side an image backbone reads (0: its native size)",
+        "pixels per side an image backbone reads (0: its native size, 224 for "
+        f"efficientnet-lite0, 260 for efficientnet-lite2; at most {MAX_IMAGE_SIZE})",
         minimum=0,
+        maximum=MAX_IMAGE_SIZE,
         group="backbone",
     )
     precision: str = option(
