@@ -18,7 +18,7 @@ from shoptransfer.api import export_model, load_model, predict, run_experiment
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.config import load_config
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.export.exporter import _text_settings, _tokenizer_json
+from shoptransfer.export.exporter import text_settings, tokenizer_json
 from shoptransfer.export.runtime import (
     EXPORT_FILE,
     FP32_FILE,
@@ -116,8 +116,8 @@ def test_runtime_tokenizes_as_the_encoder_does(
     tmp_path: Path, tiny_backbone: str, truncation: str
 ) -> None:
     encoder = TextEncoder(tiny_backbone, max_length=12, truncation=truncation, pretrained=False)
-    (tmp_path / TOKENIZER_FILE).write_text(_tokenizer_json(encoder))
-    reader = TextReader(tmp_path, _text_settings(encoder))
+    (tmp_path / TOKENIZER_FILE).write_text(tokenizer_json(encoder))
+    reader = TextReader(tmp_path, text_settings(encoder))
     texts = [*TEXTS, "Ünïcode, émojis 🙂 and   spaces", "x"]
     ids = reader.ids(texts)
     expected = encoder.tokenize(texts)
@@ -258,6 +258,14 @@ def test_regression_exports_one_number(tmp_path: Path, tiny_backbone: str) -> No
         onnx.predict_proba(TEXTS)
     values, _, classes = predict(run_dir, TEXTS, onnx=True)
     assert classes == [] and len(values) == len(TEXTS)
+    # without the run's data the export is written, and says why it was not checked
+    (tmp_path / "kitchen.csv").rename(tmp_path / "moved.csv")
+    folder, card = export_model(run_dir)
+    assert card["check"] == {
+        "skipped": f"the run's test data could not be read again: {tmp_path / 'kitchen.csv'}: "
+        "file not found"
+    }
+    assert OnnxPredictor(folder).predict(TEXTS) == pytest.approx(values)
 
 
 # -- images -----------------------------------------------------------------------------------

@@ -52,6 +52,10 @@ from shoptransfer.recipes.neural import NeuralPredictor
 OPSET = 17
 GOAL_AGREEMENT = 0.995  # label agreement an int8 model should keep with PyTorch
 QUANTIZATIONS = ("none", "int8")
+INT8_METHOD = (
+    "onnxruntime dynamic quantisation: int8 weights with a scale per output channel, "
+    "activations quantised to uint8 per batch at run time"
+)
 _EXAMPLE_TEXTS = ["an example review, long enough to be padded against", "short"]
 
 
@@ -155,7 +159,7 @@ def _output_names(predictor: NeuralPredictor) -> list[str]:
     return ["probabilities"]
 
 
-def _text_settings(encoder: TextEncoder) -> dict[str, Any]:
+def text_settings(encoder: TextEncoder) -> dict[str, Any]:
     """How the runtime rebuilds the encoder's token ids (checked against its tokenizer)."""
     tok = encoder.tokenizer
     if not getattr(tok, "is_fast", False):
@@ -184,7 +188,7 @@ def _text_settings(encoder: TextEncoder) -> dict[str, Any]:
     }
 
 
-def _tokenizer_json(encoder: TextEncoder) -> str:
+def tokenizer_json(encoder: TextEncoder) -> str:
     """The backbone's fast tokenizer without the truncation or padding left on it."""
     tokenizers = require("tokenizers")
     backend = tokenizers.Tokenizer.from_str(encoder.tokenizer.backend_tokenizer.to_str())
@@ -274,6 +278,7 @@ def export_onnx(
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    staging.chmod(destination.parent.stat().st_mode & 0o777)  # mkdtemp's folder is private
     try:
         card = _write(predictor, staging, quantize, about or {})
         atomic_write_json(staging / EXPORT_FILE, card)  # the runtime reads it for the check
@@ -314,7 +319,11 @@ def _write(
     if quantize == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(fp32), str(folder / INT8_FILE), weight_type=QuantType.QInt8)
+        # per-channel weight scales: on a fine-tuned MiniLM they kept 96.8 % of labels where
+        # one scale per tensor kept 89.2 % (README, Export)
+        quantize_dynamic(
+            str(fp32), str(folder / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True
+        )
         files[INT8_FILE] = file_record(folder / INT8_FILE)
     outputs = predictor.outputs
     described: dict[str, Any] = {"kind": outputs.kind, "names": names}
@@ -334,12 +343,13 @@ def _write(
         "adapter_merged": _adapter(predictor),
         "pytorch_precision": predictor.model.precision,
         "onnx_precision": ["fp32", *(["int8"] if quantize == "int8" else [])],
+        **({"quantization": INT8_METHOD} if quantize == "int8" else {}),
         "opset": OPSET,
         "versions": _versions(),
     }
     if reads == "texts":
-        card["text"] = _text_settings(backbone)
-        atomic_write_text(folder / TOKENIZER_FILE, _tokenizer_json(backbone))
+        card["text"] = text_settings(backbone)
+        atomic_write_text(folder / TOKENIZER_FILE, tokenizer_json(backbone))
         files[TOKENIZER_FILE] = file_record(folder / TOKENIZER_FILE)
     elif reads == "images":
         preprocessing = backbone.preprocessing
