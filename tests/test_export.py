@@ -58,6 +58,7 @@ def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: str) -> Pa
             {"name": "frozen-features", "epochs": 2},
             {"name": "fine-tune", "epochs": 1, "target_epochs": 1, "truncation": "head+tail"},
             {"name": "lora", "epochs": 1, "learning_rate": 1e-2},
+            {"name": "ia3", "epochs": 1, "learning_rate": 1e-2},
         ],
         "budgets": [8],
     }
@@ -65,7 +66,7 @@ def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: str) -> Pa
     return run_experiment(load_config(path), show_progress=False)
 
 
-@pytest.mark.parametrize("label", ["frozen-features", "fine-tune", "lora"])
+@pytest.mark.parametrize("label", ["frozen-features", "fine-tune", "lora", "ia3"])
 def test_onnx_predicts_what_pytorch_predicts(text_run: Path, label: str) -> None:
     folder, card = export_model(text_run, model=label, quantize="int8")
     assert folder == text_run / "exports" / f"{label}-k8-seed0"
@@ -109,6 +110,27 @@ def test_lora_is_merged_into_plain_weights(text_run: Path) -> None:
     names = [i.name for i in graph.initializer] + [n.name for n in graph.node]
     assert names and not [name for name in names if "lora" in name.lower()]
     assert not (folder / INT8_FILE).exists()  # a re-export without int8 drops the old one
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left
+    _, card = export_model(text_run, model="ia3")
+    assert card["adapter_merged"] == "ia3"
+
+
+def test_models_over_vectors_export_too(tmp_path: Path) -> None:
+    from shoptransfer.data.domain import FeatureDomain
+    from shoptransfer.export.exporter import HeldOut, export_onnx
+    from shoptransfer.recipes import FitData, make_recipe
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(60, 5)).astype(np.float32)
+    labels = ["a" if v[0] + v[1] > 0 else "b" for v in vectors]
+    domain = FeatureDomain("market", vectors[:40], labels[:40])
+    for name in ("frozen-features", "mlp"):
+        predictor = make_recipe(name, epochs=3).fit(FitData(domain))
+        card = export_onnx(predictor, tmp_path / name, held_out=HeldOut(vectors[40:], "20 rows"))
+        assert card["reads"] == "vectors" and card["inputs"] == {"features": ["batch", 5]}
+        assert card["check"]["fp32"]["agreement"] == 1.0, name
+        onnx = OnnxPredictor(tmp_path / name)
+        assert np.abs(onnx.predict_proba(vectors) - predictor.predict_proba(vectors)).max() < 1e-5
 
 
 @pytest.mark.parametrize("truncation", ["head", "head+tail"])
