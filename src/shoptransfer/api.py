@@ -27,6 +27,7 @@ from shoptransfer.files import atomic_write_json
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, read_model_metadata
+from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.recommenders.base import load_ranker
 from shoptransfer.runner import run
 from shoptransfer.runs import RESULTS_FILE, load_results
@@ -190,6 +191,7 @@ def export_model(
             f"classifiers (give --model; neural models in {run_dir}: {neural or 'none'})"
         )
     predictor = load_predictor(folder)
+    assert isinstance(predictor, NeuralPredictor)  # its kind, checked above
     held_out, note = _held_out(run_dir, predictor)
     about = {"model": folder.name, "model_dir": str(folder.relative_to(run_dir))}
     destination = export_folder(run_dir, folder.name)

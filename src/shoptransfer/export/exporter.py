@@ -101,7 +101,7 @@ class _Graph(nn.Module):
         model = predictor.model
         if predictor.frozen is not None:
             self.backbone: nn.Module | None = copy.deepcopy(predictor.frozen)
-            self.over_features = model.encoder
+            self.over_features: Any = model.encoder
         elif is_backbone(model.encoder):
             self.backbone = copy.deepcopy(model.encoder)
             self.over_features = None
@@ -208,7 +208,7 @@ def _example_inputs(reads: str, backbone: Any, predictor: NeuralPredictor) -> di
     return {"features": torch.zeros(2, _vector_size(predictor.model))}
 
 
-def _vector_size(model: nn.Module) -> int:
+def _vector_size(model: Any) -> int:
     """How many numbers a model over vectors reads per example."""
     encoder = model.encoder
     if encoder is None:
