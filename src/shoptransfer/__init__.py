@@ -1,26 +1,43 @@
-"""shoptransfer: transfer learning for e-commerce, measured against training from scratch."""
+"""shoptransfer: transfer learning for e-commerce, measured against training from scratch.
 
-from shoptransfer.api import compare, load_model, predict, read_domain, recommend, run_experiment
-from shoptransfer.config import ExperimentConfig, load_config, parse_config
-from shoptransfer.data import TextDomain, read_blitzer, read_table
-from shoptransfer.errors import ConfigError, DataError, ShopTransferError
+The names below are imported when first used, so that importing a light module of the
+package (the ONNX runtime, say) does not load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ConfigError",
-    "DataError",
-    "ExperimentConfig",
-    "ShopTransferError",
-    "TextDomain",
-    "compare",
-    "load_config",
-    "load_model",
-    "parse_config",
-    "predict",
-    "read_blitzer",
-    "read_domain",
-    "read_table",
-    "recommend",
-    "run_experiment",
-]
+_WHERE = {
+    "compare": "shoptransfer.api",
+    "export_model": "shoptransfer.api",
+    "load_model": "shoptransfer.api",
+    "predict": "shoptransfer.api",
+    "read_domain": "shoptransfer.api",
+    "recommend": "shoptransfer.api",
+    "run_experiment": "shoptransfer.api",
+    "ExperimentConfig": "shoptransfer.config",
+    "load_config": "shoptransfer.config",
+    "parse_config": "shoptransfer.config",
+    "TextDomain": "shoptransfer.data",
+    "read_blitzer": "shoptransfer.data",
+    "read_table": "shoptransfer.data",
+    "ConfigError": "shoptransfer.errors",
+    "DataError": "shoptransfer.errors",
+    "ShopTransferError": "shoptransfer.errors",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'shoptransfer' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -19,21 +19,25 @@ from shoptransfer.backbones.inputs import saved_model_reads
 from shoptransfer.config import load_config
 from shoptransfer.data import read_domain
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
-from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
+from shoptransfer.export.exporter import HeldOut, export_onnx
+from shoptransfer.export.runtime import EXPORT_FILE, OnnxPredictor, export_folder
 from shoptransfer.files import atomic_write_json
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
-from shoptransfer.recipes.base import Predictor, load_saved_model
+from shoptransfer.recipes.base import Predictor, load_saved_model, read_model_metadata
+from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.recommenders.base import load_ranker
 from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
 from shoptransfer.runs import RESULTS_FILE, load_results
-from shoptransfer.tasks import Task, list_tasks
+from shoptransfer.tasks import Task, list_tasks, make_task
 
 __all__ = [
     "choose_model",
     "compare",
+    "export_model",
     "load_model",
     "predict",
     "predict_ratings",
@@ -115,28 +119,35 @@ def model_reads(model_dir: Path) -> str:
 
 
 def predict(
-    run_dir: str | Path, texts: Sequence[str], model: str | None = None
+    run_dir: str | Path, texts: Sequence[str], model: str | None = None, onnx: bool = False
 ) -> tuple[Any, Any, Any]:
     """Labels and probabilities for ``texts`` (or image paths, for an image model); also
     returns the classes (probability columns).
 
     A regression model returns its numbers (a list, the same as an array) and no classes; a
-    multi-task model returns the three per task, each a dict keyed by the task's name."""
+    multi-task model returns the three per task, each a dict keyed by the task's name.
+    ``onnx``: score with the model's ONNX export (``shoptransfer export``; its int8 model when
+    it has one, else fp32) through onnxruntime instead of PyTorch."""
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"input {i + 1} is empty; expected some text to classify")
-    predictor = load_model(run_dir, model)
-    outputs = predictor.outputs
-    if outputs.kind == "value":
+    predictor: Any
+    if onnx:
+        predictor = load_export(run_dir, model)
+        kind, tasks = predictor.kind, predictor.tasks
+    else:
+        predictor = load_model(run_dir, model)
+        kind, tasks = predictor.outputs.kind, predictor.outputs.tasks
+    if kind == "value":
         values = np.asarray(predictor.predict(list(texts)), dtype=np.float64)
         return [float(v) for v in values], values, []
     probabilities = predictor.predict_proba(list(texts))
-    if outputs.kind == "tasks":
+    if kind == "tasks":
         labels = {
             name: [classes[i] for i in probabilities[name].argmax(axis=1)]
-            for name, classes in outputs.tasks
+            for name, classes in tasks
         }
-        return labels, probabilities, {name: list(classes) for name, classes in outputs.tasks}
+        return labels, probabilities, {name: list(classes) for name, classes in tasks}
     labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
     return labels, probabilities, predictor.classes
 
@@ -152,6 +163,105 @@ def predict_ratings(
     if not isinstance(predictor, RatingPredictor):
         raise DataError(f"{folder}: a {predictor.kind} model, not a rating model")
     return predictor.predict(list(users), list(items))
+
+
+def load_export(run_dir: str | Path, model: str | None = None) -> OnnxPredictor:
+    """The ONNX export of a run's model (default: the best one, as :func:`choose_model` picks
+    it), scored by onnxruntime: its int8 model when exported, else fp32."""
+    name = choose_model(run_dir, model).name
+    folder = export_folder(run_dir, name)
+    if not (folder / EXPORT_FILE).exists():
+        raise DataError(
+            f"{folder}: no ONNX export of model {name}; make one with "
+            f"`shoptransfer export {run_dir} --model {name} --format onnx`"
+        )
+    return OnnxPredictor(folder)
+
+
+def export_model(
+    run_dir: str | Path, model: str | None = None, format: str = "onnx", quantize: str = "none"
+) -> tuple[Path, dict[str, Any]]:
+    """Export a run's neural model to ONNX (``quantize="int8"``: also a dynamically quantised
+    copy) into ``RUN/exports/<model folder>/``, checked on the run's target test set; return
+    the folder and what its ``export.json`` records.
+
+    ``model``: a model folder name or a recipe label of the run (a label: its model at the
+    largest budget and first seed); default the run's best model, as :func:`predict` picks it.
+    """
+    if format != "onnx":
+        raise ConfigError(f"--format '{format}'; expected 'onnx'")
+    run_dir = Path(run_dir)
+    folder = _model_to_export(run_dir, model)
+    _, metadata = read_model_metadata(folder)
+    if metadata["kind"] != "neural":
+        results = load_results(run_dir)
+        neural = [
+            Path(r["model_dir"]).name
+            for r in results.get("results", [])
+            if r.get("model_dir") and _kind(run_dir / r["model_dir"]) == "neural"
+        ]
+        which = f"{folder.name}, the run's best model," if model is None else folder.name
+        raise ConfigError(
+            f"{which} is a {metadata['kind']} model; ONNX export supports the neural "
+            f"classifiers (give --model; neural models in {run_dir}: {neural or 'none'})"
+        )
+    predictor = load_predictor(folder)
+    assert isinstance(predictor, NeuralPredictor)  # its kind, checked above
+    held_out, note = _held_out(run_dir, predictor)
+    about = {"model": folder.name, "model_dir": str(folder.relative_to(run_dir))}
+    destination = export_folder(run_dir, folder.name)
+    card = export_onnx(predictor, destination, quantize, held_out, about, note)
+    return destination, card
+
+
+def _kind(folder: Path) -> str | None:
+    try:
+        return str(read_model_metadata(folder)[1]["kind"])
+    except DataError:
+        return None
+
+
+def _model_to_export(run_dir: Path, model: str | None) -> Path:
+    """The folder of a model given by folder name or recipe label (default: the best)."""
+    if model is None:
+        return choose_model(run_dir)
+    results = load_results(run_dir)
+    saved = [r for r in results.get("results", []) if r.get("model_dir")]
+    names = [Path(r["model_dir"]).name for r in saved]
+    if model in names:
+        return run_dir / "models" / model
+    labels = sorted({r.get("label", r["recipe"]) for r in saved})
+    if model not in labels:
+        raise ConfigError(
+            f"--model '{model}': not a recipe label or model of {run_dir}; labels: "
+            f"{labels or 'none'}, models: {names or 'none'}"
+        )
+    return run_dir / _chosen_record(run_dir, results, model, None)["model_dir"]
+
+
+def _held_out(run_dir: Path, predictor: Predictor) -> tuple[HeldOut | None, str | None]:
+    """The run's target test set, read again as the run read it (from its ``config.yaml``),
+    to check an export on; or ``None`` and why not."""
+    try:
+        config = load_config(run_dir / "config.yaml")
+        task = make_task(config)
+        with showing_progress(False):
+            data = task.prepare(EmbeddingCache(None))
+    except ShopTransferError as exc:
+        return None, f"the run's test data could not be read again: {exc}"
+    recorded = load_results(run_dir).get("data", {}).get("target_test", {}).get("data_hash")
+    changed = recorded is not None and recorded != data.test.data_hash()
+    describe = (
+        f"the run's target test set '{data.test.name}' ({len(data.test)} examples, re-read from "
+        f"{run_dir / 'config.yaml'})"
+        + (" — its data hash differs from the run's: the files changed since" if changed else "")
+    )
+
+    def score(scored: Any) -> dict[str, Any]:
+        metrics = task.evaluate(scored, data)["metrics"]
+        return {key: value for key, value in metrics.items() if isinstance(value, float)}
+
+    return HeldOut(data.test.inputs, describe, score), None
 
 
 def _chosen_record(

@@ -307,6 +307,14 @@ def predict(
         typer.Option(help="model folder name in the run (default: best by its primary metric)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx",
+            help="score with the model's ONNX export (`shoptransfer export`) through "
+            "onnxruntime: its int8 model when exported, else fp32",
+        ),
+    ] = False,
 ) -> None:
     """Classify texts or images with a model saved in a run folder (a regression model:
     predict their numbers; a multi-task model: a label per task)."""
@@ -330,7 +338,7 @@ def predict(
             typer.echo(f"skipped {sum(skipped.values())} files: {skipped}", err=True)
         if not texts:
             raise DataError(f"no readable images in {', '.join(map(str, image))}")
-        _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="image")
+        _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="image", onnx=onnx)
         return
     texts = list(text or [])
     if input is not None:
@@ -346,16 +354,22 @@ def predict(
             texts += read_table(input, text=column, label=None).texts
     if not texts:
         raise ConfigError("nothing to classify: give --text, --input or --image")
-    _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="text")
+    _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="text", onnx=onnx)
 
 
 def _print_predictions(
-    run_dir: Path, model: str, inputs: list[str], top_k: int, as_json: bool, key: str
+    run_dir: Path,
+    model: str,
+    inputs: list[str],
+    top_k: int,
+    as_json: bool,
+    key: str,
+    onnx: bool = False,
 ) -> None:
     from shoptransfer.api import predict as predict_inputs
 
-    labels, probabilities, classes = predict_inputs(run_dir, inputs, model=model)
-    typer.echo(f"model: {model}", err=True)
+    labels, probabilities, classes = predict_inputs(run_dir, inputs, model=model, onnx=onnx)
+    typer.echo(f"model: {model}" + (" (ONNX export)" if onnx else ""), err=True)
     if isinstance(labels, dict):  # a multi-task model: a label per task
         for n, item in enumerate(inputs):
             if as_json:
@@ -404,6 +418,33 @@ def _print_predictions(
 
 def _preview(item: str) -> str:
     return item if len(item) <= 70 else item[:67] + "..."
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `run` or `demo`")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="a recipe label or model folder name of the run (default: the best model, as "
+            "`predict` picks it)"
+        ),
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
+    quantize: Annotated[
+        str, typer.Option("--quantize", help="also write a dynamically quantised copy: int8")
+    ] = "none",
+) -> None:
+    """Export a neural classifier of a run to ONNX (and int8) in RUN/exports/<model>/,
+    checked against PyTorch on the run's target test set (export.json)."""
+    from shoptransfer.api import export_model
+    from shoptransfer.export.exporter import summary_lines
+
+    folder, card = export_model(run_dir, model, format=format, quantize=quantize)
+    typer.echo(f"exported model {card['model']} to {folder}", err=True)
+    for line in summary_lines(card):
+        typer.echo(line, err=True)
+    typer.echo(str(folder))
 
 
 @app.command()
