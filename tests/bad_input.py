@@ -39,7 +39,7 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
 }
 settings.register_profile("shoptransfer-ci", max_examples=25, derandomize=True, **_COMMON)
-settings.register_profile("shoptransfer-long", max_examples=1000, **_COMMON)
+settings.register_profile("shoptransfer-long", max_examples=500, **_COMMON)
 if PROFILE not in ("ci", "long"):
     raise ValueError(f"SHOPTRANSFER_HYPOTHESIS={PROFILE!r}; expected 'ci' or 'long'")
 
@@ -168,10 +168,10 @@ def check(category: str, case: str, outcome: Outcome, breakage: str) -> None:
     tally.broken += 1
     tally.kinds[breakage] += 1
     if breakage not in tally.examples:
-        shown = outcome.error_lines[-1] if outcome.error_lines else outcome.stdout[-200:]
+        shown = outcome.error_lines[-1] if outcome.error_lines else f"exit {outcome.code}"
         if outcome.escaped is not None:
             shown = f"{type(outcome.escaped).__name__}: {outcome.escaped}"
-        tally.examples[breakage] = f"{case} -> {shown[:300]}"
+        tally.examples[breakage] = f"{case[:300]} -> {shown[:300]}"
     if not SURVEY:
         raise AssertionError(f"{category}: {breakage}\ncase: {case}\n{outcome}")
 
