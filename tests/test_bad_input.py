@@ -870,3 +870,47 @@ def test_recommend_on_damaged_run_folders(
 ) -> None:
     command = ["recommend", "RUN", "--user", "u1", "--k", "3", "--recipe", recipe, "--json"]
     run_folder_case(recommendation_run, command, damage, "run folders (recommend)")
+
+
+TFIDF = "models/scratch-tfidf-kall-seed0"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ((f"{TFIDF}/model.safetensors", "truncate", 0.5), "not a readable safetensors file"),
+        ((f"{TFIDF}/vocabulary.json", "delete", None), "vocabulary.json: file not found"),
+        ((f"{TFIDF}/model.json", "truncate", 0.5), "model.json: not valid JSON"),
+        ((f"{TFIDF}/model.json", "json value", {"kind": "tfidf-logistic"}), "key 'classes'"),
+        ((f"{TFIDF}/model.json", "json value", {"kind": "forest"}), "unknown model kind"),
+        ((TFIDF, "delete", None), "model folder not found"),
+        (("results.json", "garbage", b"{not json"), "results.json: not valid JSON"),
+        (("results.json", "json value", {"results": 3}), "key 'results' is not a list"),
+    ],
+)
+def test_predict_names_the_damaged_file(
+    classification_run: Path, damage: tuple[str, str, Any], message: str
+) -> None:
+    command = ["predict", "RUN", "--model", "scratch-tfidf-kall-seed0", "--text", "great"]
+    outcome = run_folder_case(classification_run, command, damage, "run folders (named)")
+    assert outcome is not None and outcome.code == 2
+    assert message in outcome.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (("models/popularity-kall-seed0/ranker.safetensors", "truncate", 0.3), "safetensors"),
+        (("models/item-knn-kall-seed0/similarity.npz", "truncate", 0.5), "similarity.npz"),
+        (("models/sasrec-kall-seed0/model.json", "json value", {"kind": 1}), "unknown model"),
+        (("results.json", "json value", {}), "not a recommendation run"),
+    ],
+)
+def test_recommend_names_the_damaged_file(
+    recommendation_run: Path, damage: tuple[str, str, Any], message: str
+) -> None:
+    recipe = damage[0].split("/")[1].split("-kall")[0] if "/" in damage[0] else "popularity"
+    command = ["recommend", "RUN", "--user", "u1", "--recipe", recipe]
+    outcome = run_folder_case(recommendation_run, command, damage, "run folders (named)")
+    assert outcome is not None and outcome.code == 2
+    assert message in outcome.stderr
