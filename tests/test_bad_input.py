@@ -59,8 +59,10 @@ BAD_BYTES = b"\xff\xfe"
 NEWLINE = b"\n"
 SEPARATORS = {"csv": ",", "tsv": "\t"}
 
+# line and paragraph separators (Zl, Zp) have their own test below
 texts = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")) | st.sampled_from(',";\t\n'),
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Zl", "Zp"))
+    | st.sampled_from(',";\t\n'),
     min_size=1,
     max_size=20,
 ).filter(lambda t: t.strip())
@@ -94,6 +96,8 @@ KINDS_BY_FORMAT = {
     "jsonl": ["empty text", "missing label", "bad utf-8", "null text"],
     "parquet": ["empty text", "missing label", "null text"],
 }
+# rows a reader keeps or drops and counts: a file holding only these must be read
+READABLE = {"good", "empty text", "missing label", "short row", "null text"}
 # malformed rows the readers of branch badread settle
 BADREAD_KINDS = {
     "csv": ["long row", "unclosed quote"],
@@ -236,6 +240,8 @@ def table_case(fmt: str, where: str, extra: list[tuple[str, Any, str]], category
         if [kind for kind, _, _ in extra].count("bad utf-8") == 1 and fmt != "parquet":
             line = (f"line {content[: content.index(BAD_BYTES)].count(NEWLINE) + 1}",)
         breakage = judge_in(folder, outcome, [damaged.name], accounting(where, rows), line)
+        if outcome.code == 2 and {kind for kind, _, _ in extra} <= READABLE:
+            breakage = "a readable file refused"
         check(category or f"table rows ({fmt})", f"{where} rows {extra!r}", outcome, breakage)
 
 
@@ -281,6 +287,20 @@ def test_rows_the_readers_must_refuse_or_count(
 ) -> None:
     fmt, extra = fmt_kinds
     table_case(fmt, where, extra, category=f"table rows ({fmt}, branch badread)")
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="found by this suite, for the readers (branch badread): the JSON Lines reader splits "
+    "lines at U+2028 and U+2029, which JSON allows inside strings",
+)
+@cases(0.4)
+@given(
+    text=st.tuples(texts, st.sampled_from(["\u2028", "\u2029"]), texts).map("".join),
+    where=st.sampled_from(["source", "target"]),
+)
+def test_jsonl_texts_holding_line_separators(text: str, where: str) -> None:
+    table_case("jsonl", where, [("good", text, "pos")], category="table rows (jsonl, U+2028)")
 
 
 # -- damaged table files ----------------------------------------------------------------------
@@ -405,29 +425,28 @@ def blitzer_text(items: list[tuple[str, str]], damage: str, at: int) -> bytes:
     return raw
 
 
-@cases()
-@given(
-    positive=reviews,
-    negative=reviews,
-    damage=st.sampled_from(BLITZER_DAMAGE),
-    at=st.integers(0, 10),
-    gz=st.booleans(),
-)
-def test_blitzer_folders(
+def blitzer_case(
     positive: list[tuple[str, str]],
     negative: list[tuple[str, str]],
     damage: str,
     at: int,
     gz: bool,
+    category: str = "blitzer folders",
 ) -> None:
     with workspace() as folder:
         domain = folder / "kitchen"
         domain.mkdir()
         name = "positive.parsed" + (".gz" if gz else "")
         content = blitzer_text(positive, damage, at)
-        (domain / name).write_bytes(gzip.compress(content) if gz else content)
+        if gz:
+            content = gzip.compress(content)
+        if damage == "truncated gzip":
+            content = content[: len(content) * (at + 1) // 12]
+        (domain / name).write_bytes(content)
         (domain / "negative.parsed").write_bytes(blitzer_text(negative, "none", 0))
-        write_clean_table(folder / "target.csv")
+        blitzer_labels = {"pos": "positive", "neg": "negative"}
+        target_rows = [(kind, text, blitzer_labels[label]) for kind, text, label in BASE]
+        (folder / "target.csv").write_bytes(table_bytes("csv", target_rows))
         target = {"path": "target.csv"}
         source = {"path": "kitchen", "format": "blitzer"}
         write_experiment(folder, source=source, target=target)
@@ -445,7 +464,32 @@ def test_blitzer_folders(
 
         outcome = run_cli("run", "experiment.yaml", "--quiet", cwd=folder)
         breakage = judge_in(folder, outcome, [name], success)
-        check("blitzer folders", f"{name}: {damage} at {at}", outcome, breakage)
+        check(category, f"{name}: {damage} at {at}", outcome, breakage)
+
+
+@cases()
+@given(
+    positive=reviews,
+    negative=reviews,
+    damage=st.sampled_from(BLITZER_DAMAGE),
+    at=st.integers(0, 10),
+    gz=st.booleans(),
+)
+def test_blitzer_folders(
+    positive: list[tuple[str, str]],
+    negative: list[tuple[str, str]],
+    damage: str,
+    at: int,
+    gz: bool,
+) -> None:
+    blitzer_case(positive, negative, damage, at, gz)
+
+
+@FIXED_BY_BADREAD
+@cases(0.4)
+@given(positive=reviews, at=st.integers(0, 10))
+def test_blitzer_truncated_gzip(positive: list[tuple[str, str]], at: int) -> None:
+    blitzer_case(positive, positive, "truncated gzip", at, True, "blitzer gzip (branch badread)")
 
 
 # -- experiment files -------------------------------------------------------------------------
@@ -914,3 +958,16 @@ def test_recommend_names_the_damaged_file(
     outcome = run_folder_case(recommendation_run, command, damage, "run folders (named)")
     assert outcome is not None and outcome.code == 2
     assert message in outcome.stderr
+
+
+def test_a_target_pool_of_one_class_is_an_error_not_a_traceback() -> None:
+    """Found by the suite (a truncated target table): the test set takes the only 'neg' row,
+    and scratch-tfidf met a pool of one class inside scikit-learn."""
+    with workspace() as folder:
+        write_clean_table(folder / "source.csv")
+        (folder / "target.csv").write_text("text,label\nfine 1,pos\nfine 2,pos\nbroken,neg\n")
+        write_experiment(folder, source={"path": "source.csv"}, target={"path": "target.csv"})
+        outcome = run_cli("run", "experiment.yaml", "--quiet", cwd=folder)
+        assert judge(outcome, ["target.csv"]) == "", outcome
+        assert "holds only {'pos': 1}" in outcome.stderr
+        assert not (folder / "runs").exists()
