@@ -175,7 +175,7 @@ def read_weights(path: Path, names: Sequence[str] = (), framework: str = "pt") -
     return tensors
 
 
-def _load(folder: str | Path, expected: type[SavedModel], what: str, **context: Any) -> SavedModel:
+def _load(folder: str | Path, expected: type, what: str, **context: Any) -> Any:
     """The model saved in ``folder``, if it is an ``expected`` one (``what``, in words).
 
     A saved model whose files say one thing and hold another (a key of ``model.json`` that
@@ -202,12 +202,14 @@ def _load(folder: str | Path, expected: type[SavedModel], what: str, **context: 
 
 def load_saved_model(folder: str | Path, **context: Any) -> SavedModel:
     """Load any model saved by :meth:`SavedModel.save`; ``context`` as its kind needs."""
-    return _load(folder, SavedModel, "saved model", **context)
+    model: SavedModel = _load(folder, SavedModel, "saved model", **context)
+    return model
 
 
 def load_predictor(folder: str | Path) -> Predictor:
     """Load a saved classifier (a DataError when the folder holds another kind of model)."""
-    return _load(folder, Predictor, "classifier")  # type: ignore[return-value]
+    model: Predictor = _load(folder, Predictor, "classifier")
+    return model
 
 
 def option(
