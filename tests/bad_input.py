@@ -83,7 +83,7 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def _working_directory(folder: Path) -> Iterator[None]:
+def working_directory(folder: Path) -> Iterator[None]:
     before = Path.cwd()
     os.chdir(folder)
     try:
@@ -104,7 +104,7 @@ def run_cli(*args: str | Path, cwd: Path) -> Outcome:
     sys.argv = ["shoptransfer", *argv]
     try:
         with (
-            _working_directory(cwd),
+            working_directory(cwd),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
         ):

@@ -26,7 +26,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .bad_input import Outcome, cases, check, judge, run_cli
+from .bad_input import Outcome, cases, check, judge, run_cli, working_directory
 
 FIXED_BY_BADREAD = pytest.mark.xfail(
     strict=False, reason="the readers' part of issue 14 is fixed on branch badread"
@@ -104,7 +104,8 @@ BADREAD_KINDS = {
     "tsv": ["long row", "unclosed quote"],
     "jsonl": ["non-string text"],
 }
-BASE = [("good", f"{word} {n}", label) for n in range(3) for word, label in [("fine", "pos")]] + [
+# the well-formed rows every generated table starts with: three of each class
+BASE = [("good", f"fine {n}", "pos") for n in range(3)] + [
     ("good", f"broken {n}", "neg") for n in range(3)
 ]
 
@@ -207,20 +208,9 @@ def judge_in(
     success: Any = None,
     also: tuple[str, ...] = (),
 ) -> str:
-    with _inside(folder):
+    """:func:`judge`, with ``folder`` (where the run went) as the working directory."""
+    with working_directory(folder):
         return judge(outcome, names, success, also)
-
-
-@contextmanager
-def _inside(folder: Path) -> Iterator[None]:
-    import os
-
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 def table_case(fmt: str, where: str, extra: list[tuple[str, Any, str]], category: str = "") -> None:
