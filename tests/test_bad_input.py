@@ -660,7 +660,12 @@ def test_interaction_files(fmt: str, users: int, per_user: int, damage: list[str
     interaction_case(fmt, users, per_user, damage)
 
 
-@FIXED_BY_BADREAD
+@pytest.mark.xfail(
+    strict=False,
+    reason="a bad time is named at the wrong line (readers: branch badread); what the "
+    "interaction reader changed is counted in results.json but `run` does not print it "
+    "(cli's table printer shows only dropped_rows: found by this suite, no branch owns it yet)",
+)
 @cases()
 @given(
     fmt=st.sampled_from(["csv", "tsv", "inter", "parquet"]),
@@ -744,6 +749,13 @@ def apply_damage(run: Path, target: str, operation: str, argument: Any) -> bool:
         path.write_text(json.dumps(argument))
         return True
     value = json.loads(raw)
+    if operation == "drop path":  # the key at the end of a path of keys
+        container = value
+        for key in argument[:-1]:
+            container = container[key]
+        del container[argument[-1]]
+        path.write_text(json.dumps(value))
+        return True
     places = [(c, k) for c, k in _keys(value) if not (isinstance(c, list) and len(c) == 0)]
     if not places:
         return False
@@ -862,19 +874,21 @@ def run_folder_case(
             breakage,
         )
         if "predict" in command:
-            api_case(copy, command[command.index("--model") + 1], target.name, intact, category)
+            api_case(copy, command[command.index("--model") + 1], target.name, category)
         return outcome
 
 
-def api_case(run: Path, model: str, name: str, intact: Outcome, category: str) -> None:
+def api_case(run: Path, model: str, name: str, category: str) -> None:
     """``api.load_model`` on the damaged folder: a project error naming the file, or a model
-    that predicts as the intact one did."""
-    from shoptransfer.api import load_model
+    (that, where it reads texts, predicts a text)."""
+    from shoptransfer.api import load_model, model_reads
     from shoptransfer.errors import ShopTransferError
 
     outcome = Outcome(["api.load_model", str(run), model], 0, "", "")
     try:
-        load_model(run, model).predict(["great value"])
+        predictor = load_model(run, model)
+        if model_reads(run / "models" / model) == "texts":
+            predictor.predict(["great value"])
     except ShopTransferError as exc:
         outcome.code, outcome.stderr = 2, f"error: {exc}\n"
     except Exception as exc:
@@ -920,12 +934,21 @@ TFIDF = "models/scratch-tfidf-kall-seed0"
         ((TFIDF, "delete", None), "model folder not found"),
         (("results.json", "garbage", b"{not json"), "results.json: not valid JSON"),
         (("results.json", "json value", {"results": 3}), "key 'results' is not a list"),
+        (
+            (
+                "models/frozen-features-kall-seed0/model.json",
+                "drop path",
+                ("spec", "frozen_backbone"),
+            ),
+            "model.json: the model reads precomputed vectors",
+        ),
     ],
 )
 def test_predict_names_the_damaged_file(
     classification_run: Path, damage: tuple[str, str, Any], message: str
 ) -> None:
-    command = ["predict", "RUN", "--model", "scratch-tfidf-kall-seed0", "--text", "great"]
+    model = damage[0].split("/")[1] if damage[0].startswith("models/") else TFIDF.split("/")[1]
+    command = ["predict", "RUN", "--model", model, "--text", "great"]
     outcome = run_folder_case(classification_run, command, damage, "run folders (named)")
     assert outcome is not None and outcome.code == 2
     assert message in outcome.stderr
@@ -938,6 +961,11 @@ def test_predict_names_the_damaged_file(
         (("models/item-knn-kall-seed0/similarity.npz", "truncate", 0.5), "similarity.npz"),
         (("models/sasrec-kall-seed0/model.json", "json value", {"kind": 1}), "unknown model"),
         (("results.json", "json value", {}), "not a recommendation run"),
+        (("models/item-knn-kall-seed0/similarity.npz", "garbage", b""), "similarity.npz"),
+        (
+            ("config.yaml", "garbage", b"task: recommendation\ntarget: {path: shop}\n"),
+            "config.yaml: the run's target data",
+        ),
     ],
 )
 def test_recommend_names_the_damaged_file(

@@ -19,7 +19,7 @@ from shoptransfer.backbones.inputs import saved_model_reads
 from shoptransfer.config import load_config
 from shoptransfer.data import read_domain
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
-from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
 from shoptransfer.files import atomic_write_json
 from shoptransfer.progress import showing_progress
@@ -170,7 +170,13 @@ def predict(
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"input {i + 1} is empty; expected some text to classify")
-    predictor = load_model(run_dir, model)
+    folder = choose_model(run_dir, model)
+    if model_reads(folder) == "vectors":
+        raise DataError(
+            f"{folder / 'model.json'}: the model reads precomputed vectors, not texts or images; "
+            "give it an array: load_model(...).predict_proba(vectors)"
+        )
+    predictor = load_predictor(folder)
     outputs = predictor.outputs
     if outputs.kind == "value":
         values = np.asarray(predictor.predict(list(texts)), dtype=np.float64)
@@ -236,7 +242,10 @@ def recommend(
     if not folder.exists():
         saved = sorted(p.name for p in (run_dir / "models").glob("*")) or ["none"]
         raise DataError(f"{folder}: no saved model; saved: {', '.join(saved)}")
-    domain = read_interaction_domain(config.target)
+    try:
+        domain = read_interaction_domain(config.target)
+    except ShopTransferError as exc:
+        raise DataError(f"{run_dir / 'config.yaml'}: the run's target data: {exc}") from exc
     if user not in domain.users:
         raise DataError(f"user '{user}' is not in '{domain.name}' ({len(domain.users)} users)")
     cache_root = Path(config.cache_dir) / "embeddings" if config.cache_dir else None

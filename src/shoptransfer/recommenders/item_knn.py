@@ -68,7 +68,7 @@ class ItemKNNRanker(ItemRanker):
                 matrix = sparse.csr_matrix(
                     (parts["data"], parts["indices"], parts["indptr"]), shape=(size, size)
                 )
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             detail = " ".join(str(exc).split())[:120]
             raise DataError(
                 f"{path}: not a readable similarity matrix of {size - 1} items ({detail}); "
