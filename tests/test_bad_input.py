@@ -527,6 +527,11 @@ def experiment_case(key: str, value: Any, category: str = "experiment files") ->
         if key == "duplicate key":
             names = [value]
             path.write_text(path.read_text() + f"{value}: {DUPLICATES[value]}\n")
+        elif key == "control character":  # YAML refuses them; its message spans two lines
+            names = ["experiment.yaml"]
+            raw = path.read_bytes()
+            at = value % len(raw)
+            path.write_bytes(raw[:at] + bytes([1 + value % 8]) + raw[at:])
         elif key == "syntax":
             names = ["experiment.yaml"]
             raw = path.read_bytes()
@@ -558,6 +563,7 @@ def test_experiment_files(entry: tuple[str, Any]) -> None:
     entry=st.sampled_from(
         [(k, v) for k, values in INVALID_VALUES.items() if k in BADCFG_KEYS for v in values]
         + [("duplicate key", k) for k in DUPLICATES]
+        + [("control character", n) for n in (0, 17, 40, 95)]
     )
 )
 def test_experiment_files_badcfg(entry: tuple[str, Any]) -> None:
