@@ -102,3 +102,12 @@ def write_experiment(tmp_path: Path, backbone: str, config: dict, **extra: objec
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(settings))
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The bad-input suite's count of generated cases per category (when it ran)."""
+    import sys
+
+    bad_input = sys.modules.get("tests.bad_input")
+    for line in bad_input.summary() if bad_input is not None else []:
+        terminalreporter.write_line(line)

@@ -6,13 +6,13 @@ The CLI is a thin shell over these functions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.inputs import saved_model_reads
@@ -84,23 +84,67 @@ def compare(
     return run_dir
 
 
+class _SavedCell(BaseModel):
+    """What choosing and loading a model read of a cell of ``results.json`` that saved one."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    recipe: str
+    label: str | None = None
+    seed: int
+    budget: int | float | str
+    model_dir: str
+    metrics: dict[str, Any]
+    validation_metrics: dict[str, Any] | None = None
+
+
+def saved_cells(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's results and its cells that saved a model, checked to hold what choosing and
+    loading a model read (a DataError naming ``results.json`` and the key otherwise)."""
+    results = load_results(run_dir)
+    path = run_dir / RESULTS_FILE
+    cells = results.get("results")
+    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
+        raise DataError(f"{path}: key 'results' is not a list of cells; the file is damaged")
+    for number, cell in enumerate(cells):
+        if "model_dir" not in cell:
+            continue
+        try:
+            _SavedCell.model_validate(cell)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in ("results", number, *first["loc"]))
+            raise DataError(f"{path}: key '{key}': {first['msg']}; the file is damaged") from None
+    saved = [cell for cell in cells if "model_dir" in cell]
+    if not saved:
+        raise DataError(f"{path}: lists no saved models (was save_models off?)")
+    return results, saved
+
+
 def choose_model(run_dir: str | Path, model: str | None = None) -> Path:
     """The folder of ``model`` in a run, or of the run's best model by its primary metric
     (macro-F1 for classification, the lowest RMSE for regression; validation NDCG for
     recommendation, where the test split must not choose)."""
     run_dir = Path(run_dir)
-    results = load_results(run_dir)
-    saved = [r for r in results.get("results", []) if r.get("model_dir")]
-    if not saved:
-        raise DataError(f"{run_dir}: the run saved no models (save_models was off?)")
+    results, saved = saved_cells(run_dir)
     if model is None:
         metric = results.get("primary_metric", "macro_f1")
-        sign = 1.0 if results.get("higher_is_better", True) else -1.0
-        best = max(
-            saved,
-            key=lambda r: sign * r.get("validation_metrics", r["metrics"])[metric],
-        )
-        return run_dir / best["model_dir"]
+        higher = results.get("higher_is_better", True)
+        if not isinstance(metric, str) or not isinstance(higher, bool):
+            raise DataError(
+                f"{run_dir / RESULTS_FILE}: key 'primary_metric' or 'higher_is_better' is "
+                "damaged; expected a metric name and true or false"
+            )
+
+        def score(cell: dict[str, Any]) -> float:
+            value = (cell.get("validation_metrics") or cell["metrics"]).get(metric)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DataError(
+                    f"{run_dir / RESULTS_FILE}: the cell of {cell['model_dir']} has no number "
+                    f"for '{metric}'; the file is damaged"
+                )
+            return value if higher else -value
+
+        return run_dir / max(saved, key=score)["model_dir"]
     names = [Path(r["model_dir"]).name for r in saved]
     if model not in names:
         raise ConfigError(f"{run_dir}: no model '{model}'; the run has {names}")
@@ -114,8 +158,11 @@ def load_model(run_dir: str | Path, model: str | None = None) -> Predictor:
 
 def model_reads(model_dir: Path) -> str:
     """What a saved model classifies: 'texts', 'images' or 'vectors'."""
-    metadata = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
-    return saved_model_reads(metadata)
+    path, metadata = read_model_metadata(model_dir)
+    try:
+        return saved_model_reads(metadata)
+    except (AttributeError, TypeError):
+        raise DataError(f"{path}: key 'spec' does not say what the model reads") from None
 
 
 def predict(
@@ -136,7 +183,13 @@ def predict(
         predictor = load_export(run_dir, model)
         kind, tasks = predictor.kind, predictor.tasks
     else:
-        predictor = load_model(run_dir, model)
+        folder = choose_model(run_dir, model)
+        if model_reads(folder) == "vectors":
+            raise DataError(
+                f"{folder / 'model.json'}: the model reads precomputed vectors, not texts or "
+                "images; give it an array: load_model(...).predict_proba(vectors)"
+            )
+        predictor = load_predictor(folder)
         kind, tasks = predictor.outputs.kind, predictor.outputs.tasks
     if kind == "value":
         values = np.asarray(predictor.predict(list(texts)), dtype=np.float64)
@@ -268,7 +321,7 @@ def _chosen_record(
     run_dir: Path, results: dict[str, Any], label: str | None, seed: int | None
 ) -> dict[str, Any]:
     """The saved result of entry ``label`` at ``seed`` (its largest budget), or the best."""
-    saved = [r for r in results.get("results", []) if r.get("model_dir")]
+    _, saved = saved_cells(run_dir)
     if label is None and seed is None:
         best = choose_model(run_dir)
         return next(r for r in saved if run_dir / r["model_dir"] == best)
@@ -305,14 +358,19 @@ def recommend(
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     if results.get("task") != "recommendation":
-        raise DataError(f"{run_dir}: not a recommendation run")
+        raise DataError(
+            f"{run_dir / RESULTS_FILE}: task {results.get('task')!r}; not a recommendation run"
+        )
     config = load_config(run_dir / "config.yaml")
     record = _chosen_record(run_dir, results, recipe, seed)
     folder = run_dir / record["model_dir"]
     if not folder.exists():
         saved = sorted(p.name for p in (run_dir / "models").glob("*")) or ["none"]
         raise DataError(f"{folder}: no saved model; saved: {', '.join(saved)}")
-    domain = read_interaction_domain(config.target)
+    try:
+        domain = read_interaction_domain(config.target)
+    except ShopTransferError as exc:
+        raise DataError(f"{run_dir / 'config.yaml'}: the run's target data: {exc}") from exc
     if user not in domain.users:
         raise DataError(f"user '{user}' is not in '{domain.name}' ({len(domain.users)} users)")
     cache_root = Path(config.cache_dir) / "embeddings" if config.cache_dir else None

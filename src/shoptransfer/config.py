@@ -727,7 +727,10 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
-    loader = _ExperimentLoader(text)
+    try:
+        loader = _ExperimentLoader(text)  # its reader refuses control characters at once
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({_one_line(exc)})") from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -741,15 +744,18 @@ def _read_yaml(path: Path) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
+        raise ConfigError(f"{path}{line}: not valid YAML ({_one_line(exc)})") from None
     except RecursionError:  # PyYAML's parser recurses once per level of nesting
         raise ConfigError(
             f"{path}: nested more than {MAX_YAML_DEPTH} levels deep; expected an experiment file"
         ) from None
     finally:
         loader.dispose()
+
+
+def _one_line(error: yaml.YAMLError) -> str:
+    """What a YAML error says is wrong, on one line."""
+    return " ".join(str(getattr(error, "problem", None) or error).split())
 
 
 def load_config(path: str | Path) -> Any:

@@ -156,6 +156,11 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise DataError(f"{run_dir}: no {RESULTS_FILE}; expected a shoptransfer run folder")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; the file is damaged") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(results, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(results).__name__}")
+    return results

@@ -22,7 +22,7 @@ from shoptransfer.backbones.image import MAX_IMAGE_SIZE
 from shoptransfer.backbones.precision import PRECISIONS
 from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.domain import Domain, TextDomain
-from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.files import atomic_write_json
 from shoptransfer.heads import Outputs
 from shoptransfer.metering import StageCache
@@ -35,6 +35,9 @@ class SavedModel(ABC):
     ``model.json``) and loaded back by its ``kind`` from the one registry of kinds."""
 
     kind: ClassVar[str]
+    # the keys of ``model.json`` that loading reads, with their types: checked before loading
+    # (a key whose type admits None may be absent)
+    metadata_types: ClassVar[dict[str, Any]] = {}
 
     @property
     @abstractmethod
@@ -68,6 +71,7 @@ class Predictor(SavedModel):
     regression's numbers, or a multi-task model's classes per task (:attr:`outputs`)."""
 
     classes: list[str]
+    metadata_types: ClassVar[dict[str, Any]] = {"classes": list[str]}
 
     @abstractmethod
     def predict_proba(self, inputs: Sequence[str] | np.ndarray) -> np.ndarray:
@@ -100,42 +104,114 @@ def register_model(cls: type[SavedModel]) -> type[SavedModel]:
 
 
 def read_model_metadata(folder: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Where a saved model's metadata is and what it says (a clear DataError otherwise)."""
+    """Where a saved model's metadata is and what it says, its keys checked against its kind's
+    :attr:`~SavedModel.metadata_types` (a DataError naming the file and key otherwise)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: model folder not found")
     for name in (MODEL_FILE, "ranker.json"):
         path = folder / name
         if path.exists():
             break
     else:
         raise DataError(f"{folder}: no {MODEL_FILE}; expected a saved shoptransfer model")
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    metadata = read_json(path)
     if not isinstance(metadata, dict):
-        raise DataError(f"{path}: expected a JSON object")
+        raise DataError(f"{path}: expected a JSON object, got {type(metadata).__name__}")
     kind = metadata.get("kind")
-    metadata["kind"] = LEGACY_KINDS.get((path.name, kind), kind)
-    if metadata["kind"] not in _MODEL_KINDS:
+    if isinstance(kind, str):
+        metadata["kind"] = kind = LEGACY_KINDS.get((path.name, kind), kind)
+    if not isinstance(kind, str) or kind not in _MODEL_KINDS:
         raise DataError(
             f"{path}: unknown model kind {kind!r}; expected one of {sorted(_MODEL_KINDS)}"
         )
+    for key, annotation in _MODEL_KINDS[kind].metadata_types.items():
+        try:
+            TypeAdapter(annotation).validate_python(metadata.get(key), strict=True)
+        except ValidationError:
+            given = f"is {_shown(metadata[key])}" if key in metadata else "is missing"
+            raise DataError(
+                f"{path}: key '{key}' {given}; expected {_describe_type(annotation)}"
+            ) from None
     return path, metadata
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_json(path: Path) -> Any:
+    """A saved JSON file's content; a DataError naming the file when it is missing or damaged."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; the saved model is incomplete")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; the file is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged"
+        ) from None
+
+
+def read_weights(path: Path, names: Sequence[str] = (), framework: str = "pt") -> dict[str, Any]:
+    """The tensors of a safetensors file (torch tensors, or numpy arrays with ``framework``
+    ``"np"``), holding at least ``names``; a DataError naming the file when it is missing,
+    truncated or not safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; the saved model is incomplete")
+    try:
+        with safe_open(str(path), framework=framework) as weights:
+            tensors = {name: weights.get_tensor(name) for name in weights.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:120]
+        raise DataError(
+            f"{path}: not a readable safetensors file ({detail}); the file is damaged"
+        ) from None
+    missing = [name for name in names if name not in tensors]
+    if missing:
+        raise DataError(f"{path}: no tensor {missing[0]!r}; the file is damaged")
+    return tensors
+
+
+def _load(folder: str | Path, expected: type, what: str, **context: Any) -> Any:
+    """The model saved in ``folder``, if it is an ``expected`` one (``what``, in words).
+
+    A saved model whose files say one thing and hold another (a key of ``model.json`` that
+    does not fit the weights, say) is a DataError naming ``model.json``; the exception behind
+    it stays attached as the error's cause.
+    """
+    path, metadata = read_model_metadata(folder)
+    cls = _MODEL_KINDS[metadata["kind"]]
+    if not issubclass(cls, expected):
+        raise DataError(f"{folder}: a {cls.kind} model, not a {what}")
+    try:
+        return cls.load(Path(folder), metadata, **context)
+    except ShopTransferError as exc:
+        if str(folder) in str(exc):
+            raise
+        raise DataError(f"{path}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        raise DataError(
+            f"{path}: the {cls.kind} model it describes does not load ({detail}); "
+            "the file is damaged or from another version"
+        ) from exc
 
 
 def load_saved_model(folder: str | Path, **context: Any) -> SavedModel:
     """Load any model saved by :meth:`SavedModel.save`; ``context`` as its kind needs."""
-    _, metadata = read_model_metadata(folder)
-    return _MODEL_KINDS[metadata["kind"]].load(Path(folder), metadata, **context)
+    model: SavedModel = _load(folder, SavedModel, "saved model", **context)
+    return model
 
 
 def load_predictor(folder: str | Path) -> Predictor:
     """Load a saved classifier (a DataError when the folder holds another kind of model)."""
-    _, metadata = read_model_metadata(folder)
-    cls = _MODEL_KINDS[metadata["kind"]]
-    if not issubclass(cls, Predictor):
-        raise DataError(f"{folder}: a {cls.kind} model, not a classifier")
-    return cls.load(Path(folder), metadata)  # type: ignore[return-value]
+    model: Predictor = _load(folder, Predictor, "classifier")
+    return model
 
 
 def option(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.inputs import (
@@ -21,7 +21,7 @@ from shoptransfer.data.domain import Domain
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
 from shoptransfer.heads import Outputs
-from shoptransfer.recipes.base import Predictor, register_model
+from shoptransfer.recipes.base import Predictor, read_weights, register_model
 from shoptransfer.training import (
     Classifier,
     Examples,
@@ -49,6 +49,7 @@ class NeuralPredictor(Predictor):
     """
 
     kind = "neural"
+    metadata_types: ClassVar[dict[str, Any]] = {"classes": list[str], "spec": dict[str, Any]}
 
     def __init__(
         self,
@@ -167,10 +168,14 @@ class NeuralPredictor(Predictor):
                 apply_peft(encoder, b["peft"])
         elif "mlp" in spec:
             encoder = FeatureMLP(spec["mlp"]["input_size"], spec["mlp"]["hidden_size"])
-        state = load_file(str(folder / "model.safetensors"))
-        head_size = next(  # the features the head reads: its first weight matrix's width
+        path = folder / "model.safetensors"
+        state = read_weights(path)
+        head_sizes = [  # the features the head reads: its first weight matrix's width
             int(t.shape[1]) for k, t in state.items() if k.startswith("head.") and t.dim() == 2
-        )
+        ]
+        if not head_sizes:
+            raise DataError(f"{path}: no weights of the model's head; the file is damaged")
+        head_size = head_sizes[0]
         if "feature_transform" in spec:
             encoder = FeatureTransform(head_size, spec["feature_transform"])
         frozen = None
@@ -183,7 +188,7 @@ class NeuralPredictor(Predictor):
         missing = [name for name in missing if not name.endswith("position_ids")]
         if unexpected or (spec["saved"] == "all" and missing):
             raise DataError(
-                f"{folder}: the saved weights do not match the model "
+                f"{path}: the saved weights do not match the model "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
         return cls(classes, model, spec, frozen)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -27,6 +27,8 @@ from shoptransfer.recipes.base import (
     Predictor,
     Recipe,
     option,
+    read_json,
+    read_weights,
     register_model,
     register_recipe,
     require_target_texts,
@@ -47,6 +49,11 @@ class TfidfPredictor(Predictor):
     """A linear model over TF-IDF features: class scores, or one number (``regression``)."""
 
     kind = "tfidf-logistic"
+    metadata_types: ClassVar[dict[str, Any]] = {
+        "classes": list[str],
+        "ngram_max": int,
+        "regression": bool | None,
+    }
 
     def __init__(
         self,
@@ -103,16 +110,33 @@ class TfidfPredictor(Predictor):
 
     @classmethod
     def load(cls, folder: Path, metadata: dict[str, Any], **context: Any) -> TfidfPredictor:
-        weights = load_file(str(folder / "model.safetensors"))
-        vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        path = folder / "model.safetensors"
+        weights = read_weights(path, ["idf", "coef", "intercept"], framework="np")
+        idf, coef, intercept = weights["idf"], weights["coef"], weights["intercept"]
+        if metadata["ngram_max"] < 1:
+            raise DataError(f"{folder / 'model.json'}: ngram_max {metadata['ngram_max']} < 1")
+        regression = bool(metadata.get("regression"))
+        rows = 1 if regression else len(metadata["classes"])
+        if coef.ndim != 2 or coef.shape[0] != rows or intercept.shape != (rows,):
+            raise DataError(
+                f"{path}: weights of shape {coef.shape} and {intercept.shape} do not fit "
+                f"{rows} output(s); the file is damaged"
+            )
+        if idf.shape != (coef.shape[1],):
+            raise DataError(f"{path}: {idf.shape} idf weights for {coef.shape[1]} features")
+        vocabulary_path = folder / "vocabulary.json"
+        vocabulary = read_json(vocabulary_path)
+        if (
+            not isinstance(vocabulary, dict)
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in vocabulary.values())
+            or sorted(vocabulary.values()) != list(range(coef.shape[1]))
+        ):
+            raise DataError(
+                f"{vocabulary_path}: expected a JSON object numbering the model's "
+                f"{coef.shape[1]} n-grams 0, 1, ...; the file is damaged"
+            )
         return cls(
-            metadata["classes"],
-            vocabulary,
-            weights["idf"],
-            weights["coef"],
-            weights["intercept"],
-            metadata["ngram_max"],
-            metadata.get("regression", False),
+            metadata["classes"], vocabulary, idf, coef, intercept, metadata["ngram_max"], regression
         )
 
 

@@ -35,6 +35,7 @@ class ItemRanker(SavedModel):
 
     kind: ClassVar[str]
     n_items: int
+    metadata_types: ClassVar[dict[str, Any]] = {"n_items": int}
     # how :meth:`contributions` weighs a history item's part in a recommendation
     explanation: ClassVar[str] = "none"
 

@@ -8,6 +8,7 @@ items, each item keeping its ``neighbours`` most similar items.
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ import torch
 from scipy import sparse
 
 from shoptransfer.data.interactions import InteractionDomain
+from shoptransfer.errors import DataError
 from shoptransfer.metering import StageCache
 from shoptransfer.recipes.base import option, register_model, register_recipe
 from shoptransfer.recommenders.base import (
@@ -57,10 +59,21 @@ class ItemKNNRanker(ItemRanker):
     def load(  # type: ignore[override]
         cls, folder: Path, metadata: dict[str, Any], domain: Any = None, cache: Any = None
     ) -> ItemRanker:
-        with np.load(folder / "similarity.npz", allow_pickle=False) as parts:
-            matrix = sparse.csr_matrix(
-                (parts["data"], parts["indices"], parts["indptr"]), shape=tuple(parts["shape"])
-            )
+        path = folder / "similarity.npz"
+        if not path.is_file():
+            raise DataError(f"{path}: file not found; the saved model is incomplete")
+        size = metadata["n_items"] + 1
+        try:
+            with np.load(path, allow_pickle=False) as parts:
+                matrix = sparse.csr_matrix(
+                    (parts["data"], parts["indices"], parts["indptr"]), shape=(size, size)
+                )
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            detail = " ".join(str(exc).split())[:120]
+            raise DataError(
+                f"{path}: not a readable similarity matrix of {size - 1} items ({detail}); "
+                "the file is damaged"
+            ) from None
         return cls(matrix)
 
     def scores(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.recipes.base import make_recipe, option, register_model
+from shoptransfer.recipes.base import make_recipe, option, read_weights, register_model
 from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
@@ -47,6 +47,11 @@ class NeuralRanker(ItemRanker):
     """
 
     kind = "neural-ranker"
+    metadata_types: ClassVar[dict[str, Any]] = {
+        "n_items": int,
+        "recipe": dict[str, Any],
+        "by_user": bool,
+    }
     explanation = "cosine similarity of the model's item vectors"
 
     def __init__(
@@ -75,7 +80,7 @@ class NeuralRanker(ItemRanker):
         spec = metadata["recipe"]
         recipe = make_recipe(spec["name"], **spec["options"])
         model = recipe.build(domain, cache)
-        model.load_state_dict(load_file(str(folder / "ranker.safetensors")))
+        model.load_state_dict(read_weights(folder / "ranker.safetensors"))
         return cls(model, spec, metadata["by_user"])
 
     @torch.no_grad()

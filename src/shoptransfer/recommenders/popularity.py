@@ -9,11 +9,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from shoptransfer.data.interactions import InteractionDomain
+from shoptransfer.errors import DataError
 from shoptransfer.metering import StageCache
-from shoptransfer.recipes.base import register_model, register_recipe
+from shoptransfer.recipes.base import read_weights, register_model, register_recipe
 from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
@@ -40,7 +41,13 @@ class PopularityRanker(ItemRanker):
     def load(  # type: ignore[override]
         cls, folder: Path, metadata: dict[str, Any], domain: Any = None, cache: Any = None
     ) -> ItemRanker:
-        counts = load_file(str(folder / "ranker.safetensors"))["counts"]
+        path = folder / "ranker.safetensors"
+        counts = read_weights(path, ["counts"])["counts"]
+        if counts.shape != (metadata["n_items"] + 1,):
+            raise DataError(
+                f"{path}: {tuple(counts.shape)} counts for {metadata['n_items']} items; "
+                "the file is damaged"
+            )
         return cls(counts.numpy())
 
 

@@ -87,6 +87,13 @@ class ClassificationTask(Task):
     def check(self, data: TaskData, recipes: list[Any]) -> None:
         super().check(data, recipes)
         counts = data.pool.class_counts()
+        scratch = [r.name for r in recipes if not r.uses_source]
+        if len(counts) < 2 and scratch and any(b != 0 for b in self.config.budgets):
+            raise DataError(
+                f"{data.pool.where}: the target's labeled pool holds only {counts} once the test "
+                f"set is held out; recipe '{scratch[0]}' trains on target labels alone and needs "
+                "two classes (add labeled target rows, or give target_test)"
+            )
         smallest = min(counts.values())
         too_large = [b for b in self.config.budgets if isinstance(b, int) and b > smallest]
         if too_large:
