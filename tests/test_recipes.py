@@ -56,6 +56,29 @@ def test_tfidf_learns_the_target_and_round_trips(tmp_path: Path) -> None:
     assert not list((tmp_path / "m").glob("*.pkl"))
 
 
+def test_a_save_that_fails_leaves_the_old_model_whole_and_no_partial_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Saving writes into a staging folder renamed into place: a crash in the middle (here,
+    after the weights and before model.json) loses nothing and leaves nothing behind."""
+    first = make_recipe("scratch-tfidf").fit(FitData(SOURCE, TARGET))
+    folder = first.save(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    second = make_recipe("scratch-tfidf", c=0.01).fit(FitData(SOURCE, TARGET))
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("shoptransfer.recipes.base.atomic_write_json", crash)
+    with pytest.raises(OSError, match="disk full"):
+        second.save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no staging folder left
+    monkeypatch.undo()
+    loaded = load_predictor(second.save(folder))  # a later save replaces the model whole
+    np.testing.assert_allclose(loaded.predict_proba(TEST), second.predict_proba(TEST))
+
+
 @pytest.mark.parametrize("name", ["frozen-features", "fine-tune", "scratch-transformer"])
 def test_neural_recipes_fit_predict_and_round_trip(
     name: str, tiny_backbone: str, tmp_path: Path

@@ -6,9 +6,12 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import re
+import shutil
 import types
 import typing
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,10 +56,22 @@ class SavedModel(ABC):
         return {}
 
     def save(self, folder: str | Path) -> Path:
+        """Write the model into ``folder`` atomically: every file goes into a staging folder
+        beside it, renamed into place once complete (a crash leaves no half-written model;
+        an older model of the same name is replaced)."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        metadata = {"kind": self.kind, **self._metadata(), **self._save_weights(folder)}
-        atomic_write_json(folder / MODEL_FILE, metadata)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+        staging.mkdir()  # with the umask's permissions, as the folder it becomes
+        try:
+            metadata = {"kind": self.kind, **self._metadata(), **self._save_weights(staging)}
+            atomic_write_json(staging / MODEL_FILE, metadata)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return folder
 
     @classmethod
