@@ -108,6 +108,12 @@ def test_cli_run_and_predict(
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [line["text"] for line in lines] == ["superb", "awful junk, broke", "love it, great"]
     assert all(abs(sum(line["probabilities"].values()) - 1) < 1e-5 for line in lines)
+    (tmp_path / "folder.txt").mkdir()
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 ok\n".encode("latin-1"))
+    for name, message in (("folder.txt", "is a folder"), ("latin1.txt", "not valid UTF-8")):
+        done = cli("predict", str(run_dir), "--input", str(tmp_path / name), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

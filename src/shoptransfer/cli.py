@@ -343,12 +343,9 @@ def predict(
     texts = list(text or [])
     if input is not None:
         if input.suffix.lower() == ".txt":
-            if not input.exists():
-                raise DataError(f"{input}: file not found")
-            try:
-                lines = input.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError:
-                raise DataError(f"{input}: not UTF-8 text") from None
+            from shoptransfer.data.readers import decode_utf8, read_bytes
+
+            lines = decode_utf8(input, read_bytes(input)).splitlines()
             texts += [line for line in lines if line.strip()]
         else:
             texts += read_table(input, text=column, label=None).texts
