@@ -224,6 +224,17 @@ def label_recipes(entries: list[RecipeConfig]) -> list[RecipeConfig]:
     return entries
 
 
+def _each_once(value: list[int], key: str, what: str, why: str = "") -> list[int]:
+    """``value`` when no number repeats in it; else a ValueError naming the repeats."""
+    repeated = sorted({number for number in value if value.count(number) > 1})
+    if repeated:
+        raise ValueError(
+            f"{key} {value} give {what} {' and '.join(map(str, repeated))} more than once; "
+            f"expected each once{why}"
+        )
+    return value
+
+
 def _checked_budgets(
     value: Any, fractions_only: bool = False, unit: str = "labels per class"
 ) -> list[Any]:
@@ -309,13 +320,7 @@ class RunConfig(_Strict):
     def _seeds(cls, value: list[int]) -> list[int]:
         if not value:
             raise ValueError("expected at least one seed")
-        repeated = sorted({seed for seed in value if value.count(seed) > 1})
-        if repeated:
-            raise ValueError(
-                f"seeds {value} give the seed {' and '.join(map(str, repeated))} more than "
-                "once; expected each once (each seed gives the same numbers again)"
-            )
-        return value
+        return _each_once(value, "seeds", "the seed", " (each seed gives the same numbers again)")
 
 
 class HeldOutConfig(RunConfig):
@@ -516,13 +521,7 @@ class RecommendationConfig(RunConfig):
     def _ks(cls, value: list[int]) -> list[int]:
         if not value:
             raise ValueError("expected at least one cut-off, such as [10]")
-        repeated = sorted({k for k in value if value.count(k) > 1})
-        if repeated:
-            raise ValueError(
-                f"ks {value} give the cut-off {' and '.join(map(str, repeated))} more than "
-                "once; expected each once"
-            )
-        return value
+        return _each_once(value, "ks", "the cut-off")
 
 
 class RatingConfig(RunConfig):
