@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# precision 'auto' means bf16 on CPUs with native bfloat16: the same numbers on every machine
+os.environ["SHOPTRANSFER_PRECISION"] = "fp32"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -313,7 +313,7 @@ def test_bf16_frozen_features_are_close_cached_apart_and_reload(
     assert reloaded.frozen.precision == "bf16"
     assert np.allclose(reloaded.predict_proba(test.paths), predictor.predict_proba(test.paths))
     with pytest.raises(
-        ConfigError, match=r"'precision' is 'fp16'; expected one of \['fp32', 'bf16'\]"
+        ConfigError, match=r"'precision' is 'fp16'; expected one of \['auto', 'fp32', 'bf16'\]"
     ):
         make_recipe("frozen-features", **IMAGE_OPTIONS, precision="fp16")
 

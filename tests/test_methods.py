@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -435,3 +436,42 @@ def test_power_normalised_features_feed_the_head_in_training_and_after_loading(
     np.testing.assert_allclose(loaded.predict_proba(x), expected, atol=1e-5)
     with pytest.raises(ConfigError, match="option 'feature_transform' is 'log'"):
         make_recipe("frozen-features", feature_transform="log")
+
+
+def test_auto_precision_follows_the_machine_and_bf16_without_it_warns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shoptransfer.backbones import precision
+
+    monkeypatch.delenv("SHOPTRANSFER_PRECISION", raising=False)
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(precision, "native_bf16", lambda native=native: native)
+        assert precision.check_precision("auto") == expected
+        assert make_recipe("fine-tune").make_encoder(pretrained=False) is not None
+    assert precision.precision_warning("fp32") is None
+    warning = precision.precision_warning("bf16")  # native_bf16 is False here
+    assert warning is not None and "without native bfloat16" in warning and "x as long" in warning
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    assert precision.precision_warning("bf16") is None
+    monkeypatch.setenv("SHOPTRANSFER_PRECISION", "bf16")
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    assert precision.check_precision("auto") == "bf16"  # the environment decides
+    monkeypatch.setenv("SHOPTRANSFER_PRECISION", "fp16")
+    with pytest.raises(ConfigError, match="SHOPTRANSFER_PRECISION"):
+        precision.check_precision("auto")
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shoptransfer.backbones import precision
+
+    precision.native_bf16.cache_clear()
+    monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
+    try:
+        monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512f"})
+        assert precision.native_bf16() is False
+        precision.native_bf16.cache_clear()
+        monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+        assert precision.native_bf16() is True
+    finally:
+        precision.native_bf16.cache_clear()
+    assert 1 <= precision.usable_cores() <= (os.cpu_count() or 1)

@@ -20,6 +20,12 @@ import yaml
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.features import default_backbone
+from shoptransfer.backbones.precision import (
+    check_precision,
+    native_bf16,
+    precision_warning,
+    use_usable_cores,
+)
 from shoptransfer.backbones.registry import backbone_modality
 from shoptransfer.backbones.text import text_length_limit
 from shoptransfer.catalogue import make_recipe
@@ -104,6 +110,7 @@ def run(
     keeps the cells that finished (the error says so). Settings the run changed (a text length
     capped at what the backbone reads) are listed under ``capped_settings`` in
     ``results.json``."""
+    threads = use_usable_cores()
     check_folder(config.output_dir, "output_dir")
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
     check_folder(
@@ -115,8 +122,11 @@ def run(
         config = config.model_copy(update={"backbone": default_backbone(data.pool.holds)})
     config, capped = _capped_config(config)
     task.config = config
-    task.check(data, [recipe for _, recipe in build_recipes(config, config.seeds[0], capped)])
+    recipes = [recipe for _, recipe in build_recipes(config, config.seeds[0], capped)]
+    task.check(data, recipes)
     warnings = [*data.warnings, *(capped_warning(change) for change in capped)]
+    asked = {getattr(recipe, "precision", None) for recipe in recipes}
+    warnings += [line for line in map(precision_warning, sorted(asked - {None})) if line]
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
 
@@ -139,6 +149,11 @@ def run(
             **({"capped_settings": capped} if capped else {}),
             "warnings": warnings,
             **environment(),
+            "compute": {
+                "threads": threads,
+                "native_bf16": native_bf16(),
+                "precision_auto": check_precision("auto"),
+            },
             **task.extra_results(data, cache),
             "results": records,
         }

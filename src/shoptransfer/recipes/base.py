@@ -531,9 +531,10 @@ class BackboneRecipe(Recipe):
         group="backbone",
     )
     precision: str = option(
-        "fp32",
-        "'fp32', or 'bf16': the backbone computes in bfloat16 (mixed precision), about 2x "
-        "faster on CPUs with native bfloat16 (AVX512-BF16, AMX), slower on others",
+        "auto",
+        "'auto': bf16 where the CPU computes bfloat16 natively (AVX512-BF16, AMX; about 2x "
+        "faster there), else fp32; 'fp32'; or 'bf16' (mixed precision: several times slower "
+        "on CPUs without native bfloat16)",
         choices=PRECISIONS,
         group="backbone",
     )
