@@ -38,11 +38,14 @@ __all__ = [
     "choose_model",
     "compare",
     "export_model",
+    "labelled",
+    "load_classifier",
     "load_model",
     "predict",
     "predict_ratings",
     "read_domain",
     "recommend",
+    "Recommender",
     "run_experiment",
     "task_class",
 ]
@@ -178,23 +181,33 @@ def predict(
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"input {i + 1} is empty; expected some text to classify")
-    predictor: Any
+    return labelled(load_classifier(run_dir, model, onnx), texts)
+
+
+def load_classifier(run_dir: str | Path, model: str | None = None, onnx: bool = False) -> Any:
+    """The model that :func:`predict` scores with: the PyTorch (or TF-IDF) predictor of a run's
+    model, or (``onnx``) its ONNX export through onnxruntime."""
     if onnx:
-        predictor = load_export(run_dir, model)
+        return load_export(run_dir, model)
+    folder = choose_model(run_dir, model)
+    if model_reads(folder) == "vectors":
+        raise DataError(
+            f"{folder / 'model.json'}: the model reads precomputed vectors, not texts or "
+            "images; give it an array: load_model(...).predict_proba(vectors)"
+        )
+    return load_predictor(folder)
+
+
+def labelled(predictor: Any, inputs: Sequence[str]) -> tuple[Any, Any, Any]:
+    """What :func:`predict` returns, from a model :func:`load_classifier` loaded."""
+    if isinstance(predictor, OnnxPredictor):
         kind, tasks = predictor.kind, predictor.tasks
     else:
-        folder = choose_model(run_dir, model)
-        if model_reads(folder) == "vectors":
-            raise DataError(
-                f"{folder / 'model.json'}: the model reads precomputed vectors, not texts or "
-                "images; give it an array: load_model(...).predict_proba(vectors)"
-            )
-        predictor = load_predictor(folder)
         kind, tasks = predictor.outputs.kind, predictor.outputs.tasks
     if kind == "value":
-        values = np.asarray(predictor.predict(list(texts)), dtype=np.float64)
+        values = np.asarray(predictor.predict(list(inputs)), dtype=np.float64)
         return [float(v) for v in values], values, []
-    probabilities = predictor.predict_proba(list(texts))
+    probabilities = predictor.predict_proba(list(inputs))
     if kind == "tasks":
         labels = {
             name: [classes[i] for i in probabilities[name].argmax(axis=1)]
@@ -244,7 +257,7 @@ def export_model(
     if format != "onnx":
         raise ConfigError(f"--format '{format}'; expected 'onnx'")
     run_dir = Path(run_dir)
-    folder = _model_to_export(run_dir, model)
+    folder = model_folder(run_dir, model)
     _, metadata = read_model_metadata(folder)
     if metadata["kind"] != "neural":
         results = load_results(run_dir)
@@ -274,8 +287,9 @@ def _kind(folder: Path) -> str | None:
         return None
 
 
-def _model_to_export(run_dir: Path, model: str | None) -> Path:
-    """The folder of a model given by folder name or recipe label (default: the best)."""
+def model_folder(run_dir: Path, model: str | None) -> Path:
+    """The folder of a run's model given by folder name or recipe label (its largest budget,
+    first seed; default: the best, as :func:`choose_model` picks it)."""
     if model is None:
         return choose_model(run_dir)
     results = load_results(run_dir)
@@ -355,59 +369,111 @@ def recommend(
     largest budget), else the run's best by validation NDCG. Each item comes with the history
     items that contributed most, by the model's own measure (``explanation`` says which).
     """
-    run_dir = Path(run_dir)
-    results = load_results(run_dir)
-    if results.get("task") != "recommendation":
-        raise DataError(
-            f"{run_dir / RESULTS_FILE}: task {results.get('task')!r}; not a recommendation run"
-        )
-    config = load_config(run_dir / "config.yaml")
-    record = _chosen_record(run_dir, results, recipe, seed)
-    folder = run_dir / record["model_dir"]
-    if not folder.exists():
-        saved = sorted(p.name for p in (run_dir / "models").glob("*")) or ["none"]
-        raise DataError(f"{folder}: no saved model; saved: {', '.join(saved)}")
-    try:
-        domain = read_interaction_domain(config.target)
-    except ShopTransferError as exc:
-        raise DataError(f"{run_dir / 'config.yaml'}: the run's target data: {exc}") from exc
-    if user not in domain.users:
-        raise DataError(f"user '{user}' is not in '{domain.name}' ({len(domain.users)} users)")
-    cache_root = Path(config.cache_dir) / "embeddings" if config.cache_dir else None
-    ranker = load_ranker(folder, domain, EmbeddingCache(cache_root))
-    index = domain.users.index(user)
-    history = _full_history(domain, index)
-    scores = ranker.scores([history], np.array([index]))[0].clone()
-    scores[0] = -torch.inf
-    scores[torch.from_numpy(history)] = -torch.inf
-    top = torch.topk(scores, min(k, domain.n_items - len(set(history.tolist())))).indices
-    items = []
-    for item in top.tolist():
-        weights = ranker.contributions(history, item)
-        order = np.argsort(-weights, kind="stable")[:explain] if weights.any() else []
-        items.append(
-            {
-                "item": domain.items[item - 1],
-                "text": domain.item_text[item - 1],
-                "score": float(scores[item]),
-                "because": [
-                    {
-                        "item": domain.items[history[i] - 1],
-                        "text": domain.item_text[history[i] - 1],
-                        "weight": round(float(weights[i]), 4),
-                    }
-                    for i in order
-                ],
-            }
-        )
-    return {
-        "user": user,
-        "recipe": record.get("label", record["recipe"]),
-        "seed": record["seed"],
-        "explanation": ranker.explanation,
-        "history": [domain.items[i - 1] for i in history],
-        "items": items,
-    }
+    return Recommender(run_dir, recipe, seed).recommend(user=user, k=k, explain=explain)
+
+
+class Recommender:
+    """A recommendation run's model with its catalogue, loaded once to answer many requests
+    (:func:`recommend` for one). ``recipe`` and ``seed`` choose the model as there."""
+
+    def __init__(
+        self, run_dir: str | Path, recipe: str | None = None, seed: int | None = None
+    ) -> None:
+        run_dir = Path(run_dir)
+        results = load_results(run_dir)
+        if results.get("task") != "recommendation":
+            raise DataError(
+                f"{run_dir / RESULTS_FILE}: task {results.get('task')!r}; not a recommendation run"
+            )
+        config = load_config(run_dir / "config.yaml")
+        self.record = _chosen_record(run_dir, results, recipe, seed)
+        self.folder = run_dir / self.record["model_dir"]
+        if not self.folder.exists():
+            saved = sorted(p.name for p in (run_dir / "models").glob("*")) or ["none"]
+            raise DataError(f"{self.folder}: no saved model; saved: {', '.join(saved)}")
+        try:
+            self.domain = read_interaction_domain(config.target)
+        except ShopTransferError as exc:
+            raise DataError(f"{run_dir / 'config.yaml'}: the run's target data: {exc}") from exc
+        cache_root = Path(config.cache_dir) / "embeddings" if config.cache_dir else None
+        self.ranker = load_ranker(self.folder, self.domain, EmbeddingCache(cache_root))
+        self._users = {user: i for i, user in enumerate(self.domain.users)}
+        self._items = {item: i + 1 for i, item in enumerate(self.domain.items)}  # 0 pads
+
+    def knows_user(self, user: str) -> bool:
+        return user in self._users
+
+    def knows_item(self, item: str) -> bool:
+        return item in self._items
+
+    @property
+    def scores_histories(self) -> bool:
+        """Whether the model scores any history (not only the users it was trained on)."""
+        return not getattr(self.ranker, "by_user", False)
+
+    def recommend(
+        self,
+        user: str | None = None,
+        history: Sequence[str] | None = None,
+        k: int = 10,
+        explain: int = 3,
+    ) -> dict[str, Any]:
+        """Top-``k`` items after ``user``'s whole known history, or after ``history`` (item
+        ids, oldest first); the history's items are never recommended."""
+        domain = self.domain
+        if (user is None) == (history is None):
+            raise ConfigError("give a user id or a history of item ids, not both")
+        if user is not None:
+            if user not in self._users:
+                raise DataError(
+                    f"user '{user}' is not in '{domain.name}' ({len(domain.users)} users)"
+                )
+            index = self._users[user]
+            known = _full_history(domain, index)
+        else:
+            assert history is not None
+            if not self.scores_histories:
+                raise ConfigError(
+                    f"model {self.folder.name} scores the users it was trained on; give a user"
+                )
+            for item in history:
+                if item not in self._items:
+                    raise DataError(
+                        f"item '{item}' is not in '{domain.name}' ({domain.n_items} items)"
+                    )
+            index = 0
+            known = np.array([self._items[item] for item in history], dtype=np.int64)
+        scores = self.ranker.scores([known], np.array([index]))[0].clone()
+        scores[0] = -torch.inf
+        scores[torch.from_numpy(known)] = -torch.inf
+        top = torch.topk(scores, max(0, min(k, domain.n_items - len(set(known.tolist())))))
+        items = []
+        for item in top.indices.tolist():
+            weights = self.ranker.contributions(known, item)
+            order = np.argsort(-weights, kind="stable")[:explain] if weights.any() else []
+            items.append(
+                {
+                    "item": domain.items[item - 1],
+                    "text": domain.item_text[item - 1],
+                    "score": float(scores[item]),
+                    "because": [
+                        {
+                            "item": domain.items[known[i] - 1],
+                            "text": domain.item_text[known[i] - 1],
+                            "weight": round(float(weights[i]), 4),
+                        }
+                        for i in order
+                    ],
+                }
+            )
+        return {
+            "user": user,
+            "recipe": self.record.get("label", self.record["recipe"]),
+            "seed": self.record["seed"],
+            "explanation": self.ranker.explanation,
+            "history": [domain.items[i - 1] for i in known],
+            "items": items,
+        }
 
 
 def _full_history(domain: InteractionDomain, user: int) -> np.ndarray:

@@ -445,6 +445,67 @@ def export(
 
 
 @app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by `run` or `demo`")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="a recipe label or model folder name of the run (default: the best)"),
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes, each with the model", min=1)] = 1,
+    onnx: Annotated[
+        bool | None,
+        typer.Option(
+            "--onnx/--no-onnx",
+            help="serve the model's ONNX export (int8 when exported, else fp32) [default: on "
+            "when `shoptransfer export` made one]",
+            show_default=False,
+        ),
+    ] = None,
+    max_items: Annotated[int, typer.Option(help="texts or images per request", min=1)] = 64,
+    max_text_chars: Annotated[int, typer.Option(help="characters per text", min=1)] = 10_000,
+    max_image_bytes: Annotated[int, typer.Option(help="bytes per image", min=1)] = 10 * 2**20,
+    max_image_pixels: Annotated[
+        int, typer.Option(help="pixels per image (width x height)", min=1)
+    ] = 25_000_000,
+    max_k: Annotated[int, typer.Option(help="largest k of /v1/recommend", min=1)] = 100,
+    max_batch: Annotated[
+        int, typer.Option(help="inputs scored together across concurrent requests", min=1)
+    ] = 64,
+    batch_wait_ms: Annotated[
+        float,
+        typer.Option(help="how long a request waits for others to batch with", min=0, max=1000),
+    ] = 5.0,
+) -> None:
+    """Serve a run's model over HTTP: POST /v1/classify, /v1/recommend, /v1/embed; GET
+    /health, /ready, /v1/model; the OpenAPI schema at /docs and /openapi.json."""
+    from shoptransfer.errors import ConfigError
+
+    try:
+        from shoptransfer.serving import ServeSettings
+        from shoptransfer.serving import serve as serve_over_http
+    except ImportError as exc:
+        raise ConfigError(
+            f"`shoptransfer serve` needs the 'serve' extra ({exc.name} is missing): "
+            "pip install 'shoptransfer[serve]'"
+        ) from None
+    settings = ServeSettings(
+        run_dir=str(run_dir),
+        model=model,
+        onnx=onnx,
+        max_items=max_items,
+        max_text_chars=max_text_chars,
+        max_image_bytes=max_image_bytes,
+        max_image_pixels=max_image_pixels,
+        max_k=max_k,
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
+    )
+    serve_over_http(settings, host, port, workers)
+
+
+@app.command()
 def backbones() -> None:
     """List the registered backbones."""
     from shoptransfer.backbones import list_backbones
