@@ -128,7 +128,7 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user: str | None = None
     history: list[str] | None = None
-    k: int = Field(10, ge=1)
+    k: int | None = Field(None, ge=1, description="how many items (default 10, or --max-k)")
     explain: int = Field(3, ge=0, le=20, description="history items shown per recommendation")
 
 
@@ -543,6 +543,8 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
             raise RequestError(None, f"{loaded.model} is not a recommendation model", 409)
         if (body.user is None) == (body.history is None):
             raise RequestError("user", "give a user id or a history of item ids, not both")
+        if body.k is None:
+            body.k = min(10, loaded.settings.max_k)
         if body.k > loaded.settings.max_k:
             raise RequestError("k", f"k {body.k}; at most {loaded.settings.max_k}")
         if body.user is not None and not recommender.knows_user(body.user):
@@ -569,13 +571,15 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
 def _first_error(errors: Sequence[Any], skip: str | None = None) -> tuple[str | None, str]:
     """The field (``texts[2]``) and message of a pydantic validation error's first entry."""
     if not errors:
-        return None, "invalid request"
+        return "body", "invalid request"
     error = errors[0]
+    if error.get("type") == "json_invalid":
+        return "body", "not JSON"
     parts = [str(p) for p in error.get("loc", ()) if p != skip]
     field = ""
     for part in parts:
         field += f"[{part}]" if part.isdigit() else (f".{part}" if field else part)
-    return field or None, str(error.get("msg", "invalid"))
+    return field or "body", str(error.get("msg", "invalid"))
 
 
 class _inputs:
