@@ -150,6 +150,13 @@ def test_serves_the_int8_export_when_there_is_one(text_run: Path) -> None:
             assert test_client.post("/v1/embed", json={"text": "pan"}).json()["dimensions"] == 16
         with client(text_run, model="frozen-features", onnx=False) as test_client:
             assert test_client.get("/ready").json()["backend"] == "pytorch"
+        service = Service(ServeSettings(str(text_run), model="frozen-features"))
+        assert service.describe()[0].endswith("(onnx-int8)")
+        goal = card["check"]["int8"]["meets_goal"]
+        assert (len(service.describe()) == 1) == goal, service.describe()
+        assert service.export is not None
+        service.export["check"]["int8"].update(meets_goal=False, agreement=0.9)
+        assert "90.0 %" in service.describe()[1] and "--no-onnx" in service.describe()[1]
     finally:
         import shutil
 

@@ -209,11 +209,11 @@ def labelled(predictor: Any, inputs: Sequence[str]) -> tuple[Any, Any, Any]:
         return [float(v) for v in values], values, []
     probabilities = predictor.predict_proba(list(inputs))
     if kind == "tasks":
-        labels = {
+        per_task = {
             name: [classes[i] for i in probabilities[name].argmax(axis=1)]
             for name, classes in tasks
         }
-        return labels, probabilities, {name: list(classes) for name, classes in tasks}
+        return per_task, probabilities, {name: list(classes) for name, classes in tasks}
     labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
     return labels, probabilities, predictor.classes
 
@@ -450,7 +450,7 @@ class Recommender:
         items = []
         for item in top.indices.tolist():
             weights = self.ranker.contributions(known, item)
-            order = np.argsort(-weights, kind="stable")[:explain] if weights.any() else []
+            order: Any = np.argsort(-weights, kind="stable")[:explain] if weights.any() else []
             items.append(
                 {
                     "item": domain.items[item - 1],

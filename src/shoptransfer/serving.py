@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -277,6 +278,18 @@ class Service:
     def model(self) -> str:
         return self.folder.name
 
+    def describe(self) -> list[str]:
+        """What is served, in a line; a second line when the ONNX model served does not meet
+        the export's agreement goal with PyTorch."""
+        lines = [f"serving {self.task} model {self.model} of {self.run_dir} ({self.backend})"]
+        check = (self.export or {}).get("check", {}).get(self.backend.removeprefix("onnx-"), {})
+        if self.backend != "pytorch" and check.get("meets_goal") is False:
+            lines.append(
+                f"warning: its labels agree with PyTorch's on {100 * check['agreement']:.1f} % "
+                "of the run's test set (export.json), below the goal; --no-onnx serves PyTorch"
+            )
+        return lines
+
     def warm_up(self) -> None:
         """One prediction, so that the first request does not pay for lazy set-up."""
         start = time.perf_counter()
@@ -333,7 +346,10 @@ class Service:
     def recommend(self, request: RecommendRequest) -> dict[str, Any]:
         assert self.recommender is not None
         answer = self.recommender.recommend(
-            user=request.user, history=request.history, k=request.k, explain=request.explain
+            user=request.user,
+            history=request.history,
+            k=request.k or 10,
+            explain=request.explain,
         )
         for item in answer["items"]:
             item["score"] = _finite(item["score"])
@@ -363,7 +379,7 @@ def model_card(
 ) -> dict[str, Any]:
     """What ``GET /v1/model`` answers: the served model's task, recipe, seed and budget, its
     metrics, the run's data (names, sizes, hashes), the backend, and the export's check."""
-    cell = next(
+    cell: dict[str, Any] = next(
         (
             r
             for r in results.get("results", [])
@@ -708,6 +724,8 @@ def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     service = Service(settings)
+    for line in service.describe():
+        print(line, file=sys.stderr)
     if workers == 1:
         uvicorn.run(create_app(service), host=host, port=port, log_level="info")
         return
