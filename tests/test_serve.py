@@ -122,6 +122,7 @@ def test_classify_answers_what_predict_answers(
     for row, expected in zip(rows, probabilities):
         assert list(row["probabilities"]) == classes
         assert np.allclose(list(row["probabilities"].values()), expected, atol=1e-6)
+    assert answer.json()["backend"] == {"tfidf": "tfidf-logistic", "frozen": "pytorch"}[fixture]
     one = test_client.post("/v1/classify", json={"text": TEXTS[0]}).json()["predictions"]
     assert one == rows[:1]
 

@@ -264,10 +264,16 @@ class Service:
             has_export = (exported / EXPORT_FILE).exists()
             onnx = has_export if settings.onnx is None else settings.onnx
             self.classifier = load_classifier(self.run_dir, self.folder.name, onnx)
-            self.backend = f"onnx-{self.classifier.precision}" if onnx else "pytorch"
+            _, metadata = read_model_metadata(self.folder)
+            # the ONNX model served, else PyTorch for a neural model, else the model's kind
+            neural = metadata.get("kind") == "neural"
+            self.backend = (
+                f"onnx-{self.classifier.precision}"
+                if onnx
+                else ("pytorch" if neural else str(metadata.get("kind")))
+            )
             if has_export:
                 self.export = read_card(exported)
-            _, metadata = read_model_metadata(self.folder)
             spec = metadata.get("spec", {}) if metadata.get("kind") == "neural" else {}
             self.has_backbone = "frozen_backbone" in spec or "backbone" in spec
         self.card = model_card(self.run_dir, self.folder, results, self.backend, self.export)
