@@ -458,3 +458,33 @@ def test_serve_runs_as_a_real_uvicorn_process(text_run: Path) -> None:
     # uvicorn shuts down gracefully, then ends with the signal it got
     assert server.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
+
+
+def test_a_mistake_found_while_scoring_is_a_4xx_for_that_request_only(
+    text_run: Path, monkeypatch
+) -> None:
+    from shoptransfer.errors import DataError
+
+    service = Service(ServeSettings(str(text_run), model="scratch-tfidf", batch_wait_ms=50))
+    app = create_app(service)
+    classify = service.classify
+
+    def refuses_one(inputs: list[str]) -> list[Any]:
+        if "bad input" in inputs:
+            raise DataError("input 'bad input': cannot be scored")
+        return classify(inputs)
+
+    monkeypatch.setattr(service, "classify", refuses_one)
+
+    async def ask() -> list[Any]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as http:
+                texts = ["good pan", "bad input", "broken lid"]
+                return await asyncio.gather(
+                    *(http.post("/v1/classify", json={"text": text}) for text in texts)
+                )
+
+    good, bad, other = asyncio.run(ask())
+    assert (good.status_code, other.status_code) == (200, 200)
+    assert bad.status_code == 422 and "cannot be scored" in bad.json()["error"]

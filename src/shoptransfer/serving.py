@@ -39,7 +39,7 @@ from shoptransfer.api import (
     model_folder,
     model_reads,
 )
-from shoptransfer.errors import ConfigError
+from shoptransfer.errors import ConfigError, ShopTransferError
 from shoptransfer.export.runtime import EXPORT_FILE, export_folder, read_card
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes.base import load_predictor, read_model_metadata
@@ -485,6 +485,12 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         return JSONResponse({"field": exc.field, "error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(ShopTransferError)
+    async def input_error(request: Request, exc: ShopTransferError) -> JSONResponse:
+        """A mistake in the inputs found while scoring them (one line, as the CLI prints)."""
+        message = " ".join(str(exc).split())
+        return JSONResponse({"field": None, "error": message}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
