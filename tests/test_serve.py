@@ -253,7 +253,7 @@ def test_bad_recommend_requests_name_the_field(
 
 
 def test_a_model_of_known_users_refuses_an_ad_hoc_history(recommendation_run: Path) -> None:
-    with client(recommendation_run, model="bpr") as test_client:
+    with client(recommendation_run, model="bpr-kall-seed0") as test_client:  # a folder name
         assert test_client.post("/v1/recommend", json={"user": "shopu3"}).status_code == 200
         answer = test_client.post("/v1/recommend", json={"history": ["shop1"]})
         assert (answer.status_code, answer.json()["field"]) == (409, "history")
@@ -488,3 +488,32 @@ def test_a_mistake_found_while_scoring_is_a_4xx_for_that_request_only(
     good, bad, other = asyncio.run(ask())
     assert (good.status_code, other.status_code) == (200, 200)
     assert bad.status_code == 422 and "cannot be scored" in bad.json()["error"]
+
+
+def test_regression_and_multi_task_models_answer_numbers_and_labels_per_task(
+    tmp_path: Path, tiny_backbone: str
+) -> None:
+    from .test_multitask import write_config as multi_task_config
+    from .test_regression import write_config as regression_config
+
+    recipes = [{"name": "frozen-features", "epochs": 2}]
+    for name, write_config in (("regression", regression_config), ("multi", multi_task_config)):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = write_config(folder, tiny_backbone, recipes=recipes, budgets=[8])
+        run_dir = run_experiment(load_config(config), show_progress=False)
+        with client(run_dir) as test_client:
+            answer = test_client.post("/v1/classify", json={"texts": TEXTS})
+            assert answer.status_code == 200, answer.text
+            rows = answer.json()["predictions"]
+            labels, probabilities, classes = predict(run_dir, TEXTS)
+            if name == "regression":
+                assert [row["value"] for row in rows] == pytest.approx(labels)
+                assert all(set(row) == {"value"} for row in rows)
+            else:
+                assert [set(row["tasks"]) for row in rows] == [set(classes)] * len(TEXTS)
+                for task in classes:
+                    assert [row["tasks"][task]["label"] for row in rows] == labels[task]
+                    got = [list(row["tasks"][task]["probabilities"].values()) for row in rows]
+                    assert np.allclose(got, probabilities[task], atol=1e-6)
+            assert test_client.post("/v1/embed", json={"text": "pan"}).status_code == 200

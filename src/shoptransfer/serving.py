@@ -248,7 +248,11 @@ class Service:
         self.export: dict[str, Any] | None = None
         self._embedder: Any = None
         if self.task == "recommendation":
-            self.recommender = Recommender(self.run_dir, settings.model)
+            label, seed = settings.model, None
+            for cell in results.get("results", []):  # a model folder name: its label and seed
+                if cell.get("model_dir") and Path(cell["model_dir"]).name == settings.model:
+                    label, seed = cell.get("label", cell.get("recipe")), cell.get("seed")
+            self.recommender = Recommender(self.run_dir, label, seed)
             self.folder = self.recommender.folder
             self.backend = "pytorch"
             self.has_backbone = False
