@@ -514,7 +514,9 @@ def markdown(payload: dict[str, Any]) -> str:
         f"{env['cores']} cores **shared** with another developer's benchmark runs, so the "
         f"seconds are indicative only. Seeds {', '.join(map(str, seeds))}; mean ± std over "
         "seeds; train seconds are "
-        "the median over seeds (the first cell of a run also computes the frozen features). "
+        "the median over seeds (the first cell of a run also computes the frozen features); "
+        "in parts 1 and 2c the single-task seconds are the sum over its one-head runs, which "
+        "ran while other jobs loaded the cores unevenly: read them as rough.",
         "",
         "**Design.** Parts 1 and 2c pair the two sides exactly: a budget counts examples per "
         "class of one column (`per_class_of`), the multi-task model and every single-task "
@@ -548,8 +550,8 @@ def markdown(payload: dict[str, Any]) -> str:
             "Both recipes: EfficientNet-Lite0 at 128 px (frozen-lbfgs: the network with "
             "nothing trained; fine-tune: stem + 13 blocks frozen, layer decay 0.8, learning "
             "rate 1e-3, "
-            f"{PHOTO_FINE_TUNE_EPOCHS} epochs per budget (as `benchmarks/fashion.py`). "
-            "Macro-F1 (%):",
+            + ", ".join(f"{e} epochs at {b}" for b, e in PHOTO_FINE_TUNE_EPOCHS.items())
+            + " photos per type, as `benchmarks/fashion.py`). Macro-F1 (%):",
             "",
             *table,
             "",
@@ -575,6 +577,15 @@ def markdown(payload: dict[str, Any]) -> str:
         ]
         answers += said
         tally += counted
+    else:
+        lines += [
+            "## Part 2c: Chinese reviews with fine-tune: not run yet",
+            "",
+            "The paired runs of part 2c (`--part reviews`) did not fit in the session that ran "
+            "part 1 (the photo runs took about 2 hours on cores shared with other work); the "
+            "answer below rests on the photos for a trained, shared encoder.",
+            "",
+        ]
     mt, sts, stc = (
         p2["in_domain/multi-task"]["cells"],
         p2["in_domain/single-task/sentiment"]["cells"],
