@@ -94,11 +94,15 @@ def output_format(path: Path) -> str:
 
 def _open(path: Path) -> BinaryIO:
     if not path.is_file():
-        raise DataError(f"{path}: " + ("a folder, not a file" if path.is_dir() else "not found"))
+        raise DataError(_missing(path))
     handle: BinaryIO = open(path, "rb")  # noqa: SIM115  (closed by the reader)
     if path.suffix.lower() == ".gz":
         return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
     return handle
+
+
+def _missing(path: Path) -> str:
+    return f"{path}: is a folder; expected a file" if path.is_dir() else f"{path}: file not found"
 
 
 def _file_hash(path: Path) -> str:
@@ -110,10 +114,18 @@ def _file_hash(path: Path) -> str:
 
 
 def _decode(path: Path, line: bytes, number: int) -> str:
+    if number == 1 and line.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(
+            f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); "
+            "save it as UTF-8"
+        )
     try:
         return line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: line {number} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} line {number}: bytes {line[exc.start : exc.end]!r} are not valid UTF-8; "
+            "save the file as UTF-8"
+        ) from None
 
 
 def _text_rows(path: Path) -> Iterator[tuple[Any, Any]]:
@@ -146,7 +158,9 @@ def _delimited_rows(
                 key = row[where[1]] if where[1] is not None and where[1] < len(row) else None
                 yield text, key
         except UnicodeDecodeError:
-            raise DataError(f"{path}: line {reader.line_num + 1} is not UTF-8 text") from None
+            raise DataError(
+                f"{path} line {reader.line_num + 1}: not valid UTF-8; save the file as UTF-8"
+            ) from None
         except csv.Error as exc:
             raise DataError(f"{path}: line {reader.line_num}: {exc}") from None
         except (OSError, EOFError) as exc:
@@ -192,7 +206,7 @@ def _parquet_file(path: Path) -> Any:
     import pyarrow.parquet as pq
 
     if not path.is_file():
-        raise DataError(f"{path}: " + ("a folder, not a file" if path.is_dir() else "not found"))
+        raise DataError(_missing(path))
     try:
         return pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises its own exception types
@@ -472,15 +486,30 @@ class Job:
     show_progress: bool = True
 
 
+def check_job(job: Job) -> None:
+    """Refuse a job whose input or output cannot work (format, a missing file or column, a
+    first row that cannot be read) before any model is loaded."""
+    input_format(job.input)
+    if job.output is not None:
+        output_format(job.output)
+        if job.output.resolve() == job.input.resolve():
+            raise ConfigError(f"--output {job.output} is the input file; name another")
+    if job.resume and job.output is None:
+        raise ConfigError("--resume needs --output (printed predictions cannot resume)")
+    rows = read_rows(job.input, job.column, job.id_column, job.chunk_size)
+    next(iter(rows), None)
+    close = getattr(rows, "close", None)
+    if close is not None:
+        close()
+
+
 def predict_file(job: Job, predictor: Any, model_fingerprint: str) -> dict[str, Any]:
     """Score every row of ``job.input`` with ``predictor`` a chunk at a time; return the
     summary: rows, empty rows, rows resumed from an earlier run, seconds, rows per second."""
     started = time.perf_counter()
     columns = Columns.of(predictor, job.top_k, job.id_column)
+    check_job(job)
     fmt = output_format(job.output) if job.output is not None else None
-    input_format(job.input)
-    if job.output is not None and job.output.resolve() == job.input.resolve():
-        raise ConfigError(f"--output {job.output} is the input file; name another")
     state = _start(job, columns, model_fingerprint) if job.output is not None else None
     chunk_size = state["chunk_size"] if state else job.chunk_size
     done_chunks = state["chunks"] if state else 0
@@ -584,5 +613,5 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
 
 def _input_hash(path: Path) -> str:
     if not path.is_file():
-        raise DataError(f"{path}: " + ("a folder, not a file" if path.is_dir() else "not found"))
+        raise DataError(_missing(path))
     return _file_hash(path)

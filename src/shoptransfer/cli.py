@@ -406,11 +406,11 @@ def _predict_file(
     quiet: bool,
 ) -> None:
     """Score an --input file a chunk at a time; a model that needs no torch never loads it."""
-    from shoptransfer.batch import Job, light_predictor, model_fingerprint, predict_file
+    from shoptransfer.batch import Job, check_job, light_predictor, model_fingerprint, predict_file
     from shoptransfer.errors import ConfigError
 
-    if resume and output is None:
-        raise ConfigError("--resume needs --output (printed predictions cannot resume)")
+    job = Job(input, output, column, id_column, chunk_size, top_k, as_json, resume, not quiet)
+    check_job(job)
     name, predictor = light_predictor(run_dir, model, onnx)
     if predictor is None:  # a model that needs torch
         from shoptransfer.api import load_model, model_reads
@@ -421,9 +421,6 @@ def _predict_file(
         predictor = load_model(run_dir, name)
     elif getattr(predictor, "reads", "texts") != "texts":
         raise ConfigError(f"model {name} reads {predictor.reads}; --input needs a text model")
-    if not quiet:
-        typer.echo(f"model: {name}" + (" (ONNX export)" if onnx else ""), err=True)
-    job = Job(input, output, column, id_column, chunk_size, top_k, as_json, resume, not quiet)
     summary = predict_file(job, predictor, model_fingerprint(run_dir, name, onnx))
     if summary["empty"]:
         typer.echo(
@@ -434,9 +431,11 @@ def _predict_file(
         if summary["resumed_rows"]
         else ""
     )
+    where = f" -> {output}" if output else ""
     typer.echo(
-        f"{summary['rows']} rows{resumed}, {summary['empty']} empty, {summary['seconds']:.1f} s, "
-        f"{summary['rows_per_second'] or 0:.0f} rows/s" + (f" -> {output}" if output else ""),
+        f"model {name}{' (ONNX export)' if onnx else ''}: {summary['rows']} rows{resumed}, "
+        f"{summary['empty']} empty, {summary['seconds']:.1f} s, "
+        f"{summary['rows_per_second'] or 0:.0f} rows/s{where}",
         err=True,
     )
 
