@@ -234,15 +234,20 @@ def test_a_tfidf_model_predicts_without_importing_torch(tfidf_run: Path, tmp_pat
     assert len(pd.read_parquet(out)) == len(TEXTS)
 
 
+def raw(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 @pytest.mark.parametrize(
     ("make", "flags", "message"),
     [
         (lambda p: write_input(p / "in.csv"), ["--column", "body"], "no column 'body'"),
         (lambda p: write_input(p / "in.jsonl"), ["--id-column", "sku"], "line 1 has no key 'sku'"),
         (lambda p: p / "missing.csv", [], "missing.csv: file not found"),
-        (lambda p: (p / "in.parquet").write_bytes(b"PAR1 junk") and p / "in.parquet", [], "not a readable Parquet"),
-        (lambda p: (p / "in.txt").write_bytes(b"ok\ncaf\xe9\n") and p / "in.txt", [], "line 2: bytes"),
-        (lambda p: (p / "in.csv.gz").write_bytes(b"not gzip") and p / "in.csv.gz", [], "in.csv.gz"),
+        (lambda p: raw(p / "in.parquet", b"PAR1 junk"), [], "not a readable Parquet"),
+        (lambda p: raw(p / "in.txt", b"ok\ncaf\xe9\n"), [], "line 2: bytes"),
+        (lambda p: raw(p / "in.csv.gz", b"not gzip"), [], "in.csv.gz"),
         (lambda p: write_input(p / "in.csv"), ["-o", "out.xlsx"], "unknown format '.xlsx'"),
         (lambda p: write_input(p / "in.doc"), [], "unknown format '.doc'"),
     ],

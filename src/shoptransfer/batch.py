@@ -515,6 +515,7 @@ def predict_file(job: Job, predictor: Any, model_fingerprint: str) -> dict[str, 
     done_chunks = state["chunks"] if state else 0
     rows_done = state["rows"] if state else 0
     empty = state["empty"] if state else 0
+    resumed = rows_done
     folder = partial_folder(job.output) if job.output is not None else None
     total = count_rows(job.input)
     rows = read_rows(job.input, job.column, job.id_column, chunk_size)
@@ -539,7 +540,6 @@ def predict_file(job: Job, predictor: Any, model_fingerprint: str) -> dict[str, 
         _join_parts(parts, job.output, fmt, columns)
         shutil.rmtree(folder)
     seconds = time.perf_counter() - started
-    resumed = (state or {}).get("resumed_rows", 0)
     return {
         "rows": rows_done,
         "empty": empty,
@@ -589,7 +589,6 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
                 f"--resume: --column, --id-column or --top-k differ from the unfinished job's "
                 f"{state.get('settings')}; give the same, or delete {folder} to start again"
             )
-        state["resumed_rows"] = state.get("rows", 0)
         return dict(state)
     if folder.exists():  # a folder without a state file: nothing finished in it
         shutil.rmtree(folder)
