@@ -345,3 +345,35 @@ def test_image_models_export_with_their_preprocessing(tmp_path: Path) -> None:
         onnx = OnnxPredictor(folder, "fp32", batch_size=5)
         assert np.abs(onnx.predict_proba(test) - pytorch.predict_proba(test)).max() < 1e-4
     assert card["adapter_merged"] == "lora"
+
+
+def test_predict_input_streams_an_export_without_torch(text_run: Path, tmp_path: Path) -> None:
+    """``predict --input --onnx`` scores a file with the export alone; a PyTorch model streams
+    the same file to what ``api.predict`` gives it in one batch."""
+    export_model(text_run, model="fine-tune")
+    source = tmp_path / "in.txt"
+    source.write_text(f"{POSITIVE[0]}\n\n{NEGATIVE[0]}\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    script = (
+        "import sys\n"
+        "from shoptransfer.cli import main\n"
+        f"sys.argv = ['shoptransfer', 'predict', {str(text_run)!r}, '--model', "
+        f"'fine-tune-k8-seed0', '--onnx', '--input', {str(source)!r}, '-o', {str(out)!r}, "
+        "'--chunk-size', '2']\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    labels, _, _ = predict(text_run, [POSITIVE[0], NEGATIVE[0]], "fine-tune-k8-seed0", onnx=True)
+    assert [row["label"] for row in rows] == [labels[0], None, labels[1]]
+    from shoptransfer.cli import app
+
+    out = tmp_path / "torch.csv"
+    args = ["predict", str(text_run), "--model", "frozen-features-k8-seed0", "--input"]
+    done = CliRunner().invoke(app, [*args, str(source), "-o", str(out), "--chunk-size", "1"])
+    assert done.exit_code == 0, done.output
+    labels, _, _ = predict(text_run, [POSITIVE[0], NEGATIVE[0]], "frozen-features-k8-seed0")
+    written = out.read_text().splitlines()
+    assert [line.split(",")[1] for line in written[1:]] == [labels[0], "", labels[1]]

@@ -99,15 +99,17 @@ def test_cli_run_and_predict(
             str(run_dir),
             "--input",
             str(tmp_path / "texts.txt"),
-            "--text",
-            "superb",
             "--json",
         ],
     )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [line["text"] for line in lines] == ["superb", "awful junk, broke", "love it, great"]
-    assert all(abs(sum(line["probabilities"].values()) - 1) < 1e-5 for line in lines)
+    assert [line["text"] for line in lines] == ["awful junk, broke", "love it, great"]
+    assert all(abs(line["p_pos"] + line["p_neg"] - 1) < 1e-5 for line in lines)
+    result = runner.invoke(app, ["predict", str(run_dir), "--text", "superb", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert record["text"] == "superb" and abs(sum(record["probabilities"].values()) - 1) < 1e-5
     (tmp_path / "folder.txt").mkdir()
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 ok\n".encode("latin-1"))
     for name, message in (("folder.txt", "is a folder"), ("latin1.txt", "not valid UTF-8")):

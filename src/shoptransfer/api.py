@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.inputs import saved_model_reads
@@ -22,7 +21,7 @@ from shoptransfer.data.interactions import InteractionDomain, read_interaction_d
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
 from shoptransfer.export.exporter import HeldOut, export_onnx
-from shoptransfer.export.runtime import EXPORT_FILE, OnnxPredictor, export_folder
+from shoptransfer.export.runtime import OnnxPredictor, export_folder, open_export
 from shoptransfer.files import atomic_write_json
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
@@ -31,7 +30,7 @@ from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.recommenders.base import load_ranker
 from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
-from shoptransfer.runs import RESULTS_FILE, load_results
+from shoptransfer.runs import RESULTS_FILE, choose_model, load_results, saved_cells
 from shoptransfer.tasks import Task, list_tasks, make_task
 
 __all__ = [
@@ -85,73 +84,6 @@ def compare(
     )
     atomic_write_json(run_dir / RESULTS_FILE, results)
     return run_dir
-
-
-class _SavedCell(BaseModel):
-    """What choosing and loading a model read of a cell of ``results.json`` that saved one."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    recipe: str
-    label: str | None = None
-    seed: int
-    budget: int | float | str
-    model_dir: str
-    metrics: dict[str, Any]
-    validation_metrics: dict[str, Any] | None = None
-
-
-def saved_cells(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A run's results and its cells that saved a model, checked to hold what choosing and
-    loading a model read (a DataError naming ``results.json`` and the key otherwise)."""
-    results = load_results(run_dir)
-    path = run_dir / RESULTS_FILE
-    cells = results.get("results")
-    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
-        raise DataError(f"{path}: key 'results' is not a list of cells; the file is damaged")
-    for number, cell in enumerate(cells):
-        if "model_dir" not in cell:
-            continue
-        try:
-            _SavedCell.model_validate(cell)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            key = ".".join(str(part) for part in ("results", number, *first["loc"]))
-            raise DataError(f"{path}: key '{key}': {first['msg']}; the file is damaged") from None
-    saved = [cell for cell in cells if "model_dir" in cell]
-    if not saved:
-        raise DataError(f"{path}: lists no saved models (was save_models off?)")
-    return results, saved
-
-
-def choose_model(run_dir: str | Path, model: str | None = None) -> Path:
-    """The folder of ``model`` in a run, or of the run's best model by its primary metric
-    (macro-F1 for classification, the lowest RMSE for regression; validation NDCG for
-    recommendation, where the test split must not choose)."""
-    run_dir = Path(run_dir)
-    results, saved = saved_cells(run_dir)
-    if model is None:
-        metric = results.get("primary_metric", "macro_f1")
-        higher = results.get("higher_is_better", True)
-        if not isinstance(metric, str) or not isinstance(higher, bool):
-            raise DataError(
-                f"{run_dir / RESULTS_FILE}: key 'primary_metric' or 'higher_is_better' is "
-                "damaged; expected a metric name and true or false"
-            )
-
-        def score(cell: dict[str, Any]) -> float:
-            value = (cell.get("validation_metrics") or cell["metrics"]).get(metric)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise DataError(
-                    f"{run_dir / RESULTS_FILE}: the cell of {cell['model_dir']} has no number "
-                    f"for '{metric}'; the file is damaged"
-                )
-            return value if higher else -value
-
-        return run_dir / max(saved, key=score)["model_dir"]
-    names = [Path(r["model_dir"]).name for r in saved]
-    if model not in names:
-        raise ConfigError(f"{run_dir}: no model '{model}'; the run has {names}")
-    return run_dir / "models" / model
 
 
 def load_model(run_dir: str | Path, model: str | None = None) -> Predictor:
@@ -234,14 +166,7 @@ def predict_ratings(
 def load_export(run_dir: str | Path, model: str | None = None) -> OnnxPredictor:
     """The ONNX export of a run's model (default: the best one, as :func:`choose_model` picks
     it), scored by onnxruntime: its int8 model when exported, else fp32."""
-    name = choose_model(run_dir, model).name
-    folder = export_folder(run_dir, name)
-    if not (folder / EXPORT_FILE).exists():
-        raise DataError(
-            f"{folder}: no ONNX export of model {name}; make one with "
-            f"`shoptransfer export {run_dir} --model {name} --format onnx`"
-        )
-    return OnnxPredictor(folder)
+    return open_export(run_dir, model)
 
 
 def export_model(

@@ -315,12 +315,57 @@ def predict(
             "onnxruntime: its int8 model when exported, else fp32",
         ),
     ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="with --input: write the predictions to a .parquet, .csv or .jsonl file "
+            "(atomically; one row per input row) instead of printing them",
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id-column", help="a column of the --input table copied to each output row"),
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", help="rows of --input read and scored at a time", min=1)
+    ] = 1024,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="continue an interrupted --input/--output job where it stopped"
+        ),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Classify texts or images with a model saved in a run folder (a regression model:
-    predict their numbers; a multi-task model: a label per task)."""
-    from shoptransfer.api import choose_model, model_reads
-    from shoptransfer.data.readers import read_table
+    predict their numbers; a multi-task model: a label per task). An --input file of any size
+    is read and scored a chunk at a time: every row gets one prediction (an empty text an empty
+    one), in order."""
     from shoptransfer.errors import ConfigError, DataError
+
+    if input is not None:
+        if text or image:
+            raise ConfigError("give --input alone, not with --text or --image")
+        _predict_file(
+            run_dir,
+            model,
+            onnx,
+            input,
+            output,
+            column,
+            id_column,
+            chunk_size,
+            resume,
+            top_k,
+            as_json,
+            quiet,
+        )
+        return
+    if output is not None or resume or id_column is not None:
+        raise ConfigError("--output, --resume and --id-column go with --input")
+    from shoptransfer.api import choose_model, model_reads
 
     chosen = choose_model(run_dir, model)
     reads = model_reads(chosen)
@@ -341,17 +386,58 @@ def predict(
         _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="image", onnx=onnx)
         return
     texts = list(text or [])
-    if input is not None:
-        if input.suffix.lower() == ".txt":
-            from shoptransfer.data.readers import decode_utf8, read_bytes
-
-            lines = decode_utf8(input, read_bytes(input)).splitlines()
-            texts += [line for line in lines if line.strip()]
-        else:
-            texts += read_table(input, text=column, label=None).texts
     if not texts:
         raise ConfigError("nothing to classify: give --text, --input or --image")
     _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="text", onnx=onnx)
+
+
+def _predict_file(
+    run_dir: Path,
+    model: str | None,
+    onnx: bool,
+    input: Path,
+    output: Path | None,
+    column: str,
+    id_column: str | None,
+    chunk_size: int,
+    resume: bool,
+    top_k: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Score an --input file a chunk at a time; a model that needs no torch never loads it."""
+    from shoptransfer.batch import Job, check_job, light_predictor, model_fingerprint, predict_file
+    from shoptransfer.errors import ConfigError
+
+    job = Job(input, output, column, id_column, chunk_size, top_k, as_json, resume, not quiet)
+    check_job(job)
+    name, predictor = light_predictor(run_dir, model, onnx)
+    if predictor is None:  # a model that needs torch
+        from shoptransfer.api import load_model, model_reads
+
+        reads = model_reads(run_dir / "models" / name)
+        if reads != "texts":
+            raise ConfigError(f"model {name} reads {reads}; --input needs a text model")
+        predictor = load_model(run_dir, name)
+    elif getattr(predictor, "reads", "texts") != "texts":
+        raise ConfigError(f"model {name} reads {predictor.reads}; --input needs a text model")
+    summary = predict_file(job, predictor, model_fingerprint(run_dir, name, onnx))
+    if summary["empty"]:
+        typer.echo(
+            f"warning: {summary['empty']} empty input rows got an empty prediction", err=True
+        )
+    resumed = (
+        f", {summary['resumed_rows']} of them done before --resume"
+        if summary["resumed_rows"]
+        else ""
+    )
+    where = f" -> {output}" if output else ""
+    typer.echo(
+        f"model {name}{' (ONNX export)' if onnx else ''}: {summary['rows']} rows{resumed}, "
+        f"{summary['empty']} empty, {summary['seconds']:.1f} s, "
+        f"{summary['rows_per_second'] or 0:.0f} rows/s{where}",
+        err=True,
+    )
 
 
 def _print_predictions(
@@ -414,7 +500,9 @@ def _print_predictions(
 
 
 def _preview(item: str) -> str:
-    return item if len(item) <= 70 else item[:67] + "..."
+    from shoptransfer.batch import one_line
+
+    return one_line(item)
 
 
 @app.command()

@@ -33,3 +33,17 @@ def progress(
     ``enabled`` nor the enclosing :func:`showing_progress` turn it off)."""
     show = enabled and _SHOWN.get() and sys.stderr.isatty()
     yield from tqdm(items, desc=description, disable=not show, leave=False, total=total)
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: int | None, unit: str, enabled: bool = True
+) -> Iterator[tqdm]:
+    """A bar advanced by hand (``bar.update(n)``), with rate and, when ``total`` is known, ETA;
+    drawn on stderr under the same conditions as :func:`progress`."""
+    show = enabled and _SHOWN.get() and sys.stderr.isatty()
+    bar = tqdm(desc=description, total=total, unit=unit, disable=not show, leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()

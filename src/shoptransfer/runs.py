@@ -11,12 +11,14 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shoptransfer.errors import ConfigError, DataError
 
@@ -164,3 +166,106 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(results, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(results).__name__}")
     return results
+
+
+def read_json(path: Path) -> Any:
+    """A saved JSON file's content; a DataError naming the file when it is missing or damaged."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; the saved model is incomplete")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; the file is damaged") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged"
+        ) from None
+
+
+def read_weights(path: Path, names: Sequence[str] = (), framework: str = "pt") -> dict[str, Any]:
+    """The tensors of a safetensors file (torch tensors, or numpy arrays with ``framework``
+    ``"np"``), holding at least ``names``; a DataError naming the file when it is missing,
+    truncated or not safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; the saved model is incomplete")
+    try:
+        with safe_open(str(path), framework=framework) as weights:
+            tensors = {name: weights.get_tensor(name) for name in weights.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:120]
+        raise DataError(
+            f"{path}: not a readable safetensors file ({detail}); the file is damaged"
+        ) from None
+    missing = [name for name in names if name not in tensors]
+    if missing:
+        raise DataError(f"{path}: no tensor {missing[0]!r}; the file is damaged")
+    return tensors
+
+
+class _SavedCell(BaseModel):
+    """What choosing and loading a model read of a cell of ``results.json`` that saved one."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    recipe: str
+    label: str | None = None
+    seed: int
+    budget: int | float | str
+    model_dir: str
+    metrics: dict[str, Any]
+    validation_metrics: dict[str, Any] | None = None
+
+
+def saved_cells(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run's results and its cells that saved a model, checked to hold what choosing and
+    loading a model read (a DataError naming ``results.json`` and the key otherwise)."""
+    results = load_results(run_dir)
+    path = run_dir / RESULTS_FILE
+    cells = results.get("results")
+    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
+        raise DataError(f"{path}: key 'results' is not a list of cells; the file is damaged")
+    for number, cell in enumerate(cells):
+        if "model_dir" not in cell:
+            continue
+        try:
+            _SavedCell.model_validate(cell)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in ("results", number, *first["loc"]))
+            raise DataError(f"{path}: key '{key}': {first['msg']}; the file is damaged") from None
+    saved = [cell for cell in cells if "model_dir" in cell]
+    if not saved:
+        raise DataError(f"{path}: lists no saved models (was save_models off?)")
+    return results, saved
+
+
+def choose_model(run_dir: str | Path, model: str | None = None) -> Path:
+    """The folder of ``model`` in a run, or of the run's best model by its primary metric
+    (macro-F1 for classification, the lowest RMSE for regression; validation NDCG for
+    recommendation, where the test split must not choose)."""
+    run_dir = Path(run_dir)
+    results, saved = saved_cells(run_dir)
+    if model is None:
+        metric = results.get("primary_metric", "macro_f1")
+        higher = results.get("higher_is_better", True)
+        if not isinstance(metric, str) or not isinstance(higher, bool):
+            raise DataError(
+                f"{run_dir / RESULTS_FILE}: key 'primary_metric' or 'higher_is_better' is "
+                "damaged; expected a metric name and true or false"
+            )
+
+        def score(cell: dict[str, Any]) -> float:
+            value = (cell.get("validation_metrics") or cell["metrics"]).get(metric)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DataError(
+                    f"{run_dir / RESULTS_FILE}: the cell of {cell['model_dir']} has no number "
+                    f"for '{metric}'; the file is damaged"
+                )
+            return value if higher else -value
+
+        return run_dir / max(saved, key=score)["model_dir"]
+    names = [Path(r["model_dir"]).name for r in saved]
+    if model not in names:
+        raise ConfigError(f"{run_dir}: no model '{model}'; the run has {names}")
+    return run_dir / "models" / model

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.runs import choose_model
 
 EXPORT_FILE = "export.json"
 FP32_FILE = "model.onnx"
@@ -285,3 +286,17 @@ class OnnxPredictor:
 def export_folder(run_dir: str | Path, model: str) -> Path:
     """Where the export of a run's model (its folder name) lives."""
     return Path(run_dir) / EXPORTS_FOLDER / model
+
+
+def open_export(run_dir: str | Path, model: str | None = None) -> OnnxPredictor:
+    """The ONNX export of a run's model (default: the best one, as
+    :func:`~shoptransfer.runs.choose_model` picks it), scored by onnxruntime: its int8 model
+    when exported, else fp32."""
+    name = choose_model(run_dir, model).name
+    folder = export_folder(run_dir, name)
+    if not (folder / EXPORT_FILE).exists():
+        raise DataError(
+            f"{folder}: no ONNX export of model {name}; make one with "
+            f"`shoptransfer export {run_dir} --model {name} --format onnx`"
+        )
+    return OnnxPredictor(folder)

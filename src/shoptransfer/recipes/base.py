@@ -29,6 +29,7 @@ from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.files import atomic_write_json
 from shoptransfer.heads import Outputs
 from shoptransfer.metering import StageCache
+from shoptransfer.runs import read_json
 
 FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
 
@@ -154,42 +155,6 @@ def read_model_metadata(folder: str | Path) -> tuple[Path, dict[str, Any]]:
 def _shown(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def read_json(path: Path) -> Any:
-    """A saved JSON file's content; a DataError naming the file when it is missing or damaged."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; the saved model is incomplete")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; the file is damaged") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged"
-        ) from None
-
-
-def read_weights(path: Path, names: Sequence[str] = (), framework: str = "pt") -> dict[str, Any]:
-    """The tensors of a safetensors file (torch tensors, or numpy arrays with ``framework``
-    ``"np"``), holding at least ``names``; a DataError naming the file when it is missing,
-    truncated or not safetensors."""
-    from safetensors import SafetensorError, safe_open
-
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; the saved model is incomplete")
-    try:
-        with safe_open(str(path), framework=framework) as weights:
-            tensors = {name: weights.get_tensor(name) for name in weights.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:120]
-        raise DataError(
-            f"{path}: not a readable safetensors file ({detail}); the file is damaged"
-        ) from None
-    missing = [name for name in names if name not in tensors]
-    if missing:
-        raise DataError(f"{path}: no tensor {missing[0]!r}; the file is damaged")
-    return tensors
 
 
 def _load(folder: str | Path, expected: type, what: str, **context: Any) -> Any:

@@ -21,7 +21,8 @@ from shoptransfer.data.domain import Domain
 from shoptransfer.data.sampling import train_validation_split
 from shoptransfer.errors import DataError
 from shoptransfer.heads import Outputs
-from shoptransfer.recipes.base import Predictor, read_weights, register_model
+from shoptransfer.recipes.base import Predictor, register_model
+from shoptransfer.runs import read_weights
 from shoptransfer.training import (
     Classifier,
     Examples,

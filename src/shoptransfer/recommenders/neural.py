@@ -20,13 +20,14 @@ from torch import nn
 
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.evaluation.ranking import evaluate_ranking
-from shoptransfer.recipes.base import make_recipe, option, read_weights, register_model
+from shoptransfer.recipes.base import make_recipe, option, register_model
 from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
     padded_histories,
 )
 from shoptransfer.recommenders.layers import ItemScores
+from shoptransfer.runs import read_weights
 from shoptransfer.training import Classifier, TrainingSettings
 
 

@@ -14,12 +14,13 @@ from safetensors.torch import save_file
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import DataError
 from shoptransfer.metering import StageCache
-from shoptransfer.recipes.base import read_weights, register_model, register_recipe
+from shoptransfer.recipes.base import register_model, register_recipe
 from shoptransfer.recommenders.base import (
     ItemRanker,
     RecommendationRecipe,
     interaction_counts,
 )
+from shoptransfer.runs import read_weights
 
 
 @register_model
