@@ -529,6 +529,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
     ]
     tally: list[tuple[float, float]] = []  # (multi-task − single-task, larger seed std)
+    shared: list[tuple[float, float]] = []  # the same, for the fine-tune rows only
     answers: list[str] = []
     p1 = payload.get("part1")
     if p1:
@@ -558,6 +559,7 @@ def markdown(payload: dict[str, Any]) -> str:
         ]
         answers += said
         tally += counted
+        shared += [t for a, t in zip(said, counted) if ", fine-tune," in a]
     else:
         lines += ["## Part 1: product photos: not run yet", ""]
     p2c = payload.get("part2c")
@@ -570,13 +572,16 @@ def markdown(payload: dict[str, Any]) -> str:
             "",
             "The pool and test files of part 2a; budgets: reviews per category (16 / 64: 80 / "
             "320 reviews). fine-tune: minilm-l6, embeddings + 3 layers frozen, learning rate "
-            f"1e-4, {REVIEW_FINE_TUNE_EPOCHS} epochs per budget. Macro-F1 (%):",
+            "1e-4, "
+            + ", ".join(f"{e} epochs at {b}" for b, e in REVIEW_FINE_TUNE_EPOCHS.items())
+            + " reviews per category. Macro-F1 (%):",
             "",
             *table,
             "",
         ]
         answers += said
         tally += counted
+        shared += [t for a, t in zip(said, counted) if ", fine-tune," in a]
     else:
         lines += [
             "## Part 2c: Chinese reviews with fine-tune: not run yet",
@@ -742,7 +747,10 @@ def markdown(payload: dict[str, Any]) -> str:
         f"{len(tally)} in all), multi-task was ahead by more than the seed std in "
         f"{sum(d > n for d, n in tally)}, behind by more than it in "
         f"{sum(-d > n for d, n in tally)}, and within it in "
-        f"{sum(abs(d) <= n for d, n in tally)}. Per setting:",
+        f"{sum(abs(d) <= n for d, n in tally)}. With a trained encoder the heads share "
+        f"(the fine-tune rows, {len(shared)} settings): ahead in "
+        f"{sum(d > n for d, n in shared)}, behind in {sum(-d > n for d, n in shared)}, within "
+        f"the seed std in {sum(abs(d) <= n for d, n in shared)}. Per setting:",
         "",
         *answers,
         "",
