@@ -574,7 +574,9 @@ def interaction_rows(users: int, per_user: int, damage: list[str]) -> list[list[
         elif kind == "duplicate row":
             rows.insert(at, list(rows[at]))
         elif kind == "out of order":
-            rows.append([rows[at][0], "i6", str(int(rows[at][2]) - 1000)])
+            timed = [row for row in rows[at:] + rows[:at] if row[2].lstrip("-").isdigit()]
+            if timed:  # (an earlier 'bad time' may have spoiled rows[at]'s time)
+                rows.append([timed[0][0], "i6", str(int(timed[0][2]) - 1000)])
         elif kind == "short user":
             rows.append([f"lonely{number}", "i2", "7"])
         elif kind == "bad time":
