@@ -530,6 +530,12 @@ def markdown(payload: dict[str, Any]) -> str:
     ]
     tally: list[tuple[float, float]] = []  # (multi-task − single-task, larger seed std)
     shared: list[tuple[float, float]] = []  # the same, for the fine-tune rows only
+
+    def record(said: list[str], counted: list[tuple[float, float]]) -> None:
+        answers.extend(said)
+        tally.extend(counted)
+        shared.extend(t for a, t in zip(said, counted) if ", fine-tune," in a)
+
     answers: list[str] = []
     p1 = payload.get("part1")
     if p1:
@@ -557,9 +563,7 @@ def markdown(payload: dict[str, Any]) -> str:
             *table,
             "",
         ]
-        answers += said
-        tally += counted
-        shared += [t for a, t in zip(said, counted) if ", fine-tune," in a]
+        record(said, counted)
     else:
         lines += ["## Part 1: product photos: not run yet", ""]
     p2c = payload.get("part2c")
@@ -579,9 +583,7 @@ def markdown(payload: dict[str, Any]) -> str:
             *table,
             "",
         ]
-        answers += said
-        tally += counted
-        shared += [t for a, t in zip(said, counted) if ", fine-tune," in a]
+        record(said, counted)
     else:
         lines += [
             "## Part 2c: Chinese reviews with fine-tune: not run yet",

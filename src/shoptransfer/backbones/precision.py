@@ -95,9 +95,9 @@ def precision_warning(precision: str) -> str | None:
 
 
 def computing_in(precision: str) -> contextlib.AbstractContextManager[object]:
-    """A context in which a backbone's forward pass runs in ``precision``."""
-    resolved = check_precision(precision)
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=resolved == "bf16")
+    """A context in which a backbone's forward pass runs in ``precision`` (as
+    :func:`check_precision` resolved it when the model was built)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def usable_cores() -> int:
