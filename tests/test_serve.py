@@ -33,6 +33,7 @@ httpx = pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from shoptransfer.errors import ConfigError  # noqa: E402
 from shoptransfer.runs import load_results  # noqa: E402
 from shoptransfer.serving import ServeSettings, Service, create_app  # noqa: E402
 
@@ -151,6 +152,14 @@ def test_serves_the_int8_export_when_there_is_one(text_run: Path) -> None:
             assert test_client.post("/v1/embed", json={"text": "pan"}).json()["dimensions"] == 16
         with client(text_run, model="frozen-features", onnx=False) as test_client:
             assert test_client.get("/ready").json()["backend"] == "pytorch"
+        with client(text_run, model="frozen-features", onnx_precision="fp32") as test_client:
+            assert test_client.get("/ready").json()["backend"] == "onnx-fp32"
+            answer = test_client.post("/v1/classify", json={"texts": TEXTS}).json()
+            labels, _, _ = predict(text_run, TEXTS, model=answer["model"])  # PyTorch
+            assert [row["label"] for row in answer["predictions"]] == labels
+        for wrong in ({"onnx_precision": "int4"}, {"onnx": False, "onnx_precision": "fp32"}):
+            with pytest.raises(ConfigError, match="--onnx-precision"):
+                ServeSettings(str(text_run), model="frozen-features", **wrong).check()
         service = Service(ServeSettings(str(text_run), model="frozen-features"))
         assert service.describe()[0].endswith("(onnx-int8)")
         goal = card["check"]["int8"]["meets_goal"]

@@ -116,11 +116,17 @@ def predict(
     return labelled(load_classifier(run_dir, model, onnx), texts)
 
 
-def load_classifier(run_dir: str | Path, model: str | None = None, onnx: bool = False) -> Any:
+def load_classifier(
+    run_dir: str | Path,
+    model: str | None = None,
+    onnx: bool = False,
+    onnx_precision: str = "auto",
+) -> Any:
     """The model that :func:`predict` scores with: the PyTorch (or TF-IDF) predictor of a run's
-    model, or (``onnx``) its ONNX export through onnxruntime."""
+    model, or (``onnx``) its ONNX export through onnxruntime (``onnx_precision``: ``auto``, the
+    int8 model when exported, else fp32; or ``int8`` or ``fp32``)."""
     if onnx:
-        return load_export(run_dir, model)
+        return load_export(run_dir, model, onnx_precision)
     folder = choose_model(run_dir, model)
     if model_reads(folder) == "vectors":
         raise DataError(
@@ -163,10 +169,13 @@ def predict_ratings(
     return predictor.predict(list(users), list(items))
 
 
-def load_export(run_dir: str | Path, model: str | None = None) -> OnnxPredictor:
+def load_export(
+    run_dir: str | Path, model: str | None = None, precision: str = "auto"
+) -> OnnxPredictor:
     """The ONNX export of a run's model (default: the best one, as :func:`choose_model` picks
-    it), scored by onnxruntime: its int8 model when exported, else fp32."""
-    return open_export(run_dir, model)
+    it), scored by onnxruntime: ``precision`` ``auto``, its int8 model when exported, else
+    fp32; or ``int8`` or ``fp32``."""
+    return open_export(run_dir, model, precision)
 
 
 def export_model(

@@ -551,6 +551,12 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    onnx_precision: Annotated[
+        str,
+        typer.Option(
+            help="the export's model to serve: auto (int8 when exported, else fp32), int8, fp32"
+        ),
+    ] = "auto",
     max_items: Annotated[int, typer.Option(help="texts or images per request", min=1)] = 64,
     max_text_chars: Annotated[int, typer.Option(help="characters per text", min=1)] = 10_000,
     max_image_bytes: Annotated[int, typer.Option(help="bytes per image", min=1)] = 10 * 2**20,
@@ -582,6 +588,7 @@ def serve(
         run_dir=str(run_dir),
         model=model,
         onnx=onnx,
+        onnx_precision=onnx_precision,
         max_items=max_items,
         max_text_chars=max_text_chars,
         max_image_bytes=max_image_bytes,

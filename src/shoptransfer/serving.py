@@ -41,6 +41,7 @@ from shoptransfer.api import (
 )
 from shoptransfer.errors import ConfigError, ShopTransferError
 from shoptransfer.export.runtime import EXPORT_FILE, export_folder, read_card
+from shoptransfer.export.runtime import PRECISIONS as ONNX_PRECISIONS
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes.base import load_predictor, read_model_metadata
 from shoptransfer.runs import load_results
@@ -56,6 +57,7 @@ class ServeSettings:
     run_dir: str
     model: str | None = None  # a model folder or recipe label; default the run's best
     onnx: bool | None = None  # None: the ONNX export when the model has one
+    onnx_precision: str = "auto"  # auto: the export's int8 model when it has one, else fp32
     max_items: int = 64  # texts or images in one request
     max_text_chars: int = 10_000
     max_image_bytes: int = 10 * 2**20
@@ -74,6 +76,12 @@ class ServeSettings:
             raise ConfigError("--max-k and --max-batch must be at least 1")
         if not 0 <= self.batch_wait_ms <= 1000:
             raise ConfigError(f"--batch-wait-ms {self.batch_wait_ms}; expected 0 to 1000")
+        if self.onnx_precision not in ONNX_PRECISIONS:
+            raise ConfigError(
+                f"--onnx-precision '{self.onnx_precision}'; expected one of {list(ONNX_PRECISIONS)}"
+            )
+        if self.onnx is False and self.onnx_precision != "auto":
+            raise ConfigError("--onnx-precision chooses an ONNX model; it cannot go with --no-onnx")
 
 
 class RequestError(Exception):
@@ -267,7 +275,9 @@ class Service:
             exported = export_folder(self.run_dir, self.folder.name)
             has_export = (exported / EXPORT_FILE).exists()
             onnx = has_export if settings.onnx is None else settings.onnx
-            self.classifier = load_classifier(self.run_dir, self.folder.name, onnx)
+            self.classifier = load_classifier(
+                self.run_dir, self.folder.name, onnx, settings.onnx_precision
+            )
             _, metadata = read_model_metadata(self.folder)
             # the ONNX model served, else PyTorch for a neural model, else the model's kind
             neural = metadata.get("kind") == "neural"

@@ -288,10 +288,12 @@ def export_folder(run_dir: str | Path, model: str) -> Path:
     return Path(run_dir) / EXPORTS_FOLDER / model
 
 
-def open_export(run_dir: str | Path, model: str | None = None) -> OnnxPredictor:
+def open_export(
+    run_dir: str | Path, model: str | None = None, precision: str = "auto"
+) -> OnnxPredictor:
     """The ONNX export of a run's model (default: the best one, as
-    :func:`~shoptransfer.runs.choose_model` picks it), scored by onnxruntime: its int8 model
-    when exported, else fp32."""
+    :func:`~shoptransfer.runs.choose_model` picks it), scored by onnxruntime: ``precision``
+    ``auto``: its int8 model when exported, else fp32; or ``int8`` or ``fp32``."""
     name = choose_model(run_dir, model).name
     folder = export_folder(run_dir, name)
     if not (folder / EXPORT_FILE).exists():
@@ -299,4 +301,4 @@ def open_export(run_dir: str | Path, model: str | None = None) -> OnnxPredictor:
             f"{folder}: no ONNX export of model {name}; make one with "
             f"`shoptransfer export {run_dir} --model {name} --format onnx`"
         )
-    return OnnxPredictor(folder)
+    return OnnxPredictor(folder, precision=precision)
