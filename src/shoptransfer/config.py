@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from shoptransfer.backbones.image import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from shoptransfer.data.readers import check_encoding
 from shoptransfer.errors import ConfigError
 
 DEFAULT_RECIPES = ["scratch-tfidf", "scratch-transformer", "frozen-features", "fine-tune"]
@@ -60,6 +61,16 @@ class DomainConfig(_Strict):
     )
     label: str | None = Field("label", description="column holding the label (null: unlabeled)")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
+    encoding: str = Field(
+        "utf-8",
+        description="text encoding of a CSV/TSV/JSONL table, such as gbk or gb18030 for Chinese "
+        "files saved by older Windows tools (default utf-8)",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return check_encoding(value)
 
 
 HEAD_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -80,6 +91,16 @@ class TableDomainConfig(_Strict):
         None, description="folder that relative image paths start from (default: the table's)"
     )
     name: str | None = Field(None, description="domain name (default: the file name)")
+    encoding: str = Field(
+        "utf-8",
+        description="text encoding of a CSV/TSV/JSONL table, such as gbk or gb18030 for Chinese "
+        "files saved by older Windows tools (default utf-8)",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return check_encoding(value)
 
 
 class ValueDomainConfig(TableDomainConfig):
