@@ -292,3 +292,29 @@ def test_demo_refuses_images_and_chinese_together(
     assert exit_info.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "--images and --chinese: expected at most one of them" in line
+
+
+def test_the_chinese_demo_runs_hotel_to_waimai_and_warns_about_the_backbone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tiny_backbone: str,
+) -> None:
+    import shoptransfer.cli as cli
+
+    # a tiny network with minilm's English vocabulary in place of minilm-l6, for speed
+    monkeypatch.setattr(cli, "chinese_demo_backbone", lambda: tiny_backbone)
+    monkeypatch.setenv("SHOPTRANSFER_CACHE", str(tmp_path / "cache"))
+    argv = ["shoptransfer", "demo", "--chinese", "--budgets", "16", "--output-dir", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--quiet"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code in (0, None)
+    out, err = capsys.readouterr()
+    assert "hotel → waimai (ChnSentiCorp / waimai_10k reviews" in out
+    assert "scratch-tfidf" in out and "frozen-features" in out
+    warned = [line for line in err.splitlines() if "may not read" in line]
+    assert len(warned) == 2 and "tokens are unknown" in warned[1]
+    [run_dir] = tmp_path.glob("*-demo-hotel-to-waimai")
+    model = json.loads((run_dir / "models" / "scratch-tfidf-k16-seed0" / "model.json").read_text())
+    assert model["tokenizer"] == ("jieba" if jieba_installed() else "chars")
