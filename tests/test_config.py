@@ -28,8 +28,8 @@ def test_defaults_and_recipe_shorthand() -> None:
         ({**MINIMAL, "budget": [1]}, "unknown key 'budget'; allowed keys: backbone, budgets"),
         (
             {"source": {"path": "a", "column": "t"}, "target": {"path": "b"}},
-            "unknown key 'source.column'; allowed keys: format, image, image_root, label, name, "
-            "path, text",
+            "unknown key 'source.column'; allowed keys: encoding, format, image, image_root, "
+            "label, name, path, text",
         ),
         ({"source": {"path": "a"}}, "missing key 'target'"),
         ({**MINIMAL, "budgets": [-1]}, "key 'budgets'"),

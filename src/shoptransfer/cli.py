@@ -26,6 +26,29 @@ app = typer.Typer(
 )
 
 DEMO_DOMAINS = ("books", "dvd", "electronics", "kitchen")
+CHINESE_DEMO_DOMAINS = ("hotel", "waimai")
+# the Chinese demo's frozen-features backbone: the first of these that is registered and whose
+# package is installed, else minilm-l6 (English: the run then warns that it does not read Chinese)
+MULTILINGUAL_DEMO_BACKBONES = ("e5-small-multilingual", "use-multilingual")
+
+
+def chinese_demo_backbone() -> str:
+    """The backbone ``demo --chinese`` reads the reviews with (see MULTILINGUAL_DEMO_BACKBONES)."""
+    from shoptransfer.backbones.registry import get_backbone_spec
+    from shoptransfer.errors import ShopTransferError
+
+    for name in MULTILINGUAL_DEMO_BACKBONES:
+        spec = get_backbone_spec(name)
+        if spec is None:
+            continue
+        try:
+            spec.locate()
+        except (ShopTransferError, ImportError, OSError):
+            continue  # registered, but its package is not installed
+        return name
+    return "minilm-l6"
+
+
 # click's error for a bad flag or argument (typer may carry its own copy of click)
 _FLAG_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
@@ -199,11 +222,23 @@ def compare(
 @app.command()
 def demo(
     source: Annotated[
-        str | None, typer.Option(help=f"source domain: {', '.join(DEMO_DOMAINS)} (or men, women)")
+        str | None,
+        typer.Option(
+            help=f"source domain: {', '.join(DEMO_DOMAINS)} (--images: men, women; --chinese: "
+            f"{', '.join(CHINESE_DEMO_DOMAINS)})"
+        ),
     ] = None,
     target: Annotated[str | None, typer.Option(help="target domain")] = None,
     images: Annotated[
         bool, typer.Option("--images", help="product photos, men → women, instead of reviews")
+    ] = False,
+    chinese: Annotated[
+        bool,
+        typer.Option(
+            "--chinese",
+            help="Chinese reviews, hotel → food delivery: scratch-tfidf with jieba words beside "
+            "frozen features",
+        ),
     ] = False,
     budgets: Annotated[
         str | None,
@@ -215,12 +250,17 @@ def demo(
     output_dir: Annotated[Path, typer.Option(help="folder that receives the run")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
 ) -> None:
-    """Transfer beside scratch on bundled data: books → kitchen reviews, or (--images) men's →
-    women's product photos."""
+    """Transfer beside scratch on bundled data: books → kitchen reviews, (--images) men's →
+    women's product photos, or (--chinese) hotel → food-delivery reviews in Chinese."""
     from shoptransfer.config import parse_config
     from shoptransfer.errors import ConfigError
 
-    if images:
+    if images and chinese:
+        raise ConfigError("--images and --chinese: expected at most one of them")
+    if chinese:
+        source, target = source or "hotel", target or "waimai"
+        allowed = CHINESE_DEMO_DOMAINS
+    elif images:
         source, target = source or "men", target or "women"
         allowed = ("men", "women")
     else:
@@ -234,7 +274,8 @@ def demo(
         budget_list = [int(b) for b in budgets.split(",") if b.strip()]
     except ValueError:
         raise ConfigError(f"--budgets '{budgets}': expected integers separated by commas") from None
-    data = resources.files("shoptransfer") / "demo_data" / ("fashion" if images else "blitzer")
+    folder = "fashion" if images else "chinese" if chinese else "blitzer"
+    data = resources.files("shoptransfer") / "demo_data" / folder
     settings: dict[str, Any] = {
         "name": f"demo-{source}-to-{target}",
         "source": {"path": str(data / source), "format": "images" if images else "blitzer"},
@@ -243,6 +284,13 @@ def demo(
         "seeds": [seed],
         "output_dir": str(output_dir),
     }
+    if chinese:
+        for role, domain in (("source", source), ("target", target)):
+            settings[role] = {"path": str(data / f"{domain}.csv.gz"), "text": "review"}
+        settings["recipes"] = [
+            "scratch-tfidf",  # tokenizer auto: jieba words and character n-grams
+            {"name": "frozen-features", "backbone": chinese_demo_backbone()},
+        ]
     if images:
         settings["image_size"] = 128
         settings["recipes"] = [  # the photos are about 60x80: scratch reads them at 64 px
@@ -258,7 +306,13 @@ def demo(
             },
         ]
     config = parse_config(settings, "demo")
-    sample = "Myntra product photos" if images else "Amazon reviews"
+    sample = (
+        "Myntra product photos"
+        if images
+        else "ChnSentiCorp / waimai_10k reviews"
+        if chinese
+        else "Amazon reviews"
+    )
     title = (
         f"{source} → {target} ({sample}, bundled sample), target labels per class: "
         f"{' / '.join(map(str, budget_list))}, seed {seed}"
@@ -608,7 +662,8 @@ def backbones() -> None:
     specs = list_backbones()
     width = max(len(spec.name) for spec in specs)
     for spec in specs:
-        typer.echo(f"{spec.name:<{width}}  {spec.modality:<6} {spec.description}")
+        languages = ",".join(spec.languages) or "-"  # what a text backbone was trained on
+        typer.echo(f"{spec.name:<{width}}  {spec.modality:<6} {languages:<12} {spec.description}")
     typer.echo(
         "\nAlso accepted (text): a local folder holding a Hugging Face model, or a hub id in the "
         "local cache."

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,11 +19,17 @@ from pydantic import (
 )
 
 from shoptransfer.backbones.image import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from shoptransfer.data.readers import check_encoding
 from shoptransfer.errors import ConfigError
 
 DEFAULT_RECIPES = ["scratch-tfidf", "scratch-transformer", "frozen-features", "fine-tune"]
 # numpy and scikit-learn take seeds below 2**32
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Encoding = Annotated[str, AfterValidator(check_encoding)]  # the codec's name: GBK -> gbk
+ENCODING_HELP = (
+    "text encoding of a CSV/TSV/JSONL table, such as gbk or gb18030 for Chinese files saved by "
+    "older Windows tools (default utf-8)"
+)
 
 
 class _Strict(BaseModel):
@@ -60,6 +67,7 @@ class DomainConfig(_Strict):
     )
     label: str | None = Field("label", description="column holding the label (null: unlabeled)")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
+    encoding: Encoding = Field("utf-8", description=ENCODING_HELP)
 
 
 HEAD_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -80,6 +88,7 @@ class TableDomainConfig(_Strict):
         None, description="folder that relative image paths start from (default: the table's)"
     )
     name: str | None = Field(None, description="domain name (default: the file name)")
+    encoding: Encoding = Field("utf-8", description=ENCODING_HELP)
 
 
 class ValueDomainConfig(TableDomainConfig):

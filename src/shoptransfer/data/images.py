@@ -209,8 +209,10 @@ def read_image_table(
     format: str | None = None,
     value: str | None = None,
     label_columns: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
 ) -> ImageDomain:
-    """A domain from a CSV/TSV/JSON Lines/Parquet table of image paths (and labels).
+    """A domain from a CSV/TSV/JSON Lines/Parquet table of image paths (and labels), its text
+    decoded as ``encoding``.
 
     Relative paths are read from ``root`` (default: the table's folder). A row whose image
     file does not exist is an error naming the line; rows with an empty path or label are
@@ -219,7 +221,7 @@ def read_image_table(
     for texts: for regression and multi-task models.
     """
     table = Path(path)
-    rows, lines, columns = read_rows(table, format)
+    rows, lines, columns = read_rows(table, format, encoding)
     extra = {"value": value} if value is not None else dict(label_columns or {})
     require_columns(
         table, [image] + ([label] if label is not None else []) + list(extra.values()), columns

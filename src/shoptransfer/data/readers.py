@@ -1,16 +1,17 @@
 """Readers that turn files into validated domains.
 
-Every reader takes a column mapping instead of hard-coded names, decodes text as UTF-8 and
-names the file and line of anything it cannot use: a corrupt ``.gz``, an empty file, a header
-naming a column twice, a row with more fields than the header, an unclosed quote, a NUL byte,
-a text cell that is not text (a JSON object, list or number; a Parquet column of numbers). Rows
-with empty text (or, in a labeled table, an empty label; in a table of numbers, an empty number;
-in a table of several label columns, no label at all) are dropped and counted in
-``TextDomain.dropped``.
+Every reader takes a column mapping instead of hard-coded names, decodes text as UTF-8 (a table:
+as its declared ``encoding``, such as ``gb18030``) and names the file and line of anything it
+cannot use: bytes not valid in the encoding, a corrupt ``.gz``, an empty file, a header naming a
+column twice, a row with more fields than the header, an unclosed quote, a NUL byte, a text cell
+that is not text (a JSON object, list or number; a Parquet column of numbers). Rows with empty
+text (or, in a labeled table, an empty label; in a table of numbers, an empty number; in a table
+of several label columns, no label at all) are dropped and counted in ``TextDomain.dropped``.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from shoptransfer.data.domain import TextDomain
-from shoptransfer.errors import DataError
+from shoptransfer.errors import ConfigError, DataError
 
 # a .gz file is unpacked in memory up to this size: a few megabytes of gzip can unpack to
 # hundreds of gigabytes
@@ -70,20 +71,44 @@ def read_bytes(path: Path) -> bytes:
     return data
 
 
-def decode_utf8(path: Path, raw: bytes) -> str:
-    """``raw`` as UTF-8 text without a byte-order mark; a DataError naming the line if not."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+ENCODING_HINT = "set the domain's encoding (encoding: gb18030 for Chinese GBK files)"
+
+
+def check_encoding(encoding: str) -> str:
+    """``encoding`` as Python's codec name; a ValueError naming it when Python has no text
+    codec of that name (``gbk``, ``gb18030``, ``big5``, ``latin-1``, ``utf-8``... are known)."""
+    try:
+        info = codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(
+            f"unknown encoding '{encoding}'; expected a name such as utf-8, gbk, gb18030, "
+            "big5, shift_jis or latin-1"
+        ) from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise ValueError(f"'{encoding}' is not a text encoding; expected one such as gb18030")
+    return info.name
+
+
+def decode_text(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
+    """``raw`` decoded as ``encoding`` (UTF-8 by default), without a byte-order mark; a
+    DataError naming the line and byte offset of the first bytes that are not valid in it."""
+    try:
+        codec = check_encoding(encoding)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if codec == "utf-8" and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DataError(
             f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); "
-            "save it as UTF-8"
+            "save it as UTF-8 or set the domain's encoding: utf-16"
         )
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
+        hint = ENCODING_HINT if codec == "utf-8" else "check the domain's encoding"
         raise DataError(
-            f"{path} line {line}: bytes {raw[exc.start : exc.end]!r} are not valid UTF-8; "
-            "save the file as UTF-8"
+            f"{path} line {line}: bytes {raw[exc.start : exc.end]!r} (at byte {exc.start}) are "
+            f"not valid {'UTF-8' if codec == 'utf-8' else encoding}; {hint}"
         ) from None
     nul = text.find("\x00")
     if nul >= 0:
@@ -92,6 +117,11 @@ def decode_utf8(path: Path, raw: bytes) -> str:
             f"{path} line {line}: a NUL byte; expected a text file (is it binary or UTF-16?)"
         )
     return text.removeprefix("\ufeff")
+
+
+def decode_utf8(path: Path, raw: bytes) -> str:
+    """``raw`` as UTF-8 text (see :func:`decode_text`)."""
+    return decode_text(path, raw)
 
 
 def cell_text(value: Any) -> str:
@@ -283,9 +313,10 @@ def read_delimited(
 
 
 def read_rows(
-    path: Path, format: str | None = None
+    path: Path, format: str | None = None, encoding: str = "utf-8"
 ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
-    """The rows of a CSV, TSV, JSON Lines or Parquet table, each row's line, and the columns."""
+    """The rows of a CSV, TSV, JSON Lines or Parquet table (text files decoded as
+    ``encoding``), each row's line, and the columns."""
     fmt = table_format(path, format)
     if fmt == "parquet":
         if not path.exists():
@@ -294,7 +325,7 @@ def read_rows(
         rows, lines = _rows_frame(frame, 1)
         columns = [str(column) for column in frame.columns]
     else:
-        decoded = decode_utf8(path, read_bytes(path))
+        decoded = decode_text(path, read_bytes(path), encoding)
         if fmt == "jsonl":
             rows, lines = _rows_jsonl(path, decoded)
             if not rows:
@@ -330,6 +361,7 @@ def read_table(
     format: str | None = None,
     value: str | None = None,
     label_columns: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
 ) -> TextDomain:
     """Read a CSV, TSV, JSON Lines or Parquet table into a :class:`TextDomain`.
 
@@ -339,11 +371,12 @@ def read_table(
     error naming the line. Else ``label_columns`` may map head names to label columns (a
     multi-task domain), each kept as an annotation (``""`` where a row has no label for it); a
     row without any of them is dropped and counted.
+    Text files are decoded as ``encoding`` (``gbk``, ``gb18030``...; UTF-8 by default).
     Line numbers in errors count the header as line 1 (CSV/TSV) and are file lines for JSON Lines;
     for Parquet they are row numbers starting at 1.
     """
     path = Path(path)
-    rows, lines, columns = read_rows(path, format)
+    rows, lines, columns = read_rows(path, format, encoding)
     extra = {"value": value} if value is not None else dict(label_columns or {})
     wanted = [text] + ([label] if label is not None else []) + list(extra.values())
     require_columns(path, wanted, columns)

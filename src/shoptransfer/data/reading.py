@@ -29,6 +29,7 @@ def read_domain(entry: Any) -> Domain:
             root=entry.image_root,
             name=entry.name,
             format=entry.format,
+            encoding=entry.encoding,
         )
     fmt = entry.format
     if (
@@ -61,7 +62,14 @@ def read_domain(entry: Any) -> Domain:
         )
     if fmt == "blitzer":
         return read_blitzer(path, name=entry.name)
-    return read_table(path, text=entry.text, label=entry.label, name=entry.name, format=fmt)
+    return read_table(
+        path,
+        text=entry.text,
+        label=entry.label,
+        name=entry.name,
+        format=fmt,
+        encoding=entry.encoding,
+    )
 
 
 def read_annotated_table(entry: Any, label: str | None = None, **annotations: Any) -> Domain:
@@ -77,8 +85,15 @@ def read_annotated_table(entry: Any, label: str | None = None, **annotations: An
             root=entry.image_root,
             name=entry.name,
             format=entry.format,
+            encoding=entry.encoding,
             **annotations,
         )
     return read_table(
-        path, text=entry.text, label=label, name=entry.name, format=entry.format, **annotations
+        path,
+        text=entry.text,
+        label=label,
+        name=entry.name,
+        format=entry.format,
+        encoding=entry.encoding,
+        **annotations,
     )

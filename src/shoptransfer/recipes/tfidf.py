@@ -3,6 +3,8 @@
 The classic baseline that any transfer recipe must beat. Objective: minimise the L2-regularised
 logistic loss of sublinear TF-IDF word and bigram features of the target's labeled reviews; for a
 regression, the squared error of ridge regression (L2 strength ``1 / c``) on the same features.
+Chinese texts (no spaces between words) are split into words by jieba, and character 1-3 grams
+are added to the words (``tokenizer``; ``auto`` chooses from the script of the texts).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from safetensors.numpy import save_file
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from shoptransfer.errors import DataError
+from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_text
 from shoptransfer.heads import Outputs
 from shoptransfer.recipes.base import (
@@ -29,7 +31,15 @@ from shoptransfer.recipes.base import (
     register_recipe,
     require_target_texts,
 )
-from shoptransfer.tfidf_scoring import TfidfScorer, tfidf_features
+from shoptransfer.tfidf_scoring import (
+    JIEBA_INSTALL,
+    TOKENIZERS,
+    TfidfScorer,
+    choose_tokenizer,
+    jieba_installed,
+    text_analyzer,
+    tfidf_features,
+)
 
 
 @register_model
@@ -54,7 +64,12 @@ class TfidfPredictor(TfidfScorer, Predictor):
             str(folder / "model.safetensors"),
         )
         atomic_write_text(folder / "vocabulary.json", json.dumps(self.vocabulary))
-        return {"ngram_max": self.ngram_max, **({"regression": True} if self.regression else {})}
+        return {
+            "ngram_max": self.ngram_max,
+            "tokenizer": self.tokenizer,
+            "char_ngram_max": self.char_ngram_max,
+            **({"regression": True} if self.regression else {}),
+        }
 
     @classmethod
     def load(cls, folder: Path, metadata: dict[str, Any], **context: Any) -> TfidfPredictor:
@@ -73,6 +88,17 @@ class ScratchTfidf(Recipe):
     tasks: ClassVar[tuple[str, ...]] = ("classification", "regression")
 
     ngram_max: int = option(2, "longest word n-gram used as a feature", minimum=1)
+    tokenizer: str = option(
+        "auto",
+        "how texts become words: 'words' (runs of letters between spaces and punctuation), "
+        "'jieba' (Chinese words found by jieba, plus character n-grams), 'chars' (character "
+        "n-grams only), 'auto' (jieba when Chinese characters are 30% or more of the "
+        "letters of the training texts, chars when jieba is not installed, else words)",
+        choices=TOKENIZERS,
+    )
+    char_ngram_max: int = option(
+        3, "longest character n-gram used as a feature (tokenizer jieba or chars)", minimum=1
+    )
     max_features: int = option(
         50000, "keep at most this many of the most frequent n-grams", minimum=1
     )
@@ -82,10 +108,22 @@ class ScratchTfidf(Recipe):
         above=0,
     )
 
+    def validate(self, source: Any) -> None:
+        super().validate(source)
+        if self.tokenizer == "jieba" and not jieba_installed():
+            raise ConfigError(
+                f"recipe '{self.name}': tokenizer 'jieba' needs the package jieba; {JIEBA_INSTALL}"
+            )
+
     def fit(self, data: FitData) -> Predictor:
         target = require_target_texts(self, data.target)
         outputs = data.predicts()
-        counter = CountVectorizer(ngram_range=(1, self.ngram_max), max_features=self.max_features)
+        tokenizer = choose_tokenizer(target.texts) if self.tokenizer == "auto" else self.tokenizer
+        counter = CountVectorizer(
+            analyzer=text_analyzer(tokenizer, self.ngram_max, self.char_ngram_max),
+            max_features=self.max_features,
+        )
+        settings = {"tokenizer": tokenizer, "char_ngram_max": self.char_ngram_max}
         try:
             counts = counter.fit_transform(target.texts)
         except ValueError:  # scikit-learn's "empty vocabulary"
@@ -101,7 +139,9 @@ class ScratchTfidf(Recipe):
                 tfidf_features(counts, idf), outputs.labels(target)
             )
             coef, intercept = ridge.coef_.reshape(1, -1), np.array([ridge.intercept_])
-            return TfidfPredictor([], vocabulary, idf, coef, intercept, self.ngram_max, True)
+            return TfidfPredictor(
+                [], vocabulary, idf, coef, intercept, self.ngram_max, True, **settings
+            )
         classes = list(outputs.classes)
         y = target.label_ids(classes)
         model = LogisticRegression(C=self.c, max_iter=1000, random_state=self.seed)
@@ -115,4 +155,4 @@ class ScratchTfidf(Recipe):
             coef[model.classes_] = model.coef_
             intercept[model.classes_] = model.intercept_
         intercept[np.setdiff1d(np.arange(len(classes)), model.classes_)] = -1e9  # never seen
-        return TfidfPredictor(classes, vocabulary, idf, coef, intercept, self.ngram_max)
+        return TfidfPredictor(classes, vocabulary, idf, coef, intercept, self.ngram_max, **settings)
