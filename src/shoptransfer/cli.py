@@ -91,17 +91,27 @@ def recommend(
         typer.Option(help="recipe entry (label) of the run (default: best validation NDCG)"),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of that recipe's model", min=0)] = None,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx",
+            help="rank with the model's ONNX export (`shoptransfer export`) through "
+            "onnxruntime: its int8 model when exported, else fp32",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Recommend the next items for a user, each with the history items behind it."""
-    from shoptransfer.api import recommend as recommend_items
+    from shoptransfer.api import Recommender
 
-    answer = recommend_items(run_dir, user, k, recipe, seed)
+    recommender = Recommender(run_dir, recipe, seed, onnx)
+    answer = recommender.recommend(user=user, k=k)
     if as_json:
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
         return
+    exported = f", ONNX export, {recommender.backend.removeprefix('onnx-')}" if onnx else ""
     typer.echo(
-        f"user {user}, model {answer['recipe']} (seed {answer['seed']}); "
+        f"user {user}, model {answer['recipe']} (seed {answer['seed']}{exported}); "
         f"'because' weights: {answer['explanation']}"
     )
     for rank, item in enumerate(answer["items"], start=1):
