@@ -172,6 +172,15 @@ def load_export(run_dir: str | Path, model: str | None = None) -> OnnxPredictor:
     return open_export(run_dir, model)
 
 
+# why a kind of saved model that is neither a neural classifier nor a recommender has no export
+WHY_NOT_EXPORTED = {
+    "rating-factors": (
+        " (a rating is a sum of looked-up biases and a factor product; there is no network to "
+        "export)"
+    ),
+}
+
+
 def export_model(
     run_dir: str | Path, model: str | None = None, format: str = "onnx", quantize: str = "none"
 ) -> tuple[Path, dict[str, Any]]:
@@ -197,8 +206,9 @@ def export_model(
             if r.get("model_dir") and _kind(run_dir / r["model_dir"]) == "neural"
         ]
         which = f"{folder.name}, the run's best model," if model is None else folder.name
+        why = WHY_NOT_EXPORTED.get(metadata["kind"], "")
         raise ConfigError(
-            f"{which} is a {metadata['kind']} model; ONNX export supports the neural "
+            f"{which} is a {metadata['kind']} model{why}; ONNX export supports the neural "
             f"classifiers (give --model; neural models in {run_dir}: {neural or 'none'})"
         )
     predictor = load_predictor(folder)
