@@ -63,7 +63,12 @@ def recommendation_run(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: 
 
     tmp_path = tmp_path_factory.mktemp("serve-walks")
     data = yaml.safe_load(write_config(tmp_path, tiny_backbone).read_text())
-    data["recipes"] = ["popularity", "item-knn", {"name": "bpr", "epochs": 1, "hidden": 8}]
+    data["recipes"] = [
+        "popularity",
+        "item-knn",
+        {"name": "bpr", "epochs": 1, "hidden": 8},
+        {"name": "sasrec", "epochs": 1, "hidden": 16, "batch_size": 32},
+    ]
     (tmp_path / "walks.yaml").write_text(yaml.safe_dump(data))
     return run_experiment(load_config(tmp_path / "walks.yaml"), show_progress=False)
 
@@ -345,6 +350,117 @@ def test_64_concurrent_requests_are_answered_in_micro_batches(text_run: Path) ->
         assert got["label"] == row["label"]
         assert np.allclose(list(got["probabilities"].values()), list(row["probabilities"].values()))
     assert calls < 64 // 4, calls  # requests were scored together
+
+
+def test_64_concurrent_recommend_requests_are_answered_in_micro_batches(
+    recommendation_run: Path, monkeypatch
+) -> None:
+    """Each request keeps its own k, explain and history inside a shared batch; one that fails
+    while scoring fails alone."""
+    from shoptransfer.errors import DataError
+
+    service = Service(ServeSettings(str(recommendation_run), model="sasrec", batch_wait_ms=50))
+    app = create_app(service)
+    users = [f"shopu{i % 30}" for i in range(32)]
+    histories = [[f"shop{(i + j) % 12}" for j in range(1 + i % 5)] for i in range(32)]
+    bodies: list[dict[str, Any]] = [
+        {"user": user, "k": 1 + i % 7, "explain": i % 4} for i, user in enumerate(users)
+    ] + [{"history": history, "k": 1 + i % 5} for i, history in enumerate(histories)]
+    recommender = service.recommender
+    assert recommender is not None
+    expected = [
+        recommender.recommend(
+            user=body.get("user"),
+            history=body.get("history"),
+            k=body["k"],
+            explain=body.get("explain", 3),
+        )
+        for body in bodies
+    ]
+    score = service.recommend
+
+    def refuses_one(requests: list[Any]) -> list[Any]:
+        if any(r.history == ["shop7"] for r in requests):
+            raise DataError("history ['shop7']: cannot be scored")
+        return score(requests)
+
+    monkeypatch.setattr(service, "recommend", refuses_one)
+
+    async def ask_all() -> tuple[list[Any], int, list[Any]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://serve") as http:
+                answers = await asyncio.gather(
+                    *(http.post("/v1/recommend", json=body) for body in bodies)
+                )
+                calls = app.state.batchers["recommend"].calls
+                mixed = [bodies[0], {"history": ["shop7"]}, bodies[40]]
+                return (
+                    answers,
+                    calls,
+                    await asyncio.gather(
+                        *(http.post("/v1/recommend", json=body) for body in mixed)
+                    ),
+                )
+
+    answers, calls, (first, refused, other) = asyncio.run(ask_all())
+    assert [a.status_code for a in answers] == [200] * 64
+    assert calls < 64 // 4, calls  # requests were scored together
+    assert refused.status_code == 422 and "cannot be scored" in refused.json()["error"]
+    for alone, batched in ((first, answers[0]), (other, answers[40])):
+        items = [i["item"] for i in alone.json()["items"]]
+        assert items == [i["item"] for i in batched.json()["items"]]
+    for answer, body, want in zip(answers, bodies, expected):
+        got = answer.json()
+        assert len(got["items"]) == len(want["items"]) <= body["k"]
+        assert got["history"] == want["history"]
+        assert [i["item"] for i in got["items"]] == [i["item"] for i in want["items"]]
+        assert [len(i["because"]) for i in got["items"]] == [
+            len(i["because"]) for i in want["items"]
+        ]
+        assert [i["score"] for i in got["items"]] == pytest.approx(
+            [i["score"] for i in want["items"]], abs=1e-5
+        )
+
+
+def test_serves_a_recommenders_export_when_there_is_one(recommendation_run: Path) -> None:
+    from shoptransfer.api import export_model
+
+    bodies = [{"user": "shopu3", "k": 4}, {"history": ["shop1", "shop2", "shop3"], "k": 5}]
+    with client(recommendation_run, model="sasrec") as pytorch:
+        assert pytorch.get("/ready").json()["backend"] == "pytorch"
+        expected = [pytorch.post("/v1/recommend", json=body).json() for body in bodies]
+    folder, _ = export_model(recommendation_run, model="sasrec", quantize="int8")
+    try:
+        with client(recommendation_run, model="sasrec", onnx=None) as served:
+            assert served.get("/ready").json()["backend"] == "onnx-int8"
+            card = served.get("/v1/model").json()
+            assert (
+                card["backend"] == "onnx-int8"
+                and "top10_agreement" in card["export"]["check"]["int8"]
+            )
+        with client(recommendation_run, model="sasrec") as served:
+            for body, want in zip(bodies, expected):
+                got = served.post("/v1/recommend", json=body).json()
+                assert len(got["items"]) == len(want["items"]) and got["history"] == want["history"]
+        (folder / "model.int8.onnx").unlink()
+        card = json.loads((folder / "export.json").read_text())
+        del card["files"]["model.int8.onnx"]
+        (folder / "export.json").write_text(json.dumps(card))
+        with client(recommendation_run, model="sasrec") as served:  # fp32: PyTorch's answers
+            assert served.get("/ready").json()["backend"] == "onnx-fp32"
+            for body, want in zip(bodies, expected):
+                got = served.post("/v1/recommend", json=body).json()
+                assert [i["item"] for i in got["items"]] == [i["item"] for i in want["items"]]
+                assert [i["score"] for i in got["items"]] == pytest.approx(
+                    [i["score"] for i in want["items"]], abs=1e-4
+                )
+        with client(recommendation_run, model="sasrec", onnx=False) as served:
+            assert served.get("/ready").json()["backend"] == "pytorch"
+    finally:
+        import shutil
+
+        shutil.rmtree(folder.parent)
 
 
 def product_image(size: tuple[int, int] = (40, 30), colour: int = 0) -> bytes:

@@ -417,6 +417,12 @@ class Recommender:
         self._users = {user: i for i, user in enumerate(self.domain.users)}
         self._items = {item: i + 1 for i, item in enumerate(self.domain.items)}  # 0 pads
 
+    @staticmethod
+    def choose(run_dir: str | Path, recipe: str | None = None, seed: int | None = None) -> Path:
+        """The folder of the model a :class:`Recommender` with these arguments loads."""
+        run_dir = Path(run_dir)
+        return run_dir / _chosen_record(run_dir, load_results(run_dir), recipe, seed)["model_dir"]
+
     def knows_user(self, user: str) -> bool:
         return user in self._users
 
