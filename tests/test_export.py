@@ -456,7 +456,9 @@ def test_recommend_with_the_export(walks_run: Path) -> None:
     from shoptransfer.api import recommend
     from shoptransfer.cli import app
 
-    export_model(walks_run, model="text-seq-ids")
+    exported = CliRunner().invoke(app, ["export", str(walks_run), "--model", "text-seq-ids"])
+    assert exported.exit_code == 0, exported.output
+    assert "onnx fp32 (0.1 MiB): same top-10 100.0 %, same top-1 100.0 %" in exported.stderr
     pytorch = recommend(walks_run, "shopu3", k=4, recipe="text-seq-ids")
     onnx = recommend(walks_run, "shopu3", k=4, recipe="text-seq-ids", onnx=True)
     assert [i["item"] for i in onnx["items"]] == [i["item"] for i in pytorch["items"]]

@@ -530,14 +530,17 @@ def export(
         str, typer.Option("--quantize", help="also write a dynamically quantised copy: int8")
     ] = "none",
 ) -> None:
-    """Export a neural classifier of a run to ONNX (and int8) in RUN/exports/<model>/,
-    checked against PyTorch on the run's target test set (export.json)."""
+    """Export a neural classifier or sequential recommender of a run to ONNX (and int8) in
+    RUN/exports/<model>/, checked against PyTorch on the run's target test set (export.json)."""
     from shoptransfer.api import export_model
     from shoptransfer.export.exporter import summary_lines
+    from shoptransfer.export.rankers import ranker_summary_lines
+    from shoptransfer.export.runtime import RANKER_READS
 
     folder, card = export_model(run_dir, model, format=format, quantize=quantize)
     typer.echo(f"exported model {card['model']} to {folder}", err=True)
-    for line in summary_lines(card):
+    lines = ranker_summary_lines(card) if card["reads"] == RANKER_READS else summary_lines(card)
+    for line in lines:
         typer.echo(line, err=True)
     typer.echo(str(folder))
 
