@@ -472,10 +472,11 @@ class Recommender:
             raise ConfigError(
                 f"model {self.folder.name} scores the users it was trained on; give a user"
             )
-        for item in request.history:
+        history = list(request.history or [])
+        for item in history:
             if item not in self._items:
                 raise DataError(f"item '{item}' is not in '{domain.name}' ({domain.n_items} items)")
-        return 0, np.array([self._items[item] for item in request.history], dtype=np.int64)
+        return 0, np.array([self._items[item] for item in history], dtype=np.int64)
 
     def _answer(
         self, request: RecommendationQuery, known: np.ndarray, scores: torch.Tensor

@@ -71,6 +71,8 @@ class HeldOutCases:
 class FixedItemVectors(nn.Module):
     """The trained item vectors as a constant table (the export's input embeddings)."""
 
+    vectors: torch.Tensor
+
     def __init__(self, table: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("vectors", table)
@@ -89,11 +91,14 @@ class RankingGraph(nn.Module):
     def __init__(self, ranker: NeuralRanker) -> None:
         super().__init__()
         model = ranker.model.eval()
+        trained: Any = model.head  # ItemScores (exportable checked the encoder)
         with torch.no_grad():
-            table = model.head.items.table().detach().float().clone()
-        self.encoder = copy.deepcopy(model.encoder).float()
-        self.encoder.items = FixedItemVectors(table)
-        self.head = ItemScores(self.encoder.items, ranker.n_items, model.head.temperature)
+            table = trained.items.table().detach().float().clone()
+        self.items = FixedItemVectors(table)
+        encoder: Any = copy.deepcopy(model.encoder)
+        self.encoder: SequenceEncoder = encoder.float()
+        self.encoder.items = self.items
+        self.head = ItemScores(self.items, ranker.n_items, float(trained.temperature))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder.encode(ids))
@@ -184,7 +189,7 @@ def write_ranker(
     atomic_write_text(folder / ITEMS_FILE, json.dumps(items, ensure_ascii=False))
     files[ITEMS_FILE] = file_record(folder / ITEMS_FILE)
     with (folder / ITEM_VECTORS_FILE).open("wb") as handle:
-        np.save(handle, encoder.items.vectors.numpy(), allow_pickle=False)
+        np.save(handle, graph.items.table().numpy(), allow_pickle=False)
     files[ITEM_VECTORS_FILE] = file_record(folder / ITEM_VECTORS_FILE)
     return {
         "format": "onnx",
