@@ -443,8 +443,14 @@ def test_serves_a_recommenders_export_when_there_is_one(recommendation_run: Path
             for body, want in zip(bodies, expected):
                 got = served.post("/v1/recommend", json=body).json()
                 assert len(got["items"]) == len(want["items"]) and got["history"] == want["history"]
-        (folder / "model.int8.onnx").unlink()
         card = json.loads((folder / "export.json").read_text())
+        card["check"]["int8"].update(top10_agreement=0.9, meets_goal=False)
+        (folder / "export.json").write_text(json.dumps(card))
+        lines = Service(ServeSettings(str(recommendation_run), model="sasrec")).describe()
+        assert (
+            lines[0].endswith("(onnx-int8)") and "top-10 lists are PyTorch's on 90.0 %" in lines[1]
+        )
+        (folder / "model.int8.onnx").unlink()
         del card["files"]["model.int8.onnx"]
         (folder / "export.json").write_text(json.dumps(card))
         with client(recommendation_run, model="sasrec") as served:  # fp32: PyTorch's answers
