@@ -377,3 +377,143 @@ def test_predict_input_streams_an_export_without_torch(text_run: Path, tmp_path:
     labels, _, _ = predict(text_run, [POSITIVE[0], NEGATIVE[0]], "frozen-features-k8-seed0")
     written = out.read_text().splitlines()
     assert [line.split(",")[1] for line in written[1:]] == [labels[0], "", labels[1]]
+
+
+# -- sequential recommenders ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def walks_run(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: str) -> Path:
+    """A recommendation run with the two sequential recommenders export handles (SASRec cut to
+    four history items, so that longer histories are cut) and three models it does not."""
+    from .test_recommendation_run import write_config
+
+    tmp_path = tmp_path_factory.mktemp("walks")
+    small = {"hidden": 16, "epochs": 2, "batch_size": 32}
+    recipes = [
+        "popularity",
+        "item-knn",
+        {"name": "bpr", "epochs": 1, "hidden": 8},
+        {"name": "sasrec", "max_history": 4, **small},
+        {"name": "text-seq-ids", "backbone": tiny_backbone, "source_epochs": 1, **small},
+    ]
+    return run_experiment(
+        load_config(write_config(tmp_path, tiny_backbone, recipes=recipes)), show_progress=False
+    )
+
+
+@pytest.mark.parametrize("label", ["sasrec", "text-seq-ids"])
+def test_sequential_recommenders_rank_as_pytorch_ranks(walks_run: Path, label: str) -> None:
+    from shoptransfer.backbones import EmbeddingCache
+    from shoptransfer.data.interactions import read_interaction_domain
+    from shoptransfer.evaluation.ranking import evaluate_ranking
+    from shoptransfer.export.runtime import ITEM_VECTORS_FILE, ITEMS_FILE, OnnxRanker
+    from shoptransfer.recommenders.base import load_ranker
+
+    folder, card = export_model(walks_run, model=label, quantize="int8")
+    assert folder == walks_run / "exports" / f"{label}-kall-seed0"
+    assert {p.name for p in folder.iterdir()} == {
+        FP32_FILE,
+        INT8_FILE,
+        ITEMS_FILE,
+        ITEM_VECTORS_FILE,
+        EXPORT_FILE,
+    }
+    assert json.loads((folder / EXPORT_FILE).read_text()) == card
+    assert card["reads"] == "item-histories" and card["inputs"] == {"ids": ["batch", "sequence"]}
+    check = card["check"]
+    assert check["examples"] == 30 and "target test cases of 'shoplog'" in check["data"]
+    fp32 = check["fp32"]
+    assert fp32["top10_agreement"] == 1.0 and fp32["top1_agreement"] == 1.0 and fp32["meets_goal"]
+    assert fp32["max_score_difference"] < 1e-4
+    assert fp32["metrics"] == pytest.approx(check["pytorch"]["metrics"])
+    assert 0.0 <= check["int8"]["top10_agreement"] <= 1.0 and "metrics" in check["int8"]
+    # PyTorch's metrics are the reloaded model's own
+    config = load_config(walks_run / "config.yaml")
+    domain = read_interaction_domain(config.target)
+    ranker = load_ranker(
+        walks_run / "models" / f"{label}-kall-seed0",
+        domain,
+        EmbeddingCache(Path(config.cache_dir) / "embeddings"),
+    )
+    expected = evaluate_ranking(ranker.scores, domain.test, ks=(10,))
+    assert check["pytorch"]["metrics"] == {
+        "recall@10": expected["recall@10"],
+        "ndcg@10": expected["ndcg@10"],
+    }
+    # any batch of histories: empty, short, longer than the model reads, of unequal lengths
+    histories = [np.array([], dtype=np.int64), np.array([3]), np.arange(1, 11), np.array([5, 2])]
+    onnx = OnnxRanker(folder, precision="fp32", batch_size=3)
+    exported = onnx.scores(histories)
+    reference = ranker.scores(histories, np.zeros(len(histories), dtype=np.int64)).numpy()
+    assert np.abs(exported[:, 1:] - reference[:, 1:]).max() < 1e-4
+    for history, row in zip(histories, exported):  # alone, as in a batch
+        assert np.abs(onnx.scores([history])[0] - row).max() < 1e-4
+    assert OnnxRanker(folder).precision == "int8"
+
+
+def test_recommend_with_the_export(walks_run: Path) -> None:
+    from shoptransfer.api import recommend
+    from shoptransfer.cli import app
+
+    exported = CliRunner().invoke(app, ["export", str(walks_run), "--model", "text-seq-ids"])
+    assert exported.exit_code == 0, exported.output
+    assert "onnx fp32 (0.1 MiB): same top-10 100.0 %, same top-1 100.0 %" in exported.stderr
+    pytorch = recommend(walks_run, "shopu3", k=4, recipe="text-seq-ids")
+    onnx = recommend(walks_run, "shopu3", k=4, recipe="text-seq-ids", onnx=True)
+    assert [i["item"] for i in onnx["items"]] == [i["item"] for i in pytorch["items"]]
+    for mine, theirs in zip(onnx["items"], pytorch["items"]):
+        assert mine["score"] == pytest.approx(theirs["score"], abs=1e-4)
+        assert [r["item"] for r in mine["because"]] == [r["item"] for r in theirs["because"]]
+    assert onnx["explanation"] == pytorch["explanation"]
+    args = ["recommend", str(walks_run), "--user", "shopu3", "--k", "4", "--recipe"]
+    shown = CliRunner().invoke(app, [*args, "text-seq-ids", "--onnx", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["items"] == onnx["items"]
+    assert (
+        "model text-seq-ids (seed 0, ONNX export, fp32)"
+        in CliRunner().invoke(app, [*args, "text-seq-ids", "--onnx"]).stdout
+    )
+    shutil.rmtree(walks_run / "exports" / "sasrec-kall-seed0", ignore_errors=True)
+    with pytest.raises(DataError, match=r"no ONNX export of model sasrec-kall-seed0; make one"):
+        recommend(walks_run, "shopu3", recipe="sasrec", onnx=True)
+
+
+@pytest.mark.parametrize(
+    ("label", "why"),
+    [
+        ("popularity", "a popularity model has no network to export"),
+        ("item-knn", "a item-knn model has no network to export"),
+        ("bpr", "it scores the users it was trained on"),
+    ],
+)
+def test_recommenders_without_a_history_encoder_say_why(
+    walks_run: Path, label: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        export_model(walks_run, model=label)
+    message = str(raised.value)
+    assert "\n" not in message and f"model {label}-kall-seed0 cannot be exported" in message
+    assert why in message and "['sasrec-kall-seed0', 'text-seq-ids-kall-seed0']" in message
+
+
+def test_ranker_runtime_does_not_import_torch(walks_run: Path) -> None:
+    from shoptransfer.api import Recommender
+
+    folder, _ = export_model(walks_run, model="sasrec")
+    script = (
+        "import sys\n"
+        "from shoptransfer.export.runtime import OnnxRanker\n"
+        f"ranker = OnnxRanker({str(folder)!r}, precision='fp32')\n"
+        "print([item for item, _ in ranker.recommend(['shop1', 'shop2', 'shop3'], k=3)])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'transformers' not in sys.modules, 'transformers was imported'\n"
+    )
+    source = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    expected = Recommender(walks_run, "sasrec").recommend(history=["shop1", "shop2", "shop3"], k=3)
+    assert done.stdout.strip() == str([item["item"] for item in expected["items"]])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from shoptransfer.api import compare, predict_ratings, run_experiment
+from shoptransfer.api import compare, export_model, predict_ratings, run_experiment
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.catalogue import make_recipe
 from shoptransfer.config import load_config
@@ -207,6 +207,10 @@ def test_rating_run_end_to_end_saves_models_that_load_to_the_same_predictions(
     best = min(records, key=lambda r: r["metrics"]["rmse"])
     expected = load_saved_model(run_dir / best["model_dir"]).predict(["u1", "u2"], ["m3", "m4"])  # type: ignore[attr-defined]
     assert np.array_equal(predict_ratings(run_dir, ["u1", "u2"], ["m3", "m4"]), expected)
+    # nothing to export to ONNX, and the error says why in one line
+    with pytest.raises(ConfigError, match=r"a rating-factors model \(a rating is a sum") as raised:
+        export_model(run_dir, model="rating-mf")
+    assert "\n" not in str(raised.value)
 
 
 def test_rating_saved_model_round_trip_keeps_predictions(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ The CLI is a thin shell over these functions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,15 @@ from shoptransfer.data.interactions import InteractionDomain, read_interaction_d
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
 from shoptransfer.export.exporter import HeldOut, export_onnx
-from shoptransfer.export.runtime import OnnxPredictor, export_folder, open_export
+from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
+from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
 from shoptransfer.files import atomic_write_json
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, load_saved_model, read_model_metadata
 from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.recommenders.base import load_ranker
+from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
 from shoptransfer.runs import RESULTS_FILE, choose_model, load_results, saved_cells
@@ -178,6 +181,15 @@ def load_export(
     return open_export(run_dir, model, precision)
 
 
+# why a kind of saved model that is neither a neural classifier nor a recommender has no export
+WHY_NOT_EXPORTED = {
+    "rating-factors": (
+        " (a rating is a sum of looked-up biases and a factor product; there is no network to "
+        "export)"
+    ),
+}
+
+
 def export_model(
     run_dir: str | Path, model: str | None = None, format: str = "onnx", quantize: str = "none"
 ) -> tuple[Path, dict[str, Any]]:
@@ -193,6 +205,8 @@ def export_model(
     run_dir = Path(run_dir)
     folder = model_folder(run_dir, model)
     _, metadata = read_model_metadata(folder)
+    if "n_items" in metadata:  # a recommender
+        return _export_recommender(run_dir, folder, model is None, quantize)
     if metadata["kind"] != "neural":
         results = load_results(run_dir)
         neural = [
@@ -201,8 +215,9 @@ def export_model(
             if r.get("model_dir") and _kind(run_dir / r["model_dir"]) == "neural"
         ]
         which = f"{folder.name}, the run's best model," if model is None else folder.name
+        why = WHY_NOT_EXPORTED.get(metadata["kind"], "")
         raise ConfigError(
-            f"{which} is a {metadata['kind']} model; ONNX export supports the neural "
+            f"{which} is a {metadata['kind']} model{why}; ONNX export supports the neural "
             f"classifiers (give --model; neural models in {run_dir}: {neural or 'none'})"
         )
     predictor = load_predictor(folder)
@@ -212,6 +227,63 @@ def export_model(
     destination = export_folder(run_dir, folder.name)
     card = export_onnx(predictor, destination, quantize, held_out, about, note)
     return destination, card
+
+
+def _export_recommender(
+    run_dir: Path, folder: Path, best: bool, quantize: str
+) -> tuple[Path, dict[str, Any]]:
+    """Export a recommendation run's sequential recommender, checked on the run's test cases."""
+    domain, ranker = _domain_and_ranker(run_dir, folder)
+    why = exportable(ranker)
+    if why is not None:
+        results = load_results(run_dir)
+        saved = [r["model_dir"] for r in results.get("results", []) if r.get("model_dir")]
+        fit = [Path(d).name for d in saved if _exportable_ranker(run_dir / d)]
+        which = f"{folder.name}, the run's best model," if best else f"model {folder.name}"
+        raise ConfigError(
+            f"{which} cannot be exported to ONNX: {why}; export a sequential recommender "
+            f"(sasrec, text-seq; give --model; those in {run_dir}: {fit or 'none'})"
+        )
+    assert isinstance(ranker, NeuralRanker)  # exportable checked it
+    recorded = load_results(run_dir).get("data", {}).get("target", {}).get("data_hash")
+    changed = recorded is not None and recorded != domain.data_hash()
+    held_out = HeldOutCases(
+        domain.test,
+        f"the run's target test cases of '{domain.name}' ({len(domain.test)} histories, re-read "
+        f"from {run_dir / 'config.yaml'})"
+        + (" — its data hash differs from the run's: the files changed since" if changed else ""),
+    )
+    about = {"model": folder.name, "model_dir": str(folder.relative_to(run_dir))}
+    destination = export_folder(run_dir, folder.name)
+    card = export_ranker(ranker, domain.items, destination, quantize, held_out, about)
+    return destination, card
+
+
+def _exportable_ranker(folder: Path) -> bool:
+    """Whether a saved model is a recommender that ONNX export handles (from its metadata)."""
+    try:
+        _, metadata = read_model_metadata(folder)
+    except DataError:
+        return False
+    return metadata["kind"] == "neural-ranker" and not metadata.get("by_user")
+
+
+def _target_domain(run_dir: Path) -> InteractionDomain:
+    """A recommendation run's target domain, read again from its config."""
+    config = load_config(run_dir / "config.yaml")
+    try:
+        return read_interaction_domain(config.target)
+    except ShopTransferError as exc:
+        raise DataError(f"{run_dir / 'config.yaml'}: the run's target data: {exc}") from exc
+
+
+def _domain_and_ranker(run_dir: Path, folder: Path) -> tuple[InteractionDomain, Any]:
+    """A recommendation run's target domain and the saved recommender in ``folder`` loaded
+    for it (item-text embeddings through the run's cache)."""
+    domain = _target_domain(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    cache_root = Path(config.cache_dir) / "embeddings" if config.cache_dir else None
+    return domain, load_ranker(folder, domain, EmbeddingCache(cache_root))
 
 
 def _kind(folder: Path) -> str | None:
@@ -296,22 +368,31 @@ def recommend(
     recipe: str | None = None,
     seed: int | None = None,
     explain: int = 3,
+    onnx: bool = False,
 ) -> dict[str, Any]:
     """Top-``k`` items for ``user`` after their whole known history, with explanations.
 
     The model is the run's entry labeled ``recipe`` (at ``seed``, default the first, and its
     largest budget), else the run's best by validation NDCG. Each item comes with the history
     items that contributed most, by the model's own measure (``explanation`` says which).
+    ``onnx``: rank with the model's ONNX export (``shoptransfer export``; its int8 model when it
+    has one) through onnxruntime instead of PyTorch.
     """
-    return Recommender(run_dir, recipe, seed).recommend(user=user, k=k, explain=explain)
+    return Recommender(run_dir, recipe, seed, onnx).recommend(user=user, k=k, explain=explain)
 
 
 class Recommender:
     """A recommendation run's model with its catalogue, loaded once to answer many requests
-    (:func:`recommend` for one). ``recipe`` and ``seed`` choose the model as there."""
+    (:func:`recommend` for one). ``recipe``, ``seed`` and ``onnx`` choose the model as there;
+    ``onnx_precision`` the export's model (``auto``: int8 when exported, else fp32)."""
 
     def __init__(
-        self, run_dir: str | Path, recipe: str | None = None, seed: int | None = None
+        self,
+        run_dir: str | Path,
+        recipe: str | None = None,
+        seed: int | None = None,
+        onnx: bool = False,
+        onnx_precision: str = "auto",
     ) -> None:
         run_dir = Path(run_dir)
         results = load_results(run_dir)
@@ -319,20 +400,39 @@ class Recommender:
             raise DataError(
                 f"{run_dir / RESULTS_FILE}: task {results.get('task')!r}; not a recommendation run"
             )
-        config = load_config(run_dir / "config.yaml")
         self.record = _chosen_record(run_dir, results, recipe, seed)
         self.folder = run_dir / self.record["model_dir"]
         if not self.folder.exists():
             saved = sorted(p.name for p in (run_dir / "models").glob("*")) or ["none"]
             raise DataError(f"{self.folder}: no saved model; saved: {', '.join(saved)}")
-        try:
-            self.domain = read_interaction_domain(config.target)
-        except ShopTransferError as exc:
-            raise DataError(f"{run_dir / 'config.yaml'}: the run's target data: {exc}") from exc
-        cache_root = Path(config.cache_dir) / "embeddings" if config.cache_dir else None
-        self.ranker = load_ranker(self.folder, self.domain, EmbeddingCache(cache_root))
+        self.ranker: Any
+        if onnx:
+            exported = export_folder(run_dir, self.folder.name)
+            if not (exported / "export.json").exists():
+                raise DataError(
+                    f"{exported}: no ONNX export of model {self.folder.name}; make one with "
+                    f"`shoptransfer export {run_dir} --model {self.folder.name} --format onnx`"
+                )
+            self.ranker = OnnxRanker(exported, precision=onnx_precision)
+            self.domain = _target_domain(run_dir)
+            if self.ranker.items != self.domain.items:
+                raise DataError(
+                    f"{exported}: the export ranks {self.ranker.n_items} items, not the "
+                    f"{self.domain.n_items} of '{self.domain.name}' in the same order; was the "
+                    "data changed? export again"
+                )
+            self.backend = f"onnx-{self.ranker.precision}"
+        else:
+            self.domain, self.ranker = _domain_and_ranker(run_dir, self.folder)
+            self.backend = "pytorch"
         self._users = {user: i for i, user in enumerate(self.domain.users)}
         self._items = {item: i + 1 for i, item in enumerate(self.domain.items)}  # 0 pads
+
+    @staticmethod
+    def choose(run_dir: str | Path, recipe: str | None = None, seed: int | None = None) -> Path:
+        """The folder of the model a :class:`Recommender` with these arguments loads."""
+        run_dir = Path(run_dir)
+        return run_dir / _chosen_record(run_dir, load_results(run_dir), recipe, seed)["model_dir"]
 
     def knows_user(self, user: str) -> bool:
         return user in self._users
@@ -354,37 +454,55 @@ class Recommender:
     ) -> dict[str, Any]:
         """Top-``k`` items after ``user``'s whole known history, or after ``history`` (item
         ids, oldest first); the history's items are never recommended."""
+        return self.recommend_many([RecommendationQuery(user, history, k, explain)])[0]
+
+    def recommend_many(self, requests: Sequence[RecommendationQuery]) -> list[dict[str, Any]]:
+        """:meth:`recommend` for each request, with the histories scored in one batch."""
+        cases = [self._case(request) for request in requests]
+        scores = torch.as_tensor(
+            self.ranker.scores([known for _, known in cases], np.array([i for i, _ in cases]))
+        )
+        return [
+            self._answer(request, known, scores[row].clone())
+            for row, (request, (_, known)) in enumerate(zip(requests, cases))
+        ]
+
+    def _case(self, request: RecommendationQuery) -> tuple[int, np.ndarray]:
+        """The user index (0 for an ad-hoc history) and the history to score."""
         domain = self.domain
-        if (user is None) == (history is None):
+        if (request.user is None) == (request.history is None):
             raise ConfigError("give a user id or a history of item ids, not both")
-        if user is not None:
-            if user not in self._users:
+        if request.user is not None:
+            if request.user not in self._users:
                 raise DataError(
-                    f"user '{user}' is not in '{domain.name}' ({len(domain.users)} users)"
+                    f"user '{request.user}' is not in '{domain.name}' ({len(domain.users)} users)"
                 )
-            index = self._users[user]
-            known = _full_history(domain, index)
-        else:
-            assert history is not None
-            if not self.scores_histories:
-                raise ConfigError(
-                    f"model {self.folder.name} scores the users it was trained on; give a user"
-                )
-            for item in history:
-                if item not in self._items:
-                    raise DataError(
-                        f"item '{item}' is not in '{domain.name}' ({domain.n_items} items)"
-                    )
-            index = 0
-            known = np.array([self._items[item] for item in history], dtype=np.int64)
-        scores = self.ranker.scores([known], np.array([index]))[0].clone()
+            index = self._users[request.user]
+            return index, _full_history(domain, index)
+        if not self.scores_histories:
+            raise ConfigError(
+                f"model {self.folder.name} scores the users it was trained on; give a user"
+            )
+        history = list(request.history or [])
+        for item in history:
+            if item not in self._items:
+                raise DataError(f"item '{item}' is not in '{domain.name}' ({domain.n_items} items)")
+        return 0, np.array([self._items[item] for item in history], dtype=np.int64)
+
+    def _answer(
+        self, request: RecommendationQuery, known: np.ndarray, scores: torch.Tensor
+    ) -> dict[str, Any]:
+        domain = self.domain
         scores[0] = -torch.inf
         scores[torch.from_numpy(known)] = -torch.inf
-        top = torch.topk(scores, max(0, min(k, domain.n_items - len(set(known.tolist())))))
+        k = max(0, min(request.k, domain.n_items - len(set(known.tolist()))))
+        top = torch.topk(scores, k)
         items = []
         for item in top.indices.tolist():
-            weights = self.ranker.contributions(known, item)
-            order: Any = np.argsort(-weights, kind="stable")[:explain] if weights.any() else []
+            weights = np.asarray(self.ranker.contributions(known, item))
+            order: Any = (
+                np.argsort(-weights, kind="stable")[: request.explain] if weights.any() else []
+            )
             items.append(
                 {
                     "item": domain.items[item - 1],
@@ -401,13 +519,24 @@ class Recommender:
                 }
             )
         return {
-            "user": user,
+            "user": request.user,
             "recipe": self.record.get("label", self.record["recipe"]),
             "seed": self.record["seed"],
             "explanation": self.ranker.explanation,
             "history": [domain.items[i - 1] for i in known],
             "items": items,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class RecommendationQuery:
+    """One question for :meth:`Recommender.recommend_many`: a known ``user`` or an ad-hoc
+    ``history`` of item ids, how many items (``k``) and history items per item (``explain``)."""
+
+    user: str | None = None
+    history: Sequence[str] | None = None
+    k: int = 10
+    explain: int = 3
 
 
 def _full_history(domain: InteractionDomain, user: int) -> np.ndarray:

@@ -114,17 +114,27 @@ def recommend(
         typer.Option(help="recipe entry (label) of the run (default: best validation NDCG)"),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="seed of that recipe's model", min=0)] = None,
+    onnx: Annotated[
+        bool,
+        typer.Option(
+            "--onnx",
+            help="rank with the model's ONNX export (`shoptransfer export`) through "
+            "onnxruntime: its int8 model when exported, else fp32",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Recommend the next items for a user, each with the history items behind it."""
-    from shoptransfer.api import recommend as recommend_items
+    from shoptransfer.api import Recommender
 
-    answer = recommend_items(run_dir, user, k, recipe, seed)
+    recommender = Recommender(run_dir, recipe, seed, onnx)
+    answer = recommender.recommend(user=user, k=k)
     if as_json:
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
         return
+    exported = f", ONNX export, {recommender.backend.removeprefix('onnx-')}" if onnx else ""
     typer.echo(
-        f"user {user}, model {answer['recipe']} (seed {answer['seed']}); "
+        f"user {user}, model {answer['recipe']} (seed {answer['seed']}{exported}); "
         f"'because' weights: {answer['explanation']}"
     )
     for rank, item in enumerate(answer["items"], start=1):
@@ -574,14 +584,17 @@ def export(
         str, typer.Option("--quantize", help="also write a dynamically quantised copy: int8")
     ] = "none",
 ) -> None:
-    """Export a neural classifier of a run to ONNX (and int8) in RUN/exports/<model>/,
-    checked against PyTorch on the run's target test set (export.json)."""
+    """Export a neural classifier or sequential recommender of a run to ONNX (and int8) in
+    RUN/exports/<model>/, checked against PyTorch on the run's target test set (export.json)."""
     from shoptransfer.api import export_model
     from shoptransfer.export.exporter import summary_lines
+    from shoptransfer.export.rankers import ranker_summary_lines
+    from shoptransfer.export.runtime import RANKER_READS
 
     folder, card = export_model(run_dir, model, format=format, quantize=quantize)
     typer.echo(f"exported model {card['model']} to {folder}", err=True)
-    for line in summary_lines(card):
+    lines = ranker_summary_lines(card) if card["reads"] == RANKER_READS else summary_lines(card)
+    for line in lines:
         typer.echo(line, err=True)
     typer.echo(str(folder))
 

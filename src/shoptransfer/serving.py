@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from shoptransfer.api import (
+    RecommendationQuery,
     Recommender,
     labelled,
     load_classifier,
@@ -260,9 +261,15 @@ class Service:
             for cell in results.get("results", []):  # a model folder name: its label and seed
                 if cell.get("model_dir") and Path(cell["model_dir"]).name == settings.model:
                     label, seed = cell.get("label", cell.get("recipe")), cell.get("seed")
-            self.recommender = Recommender(self.run_dir, label, seed)
+            chosen = Recommender.choose(self.run_dir, label, seed)
+            exported = export_folder(self.run_dir, chosen.name)
+            has_export = (exported / EXPORT_FILE).exists()
+            onnx = has_export if settings.onnx is None else settings.onnx
+            self.recommender = Recommender(self.run_dir, label, seed, onnx, settings.onnx_precision)
             self.folder = self.recommender.folder
-            self.backend = "pytorch"
+            self.backend = self.recommender.backend
+            if has_export:
+                self.export = read_card(exported)
             self.has_backbone = False
         else:
             self.folder = model_folder(self.run_dir, settings.model)
@@ -303,10 +310,15 @@ class Service:
         the export's agreement goal with PyTorch."""
         lines = [f"serving {self.task} model {self.model} of {self.run_dir} ({self.backend})"]
         check = (self.export or {}).get("check", {}).get(self.backend.removeprefix("onnx-"), {})
-        if self.backend != "pytorch" and check.get("meets_goal") is False:
+        if self.backend.startswith("onnx-") and check.get("meets_goal") is False:
+            agrees = (
+                f"its labels agree with PyTorch's on {100 * check['agreement']:.1f} %"
+                if "agreement" in check
+                else f"its top-10 lists are PyTorch's on {100 * check['top10_agreement']:.1f} %"
+            )
             lines.append(
-                f"warning: its labels agree with PyTorch's on {100 * check['agreement']:.1f} % "
-                "of the run's test set (export.json), below the goal; --no-onnx serves PyTorch"
+                f"warning: {agrees} of the run's test set (export.json), below the goal; "
+                "--no-onnx serves PyTorch"
             )
         return lines
 
@@ -363,17 +375,16 @@ class Service:
         vectors = self._embedder.encode(inputs, show_progress=False)
         return [[float(x) for x in row] for row in vectors]
 
-    def recommend(self, request: RecommendRequest) -> dict[str, Any]:
+    def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
+        """One answer per request (each with its own ``k`` and ``explain``), the histories
+        scored in one batch."""
         assert self.recommender is not None
-        answer = self.recommender.recommend(
-            user=request.user,
-            history=request.history,
-            k=request.k or 10,
-            explain=request.explain,
-        )
-        for item in answer["items"]:
-            item["score"] = _finite(item["score"])
-        return answer
+        queries = [RecommendationQuery(r.user, r.history, r.k or 10, r.explain) for r in requests]
+        answers = self.recommender.recommend_many(queries)
+        for answer in answers:
+            for item in answer["items"]:
+                item["score"] = _finite(item["score"])
+        return answers
 
 
 def _probabilities(classes: Sequence[str], row: Any) -> dict[str, float]:
@@ -475,6 +486,7 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
         batchers = {
             "classify": MicroBatcher(loaded.classify, loaded.settings.max_batch, wait_s),
             "embed": MicroBatcher(loaded.embed, loaded.settings.max_batch, wait_s),
+            "recommend": MicroBatcher(loaded.recommend, loaded.settings.max_batch, wait_s),
         }
         for batcher in batchers.values():
             batcher.start()
@@ -576,7 +588,7 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
         return {"model": loaded.model, "dimensions": len(rows[0]), "embeddings": rows}
 
     @app.post("/v1/recommend", response_model=RecommendResponse, responses=ERRORS)
-    async def recommend(body: RecommendRequest) -> dict[str, Any]:
+    async def recommend(body: RecommendRequest, request: Request) -> dict[str, Any]:
         """The top ``k`` items after a known user's history or an ad-hoc one; items already
         in the history are never recommended."""
         loaded = current()
@@ -605,7 +617,8 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
                 raise RequestError(
                     "history", f"model {loaded.model} scores known users only; give a user", 409
                 )
-        return await asyncio.to_thread(loaded.recommend, body)
+        (answer,) = await request.app.state.batchers["recommend"].submit([body])
+        return answer
 
     return app
 

@@ -217,7 +217,7 @@ def _vector_size(model: Any) -> int:
     return int(getattr(first, "in_features", encoder.hidden_size))
 
 
-def _versions() -> dict[str, str | None]:
+def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for package in ("shoptransfer", "torch", "transformers", "onnx", "onnxruntime", "tokenizers"):
         try:
@@ -284,7 +284,7 @@ def export_onnx(
         atomic_write_json(staging / EXPORT_FILE, card)  # the runtime reads it for the check
         card["check"] = _check(predictor, staging, card, held_out, note)
         atomic_write_json(staging / EXPORT_FILE, card)
-        _replace_folder(staging, destination)
+        replace_folder(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return card
@@ -345,7 +345,7 @@ def _write(
         "onnx_precision": ["fp32", *(["int8"] if quantize == "int8" else [])],
         **({"quantization": INT8_METHOD} if quantize == "int8" else {}),
         "opset": OPSET,
-        "versions": _versions(),
+        "versions": versions(),
     }
     if reads == "texts":
         card["text"] = text_settings(backbone)
@@ -402,7 +402,7 @@ def _check(
     return check
 
 
-def _replace_folder(staging: Path, destination: Path) -> None:
+def replace_folder(staging: Path, destination: Path) -> None:
     """Put the finished ``staging`` folder in place of ``destination`` (renames only)."""
     old = None
     if destination.exists():

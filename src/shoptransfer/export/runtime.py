@@ -1,11 +1,14 @@
 """Scoring an exported model with onnxruntime, the tokenizer and numpy (or Pillow) alone.
 
-An export folder (``RUN/exports/<model>/``, written by :mod:`shoptransfer.export.onnx`) holds
-``model.onnx`` (fp32), optionally ``model.int8.onnx`` (dynamic int8 quantisation),
-``tokenizer.json`` (texts) or ``preprocessing.json`` (images), and ``export.json``: what the
-model reads and predicts, how texts are cut to length, the file sizes and the self-check.
-:class:`OnnxPredictor` reads such a folder and predicts like the PyTorch predictor. This module
-never imports torch (a test runs it in a fresh interpreter and checks ``sys.modules``).
+An export folder (``RUN/exports/<model>/``, written by :mod:`shoptransfer.export.exporter` or
+:mod:`shoptransfer.export.rankers`) holds ``model.onnx`` (fp32), optionally ``model.int8.onnx``
+(dynamic int8 quantisation), ``tokenizer.json`` (texts), ``preprocessing.json`` (images) or
+``items.json`` and ``item_vectors.npy`` (a recommender's catalogue), and ``export.json``: what
+the model reads and predicts, how texts are cut to length, the file sizes and the self-check.
+:class:`OnnxPredictor` reads a classifier's folder and predicts like the PyTorch predictor;
+:class:`OnnxRanker` reads a sequential recommender's and ranks the catalogue like the PyTorch
+ranker. This module never imports torch (a test runs it in a fresh interpreter and checks
+``sys.modules``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 PREPROCESSING_FILE = "preprocessing.json"
+ITEMS_FILE = "items.json"
+ITEM_VECTORS_FILE = "item_vectors.npy"
+RANKER_READS = "item-histories"  # what a recommender's export reads (export.json 'reads')
 EXPORTS_FOLDER = "exports"
 INSTALL_HINT = "pip install 'shoptransfer[export]'"
 PRECISIONS = ("auto", "fp32", "int8")
@@ -161,6 +167,49 @@ class ImageReader:
         return np.ascontiguousarray(values.transpose(2, 0, 1))
 
 
+def checked_file(folder: Path, card: dict[str, Any], name: str) -> Path:
+    """The path of a file ``export.json`` records, checked to have the recorded size (a
+    DataError naming it when it is missing, damaged or replaced)."""
+    path = folder / name
+    size = path.stat().st_size if path.exists() else None
+    recorded = card.get("files", {}).get(name, {}).get("bytes")
+    if size != recorded:
+        found = "missing" if size is None else f"{size} bytes"
+        raise DataError(
+            f"{path}: {found}, but {EXPORT_FILE} records {recorded} bytes "
+            "(damaged or replaced); export again"
+        )
+    return path
+
+
+def open_session(
+    folder: Path, card: dict[str, Any], precision: str, threads: int
+) -> tuple[Any, str]:
+    """An onnxruntime session of the export's int8 or fp32 model (``auto``: int8 when
+    exported), and the precision it has."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision '{precision}'; expected one of {list(PRECISIONS)}")
+    files = card.get("files", {})
+    if precision == "auto":
+        precision = "int8" if INT8_FILE in files else "fp32"
+    name = INT8_FILE if precision == "int8" else FP32_FILE
+    if name not in files:
+        raise DataError(
+            f"{folder}: no {precision} model in this export (files: {sorted(files)}); "
+            + ("export with --quantize int8" if precision == "int8" else "export again")
+        )
+    path = checked_file(folder, card, name)
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise DataError(f"{path}: onnxruntime cannot load it ({str(exc)[:200]})") from None
+    return session, precision
+
+
 class OnnxPredictor:
     """An exported model: ``predict_proba`` and ``predict`` as the PyTorch predictor has them
     (class probabilities; a regression's numbers; a multi-task model's per task, as dicts).
@@ -171,39 +220,12 @@ class OnnxPredictor:
     def __init__(
         self, folder: str | Path, precision: str = "auto", threads: int = 0, batch_size: int = 32
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision '{precision}'; expected one of {list(PRECISIONS)}")
         self.folder = Path(folder)
         self.card = read_card(self.folder)
-        files = self.card.get("files", {})
-        if precision == "auto":
-            precision = "int8" if INT8_FILE in files else "fp32"
-        name = INT8_FILE if precision == "int8" else FP32_FILE
-        if name not in files:
-            raise DataError(
-                f"{self.folder}: no {precision} model in this export (files: {sorted(files)}); "
-                + ("export with --quantize int8" if precision == "int8" else "export again")
-            )
-        path = self.folder / name
-        size = path.stat().st_size if path.exists() else None
-        if size != files[name]["bytes"]:
-            found = "missing" if size is None else f"{size} bytes"
-            raise DataError(
-                f"{path}: {found}, but {EXPORT_FILE} records {files[name]['bytes']} bytes "
-                "(damaged or replaced); export again"
-            )
-        self.precision = precision
+        if self.card.get("reads") == RANKER_READS:
+            raise DataError(f"{self.folder}: a recommender's export; rank with OnnxRanker")
+        self.session, self.precision = open_session(self.folder, self.card, precision, threads)
         self.batch_size = batch_size
-        ort = require("onnxruntime")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise DataError(f"{path}: onnxruntime cannot load it ({str(exc)[:200]})") from None
         outputs = self.card["outputs"]
         self.kind = outputs["kind"]
         self.classes: list[str] = list(outputs.get("classes", []))
@@ -281,6 +303,92 @@ class OnnxPredictor:
                 for name, classes in self.tasks
             }
         return [self.classes[i] for i in predictions.argmax(axis=1)]
+
+
+class OnnxRanker:
+    """An exported sequential recommender: scores of every catalogue item after histories of
+    item indices (1 to ``n_items``; 0 pads), as the PyTorch ranker's ``scores`` gives them, and
+    the top items after a history of item ids (:meth:`recommend`).
+
+    The graph reads ``ids``: histories left-padded to the longest one in the batch (at most
+    ``max_history``, the model's own cut), and answers ``scores`` (column 0, the padding, scores
+    -1e4). ``items.json`` holds the catalogue's item ids in index order; ``item_vectors.npy``
+    the item vectors that :meth:`contributions` compares. ``precision`` and ``threads`` as for
+    :class:`OnnxPredictor`."""
+
+    def __init__(
+        self, folder: str | Path, precision: str = "auto", threads: int = 0, batch_size: int = 256
+    ) -> None:
+        self.folder = Path(folder)
+        self.card = read_card(self.folder)
+        if self.card.get("reads") != RANKER_READS:
+            raise DataError(f"{self.folder}: a classifier's export; predict with OnnxPredictor")
+        self.session, self.precision = open_session(self.folder, self.card, precision, threads)
+        self.batch_size = batch_size
+        ranking = self.card["ranking"]
+        self.n_items = int(ranking["n_items"])
+        self.max_history = int(ranking["max_history"])
+        self.explanation = str(ranking["explanation"])
+        path = checked_file(self.folder, self.card, ITEMS_FILE)
+        try:
+            self.items = [str(item) for item in json.loads(path.read_text(encoding="utf-8"))]
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+            raise DataError(f"{path}: expected a JSON list of item ids ({exc})") from None
+        path = checked_file(self.folder, self.card, ITEM_VECTORS_FILE)
+        try:
+            vectors = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: not a numpy array of item vectors ({exc})") from None
+        if len(self.items) != self.n_items or vectors.shape[0] != self.n_items + 1:
+            raise DataError(
+                f"{self.folder}: {len(self.items)} item ids and {vectors.shape[0]} vector rows "
+                f"for {self.n_items} items (and a padding row); export again"
+            )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.unit_vectors = vectors / np.maximum(norms, 1e-12)
+        self.index = {item: i + 1 for i, item in enumerate(self.items)}
+
+    def padded(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Histories as a left-padded int64 matrix as wide as the longest (cut to
+        ``max_history``, at least one column)."""
+        tails = [np.asarray(h, dtype=np.int64)[-self.max_history :] for h in histories]
+        width = max([1, *(len(t) for t in tails)])
+        matrix = np.zeros((len(tails), width), dtype=np.int64)
+        for row, tail in enumerate(tails):
+            if len(tail):
+                matrix[row, width - len(tail) :] = tail
+        return matrix
+
+    def scores(self, histories: Sequence[np.ndarray], users: Any = None) -> np.ndarray:
+        """A ``(len(histories), n_items + 1)`` float32 array; higher means more likely next.
+        ``users`` is accepted for the ranker interface and not read."""
+        parts = [np.zeros((0, self.n_items + 1), dtype=np.float32)]
+        order = np.argsort([-min(len(h), self.max_history) for h in histories], kind="stable")
+        for start in range(0, len(histories), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            ids = self.padded([histories[i] for i in rows])
+            parts.append(self.session.run(["scores"], {"ids": ids})[0])
+        joined = np.concatenate(parts)
+        result = np.zeros_like(joined)
+        result[order] = joined
+        return result
+
+    def contributions(self, history: np.ndarray, item: int) -> np.ndarray:
+        """Cosine similarity of each history item's vector with ``item``'s (same order)."""
+        return self.unit_vectors[np.asarray(history, dtype=np.int64)] @ self.unit_vectors[item]
+
+    def recommend(self, history: Sequence[str], k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` best items after ``history`` (item ids, oldest first) with their scores;
+        the history's items are never recommended."""
+        unknown = [item for item in history if item not in self.index]
+        if unknown:
+            raise DataError(f"item '{unknown[0]}' is not in the exported catalogue")
+        known = np.array([self.index[item] for item in history], dtype=np.int64)
+        scores = self.scores([known])[0].astype(np.float64)
+        scores[0] = -np.inf
+        scores[known] = -np.inf
+        best = np.argsort(-scores, kind="stable")[: max(0, min(k, int(np.isfinite(scores).sum())))]
+        return [(self.items[i - 1], float(scores[i])) for i in best]
 
 
 def export_folder(run_dir: str | Path, model: str) -> Path:

@@ -112,11 +112,18 @@ class SequenceEncoder(nn.Module):
         ids = batch["ids"][:, -self.max_history :]
         used = torch.nonzero(ids.ne(0).any(dim=0))
         ids = ids[:, int(used[0]) :] if len(used) else ids[:, -1:]  # drop all-padding columns
+        return self.encode(ids)
+
+    def encode(self, ids: torch.Tensor) -> torch.Tensor:
+        """The last position's vector of left-padded histories at most ``max_history`` wide.
+        Columns of padding change nothing (a real item attends to earlier real items only),
+        so any width gives the same vectors; the ONNX export traces this part."""
         length = ids.shape[1]
-        positions = torch.arange(self.max_history - length, self.max_history)
+        order = torch.arange(length)
+        positions = order + (self.max_history - length)
         x = self.dropout(self.norm(self.items(ids) + self.positions(positions)))
-        causal = torch.ones(length, length, dtype=torch.bool).tril()
-        diagonal = torch.eye(length, dtype=torch.bool)
+        causal = order[None, :] <= order[:, None]
+        diagonal = order[None, :] == order[:, None]
         # attend to earlier real items; a padding position attends to itself only
         allowed = (causal & ids.ne(0)[:, None, :]) | diagonal
         allowed = allowed.unsqueeze(1)
