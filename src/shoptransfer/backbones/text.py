@@ -42,7 +42,10 @@ def _load_tokenizer_and_config(location: str) -> tuple[Any, Any]:
 
 def text_length_limit(backbone: str) -> int:
     """The most tokens a text backbone reads per text: its position embeddings (or its
-    tokenizer's limit, where that is lower)."""
+    tokenizer's limit, where that is lower); no limit for a backbone its package computes."""
+    spec = get_backbone_spec(backbone)
+    if spec is not None and spec.engine is not None:
+        return 10**6
     tokenizer, config = _load_tokenizer_and_config(resolve_backbone(backbone))
     limits = [getattr(config, "max_position_embeddings", None), tokenizer.model_max_length]
     known = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 10**6]
