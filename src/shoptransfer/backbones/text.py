@@ -87,6 +87,7 @@ class TextEncoder(nn.Module):
         )
         self.pretrained = pretrained
         self.truncation = truncation
+        self.text_prefix = spec.text_prefix if spec else ""
         self.precision = check_precision(precision)
         self.cached_layers = 0
         self.tokenizer, config = _load_tokenizer_and_config(self.location)
@@ -105,6 +106,7 @@ class TextEncoder(nn.Module):
             "pooling": "mean",
             "pretrained": self.pretrained,
             **({"truncation": self.truncation} if self.truncation != "head" else {}),
+            **({"text_prefix": self.text_prefix} if self.text_prefix else {}),
             **({"precision": self.precision} if self.precision != "fp32" else {}),
         }
 
@@ -119,6 +121,8 @@ class TextEncoder(nn.Module):
         return [embeddings, *blocks]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if self.text_prefix:
+            texts = [self.text_prefix + text for text in texts]
         if self.truncation == "head":
             batch = self.tokenizer(
                 list(texts),
