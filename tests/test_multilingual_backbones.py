@@ -118,7 +118,10 @@ def test_frozen_features_and_an_aligned_mlp_train_on_chinese_reviews(
         "name": "zh",
         "source": {"path": "hotel.csv", "text": "review", "label": "label"},
         "target": {"path": "waimai.csv", "text": "review", "label": "label"},
-        "recipes": [{"name": "frozen-features", "epochs": 20}, {"name": "mlp-coral", "epochs": 5}],
+        "recipes": [
+            {"name": "frozen-features", "solver": "lbfgs"},
+            {"name": "mlp-coral", "epochs": 5},
+        ],
         "budgets": [0],
     }
     run_dir = run_experiment(
@@ -128,7 +131,8 @@ def test_frozen_features_and_an_aligned_mlp_train_on_chinese_reviews(
     cells = {r["recipe"]: r for r in results["results"]}
     assert cells["frozen-features"]["status"] == "ok", cells["frozen-features"]
     assert cells["mlp-coral"]["status"] == "ok", cells["mlp-coral"]
-    assert cells["frozen-features"]["metrics"]["accuracy"] > 0.5  # 8 + 8 test reviews
+    # 8 + 8 test reviews; minilm-l6, which reads no Chinese, is near chance on such sets
+    assert cells["frozen-features"]["metrics"]["accuracy"] >= 0.75
     assert not results.get("capped_settings")  # max_length does not apply to whole texts
 
 
