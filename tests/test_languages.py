@@ -189,6 +189,15 @@ def test_minilm_warns_on_chinese_and_not_on_english() -> None:
     assert language_warnings(task_data(POSITIVE + NEGATIVE), [frozen]) == []
 
 
+@pytest.mark.parametrize(
+    "backbone", ["e5-small-multilingual", "use-multilingual", "e5-small-multilingual-torch"]
+)
+def test_the_multilingual_backbones_do_not_warn_on_chinese(backbone: str) -> None:
+    # declared multilingual: no script check, no tokenizer loaded (nothing to install for it)
+    frozen = make_recipe("frozen-features", backbone=backbone)
+    assert language_warnings(task_data(GOOD + BAD), [frozen]) == []
+
+
 def test_a_run_prints_the_language_warning_once_and_records_it(
     tmp_path: Path,
     capfd: pytest.CaptureFixture[str],

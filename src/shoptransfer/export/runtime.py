@@ -96,12 +96,14 @@ class TextReader:
         self.prefix = [int(i) for i in text["prefix"]]
         self.suffix = [int(i) for i in text["suffix"]]
         self.pad_id = int(text["pad_id"])
+        self.text_prefix = str(text.get("text_prefix", ""))  # put before every text
 
     def ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, cut to length, with the start and end tokens."""
         room = self.max_length - len(self.prefix) - len(self.suffix)
         head = room if self.truncation == "head" else room // 4
-        pieces = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        texts = [self.text_prefix + text for text in texts]
+        pieces = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         out = []
         for piece in pieces:
             p = piece.ids

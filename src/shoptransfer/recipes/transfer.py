@@ -38,6 +38,7 @@ from shoptransfer.backbones.inputs import (
     frozen_encoder_for,
     holds_vectors,
 )
+from shoptransfer.backbones.registry import frozen_only
 from shoptransfer.data.domain import Domain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.heads import Outputs
@@ -221,6 +222,12 @@ class EncoderTransfer(BackboneRecipe):
     def _check(self, source: Domain) -> None:
         self.check_options()  # types, choices and bounds (a value set after make_recipe too)
         self.check_backbone(source)
+        if self.encoder == "backbone" and frozen_only(self.backbone):
+            raise ConfigError(
+                f"recipe '{self.name}' trains the text encoder, but backbone '{self.backbone}' "
+                "is frozen only (its package computes the embeddings); use encoder: mlp (the "
+                "mlp-* recipes), frozen-features, or backbone 'e5-small-multilingual-torch'"
+            )
         if holds_vectors(source) and self.encoder != "mlp":
             raise ConfigError(
                 f"recipe '{self.name}' trains a text backbone; on feature vectors "

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from shoptransfer.backbones import backbone_modality, make_encoder
 from shoptransfer.backbones.cache import EmbeddingCache
-from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.errors import ConfigError
 
 
@@ -30,7 +30,9 @@ def item_text_embeddings(
 ) -> np.ndarray:
     """The frozen text backbone's embedding of every item's text (its id where it has none),
     one row per item, through the embedding cache when given."""
-    encoder = TextEncoder(backbone, max_length)
+    if backbone_modality(backbone) != "text":
+        raise ConfigError(f"backbone '{backbone}' reads images; item texts need a text backbone")
+    encoder = make_encoder(backbone, max_length=max_length)
     inputs = [text or item for text, item in zip(texts, items)]
     vectors = cache.encode(encoder, inputs) if cache is not None else encoder.encode(inputs)
     return np.asarray(vectors, dtype=np.float32)
