@@ -18,7 +18,7 @@ from shoptransfer.api import export_model, load_model, predict, run_experiment
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.config import load_config
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.export.exporter import text_settings, tokenizer_json
+from shoptransfer.export.exporter import export_onnx, text_settings, tokenizer_json
 from shoptransfer.export.runtime import (
     EXPORT_FILE,
     FP32_FILE,
@@ -117,7 +117,7 @@ def test_lora_is_merged_into_plain_weights(text_run: Path) -> None:
 
 def test_models_over_vectors_export_too(tmp_path: Path) -> None:
     from shoptransfer.data.domain import FeatureDomain
-    from shoptransfer.export.exporter import HeldOut, export_onnx
+    from shoptransfer.export.exporter import HeldOut
     from shoptransfer.recipes import FitData, make_recipe
 
     rng = np.random.default_rng(0)
@@ -341,10 +341,17 @@ def test_image_models_export_with_their_preprocessing(tmp_path: Path) -> None:
         assert card["check"]["fp32"]["agreement"] == 1.0, label
         assert card["check"]["fp32"]["max_probability_difference"] < 1e-4, label
         assert "int8" in card["check"]
+        # convolutions: static int8, ranges calibrated on the target pool's photos (half of 18)
+        assert card["quantization"].startswith("onnxruntime static quantisation (QDQ)")
+        assert "calibrated on 9 training images" in card["quantization"]
         pytorch = load_model(run_dir, f"{label}-k2-seed0")
         onnx = OnnxPredictor(folder, "fp32", batch_size=5)
         assert np.abs(onnx.predict_proba(test) - pytorch.predict_proba(test)).max() < 1e-4
     assert card["adapter_merged"] == "lora"
+    predictor = load_model(run_dir, "frozen-features-k2-seed0")
+    with pytest.raises(ConfigError, match="calibrated on training images"):
+        export_onnx(predictor, tmp_path / "uncalibrated", quantize="int8")
+    assert not (tmp_path / "uncalibrated").exists()
 
 
 def test_predict_input_streams_an_export_without_torch(text_run: Path, tmp_path: Path) -> None:

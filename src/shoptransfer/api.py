@@ -222,10 +222,10 @@ def export_model(
         )
     predictor = load_predictor(folder)
     assert isinstance(predictor, NeuralPredictor)  # its kind, checked above
-    held_out, note = _held_out(run_dir, predictor)
+    held_out, note, training = _held_out(run_dir, predictor)
     about = {"model": folder.name, "model_dir": str(folder.relative_to(run_dir))}
     destination = export_folder(run_dir, folder.name)
-    card = export_onnx(predictor, destination, quantize, held_out, about, note)
+    card = export_onnx(predictor, destination, quantize, held_out, about, note, training)
     return destination, card
 
 
@@ -312,16 +312,19 @@ def model_folder(run_dir: Path, model: str | None) -> Path:
     return run_dir / _chosen_record(run_dir, results, model, None)["model_dir"]
 
 
-def _held_out(run_dir: Path, predictor: Predictor) -> tuple[HeldOut | None, str | None]:
+def _held_out(
+    run_dir: Path, predictor: Predictor
+) -> tuple[HeldOut | None, str | None, list[Any] | None]:
     """The run's target test set, read again as the run read it (from its ``config.yaml``),
-    to check an export on; or ``None`` and why not."""
+    to check an export on, or ``None`` and why not; and the inputs of the run's target pool
+    (training side, in a seeded random order) to calibrate an int8 copy on."""
     try:
         config = load_config(run_dir / "config.yaml")
         task = make_task(config)
         with showing_progress(False):
             data = task.prepare(EmbeddingCache(None))
     except ShopTransferError as exc:
-        return None, f"the run's test data could not be read again: {exc}"
+        return None, f"the run's test data could not be read again: {exc}", None
     recorded = load_results(run_dir).get("data", {}).get("target_test", {}).get("data_hash")
     changed = recorded is not None and recorded != data.test.data_hash()
     describe = (
@@ -334,7 +337,9 @@ def _held_out(run_dir: Path, predictor: Predictor) -> tuple[HeldOut | None, str 
         metrics = task.evaluate(scored, data)["metrics"]
         return {key: value for key, value in metrics.items() if isinstance(value, float)}
 
-    return HeldOut(data.test.inputs, describe, score), None
+    pool = list(data.pool.inputs) if data.pool is not None else []
+    training = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))]
+    return HeldOut(data.test.inputs, describe, score), None, training
 
 
 def _chosen_record(

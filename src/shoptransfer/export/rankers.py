@@ -40,6 +40,7 @@ from shoptransfer.export.exporter import (
     QUANTIZATIONS,
     replace_folder,
     versions,
+    write_int8,
 )
 from shoptransfer.export.runtime import (
     EXPORT_FILE,
@@ -180,11 +181,7 @@ def write_ranker(
         )
     files = {FP32_FILE: file_record(fp32)}
     if quantize == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(
-            str(fp32), str(folder / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True
-        )
+        write_int8(fp32, folder / INT8_FILE)
         files[INT8_FILE] = file_record(folder / INT8_FILE)
     atomic_write_text(folder / ITEMS_FILE, json.dumps(items, ensure_ascii=False))
     files[ITEMS_FILE] = file_record(folder / ITEMS_FILE)
