@@ -5,6 +5,8 @@ ONNX int8, in process and behind ``shoptransfer serve``.
     .venv/bin/python benchmarks/serving.py --part export      # export them again
     .venv/bin/python benchmarks/serving.py --part model       # in process: batch 1 and 32
     .venv/bin/python benchmarks/serving.py --part http        # a real server under load
+    .venv/bin/python benchmarks/serving.py --part int8        # int8 methods on the text model
+                                                  # (needs `pip install onnx_ir` as well)
     .venv/bin/python benchmarks/serving.py --markdown         # rewrites the .md from the JSON
 
 The models (``--part train``; run folders under benchmarks/runs/, not in git):
@@ -291,8 +293,15 @@ def selection_texts(count: int) -> list[str]:
 
 def int8_variants(fp32: Path, out: Path) -> dict[str, Path]:
     """The fp32 graph quantised by each method this part compares."""
+    import logging
+
+    logging.disable(logging.WARNING)  # the quantisers' advice and progress notes
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     variants: dict[str, Path] = {}
@@ -313,11 +322,33 @@ def int8_variants(fp32: Path, out: Path) -> dict[str, Path]:
         per_channel=True,
         nodes_to_exclude=ffn_out,
     )
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
 
+    ffn_in = [
+        n.name for n in graph.node if n.op_type == "MatMul" and "intermediate/dense" in n.name
+    ]
+    for name, blockwise in (
+        ("dynamic, per channel; FFN output projections blockwise", ffn_out),
+        ("dynamic, per channel; FFN layers blockwise", ffn_out + ffn_in),
+    ):
+        # the FFN MatMuls as 8-bit weights in blocks of 32, activations quantised per block
+        middle = out / "mixed-middle.onnx"
+        quantize_dynamic(
+            str(fp32),
+            str(middle),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=blockwise,
+        )
+        config = DefaultWeightOnlyQuantConfig(
+            block_size=32, is_symmetric=True, accuracy_level=4, bits=8
+        )
+        quantizer = MatMulNBitsQuantizer(
+            onnx.load(str(middle)), nodes_to_include=blockwise, algo_config=config
+        )
+        quantizer.process()
+        variants[name] = out / f"mixed-{len(blockwise)}.onnx"
+        quantizer.model.save_model_to_file(str(variants[name]), False)
+        middle.unlink()
     for block, level in ((32, 4), (128, 4), (32, 0)):
         name = f"int8 weights in blocks of {block}, " + (
             "int8 compute (activations per block)" if level == 4 else "fp32 compute"
@@ -347,7 +378,11 @@ def part_int8(payload: dict[str, Any], calls: int) -> None:
     rows: dict[str, Any] = {}
     for name, path in {"fp32": export / "model.onnx", **variants}.items():
         candidate = predictor_for(model, "onnx-fp32")
-        candidate.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # one thread: steadier beside other work
+        candidate.session = ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
         row: dict[str, Any] = {"mib": round(path.stat().st_size / 2**20, 1)}
         for part, texts in (("selection", selection), ("test", test)):
             probabilities = candidate.predict_proba(texts)
@@ -550,7 +585,7 @@ def model_lines(model: dict[str, Any]) -> list[str]:
             "",
             "Int8 methods on this model (chosen on the agreement with fp32 over "
             f"{methods['selection']}; the kitchen test set is reported, not chosen on; "
-            "batch 32 in process):\n",
+            "batch 32 in process, one onnxruntime thread):\n",
             "| method | MiB | agreement (selection) | agreement (test) | largest Δp (test) |"
             " texts/s |",
             "|---|---|---|---|---|---|",

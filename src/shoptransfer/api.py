@@ -193,9 +193,10 @@ WHY_NOT_EXPORTED = {
 def export_model(
     run_dir: str | Path, model: str | None = None, format: str = "onnx", quantize: str = "none"
 ) -> tuple[Path, dict[str, Any]]:
-    """Export a run's neural model to ONNX (``quantize="int8"``: also a dynamically quantised
-    copy) into ``RUN/exports/<model folder>/``, checked on the run's target test set; return
-    the folder and what its ``export.json`` records.
+    """Export a run's neural model to ONNX (``quantize="int8"``: also a quantised copy, see
+    :func:`~shoptransfer.export.exporter.write_int8`) into ``RUN/exports/<model folder>/``,
+    checked on the run's target test set; return the folder and what its ``export.json``
+    records.
 
     ``model``: a model folder name or a recipe label of the run (a label: its model at the
     largest budget and first seed); default the run's best model, as :func:`predict` picks it.

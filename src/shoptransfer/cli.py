@@ -581,7 +581,11 @@ def export(
     ] = None,
     format: Annotated[str, typer.Option("--format", help="export format: onnx")] = "onnx",
     quantize: Annotated[
-        str, typer.Option("--quantize", help="also write a dynamically quantised copy: int8")
+        str,
+        typer.Option(
+            "--quantize",
+            help="also write a quantised copy: int8 (dynamic for text, calibrated for images)",
+        ),
     ] = "none",
 ) -> None:
     """Export a neural classifier or sequential recommender of a run to ONNX (and int8) in
