@@ -128,3 +128,59 @@ def test_rating_markdown_is_computed_from_the_records() -> None:
     assert "lowest RMSE rating-text-mf (0.9950)" in text
     assert "text MF − plain MF -0.0300 (± 0.0071)" in text
     assert "+0.0100 vs rating-biases" in text and "1.1900 ± 0.0000 (10)" in text
+
+
+def test_chinese_configs_validate_and_keep_test_splits_apart(tmp_path: Path) -> None:
+    import chinese
+
+    names = ["hotel", "waimai", "english", "shop_pool", "shop_test"]
+    for cat in chinese.CATEGORIES.values():
+        names += [f"{cat}_pool", f"{cat}_test", f"not_{cat}"]
+    paths = {name: tmp_path / f"{name}.csv" for name in names}
+    specs = chinese.settings(paths)
+    assert set(specs) == set(chinese.ORDER)
+    for name, spec in specs.items():
+        config = dict(spec["config"])
+        config["recipes"] = [chinese.RECIPES[label] for label in config["recipes"]]
+        parsed = parse_config({**config, "seeds": [0]}, name)
+        if parsed.target_test is None:  # in-domain, cross-domain, English -> waimai
+            assert (parsed.test_fraction, parsed.split_seed) == (0.2, 0)
+        if parsed.source is not None:
+            assert parsed.source.path != parsed.target.path
+    # cross-domain target-only rows are read from the in-domain run of the same target and split
+    assert specs["cross-domain/hotel->waimai"]["target_only"] == "in-domain/waimai"
+    assert (
+        specs["cross-domain/hotel->waimai"]["config"]["target"]
+        == (specs["in-domain/waimai"]["config"]["target"])
+    )
+
+
+def test_chinese_markdown_is_computed_from_the_records() -> None:
+    import chinese
+
+    def record(label: str, budget: Any, seed: int, accuracy: float) -> dict[str, Any]:
+        return {
+            **_record(label, seed, accuracy),
+            "budget": budget,
+            "metrics": {"accuracy": accuracy, "macro_f1": accuracy - 0.01},
+        }
+
+    settings = {
+        "in-domain/hotel": [record("frozen-e5", "all", s, 0.90 + 0.01 * s) for s in (0, 1)],
+        "fine-tune/hotel": [record("fine-tune-e5", "all", 0, 0.93)],
+        "in-domain/waimai": [record("scratch-tfidf", 16, s, 0.70) for s in (0, 1)],
+        "cross-domain/hotel->waimai": [
+            record("frozen-e5", b, s, 0.84 if b == 0 else 0.85) for b in (0, 16) for s in (0, 1)
+        ],
+    }
+    payload = {
+        "schema": common.SCHEMA,
+        "invocations": [],
+        "settings": {name: {"records": records} for name, records in settings.items()},
+    }
+    text = chinese.markdown(payload)
+    assert "| hotel | frozen-e5 | all | 90.5 ± 0.7 | 89.5 ± 0.7 | 10 | 2 |" in text
+    assert "**met (93.0)** (best recipe, mean)" in text
+    assert "**missed (84.0)** (best transfer recipe)" in text
+    assert "hotel->waimai +15.0 points" in text  # 85.0 with the source vs 70.0 scratch
+    assert "cross-category/books" in text  # listed as left out
