@@ -72,7 +72,7 @@ def test_select_ranks_candidates_and_writes_selection_json(
     assert first["mean_rank"] <= second["mean_rank"]
     assert selection["pick"] == first["backbone"]
     assert {"logme", "h_score", "gbc", "sfda", "transrate", "knn_accuracy"} <= set(first["scores"])
-    assert {"proxy_a_distance", "mmd"} <= set(first["domain_gap"])
+    assert {"proxy_a_distance", "mmd", "source_classifier_accuracy"} <= set(first["domain_gap"])
     assert first["examples_embedded"] > 0 and first["parameters"] > 0
     assert isinstance(selection["transfer_likely_to_hurt"], bool)
     assert 0 <= selection["scratch_knn_accuracy"] <= 1
@@ -159,10 +159,22 @@ def test_rank_is_the_mean_rank_over_estimators_with_the_gap_voting_smaller_first
     assert ranked[0]["ranks"] == {"logme": 2, "knn_accuracy": 1, "proxy_a_distance": 1}
 
 
-def test_verdict_flags_a_scratch_baseline_that_matches_transfer_and_a_large_gap() -> None:
-    best = [_candidate("a", {"knn_accuracy": 0.70}, gap=0.5)]
+def test_verdict_rules_scratch_source_classifier_and_gap() -> None:
+    best = [_candidate("a", {"knn_accuracy": 0.70}, gap=1.9)]
+    best[0]["domain_gap"]["source_classifier_accuracy"] = 0.72
+    # with target labels: scratch at least as good, or a source classifier below the target's
+    # own 5-NN; the gap alone does not decide
     assert verdict(best, scratch=0.75, on_target=True)[0] is True
-    assert verdict(best, scratch=0.60, on_target=True)[0] is False
-    far = [_candidate("a", {"knn_accuracy": 0.70}, gap=1.7)]
-    hurts, why = verdict(far, scratch=0.60, on_target=True)
-    assert hurts is True and "proxy A-distance 1.70" in why
+    assert verdict(best, scratch=0.60, on_target=True) == (
+        False,
+        "transfer not flagged: no rule fires",
+    )
+    best[0]["domain_gap"]["source_classifier_accuracy"] = 0.65
+    hurts, why = verdict(best, scratch=0.60, on_target=True)
+    assert hurts is True and "trained on the source reaches 0.650" in why
+    # without target labels: the gap decides
+    assert verdict(best, scratch=None, on_target=False)[0] is True
+    near = [_candidate("a", {"knn_accuracy": 0.70}, gap=0.4)]
+    assert verdict(near, scratch=None, on_target=False)[0] is False
+    # images (no TF-IDF baseline) without a source: no verdict
+    assert verdict([_candidate("a", {"knn_accuracy": 0.7})], None, on_target=True)[0] is None

@@ -45,9 +45,12 @@ SELECTION_FILE = "selection.json"
 # 87.5 % of held-out examples
 LARGE_GAP = 1.5
 HURT_RULES = (
-    "heuristic: transfer is flagged as likely to hurt when a target-only TF-IDF 5-NN "
-    "classifier is at least as accurate (leave-one-out, on the labelled target examples) as the "
-    f"best candidate's frozen features, or when the proxy A-distance is at least {LARGE_GAP}"
+    "heuristic: transfer is flagged as likely to hurt when (pre-training) a target-only TF-IDF "
+    "5-NN classifier is at least as accurate, leave-one-out on the labelled target examples, "
+    "as 5-NN on the best candidate's frozen features; (source, with target labels) a logistic "
+    "classifier trained on the source's frozen features is less accurate on the labelled target "
+    "examples than 5-NN on those examples alone; (source, without target labels) the proxy "
+    f"A-distance is at least {LARGE_GAP}"
 )
 SOURCE_SAMPLE = 2000  # source examples embedded to score on, at most
 GAP_SAMPLE = 1000  # examples per domain the gap is measured on (domain_gap's own limit)
@@ -115,6 +118,24 @@ def imagenet_probabilities(encoder: Any, paths: list[str], batch_size: int = 32)
     return np.concatenate(out).astype(np.float64)
 
 
+def source_classifier_accuracy(
+    source_features: np.ndarray,
+    source_labels: list[str],
+    target_features: np.ndarray,
+    target_labels: list[str],
+) -> float:
+    """Accuracy on labelled target examples of a logistic classifier trained on the source's
+    frozen features alone: what the source's labels teach about the target."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(source_features)
+    classifier = LogisticRegression(max_iter=2000).fit(
+        scaler.transform(source_features), source_labels
+    )
+    return float(classifier.score(scaler.transform(target_features), target_labels))
+
+
 def _parameters(encoder: Any) -> int | None:
     parameters = getattr(encoder, "parameters", None)
     return int(sum(p.numel() for p in parameters())) if callable(parameters) else None
@@ -124,12 +145,14 @@ def score_candidate(
     name: str,
     config: Any,
     scored: Domain,
+    on: str,
     source: Domain | None,
     target: Domain,
     cache: EmbeddingCache,
     show_progress: bool,
 ) -> dict[str, Any]:
-    """One backbone's scores on ``scored`` (labelled examples), its gap, its cost."""
+    """One backbone's scores on ``scored`` (labelled examples: the target's, or the source's
+    when the target has none), its gap, its cost."""
     encoder = make_encoder(name, max_length=config.max_length, image_size=config.image_size)
     misses, started = cache.misses, time.perf_counter()
     features = cache.encode(encoder, scored.inputs, show_progress=show_progress)
@@ -149,6 +172,10 @@ def score_candidate(
         target_features = cache.encode(encoder, target_part, show_progress=show_progress)
         seconds += time.perf_counter() - started
         gap = domain_gap(source_features, target_features, limit=GAP_SAMPLE, seed=seed)
+        if on == "target" and source.labeled:
+            gap["source_classifier_accuracy"] = source_classifier_accuracy(
+                source_features, _sample(source, GAP_SAMPLE, seed).labels, features, scored.labels
+            )
     return {
         "backbone": name,
         "scores": scores,
@@ -180,27 +207,40 @@ def rank(candidates: list[dict[str, Any]], gap_votes: bool) -> list[dict[str, An
 def verdict(
     ranked: list[dict[str, Any]], scratch: float | None, on_target: bool
 ) -> tuple[bool | None, str]:
-    """Whether transfer is likely to hurt, by :data:`HURT_RULES`, and the reason in words."""
+    """Whether transfer is likely to hurt, by :data:`HURT_RULES`, and the reasons in words
+    (``None``: no rule could be applied)."""
     best = ranked[0]
-    reasons = []
-    if on_target and scratch is not None:
-        transferred = best["scores"]["knn_accuracy"]
-        if scratch >= transferred:
-            reasons.append(
-                f"target-only TF-IDF 5-NN accuracy {scratch:.3f} >= {transferred:.3f} on "
-                f"{best['backbone']} features"
-            )
+    name = best["backbone"]
     gap = best["domain_gap"]
-    if gap is not None and gap["proxy_a_distance"] >= LARGE_GAP:
-        reasons.append(
-            f"proxy A-distance {gap['proxy_a_distance']:.2f} >= {LARGE_GAP} on "
-            f"{best['backbone']} features"
-        )
+    reasons, checked = [], False
+    if on_target:
+        transferred = best["scores"]["knn_accuracy"]
+        if scratch is not None:
+            checked = True
+            if scratch >= transferred:
+                reasons.append(
+                    f"target-only TF-IDF 5-NN accuracy {scratch:.3f} >= {transferred:.3f} on "
+                    f"{name} features"
+                )
+        if gap is not None and "source_classifier_accuracy" in gap:
+            checked = True
+            from_source = gap["source_classifier_accuracy"]
+            if from_source < transferred:
+                reasons.append(
+                    f"a classifier trained on the source reaches {from_source:.3f} on the "
+                    f"labelled target examples, below their own 5-NN {transferred:.3f} ({name})"
+                )
+    elif gap is not None:
+        checked = True
+        if gap["proxy_a_distance"] >= LARGE_GAP:
+            reasons.append(
+                f"proxy A-distance {gap['proxy_a_distance']:.2f} >= {LARGE_GAP} on {name} features"
+            )
     if reasons:
         return True, "transfer likely to hurt: " + "; ".join(reasons)
-    if on_target and scratch is None and gap is None:
-        return None, "no scratch baseline for images and no source: no verdict on transfer"
-    return False, "transfer not flagged: neither rule fires"
+    if not checked:
+        return None, "no rule applies (images without a source): no verdict on transfer"
+    return False, "transfer not flagged: no rule fires"
 
 
 def select(
@@ -238,7 +278,7 @@ def select(
     else:
         scored, on = labelled, "target"
     results = [
-        score_candidate(name, config, scored, source, target, cache, show_progress)
+        score_candidate(name, config, scored, on, source, target, cache, show_progress)
         for name in candidates
     ]
     ranked = rank(results, gap_votes=on == "source")
@@ -274,6 +314,9 @@ def format_selection(report: dict[str, Any]) -> str:
     header = ["rank", "backbone", "mean rank", *scores]
     if gap:
         header += ["A-dist", "MMD"]
+    from_source = gap and "source_classifier_accuracy" in report["candidates"][0]["domain_gap"]
+    if from_source:
+        header.append("source clf")
     header += ["embed s", "embedded", "parameters"]
     rows = []
     for place, c in enumerate(report["candidates"], start=1):
@@ -281,6 +324,8 @@ def format_selection(report: dict[str, Any]) -> str:
         row += [f"{c['scores'][n]:.3f}" for n in scores]
         if gap:
             row += [f"{c['domain_gap']['proxy_a_distance']:.2f}", f"{c['domain_gap']['mmd']:.3f}"]
+        if from_source:
+            row.append(f"{c['domain_gap']['source_classifier_accuracy']:.3f}")
         row += [
             f"{c['embedding_seconds']:.1f}",
             str(c["examples_embedded"]),
@@ -295,6 +340,11 @@ def format_selection(report: dict[str, Any]) -> str:
         else f"{report['examples']} labelled source examples (no target labels; the gap votes)"
     )
     lines.insert(0, f"scored on {where}; higher is better, A-distance and MMD lower")
+    if from_source:
+        lines.append(
+            "source clf: accuracy on the labelled target examples of a logistic classifier "
+            "trained on the source's frozen features"
+        )
     lines.append(
         "embed s: seconds spent embedding in this call; embedded: examples not yet in the "
         "embedding cache (cached ones cost nothing)"
