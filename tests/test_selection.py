@@ -70,7 +70,7 @@ def test_select_ranks_candidates_and_writes_selection_json(
     assert {c["backbone"] for c in selection["candidates"]} == {tiny_backbone, second_tiny_backbone}
     first, second = selection["candidates"]
     assert first["mean_rank"] <= second["mean_rank"]
-    assert selection["pick"] == first["backbone"]
+    assert selection["pick"] == {"backbone": first["backbone"], "source": "books"}
     assert {"logme", "h_score", "gbc", "sfda", "transrate", "knn_accuracy"} <= set(first["scores"])
     assert {"proxy_a_distance", "mmd", "source_classifier_accuracy"} <= set(first["domain_gap"])
     assert first["examples_embedded"] > 0 and first["parameters"] > 0
@@ -82,6 +82,35 @@ def test_select_ranks_candidates_and_writes_selection_json(
     assert status == 0, err
     runs = sorted((tmp_path / "runs").glob("*/selection.json"))
     assert all(c["examples_embedded"] == 0 for c in json.loads(runs[-1].read_text())["candidates"])
+
+
+def test_select_ranks_each_candidate_source_with_each_backbone(
+    tmp_path: Path,
+    review_csvs: tuple[Path, Path],
+    tiny_backbone: str,
+    second_tiny_backbone: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from .conftest import write_reviews_csv
+
+    other = write_reviews_csv(tmp_path / "toys.csv", n_repeat=1, prefix="toy: ")
+    extra = {"path": str(other), "text": "review", "label": "sentiment"}
+    path = _experiment(
+        tmp_path,
+        review_csvs,
+        candidates=[tiny_backbone, second_tiny_backbone],
+        candidate_sources=[extra],
+    )
+    status, out, err = shoptransfer(monkeypatch, capsys, "select", str(path), "-q")
+    assert status == 0, err
+    selection = json.loads(next((tmp_path / "runs").glob("*/selection.json")).read_text())
+    options = {(c["source"], c["backbone"]) for c in selection["candidates"]}
+    assert options == {
+        (s, b) for s in ("books", "toys") for b in (tiny_backbone, second_tiny_backbone)
+    }
+    assert all("source_classifier_accuracy" in c["ranks"] for c in selection["candidates"])
+    assert "toys" in out
 
 
 def test_select_scores_on_source_labels_when_the_budget_is_zero(
@@ -151,10 +180,10 @@ def _candidate(name: str, scores: dict[str, float], gap: float | None = None) ->
 def test_rank_is_the_mean_rank_over_estimators_with_the_gap_voting_smaller_first() -> None:
     a = _candidate("a", {"logme": 1.0, "knn_accuracy": 0.9}, gap=1.9)
     b = _candidate("b", {"logme": 0.5, "knn_accuracy": 0.8}, gap=0.1)
-    assert [c["backbone"] for c in rank([a, b], gap_votes=False)] == ["a", "b"]
+    assert [c["backbone"] for c in rank([a, b], on="target")] == ["a", "b"]
     a = _candidate("a", {"logme": 1.0, "knn_accuracy": 0.7}, gap=1.9)
     b = _candidate("b", {"logme": 0.5, "knn_accuracy": 0.8}, gap=0.1)
-    ranked = rank([a, b], gap_votes=True)  # a: ranks 1, 2, 2; b: 2, 1, 1
+    ranked = rank([a, b], on="source")  # a: ranks 1, 2, 2; b: 2, 1, 1
     assert [c["backbone"] for c in ranked] == ["b", "a"]
     assert ranked[0]["ranks"] == {"logme": 2, "knn_accuracy": 1, "proxy_a_distance": 1}
 
@@ -178,3 +207,32 @@ def test_verdict_rules_scratch_source_classifier_and_gap() -> None:
     assert verdict(near, scratch=None, on_target=False)[0] is False
     # images (no TF-IDF baseline) without a source: no verdict
     assert verdict([_candidate("a", {"knn_accuracy": 0.7})], None, on_target=True)[0] is None
+
+
+def test_select_on_photos_scores_imagenet_predictions_with_nce_and_leep(tmp_path: Path) -> None:
+    from shoptransfer.api import select_backbone
+    from shoptransfer.config import parse_config
+
+    from .test_images import write_catalogue
+
+    write_catalogue(tmp_path / "men", per_class=6, seed=0)
+    write_catalogue(tmp_path / "women", per_class=6, seed=1)
+    config = parse_config(
+        {
+            "source": {"path": "men"},
+            "target": {"path": "women"},
+            "image_size": 32,
+            "budgets": [2],
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "photos.yaml",
+        tmp_path,
+    )
+    folder, report = select_backbone(config, show_progress=False)
+    (candidate,) = report["candidates"]
+    assert candidate["backbone"] == "efficientnet-lite0"
+    assert {"nce", "leep"} <= set(candidate["scores"])
+    assert candidate["scores"]["nce"] <= 0 and candidate["scores"]["leep"] < 0
+    assert report["scratch_knn_accuracy"] is None  # no TF-IDF baseline for photos
+    assert (folder / "selection.json").exists()

@@ -399,6 +399,12 @@ class ExperimentConfig(HeldOutConfig):
         "run and compare ignore them",
     )
 
+    candidate_sources: list[DomainConfig] | None = Field(
+        None,
+        description="more labelled sources `shoptransfer select` ranks beside source (each "
+        "with every candidate backbone); run and compare ignore them",
+    )
+
     @field_validator("candidates")
     @classmethod
     def _candidates(cls, value: list[str] | None) -> list[str] | None:

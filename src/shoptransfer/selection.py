@@ -24,7 +24,7 @@ import yaml
 from shoptransfer.backbones import EmbeddingCache, backbone_modality, make_encoder
 from shoptransfer.backbones.features import default_backbone
 from shoptransfer.data import read_domain
-from shoptransfer.data.domain import Domain
+from shoptransfer.data.domain import Domain, shared_label_vocabulary
 from shoptransfer.data.sampling import sample_fraction
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.compare import domain_gap
@@ -187,13 +187,16 @@ def score_candidate(
     }
 
 
-def rank(candidates: list[dict[str, Any]], gap_votes: bool) -> list[dict[str, Any]]:
-    """The candidates sorted by their mean rank over the estimators (1 is best; ties share
-    the better rank); ``gap_votes``: the proxy A-distance is one more estimator."""
-    names = [name for name in candidates[0]["scores"]]
+def rank(candidates: list[dict[str, Any]], on: str) -> list[dict[str, Any]]:
+    """The options sorted by their mean rank over the estimators (1 is best; ties share the
+    better rank). Scored ``on`` the target's labels, the accuracy of a source-trained
+    classifier on them is one more vote; ``on`` the sources' labels, the proxy A-distance
+    (smaller is better) is."""
+    names = list(candidates[0]["scores"])
     columns = {name: [c["scores"][name] for c in candidates] for name in names}
-    if gap_votes and all(c["domain_gap"] for c in candidates):
-        columns["proxy_a_distance"] = [c["domain_gap"]["proxy_a_distance"] for c in candidates]
+    vote = "source_classifier_accuracy" if on == "target" else "proxy_a_distance"
+    if all(c.get("domain_gap") and vote in c["domain_gap"] for c in candidates):
+        columns[vote] = [c["domain_gap"][vote] for c in candidates]
     for name, values in columns.items():
         sign = 1.0 if name in SMALLER_IS_BETTER else -1.0
         keyed = [sign * v for v in values]
@@ -201,7 +204,10 @@ def rank(candidates: list[dict[str, Any]], gap_votes: bool) -> list[dict[str, An
             candidate.setdefault("ranks", {})[name] = 1 + sum(other < value for other in keyed)
     for candidate in candidates:
         candidate["mean_rank"] = float(np.mean(list(candidate["ranks"].values())))
-    return sorted(candidates, key=lambda c: (c["mean_rank"], c["backbone"]))
+    return sorted(
+        candidates,
+        key=lambda c: (c["mean_rank"], c["backbone"], c.get("source") or ""),
+    )
 
 
 def verdict(
@@ -262,38 +268,48 @@ def select(
         root = Path(config.cache_dir) / "embeddings" if config.cache_dir else None
         cache = EmbeddingCache(root)
     budget = config.budgets[-1] if budget is None else budget
-    source = read_domain(config.source) if config.source is not None else None
     target = read_domain(config.target)
+    entries = ([config.source] if config.source is not None else []) + list(
+        config.candidate_sources or []
+    )
+    sources = [read_domain(entry) for entry in entries]
     candidates = config.candidates or [config.backbone or default_backbone(target.holds)]
     _check_candidates(candidates, target.holds)
     labelled = labelled_target(config, target, budget)
-    if labelled is None:
-        if source is None or not source.labeled:
-            raise ConfigError(
-                f"budget {budget}: select scores backbones on labelled target examples (a "
-                "budget above 0) or, without them, on a labelled source; this experiment has "
-                "neither"
-            )
-        scored, on = _sample(source, SOURCE_SAMPLE, config.seeds[0]), "source"
-    else:
-        scored, on = labelled, "target"
-    results = [
-        score_candidate(name, config, scored, on, source, target, cache, show_progress)
-        for name in candidates
-    ]
-    ranked = rank(results, gap_votes=on == "source")
-    scratch = scratch_knn(scored) if on == "target" else None
+    if labelled is not None:
+        for source in sources:
+            if source.labeled:
+                shared_label_vocabulary(source, labelled)
+    elif not sources or not all(source.labeled for source in sources):
+        raise ConfigError(
+            f"budget {budget}: select scores backbones on labelled target examples (a budget "
+            "above 0) or, without them, on labelled sources; this experiment has neither"
+        )
+    on = "target" if labelled is not None else "source"
+    results = []
+    for source in sources or [None]:
+        scored = (
+            labelled if labelled is not None else _sample(source, SOURCE_SAMPLE, config.seeds[0])
+        )
+        for name in candidates:
+            result = score_candidate(name, config, scored, on, source, target, cache, show_progress)
+            results.append({"source": source.name if source is not None else None, **result})
+    ranked = rank(results, on)
+    scored = labelled if labelled is not None else None
+    scratch = scratch_knn(scored) if scored is not None else None
     hurts, why = verdict(ranked, scratch, on == "target")
     report = {
         "name": config.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "scored_on": on,
         "budget": budget if on == "target" else None,
-        "examples": len(scored),
-        "classes": scored.class_counts(),
+        "examples": len(scored)
+        if scored is not None
+        else sum(min(len(source), SOURCE_SAMPLE) for source in sources),
+        "classes": (scored or sources[0]).class_counts(),
         "estimators": [*FEATURE_ESTIMATORS, "nce", "leep"],
         "candidates": ranked,
-        "pick": ranked[0]["backbone"],
+        "pick": {"backbone": ranked[0]["backbone"], "source": ranked[0]["source"]},
         "scratch_knn_accuracy": scratch,
         "transfer_likely_to_hurt": hurts,
         "why": why,
@@ -311,7 +327,8 @@ def format_selection(report: dict[str, Any]) -> str:
     """The ranked table of a selection, the cost of each option and the verdict."""
     scores = [n for n in report["estimators"] if n in report["candidates"][0]["scores"]]
     gap = report["candidates"][0]["domain_gap"] is not None
-    header = ["rank", "backbone", "mean rank", *scores]
+    with_source = any(c.get("source") for c in report["candidates"])
+    header = ["rank", *(["source"] if with_source else []), "backbone", "mean rank", *scores]
     if gap:
         header += ["A-dist", "MMD"]
     from_source = gap and "source_classifier_accuracy" in report["candidates"][0]["domain_gap"]
@@ -320,7 +337,8 @@ def format_selection(report: dict[str, Any]) -> str:
     header += ["embed s", "embedded", "parameters"]
     rows = []
     for place, c in enumerate(report["candidates"], start=1):
-        row = [str(place), c["backbone"], f"{c['mean_rank']:.1f}"]
+        row = [str(place), *([c["source"] or "-"] if with_source else [])]
+        row += [c["backbone"], f"{c['mean_rank']:.1f}"]
         row += [f"{c['scores'][n]:.3f}" for n in scores]
         if gap:
             row += [f"{c['domain_gap']['proxy_a_distance']:.2f}", f"{c['domain_gap']['mmd']:.3f}"]
@@ -335,7 +353,8 @@ def format_selection(report: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header, *rows]]
     where = (
-        f"{report['examples']} labelled target examples (budget {report['budget']})"
+        f"{report['examples']} labelled target examples (budget {report['budget']}"
+        + ("; the source classifier votes)" if with_source else ")")
         if report["scored_on"] == "target"
         else f"{report['examples']} labelled source examples (no target labels; the gap votes)"
     )
@@ -351,7 +370,10 @@ def format_selection(report: dict[str, Any]) -> str:
     )
     if report["scratch_knn_accuracy"] is not None:
         lines.append(f"target-only TF-IDF 5-NN accuracy: {report['scratch_knn_accuracy']:.3f}")
-    lines.append(f"pick: {report['pick']}")
+    pick = report["pick"]
+    lines.append(
+        f"pick: {pick['backbone']}" + (f", from {pick['source']}" if pick["source"] else "")
+    )
     lines.append(report["why"])
     lines.append(f"({report['rule']})")
     return "\n".join(lines)
