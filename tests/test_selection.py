@@ -200,7 +200,7 @@ def test_verdict_rules_scratch_source_classifier_and_gap() -> None:
     )
     best[0]["domain_gap"]["source_classifier_accuracy"] = 0.65
     hurts, why = verdict(best, scratch=0.60, on_target=True)
-    assert hurts is True and "trained on the source reaches 0.650" in why
+    assert hurts is True and "a classifier trained on it reaches 0.650" in why
     # without target labels: the gap decides
     assert verdict(best, scratch=None, on_target=False)[0] is True
     near = [_candidate("a", {"knn_accuracy": 0.70}, gap=0.4)]

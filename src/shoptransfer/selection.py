@@ -218,6 +218,7 @@ def verdict(
     best = ranked[0]
     name = best["backbone"]
     gap = best["domain_gap"]
+    source = best.get("source") or "the source"
     reasons, checked = [], False
     if on_target:
         transferred = best["scores"]["knn_accuracy"]
@@ -225,22 +226,23 @@ def verdict(
             checked = True
             if scratch >= transferred:
                 reasons.append(
-                    f"target-only TF-IDF 5-NN accuracy {scratch:.3f} >= {transferred:.3f} on "
-                    f"{name} features"
+                    f"pre-trained features: target-only TF-IDF 5-NN accuracy {scratch:.3f} >= "
+                    f"{transferred:.3f} on {name} features"
                 )
         if gap is not None and "source_classifier_accuracy" in gap:
             checked = True
             from_source = gap["source_classifier_accuracy"]
             if from_source < transferred:
                 reasons.append(
-                    f"a classifier trained on the source reaches {from_source:.3f} on the "
-                    f"labelled target examples, below their own 5-NN {transferred:.3f} ({name})"
+                    f"{source} as source: a classifier trained on it reaches {from_source:.3f} on "
+                    f"the labelled target examples, below their own 5-NN {transferred:.3f} ({name})"
                 )
     elif gap is not None:
         checked = True
         if gap["proxy_a_distance"] >= LARGE_GAP:
             reasons.append(
-                f"proxy A-distance {gap['proxy_a_distance']:.2f} >= {LARGE_GAP} on {name} features"
+                f"{source} as source: proxy A-distance {gap['proxy_a_distance']:.2f} >= "
+                f"{LARGE_GAP} on {name} features"
             )
     if reasons:
         return True, "transfer likely to hurt: " + "; ".join(reasons)
