@@ -3,7 +3,9 @@
 Each estimator reads a feature matrix (``n x d``) and the examples' labels (any hashable
 values) and returns one number: higher means the features are expected to transfer better.
 NCE and LEEP read a source model's class probabilities instead of features. Closed forms or a
-few fixed-point steps, numpy and SciPy only; seconds for 10,000 x 1,280 features.
+few fixed-point steps, numpy and SciPy only. Measured on 10,000 x 1,280 random features in 5
+classes, 2 threads on a shared machine: 3 to 7 s each (TransRate the slowest, its d x d
+eigenproblem once per class), NCE and LEEP 0.3 s together on 1,000 source classes.
 
 The scores are comparable between candidates on the same labelled examples, not across tasks.
 """
