@@ -136,6 +136,7 @@ def test_select_scores_on_source_labels_when_the_budget_is_zero(
         ({"task": "regression"}, [], "select ranks backbones for classification"),
         ({"candidates": ["efficientnet-lite0"]}, [], "reads images but the target holds texts"),
         ({"candidates": []}, [], "candidates"),
+        ({"candidates": ["no-such-backbone"]}, [], "backbone 'no-such-backbone'"),
         ({"source": None}, ["--budget", "0"], "has neither"),
         ({}, ["--budget", "-3"], "--budget"),
         ({}, ["--budget", "x,y"], "--budget"),

@@ -120,7 +120,7 @@ def h_score(
 ) -> float:
     """H-score (Bao et al., ICIP 2019): ``tr(cov(f)^-1 cov(E[f | y]))``, how much of the
     features' spread the class means explain. ``shrinkage``: the features' covariance is the
-    Ledoit-Wolf estimate (Ibrahim et al., ICLR 2022, who show the plain inverse is unstable in
+    Ledoit-Wolf estimate (Ibrahim et al., 2022, who show the plain inverse is unstable in
     high dimensions); otherwise the sample covariance's pseudo-inverse."""
     x = _float(features)
     y, n_classes = encoded_labels(labels)
@@ -210,7 +210,7 @@ def sfda(features: np.ndarray, labels: Sequence[Any] | np.ndarray, a: float = 1.
 
     The within-class scatter is shrunk toward the identity, ``(1 - l) S_W + l I`` with
     ``l = exp(-a sigma(S_B))`` (``sigma``: the largest eigenvalue of the between-class
-    scatter), as the paper does; the projection is the generalised eigenvectors of
+    scatter), following the paper; the projection is the generalised eigenvectors of
     ``(S_B, S_W')``. The paper's second step (ConfMix, a self-challenging re-scoring of mixed
     hard examples) is left out."""
     x = _float(features)
