@@ -19,6 +19,7 @@ _WHERE = {
     "read_domain": "shoptransfer.api",
     "recommend": "shoptransfer.api",
     "run_experiment": "shoptransfer.api",
+    "select_backbone": "shoptransfer.api",
     "ExperimentConfig": "shoptransfer.config",
     "load_config": "shoptransfer.config",
     "parse_config": "shoptransfer.config",

@@ -34,6 +34,7 @@ from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
 from shoptransfer.runs import RESULTS_FILE, choose_model, load_results, saved_cells
+from shoptransfer.selection import select
 from shoptransfer.tasks import Task, list_tasks, make_task
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "recommend",
     "Recommender",
     "run_experiment",
+    "select_backbone",
     "task_class",
 ]
 
@@ -87,6 +89,16 @@ def compare(
     )
     atomic_write_json(run_dir / RESULTS_FILE, results)
     return run_dir
+
+
+def select_backbone(
+    config: Any, budget: Any = None, show_progress: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Rank an experiment's candidate backbones for its target by transferability estimators
+    on frozen features, before any training (:func:`shoptransfer.selection.select`); return
+    the run folder holding ``selection.json`` and what it holds."""
+    with showing_progress(show_progress):
+        return select(config, budget=budget, show_progress=show_progress)
 
 
 def load_model(run_dir: str | Path, model: str | None = None) -> Predictor:

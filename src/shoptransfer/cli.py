@@ -230,6 +230,39 @@ def compare(
 
 
 @app.command()
+def select(
+    config: Annotated[Path, typer.Argument(help="experiment YAML (a classification task)")],
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="labelled target examples to score on: labels per class, a fraction or 'all' "
+            "(default: the experiment's last budget; 0: score on the source's labels)"
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Rank the experiment's candidate backbones (`candidates:`, default its backbone) for its
+    target before training: transferability estimators on frozen features, the domain gap,
+    the cost of each, and whether transfer is likely to hurt; writes selection.json."""
+    from shoptransfer.api import select_backbone
+    from shoptransfer.config import load_config, parse_config
+    from shoptransfer.errors import ConfigError
+    from shoptransfer.selection import format_selection
+
+    experiment = load_config(config)
+    if budget is not None:  # checked as the experiment's budgets are
+        chosen = _list_option(budget, "budget", _budget, "16, 0.5 or all") or []
+        if len(chosen) != 1:
+            raise ConfigError(f"--budget '{budget}': expected one budget, such as 16, 0.5 or all")
+        data = experiment.model_dump(mode="json", exclude_defaults=True)
+        experiment = parse_config({**data, "budgets": chosen}, f"--budget {budget}", config.parent)
+    run_dir, report = select_backbone(experiment, show_progress=not quiet)
+    typer.echo(f"{experiment.name}: which backbone to transfer from")
+    typer.echo(format_selection(report))
+    typer.echo(f"\nrun folder: {run_dir}")
+
+
+@app.command()
 def demo(
     source: Annotated[
         str | None,

@@ -393,6 +393,28 @@ class ExperimentConfig(HeldOutConfig):
     domain_gap: bool = Field(
         False, description="measure the source-target gap on frozen features (compare does)"
     )
+    candidates: list[str] | None = Field(
+        None,
+        description="backbones `shoptransfer select` ranks for this target (default: backbone); "
+        "run and compare ignore them",
+    )
+
+    candidate_sources: list[DomainConfig] | None = Field(
+        None,
+        description="more labelled sources `shoptransfer select` ranks beside source (each "
+        "with every candidate backbone); run and compare ignore them",
+    )
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("expected at least one backbone")
+            repeated = sorted({name for name in value if value.count(name) > 1})
+            if repeated:
+                raise ValueError(f"backbone {repeated[0]!r} is listed twice")
+        return value
 
     @field_validator("budgets", mode="before")
     @classmethod

@@ -1,0 +1,239 @@
+"""`shoptransfer select`: candidate backbones ranked on frozen features before training."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shoptransfer.cli import main
+from shoptransfer.selection import rank, verdict
+
+
+def shoptransfer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["shoptransfer", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def second_tiny_backbone(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: str) -> str:
+    """Another tiny random BERT (other weights), for a second candidate."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert-2")
+    torch.manual_seed(1)
+    config = BertConfig.from_pretrained(tiny_backbone)
+    BertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
+    return str(folder)
+
+
+def _experiment(tmp_path: Path, review_csvs: tuple[Path, Path], **extra: object) -> Path:
+    source, target = review_csvs
+    config = {
+        "source": {"path": str(source), "text": "review", "label": "sentiment"},
+        "target": {"path": str(target), "text": "review", "label": "sentiment"},
+        "max_length": 16,
+        "budgets": [0, 4],
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        **extra,
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_select_ranks_candidates_and_writes_selection_json(
+    tmp_path: Path,
+    review_csvs: tuple[Path, Path],
+    tiny_backbone: str,
+    second_tiny_backbone: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = _experiment(tmp_path, review_csvs, candidates=[tiny_backbone, second_tiny_backbone])
+    status, out, err = shoptransfer(monkeypatch, capsys, "select", str(path), "--quiet")
+    assert status == 0, err
+    selection = json.loads(next((tmp_path / "runs").glob("*/selection.json")).read_text())
+    assert selection["scored_on"] == "target"
+    assert selection["examples"] == 8  # budget 4 labels per class, two classes
+    assert {c["backbone"] for c in selection["candidates"]} == {tiny_backbone, second_tiny_backbone}
+    first, second = selection["candidates"]
+    assert first["mean_rank"] <= second["mean_rank"]
+    assert selection["pick"] == {"backbone": first["backbone"], "source": "books"}
+    assert {"logme", "h_score", "gbc", "sfda", "transrate", "knn_accuracy"} <= set(first["scores"])
+    assert {"proxy_a_distance", "mmd", "source_classifier_accuracy"} <= set(first["domain_gap"])
+    assert first["examples_embedded"] > 0 and first["parameters"] > 0
+    assert isinstance(selection["transfer_likely_to_hurt"], bool)
+    assert 0 <= selection["scratch_knn_accuracy"] <= 1
+    assert "pick: " in out and "heuristic" in out
+    # a second selection reads every embedding from the cache
+    status, _, err = shoptransfer(monkeypatch, capsys, "select", str(path), "--quiet")
+    assert status == 0, err
+    runs = sorted((tmp_path / "runs").glob("*/selection.json"))
+    assert all(c["examples_embedded"] == 0 for c in json.loads(runs[-1].read_text())["candidates"])
+
+
+def test_select_ranks_each_candidate_source_with_each_backbone(
+    tmp_path: Path,
+    review_csvs: tuple[Path, Path],
+    tiny_backbone: str,
+    second_tiny_backbone: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from .conftest import write_reviews_csv
+
+    other = write_reviews_csv(tmp_path / "toys.csv", n_repeat=1, prefix="toy: ")
+    extra = {"path": str(other), "text": "review", "label": "sentiment"}
+    path = _experiment(
+        tmp_path,
+        review_csvs,
+        candidates=[tiny_backbone, second_tiny_backbone],
+        candidate_sources=[extra],
+    )
+    status, out, err = shoptransfer(monkeypatch, capsys, "select", str(path), "-q")
+    assert status == 0, err
+    selection = json.loads(next((tmp_path / "runs").glob("*/selection.json")).read_text())
+    options = {(c["source"], c["backbone"]) for c in selection["candidates"]}
+    assert options == {
+        (s, b) for s in ("books", "toys") for b in (tiny_backbone, second_tiny_backbone)
+    }
+    assert all("source_classifier_accuracy" in c["ranks"] for c in selection["candidates"])
+    assert "toys" in out
+
+
+def test_select_scores_on_source_labels_when_the_budget_is_zero(
+    tmp_path: Path,
+    review_csvs: tuple[Path, Path],
+    tiny_backbone: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = _experiment(tmp_path, review_csvs, backbone=tiny_backbone)
+    status, out, err = shoptransfer(monkeypatch, capsys, "select", str(path), "--budget", "0", "-q")
+    assert status == 0, err
+    selection = json.loads(next((tmp_path / "runs").glob("*/selection.json")).read_text())
+    assert selection["scored_on"] == "source"
+    assert selection["examples"] == 32
+    assert "proxy_a_distance" in selection["candidates"][0]["ranks"]  # the gap votes
+    assert "labelled source examples" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "args", "expected"),
+    [
+        ({"task": "regression"}, [], "select ranks backbones for classification"),
+        ({"candidates": ["efficientnet-lite0"]}, [], "reads images but the target holds texts"),
+        ({"candidates": []}, [], "candidates"),
+        ({"candidates": ["no-such-backbone"]}, [], "backbone 'no-such-backbone'"),
+        ({"source": None}, ["--budget", "0"], "has neither"),
+        ({}, ["--budget", "-3"], "--budget"),
+        ({}, ["--budget", "x,y"], "--budget"),
+    ],
+)
+def test_select_mistakes_are_one_line_and_exit_2(
+    tmp_path: Path,
+    review_csvs: tuple[Path, Path],
+    tiny_backbone: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: dict[str, object],
+    args: list[str],
+    expected: str,
+) -> None:
+    extra = {"backbone": tiny_backbone, **extra}
+    if extra.get("task") == "regression":
+        source, target = review_csvs
+        extra["source"] = None
+        extra["target"] = {"path": str(target), "text": "review", "value": "sentiment"}
+    path = _experiment(tmp_path, review_csvs, **extra)
+    if extra.get("source", "") is None:
+        data = yaml.safe_load(path.read_text())
+        del data["source"]
+        path.write_text(yaml.safe_dump(data))
+    status, _, err = shoptransfer(monkeypatch, capsys, "select", str(path), "-q", *args)
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert expected in lines[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def _candidate(name: str, scores: dict[str, float], gap: float | None = None) -> dict:
+    return {
+        "backbone": name,
+        "scores": scores,
+        "domain_gap": None if gap is None else {"proxy_a_distance": gap, "mmd": 0.0},
+    }
+
+
+def test_rank_is_the_mean_rank_over_estimators_with_the_gap_voting_smaller_first() -> None:
+    a = _candidate("a", {"logme": 1.0, "knn_accuracy": 0.9}, gap=1.9)
+    b = _candidate("b", {"logme": 0.5, "knn_accuracy": 0.8}, gap=0.1)
+    assert [c["backbone"] for c in rank([a, b], on="target")] == ["a", "b"]
+    a = _candidate("a", {"logme": 1.0, "knn_accuracy": 0.7}, gap=1.9)
+    b = _candidate("b", {"logme": 0.5, "knn_accuracy": 0.8}, gap=0.1)
+    ranked = rank([a, b], on="source")  # a: ranks 1, 2, 2; b: 2, 1, 1
+    assert [c["backbone"] for c in ranked] == ["b", "a"]
+    assert ranked[0]["ranks"] == {"logme": 2, "knn_accuracy": 1, "proxy_a_distance": 1}
+
+
+def test_verdict_rules_scratch_source_classifier_and_gap() -> None:
+    best = [_candidate("a", {"knn_accuracy": 0.70}, gap=1.9)]
+    best[0]["domain_gap"]["source_classifier_accuracy"] = 0.72
+    # with target labels: scratch at least as good, or a source classifier below the target's
+    # own 5-NN; the gap alone does not decide
+    assert verdict(best, scratch=0.75, on_target=True)[0] is True
+    assert verdict(best, scratch=0.60, on_target=True) == (
+        False,
+        "transfer not flagged: no rule fires",
+    )
+    best[0]["domain_gap"]["source_classifier_accuracy"] = 0.65
+    hurts, why = verdict(best, scratch=0.60, on_target=True)
+    assert hurts is True and "a classifier trained on it reaches 0.650" in why
+    # without target labels: the gap decides
+    assert verdict(best, scratch=None, on_target=False)[0] is True
+    near = [_candidate("a", {"knn_accuracy": 0.70}, gap=0.4)]
+    assert verdict(near, scratch=None, on_target=False)[0] is False
+    # images (no TF-IDF baseline) without a source: no verdict
+    assert verdict([_candidate("a", {"knn_accuracy": 0.7})], None, on_target=True)[0] is None
+
+
+def test_select_on_photos_scores_imagenet_predictions_with_nce_and_leep(tmp_path: Path) -> None:
+    from shoptransfer.api import select_backbone
+    from shoptransfer.config import parse_config
+
+    from .test_images import write_catalogue
+
+    write_catalogue(tmp_path / "men", per_class=6, seed=0)
+    write_catalogue(tmp_path / "women", per_class=6, seed=1)
+    config = parse_config(
+        {
+            "source": {"path": "men"},
+            "target": {"path": "women"},
+            "image_size": 32,
+            "budgets": [2],
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "photos.yaml",
+        tmp_path,
+    )
+    folder, report = select_backbone(config, show_progress=False)
+    (candidate,) = report["candidates"]
+    assert candidate["backbone"] == "efficientnet-lite0"
+    assert {"nce", "leep"} <= set(candidate["scores"])
+    assert candidate["scores"]["nce"] <= 0 and candidate["scores"]["leep"] < 0
+    assert report["scratch_knn_accuracy"] is None  # no TF-IDF baseline for photos
+    assert (folder / "selection.json").exists()
