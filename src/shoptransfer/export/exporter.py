@@ -364,14 +364,29 @@ def export_onnx(
         )
     require("onnx")
     require("onnxruntime")
+    return build_export(
+        destination,
+        lambda folder: _write(predictor, folder, quantize, about or {}, calibration),
+        lambda folder, card: _check(predictor, folder, card, held_out, note),
+    )
+
+
+def build_export(
+    destination: str | Path,
+    write: Callable[[Path], dict[str, Any]],
+    check: Callable[[Path, dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Write an export into a staging folder beside ``destination`` (``write`` returns what
+    ``export.json`` records), check it there (``check`` returns the record's ``check``), then
+    rename it into place: an interrupted export never leaves a half-written folder."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     staging.chmod(destination.parent.stat().st_mode & 0o777)  # mkdtemp's folder is private
     try:
-        card = _write(predictor, staging, quantize, about or {}, calibration)
+        card = write(staging)
         atomic_write_json(staging / EXPORT_FILE, card)  # the runtime reads it for the check
-        card["check"] = _check(predictor, staging, card, held_out, note)
+        card["check"] = check(staging, card)
         atomic_write_json(staging / EXPORT_FILE, card)
         replace_folder(staging, destination)
     finally:

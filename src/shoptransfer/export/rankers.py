@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +36,11 @@ from shoptransfer.export.exporter import (
     INT8_METHOD,
     OPSET,
     QUANTIZATIONS,
-    replace_folder,
+    build_export,
     versions,
     write_int8,
 )
 from shoptransfer.export.runtime import (
-    EXPORT_FILE,
     FP32_FILE,
     INT8_FILE,
     ITEM_VECTORS_FILE,
@@ -53,7 +50,7 @@ from shoptransfer.export.runtime import (
     file_record,
     require,
 )
-from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.files import atomic_write_text
 from shoptransfer.recommenders.base import ItemRanker
 from shoptransfer.recommenders.layers import ItemScores, SequenceEncoder
 from shoptransfer.recommenders.neural import NeuralRanker
@@ -138,19 +135,11 @@ def export_ranker(
         raise ConfigError(f"this recommender cannot be exported to ONNX: {why}")
     require("onnx")
     require("onnxruntime")
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    staging.chmod(destination.parent.stat().st_mode & 0o777)  # mkdtemp's folder is private
-    try:
-        card = write_ranker(ranker, items, staging, quantize, about or {})
-        atomic_write_json(staging / EXPORT_FILE, card)  # the runtime reads it for the check
-        card["check"] = check_ranker(ranker, staging, card, held_out, note)
-        atomic_write_json(staging / EXPORT_FILE, card)
-        replace_folder(staging, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return card
+    return build_export(
+        destination,
+        lambda folder: write_ranker(ranker, items, folder, quantize, about or {}),
+        lambda folder, card: check_ranker(ranker, folder, card, held_out, note),
+    )
 
 
 def write_ranker(
