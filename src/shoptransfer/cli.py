@@ -42,7 +42,9 @@ def chinese_demo_backbone() -> str:
         if spec is None:
             continue
         try:
-            spec.locate()
+            # a packaged backbone has no weights to locate: building its engine imports the
+            # package (and the demo builds it next anyway)
+            spec.engine(name) if spec.engine is not None else spec.locate()
         except (ShopTransferError, ImportError, OSError):
             continue  # registered, but its package is not installed
         return name
