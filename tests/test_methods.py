@@ -363,8 +363,8 @@ def test_lbfgs_head_matches_scikit_learn_on_raw_features(tmp_path: Path) -> None
     domain = FeatureDomain("f", x, [f"c{y}" for y in labels])
     recipe = make_recipe("frozen-features", solver="lbfgs")
     predictor = recipe.fit(FitData(domain))
-    chosen = recipe.chosen_l2_["inverse_l2"]
-    assert {k for k in recipe.chosen_l2_ if k.startswith("cv_accuracy@")}  # chosen by CV
+    chosen = recipe.fitted()["head"]["inverse_l2"]
+    assert {k for k in recipe.fitted()["head"] if k.startswith("cv_accuracy@")}  # chosen by CV
     reference = make_pipeline(StandardScaler(), LogisticRegression(C=chosen, max_iter=500))
     reference.fit(x, labels)
     np.testing.assert_allclose(predictor.predict_proba(x), reference.predict_proba(x), atol=2e-3)

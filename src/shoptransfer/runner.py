@@ -247,6 +247,7 @@ def run_cell(
         {
             "status": "ok",
             "options": {k: getattr(recipe, k) for k in recipe.options()},
+            **({"fitted": recipe.fitted()} if recipe.fitted() else {}),
             "target_examples": len(labeled) if labeled is not None else 0,
             **evaluation,
             "train_seconds": round(train_seconds + meter.reused_seconds, 3),

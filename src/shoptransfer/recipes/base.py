@@ -377,6 +377,11 @@ class Recipe(ABC):
         """Train on ``data``: its source, the labeled target examples and the unlabeled target
         inputs, as the recipe uses them; return the trained model."""
 
+    def fitted(self) -> dict[str, Any]:
+        """What the last ``fit`` chose or estimated from the data (an L2 strength picked by
+        cross-validation, the target's class shares), recorded with the cell in results.json."""
+        return {}
+
     def check_task(self, task: str) -> None:
         """Raise a ConfigError when this recipe (with its settings) cannot learn ``task``."""
         if task not in self.tasks:

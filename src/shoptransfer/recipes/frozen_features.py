@@ -17,6 +17,10 @@ one head per task (``lbfgs``: a linear probe per task, on the examples labelled 
 coral-closed-form (Sun, Feng & Saenko, AAAI 2016, "Return of Frustratingly Easy Domain
 Adaptation"): the same head, trained on source features whitened and re-coloured with the
 covariance of the unlabeled target features.
+
+Both can correct for label shift (``label_shift: em``, classification): the target's class
+shares are estimated on the unlabeled target and the head's biases shifted to them
+(:mod:`shoptransfer.recipes.label_shift`).
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from shoptransfer.backbones.inputs import (
     domain_inputs,
     frozen_encoder_for,
 )
-from shoptransfer.errors import DataError
+from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.heads import Outputs
 from shoptransfer.objectives.coral import coral_transform
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
+from shoptransfer.recipes.label_shift import bias_shift, em_class_shares, weighted_class_shares
 from shoptransfer.recipes.neural import NeuralPredictor, split_source
 from shoptransfer.training import (
     FEATURE_TRANSFORMS,
@@ -49,6 +54,7 @@ from shoptransfer.training import (
 )
 
 SOLVERS = ("adamw", "lbfgs")
+LABEL_SHIFTS = ("none", "em")
 
 
 @register_recipe
@@ -88,6 +94,16 @@ class FrozenFeatures(BackboneRecipe):
         minimum=0,
     )
 
+    label_shift: str = option(
+        "none",
+        "class shares on the target: 'none' keeps the training data's; 'em' estimates them on "
+        "the unlabeled target (EM, Saerens et al. 2002) and shifts the head's biases to them",
+        choices=LABEL_SHIFTS,
+    )
+
+    def fitted(self) -> dict[str, Any]:
+        return dict(getattr(self, "_fitted", {}))
+
     def _target_weight(self, n_source: int, n_target: int) -> float:
         if self.target_weight == "balanced":
             return n_source / n_target
@@ -98,6 +114,15 @@ class FrozenFeatures(BackboneRecipe):
         source, target, cache = data.source, data.target, data.cache
         reference = data.reference()
         self.validate(reference)
+        self._fitted = {}
+        if self.label_shift != "none":
+            if outputs.kind != "classes":
+                raise ConfigError(f"recipe '{self.name}': label_shift is for classification")
+            if data.unlabeled is None or len(data.unlabeled) == 0:
+                raise DataError(
+                    f"recipe '{self.name}' estimates the target's class shares on unlabeled "
+                    "target data (label_shift: em); none was given"
+                )
         frozen = frozen_encoder_for(reference, self.make_encoder)
         if source is None:  # the target's labels only: fixed epochs, no split held out
             if not data.has_target_labels:
@@ -140,14 +165,14 @@ class FrozenFeatures(BackboneRecipe):
 
         if self.solver == "lbfgs":
             x = torch.from_numpy(np.asarray(examples.inputs, dtype=np.float32))
-            self.chosen_l2_ = fit_linear_head(
+            self._fitted["head"] = fit_linear_head(
                 model,
                 outputs,
                 transform_features(x, self.feature_transform).numpy(),
                 examples,
                 self.seed,
             )
-            return as_predictor(model)
+            return self._shifted(as_predictor(model), model, examples, data)
         held_out = None
         if validation is not None:
             held_out = Examples(
@@ -165,7 +190,28 @@ class FrozenFeatures(BackboneRecipe):
             loss=outputs.loss,
         )
         Trainer(settings).fit(model, examples, held_out, as_predictor=as_predictor)
-        return as_predictor(model)
+        return self._shifted(as_predictor(model), model, examples, data)
+
+    def _shifted(
+        self, predictor: NeuralPredictor, model: Classifier, examples: Examples, data: FitData
+    ) -> NeuralPredictor:
+        """``predictor`` with its head's biases moved to the target's estimated class shares
+        (``label_shift: em``); unchanged otherwise."""
+        if self.label_shift == "none":
+            return predictor
+        assert examples.labels is not None
+        classes = len(predictor.classes)
+        training = weighted_class_shares(examples.labels, examples.weights, classes)
+        probabilities = predictor.predict_proba(data.unlabeled.inputs)
+        shares, steps = em_class_shares(probabilities, training)
+        with torch.no_grad():
+            model.head.bias.add_(torch.from_numpy(bias_shift(shares, training)).float())
+        self._fitted["label_shift"] = {
+            "training_shares": dict(zip(predictor.classes, np.round(training, 4).tolist())),
+            "target_shares": dict(zip(predictor.classes, np.round(shares, 4).tolist())),
+            "em_steps": steps,
+        }
+        return predictor
 
 
 def fit_linear_head(
