@@ -1,6 +1,7 @@
 """Transfer strategies (recipes), their registry and the predictors they return."""
 
 from shoptransfer.recipes import (  # noqa: F401  (importing registers the recipes)
+    auto,
     frozen_features,
     presets,
     scratch_transformer,

@@ -31,7 +31,7 @@ from shoptransfer.heads import Outputs
 from shoptransfer.metering import StageCache
 from shoptransfer.runs import read_json
 
-FAMILIES = ("baseline", "model-based", "feature-based", "network-based")
+FAMILIES = ("baseline", "model-based", "feature-based", "network-based", "adaptive")
 
 
 class SavedModel(ABC):

@@ -1,0 +1,208 @@
+"""auto: pick the recipe for this target from a list of candidates, train the pick, say why.
+
+With labelled target examples (at least :data:`LEAST_PER_CLASS` of each class), a stratified
+share of them (``validation_fraction``) is held out; every candidate is trained on the source
+plus the rest, scored on the held-out share, and the best is trained again on every label.
+Candidates that train on the target only (``scratch-tfidf``) compete with the transfer
+recipes, so picking one of them is the answer "do not transfer here". Without enough target
+labels the candidates are scored on the unlabeled target by a label-free criterion
+(``label_free_criterion``, :mod:`shoptransfer.evaluation.label_free`).
+
+What was scored, how, the scores, each candidate's seconds and the pick are recorded under the
+cell's ``fitted`` key in results.json. The default candidates are cheap (frozen features and
+TF-IDF: seconds each on a CPU); list expensive ones (``fine-tune``) only where their cost is
+acceptable, since each is trained once more than the pick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.recipes.base import (
+    BackboneRecipe,
+    FitData,
+    Predictor,
+    Recipe,
+    make_recipe,
+    option,
+    register_recipe,
+)
+
+LEAST_PER_CLASS = 2  # labelled target examples per class needed to hold one out of each class
+TEXT_CANDIDATES: tuple[Any, ...] = (
+    "scratch-tfidf",
+    {"name": "frozen-features", "solver": "lbfgs"},
+    {"name": "coral-closed-form", "solver": "lbfgs"},
+    {
+        "name": "frozen-features",
+        "label": "frozen-features-em",
+        "solver": "lbfgs",
+        "label_shift": "em",
+    },
+)
+FEATURE_CANDIDATES: tuple[Any, ...] = TEXT_CANDIDATES[1:]
+BACKBONE_SETTINGS = ("backbone", "max_length", "truncation", "image_size", "precision")
+
+
+def candidate_label(entry: Any) -> str:
+    """The name a candidate is reported under: its ``label``, else its recipe name."""
+    if isinstance(entry, str):
+        return entry
+    return str(entry.get("label") or entry.get("name"))
+
+
+@register_recipe
+@dataclasses.dataclass
+class Auto(BackboneRecipe):
+    name: ClassVar[str] = "auto"
+    family: ClassVar[str] = "adaptive"
+    description: ClassVar[str] = (
+        "scores candidate recipes on held-out target labels (or without labels), trains the best"
+    )
+
+    candidates: list[Any] = option(
+        (),
+        "recipes to choose from: names or mappings {name, label, options...} (empty: frozen "
+        "features, CORAL, label-shift EM and, for texts, scratch TF-IDF)",
+    )
+    validation_fraction: float = option(
+        0.3, "share of the labelled target held out to score the candidates", above=0, below=1
+    )
+    label_free_criterion: str = option(
+        "im",
+        "score without target labels: 'im' (information maximisation), 'entropy', 'bnm' or 'snd'",
+        choices=("im", "entropy", "bnm", "snd"),
+    )
+
+    def _entries(self, holds: str) -> list[Any]:
+        entries = list(self.candidates) or list(
+            TEXT_CANDIDATES if holds == "texts" else FEATURE_CANDIDATES
+        )
+        labels = [candidate_label(entry) for entry in entries]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ConfigError(
+                f"recipe 'auto': candidate label(s) {repeated} repeat; give each a 'label'"
+            )
+        return entries
+
+    def _build(self, entry: Any) -> Recipe:
+        if isinstance(entry, str):
+            name, options = entry, {}
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            options = {k: v for k, v in entry.items() if k not in ("name", "label")}
+            name = entry["name"]
+        else:
+            raise ConfigError(
+                f"recipe 'auto': candidate {entry!r} is not a recipe name or a mapping with a "
+                "'name'"
+            )
+        if name == self.name:
+            raise ConfigError("recipe 'auto': a candidate cannot be 'auto' itself")
+        recipe = make_recipe(name, **options)
+        for key in BACKBONE_SETTINGS:  # the run's backbone settings, unless the entry sets one
+            if hasattr(recipe, key) and key not in options:
+                setattr(recipe, key, getattr(self, key))
+        recipe.seed = self.seed
+        return recipe
+
+    def validate(self, source: Any) -> None:
+        super().validate(source)
+        for entry in self._entries(source.holds):
+            self._build(entry).validate(source)
+
+    def fitted(self) -> dict[str, Any]:
+        return dict(getattr(self, "_fitted", {}))
+
+    def fit(self, data: FitData) -> Predictor:
+        reference = data.reference()
+        entries = self._entries(reference.holds)
+        split = self._split(data.target)
+        scores: dict[str, float] = {}
+        seconds: dict[str, float] = {}
+        skipped: dict[str, str] = {}
+        if split is not None:
+            fit_part, held_out = split
+            trial = dataclasses.replace(data, target=fit_part)
+            how = (
+                f"accuracy on {len(held_out)} held-out labelled target examples "
+                f"({self.validation_fraction:.0%} of {len(data.target)}), each candidate trained "
+                f"on the source and the other {len(fit_part)}"
+            )
+        elif data.unlabeled is not None and len(data.unlabeled):
+            trial, held_out = data, None
+            how = (
+                f"label-free criterion '{self.label_free_criterion}' on "
+                f"{len(data.unlabeled)} unlabeled target inputs (too few target labels to hold "
+                f"{LEAST_PER_CLASS} of each class out)"
+            )
+        else:
+            raise DataError(
+                "recipe 'auto' scores candidates on held-out target labels or on unlabeled "
+                f"target inputs; this fit has fewer than {LEAST_PER_CLASS} labels of some "
+                "class and no unlabeled target"
+            )
+        for entry in entries:
+            label = candidate_label(entry)
+            recipe = self._build(entry)
+            started = time.perf_counter()
+            try:
+                predictor = recipe.fit(trial)
+            except (DataError, ConfigError) as error:  # cannot learn from this data: say why
+                skipped[label] = str(error)
+                continue
+            if held_out is not None:
+                predicted = np.asarray(predictor.predict(held_out.inputs))
+                scores[label] = float(np.mean(predicted == np.asarray(held_out.labels)))
+            else:
+                probabilities = predictor.predict_proba(data.unlabeled.inputs)
+                scores[label] = label_free_score(self.label_free_criterion, probabilities)
+            seconds[label] = round(time.perf_counter() - started, 3)
+        if not scores:
+            raise DataError(f"recipe 'auto': no candidate could train here: {skipped}")
+        # ties: the candidate listed first (the defaults are listed cheapest first)
+        picked = max(scores, key=lambda label: scores[label])
+        entry = next(e for e in entries if candidate_label(e) == picked)
+        recipe = self._build(entry)
+        predictor = recipe.fit(data)
+        self._fitted = {
+            "picked": picked,
+            "transfers": recipe.uses_source and data.source is not None,
+            "scored_by": how,
+            "scores": {label: round(value, 4) for label, value in scores.items()},
+            "candidate_seconds": seconds,
+            **({"skipped": skipped} if skipped else {}),
+            **({"pick": recipe.fitted()} if recipe.fitted() else {}),
+        }
+        return predictor
+
+    def _split(self, target: Any) -> tuple[Any, Any] | None:
+        """(fit part, held-out part) of the labelled target, stratified; ``None`` when some
+        class has fewer than :data:`LEAST_PER_CLASS` labels."""
+        if target is None or not target.labeled or len(target) == 0:
+            return None
+        labels = np.asarray(target.labels)
+        classes, counts = np.unique(labels, return_counts=True)
+        if len(classes) < 2 or counts.min() < LEAST_PER_CLASS:
+            return None
+        rng = np.random.default_rng(self.seed)
+        held = []
+        for value, count in zip(classes, counts):
+            rows = rng.permutation(np.flatnonzero(labels == value))
+            take = min(count - 1, max(1, round(count * self.validation_fraction)))
+            held.extend(rows[:take].tolist())
+        held_rows = np.sort(np.array(held))
+        fit_rows = np.setdiff1d(np.arange(len(labels)), held_rows)
+        return target.subset(fit_rows), target.subset(held_rows)
+
+
+def label_free_score(criterion: str, probabilities: np.ndarray) -> float:
+    """A label-free criterion of :mod:`shoptransfer.evaluation.label_free` (higher: better)."""
+    from shoptransfer.evaluation import label_free
+
+    return float(label_free.CRITERIA[criterion](np.asarray(probabilities)))

@@ -1,0 +1,124 @@
+"""The `auto` recipe: candidates scored on held-out target labels (or without labels), the
+best trained on everything, the choice recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from shoptransfer.data import FeatureDomain
+from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.recipes import FitData, make_recipe
+
+SOURCE_ONLY = {
+    "name": "frozen-features",
+    "label": "source-only",
+    "target_weight": 0.0,
+    "solver": "lbfgs",
+}
+TARGET_HEAVY = {
+    "name": "frozen-features",
+    "label": "target-heavy",
+    "target_weight": 1000.0,
+    "solver": "lbfgs",
+}
+
+
+def flipped_domains(seed: int = 0) -> tuple[FeatureDomain, FeatureDomain, FeatureDomain]:
+    """A source whose labels mean the opposite of the target's: transfer from it hurts.
+    Returns source, 10 labelled target examples per class and a target test set."""
+    rng = np.random.default_rng(seed)
+
+    def domain(name: str, n: int, flip: bool) -> FeatureDomain:
+        labels = np.repeat([0, 1], n // 2)
+        x = rng.normal(size=(n, 5)) + np.outer(labels * 2 - 1, [2.0, 0, 0, 0, 0])
+        names = [("a", "b")[(y + flip) % 2] for y in labels]
+        return FeatureDomain(name, x.astype(np.float32), names)
+
+    return domain("source", 400, True), domain("target", 20, False), domain("test", 400, False)
+
+
+def test_auto_picks_what_scores_best_on_held_out_target_labels_and_records_why() -> None:
+    source, target, test = flipped_domains()
+    recipe = make_recipe("auto", candidates=[SOURCE_ONLY, TARGET_HEAVY], seed=0)
+    predictor = recipe.fit(FitData(source, target))
+    fitted = recipe.fitted()
+    assert fitted["picked"] == "target-heavy"
+    assert fitted["scores"]["source-only"] < fitted["scores"]["target-heavy"]
+    assert set(fitted["candidate_seconds"]) == {"source-only", "target-heavy"}
+    assert "held-out labelled target" in fitted["scored_by"]
+    # the pick was trained again on every label: it reads the test set as the target does
+    assert np.mean(np.array(predictor.predict(test.vectors)) == test.labels) > 0.9
+
+
+def test_auto_holds_out_a_stratified_share_and_never_a_whole_class() -> None:
+    _, target, _ = flipped_domains()
+    recipe = make_recipe("auto", validation_fraction=0.3, seed=1)
+    fit_part, held_out = recipe._split(target)
+    assert len(held_out) == 6 and len(fit_part) == 14
+    assert sorted(set(held_out.labels)) == sorted(set(fit_part.labels)) == ["a", "b"]
+    assert recipe._split(target.subset([0, 10, 11])) is None  # one example of class 'a'
+
+
+def test_auto_records_a_candidate_that_cannot_learn_here_and_goes_on() -> None:
+    source, target, _ = flipped_domains()
+    candidates = [{"name": "coral-closed-form", "label": "coral"}, TARGET_HEAVY]
+    recipe = make_recipe("auto", candidates=candidates)
+    recipe.fit(FitData(source, target))  # coral needs unlabeled target data: none here
+    assert "unlabeled" in recipe.fitted()["skipped"]["coral"]
+    assert recipe.fitted()["picked"] == "target-heavy"
+
+
+@pytest.mark.parametrize(
+    ("candidates", "message"),
+    [
+        (["frozen-features", "frozen-features"], "repeat"),
+        ([{"solver": "lbfgs"}], "not a recipe name"),
+        (["auto"], "cannot be 'auto'"),
+        (["no-such-recipe"], "unknown recipe"),
+        ([{"name": "frozen-features", "solver": "newton"}], "solver"),
+    ],
+)
+def test_auto_candidate_mistakes_are_config_errors(candidates: list, message: str) -> None:
+    source, _, _ = flipped_domains()
+    with pytest.raises(ConfigError, match=message):
+        make_recipe("auto", candidates=candidates).validate(source)
+
+
+def test_auto_without_labels_or_unlabeled_target_says_what_it_needs() -> None:
+    source, target, _ = flipped_domains()
+    with pytest.raises(DataError, match="unlabeled"):
+        make_recipe("auto").fit(FitData(source, target.subset([0, 10, 11])))
+
+
+def test_auto_runs_in_an_experiment_and_results_json_says_what_it_picked(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import load_config
+
+    source, target = review_csvs
+    config = {
+        "source": {"path": str(source), "text": "review", "label": "sentiment"},
+        "target": {"path": str(target), "text": "review", "label": "sentiment"},
+        "test_fraction": 0.25,
+        "backbone": tiny_backbone,
+        "max_length": 16,
+        "budgets": [4],
+        "recipes": [{"name": "auto", "candidates": ["scratch-tfidf", "frozen-features"]}],
+        "output_dir": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_dir = run_experiment(load_config(path), show_progress=False)
+    (record,) = json.loads((run_dir / "results.json").read_text())["results"]
+    assert record["status"] == "ok" and record["family"] == "adaptive"
+    fitted = record["fitted"]
+    assert fitted["picked"] in ("scratch-tfidf", "frozen-features")
+    assert fitted["transfers"] == (fitted["picked"] == "frozen-features")
+    assert set(fitted["scores"]) == {"scratch-tfidf", "frozen-features"}
