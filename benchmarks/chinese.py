@@ -88,6 +88,15 @@ RECIPES = {
         "backbone": E5,
         "label_shift": "em",  # the target's class shares estimated on its unlabelled pool
     },
+    "self-train-e5": {
+        "name": "frozen-features",
+        "label": "self-train-e5",
+        "backbone": E5,
+        "source_weighting": "balanced",
+        "label_shift": "em",
+        "self_training_rounds": 3,
+        "pseudo_label_share": 0.5,
+    },
     "fine-tune-e5": {
         "name": "fine-tune",
         "label": "fine-tune-e5",
@@ -100,7 +109,7 @@ for _entry in RECIPES.values():
     if _entry["name"] in ("frozen-features", "coral-closed-form"):
         _entry["solver"] = "lbfgs"
 
-TRANSFER = ("frozen-e5", "coral-e5", "frozen-e5-em")  # transfer recipes on e5, table order
+TRANSFER = ("frozen-e5", "coral-e5", "frozen-e5-em", "self-train-e5")  # transfer recipes on e5, table order
 GOALS = {
     "in-domain": "ChnSentiCorp (hotel) in-domain accuracy with all labels ≥ 92.8 (RBT3)",
     "hotel->waimai 0": "hotel → waimai at 0 target labels ≥ 85",

@@ -74,3 +74,55 @@ def test_em_label_shift_needs_unlabeled_target_data() -> None:
     recipe = make_recipe("frozen-features", label_shift="em")
     with pytest.raises(DataError, match="unlabeled target"):
         recipe.fit(FitData(two_gaussians(100, 0.5, seed=0)))
+
+
+def test_balanced_source_weighting_stops_the_head_learning_the_source_shares() -> None:
+    source = two_gaussians(3000, 0.9, seed=3)
+    target = two_gaussians(2000, 0.5, seed=4)
+    predicted_positive = {}
+    for weighting in ("none", "balanced"):
+        recipe = make_recipe("frozen-features", solver="lbfgs", source_weighting=weighting)
+        predictor = recipe.fit(FitData(source))
+        predicted_positive[weighting] = np.mean(
+            np.array(predictor.predict(target.vectors)) == "pos"
+        )
+    # trained where 90 % are positive, the plain head calls too many target reviews positive
+    assert predicted_positive["none"] > 0.6
+    assert abs(predicted_positive["balanced"] - 0.5) < 0.06
+
+
+def test_self_training_on_frozen_features_lifts_accuracy_on_a_shifted_target() -> None:
+    rng = np.random.default_rng(5)
+    source = two_gaussians(2000, 0.5, seed=5)
+    target = two_gaussians(2000, 0.5, seed=6)
+    # the target's classes sit elsewhere: moved along a direction the source never varied on
+    moved = (
+        target.vectors
+        + np.outer((np.array(target.labels) == "pos") * 2 - 1, [0.0, 0.0, 1.5, 0.0]).astype(
+            np.float32
+        )
+        + rng.normal(scale=0.01, size=target.vectors.shape).astype(np.float32)
+    )
+    target = FeatureDomain("moved", moved, list(target.labels))
+    accuracy, recipes = {}, {}
+    for rounds in (0, 3):
+        recipe = make_recipe("frozen-features", solver="lbfgs", self_training_rounds=rounds)
+        predictor = recipe.fit(FitData(source, unlabeled=target.without_labels()))
+        accuracy[rounds] = np.mean(np.array(predictor.predict(target.vectors)) == target.labels)
+        recipes[rounds] = recipe
+    assert accuracy[3] > accuracy[0] + 0.03
+    rounds_report = recipes[3].fitted()["self_training"]
+    assert len(rounds_report) == 3
+    assert sum(rounds_report[0]["pseudo_labels"].values()) == 1000  # half of the target
+
+
+def test_self_training_settings_that_cannot_work_are_clear_errors() -> None:
+    from shoptransfer.errors import ConfigError
+
+    source = two_gaussians(100, 0.5, seed=0)
+    with pytest.raises(ConfigError, match="solver 'lbfgs'"):
+        make_recipe("frozen-features", self_training_rounds=2).fit(
+            FitData(source, unlabeled=source.without_labels())
+        )
+    with pytest.raises(DataError, match="self_training_rounds"):
+        make_recipe("frozen-features", solver="lbfgs", self_training_rounds=2).fit(FitData(source))

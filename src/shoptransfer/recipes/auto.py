@@ -44,6 +44,14 @@ TEXT_CANDIDATES: tuple[Any, ...] = (
         "solver": "lbfgs",
         "label_shift": "em",
     },
+    {
+        "name": "frozen-features",
+        "label": "frozen-features-self-train",
+        "solver": "lbfgs",
+        "source_weighting": "balanced",
+        "label_shift": "em",
+        "self_training_rounds": 3,
+    },
 )
 FEATURE_CANDIDATES: tuple[Any, ...] = TEXT_CANDIDATES[1:]
 BACKBONE_SETTINGS = ("backbone", "max_length", "truncation", "image_size", "precision")
@@ -68,7 +76,8 @@ class Auto(BackboneRecipe):
     candidates: list[Any] = option(
         (),
         "recipes to choose from: names or mappings {name, label, options...} (empty: frozen "
-        "features, CORAL, label-shift EM and, for texts, scratch TF-IDF)",
+        "features, CORAL, label-shift EM, frozen-feature self-training and, for texts, scratch "
+        "TF-IDF)",
     )
     validation_fraction: float = option(
         0.3, "share of the labelled target held out to score the candidates", above=0, below=1

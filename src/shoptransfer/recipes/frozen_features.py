@@ -20,7 +20,13 @@ covariance of the unlabeled target features.
 
 Both can correct for label shift (``label_shift: em``, classification): the target's class
 shares are estimated on the unlabeled target and the head's biases shifted to them
-(:mod:`shoptransfer.recipes.label_shift`).
+(:mod:`shoptransfer.recipes.label_shift`); ``source_weighting: balanced`` gives each source
+class the same total weight, so the head does not learn the source's class shares at all.
+With ``self_training_rounds`` (``lbfgs``, classification) the head then teaches itself the
+target: each round labels the unlabeled target with the current head, keeps the most confident
+``pseudo_label_share`` of it (split between the classes by the estimated target shares with
+``label_shift: em``, else by the training shares) and fits the head again on those pseudo-labels
+plus any labelled target examples; the source teaches the first fit only.
 """
 
 from __future__ import annotations
@@ -101,6 +107,26 @@ class FrozenFeatures(BackboneRecipe):
         choices=LABEL_SHIFTS,
     )
 
+    source_weighting: str = option(
+        "none",
+        "weight of the source examples: 'none' (each 1) or 'balanced' (each class of the source "
+        "the same total weight)",
+        choices=("none", "balanced"),
+    )
+    self_training_rounds: int = option(
+        0,
+        "rounds of self-training on pseudo-labelled unlabeled target inputs (0: none; lbfgs)",
+        minimum=0,
+        group="self-training",
+    )
+    pseudo_label_share: float = option(
+        0.5,
+        "share of the unlabeled target kept as pseudo-labels in each round",
+        above=0,
+        maximum=1,
+        group="self-training",
+    )
+
     def fitted(self) -> dict[str, Any]:
         return dict(getattr(self, "_fitted", {}))
 
@@ -115,14 +141,7 @@ class FrozenFeatures(BackboneRecipe):
         reference = data.reference()
         self.validate(reference)
         self._fitted = {}
-        if self.label_shift != "none":
-            if outputs.kind != "classes":
-                raise ConfigError(f"recipe '{self.name}': label_shift is for classification")
-            if data.unlabeled is None or len(data.unlabeled) == 0:
-                raise DataError(
-                    f"recipe '{self.name}' estimates the target's class shares on unlabeled "
-                    "target data (label_shift: em); none was given"
-                )
+        self._check_target_reading(outputs, data)
         frozen = frozen_encoder_for(reference, self.make_encoder)
         if source is None:  # the target's labels only: fixed epochs, no split held out
             if not data.has_target_labels:
@@ -142,7 +161,14 @@ class FrozenFeatures(BackboneRecipe):
                 )
             target_x = domain_inputs(data.unlabeled, frozen, cache)
             train_x = coral_transform(train_x, np.asarray(target_x))
-        parts = [Examples(train_x, outputs.labels(train), np.ones(len(train), dtype=np.float32))]
+        train_labels = outputs.labels(train)
+        train_weights = np.ones(len(train), dtype=np.float32)
+        if self.source_weighting == "balanced" and source is not None:
+            counts = np.bincount(train_labels, minlength=len(outputs.classes))
+            train_weights = (len(train) / (np.count_nonzero(counts) * counts[train_labels])).astype(
+                np.float32
+            )
+        parts = [Examples(train_x, train_labels, train_weights)]
         if target is not None and len(target):
             weight = self._target_weight(len(train), len(target))
             parts.append(
@@ -172,6 +198,12 @@ class FrozenFeatures(BackboneRecipe):
                 examples,
                 self.seed,
             )
+            if self.self_training_rounds:
+                labelled = parts[1] if len(parts) > 1 else None
+                unlabeled_x = np.asarray(domain_inputs(data.unlabeled, frozen, cache))
+                examples = self._self_train(
+                    model, outputs, as_predictor(model), unlabeled_x, labelled, examples, data
+                )
             return self._shifted(as_predictor(model), model, examples, data)
         held_out = None
         if validation is not None:
@@ -191,6 +223,84 @@ class FrozenFeatures(BackboneRecipe):
         )
         Trainer(settings).fit(model, examples, held_out, as_predictor=as_predictor)
         return self._shifted(as_predictor(model), model, examples, data)
+
+    def _check_target_reading(self, outputs: Outputs, data: FitData) -> None:
+        """ConfigError / DataError for the label-shift and self-training settings that cannot
+        work on ``data``."""
+        reads = []
+        if self.label_shift != "none":
+            reads.append("label_shift")
+        if self.self_training_rounds:
+            reads.append("self_training_rounds")
+            if self.solver != "lbfgs":
+                raise ConfigError(
+                    f"recipe '{self.name}': self_training_rounds needs solver 'lbfgs'"
+                )
+        if not reads:
+            return
+        if outputs.kind != "classes":
+            raise ConfigError(f"recipe '{self.name}': {' and '.join(reads)} are for classification")
+        if data.unlabeled is None or len(data.unlabeled) == 0:
+            raise DataError(
+                f"recipe '{self.name}' reads unlabeled target data ({', '.join(reads)}); none "
+                "was given"
+            )
+
+    def _self_train(
+        self,
+        model: Classifier,
+        outputs: Outputs,
+        predictor: NeuralPredictor,
+        unlabeled_x: np.ndarray,
+        labelled: Examples | None,
+        examples: Examples,
+        data: FitData,
+    ) -> Examples:
+        """Rounds of pseudo-labelling the unlabeled target (features ``unlabeled_x``) with
+        ``predictor`` (it reads ``model``, refitted in place each round) and refitting the head
+        on the most confident share plus the ``labelled`` target; returns the last round's
+        examples."""
+        from shoptransfer.recipes.transfer import confident_pseudo_labels
+
+        assert data.unlabeled is not None
+        classes = len(outputs.classes)
+        rounds = []
+        for round_ in range(1, self.self_training_rounds + 1):
+            assert examples.labels is not None
+            training = weighted_class_shares(examples.labels, examples.weights, classes)
+            probabilities = predictor.predict_proba(data.unlabeled.inputs)
+            prior = training
+            if self.label_shift == "em":
+                prior, _ = em_class_shares(probabilities, training)
+                probabilities = probabilities * (prior / np.clip(training, 1e-4, None))
+                probabilities /= probabilities.sum(axis=1, keepdims=True)
+            keep = confident_pseudo_labels(probabilities, prior, self.pseudo_label_share)
+            pseudo_labels = probabilities.argmax(axis=1)[keep]
+            parts = [
+                Examples(unlabeled_x[keep], pseudo_labels, np.ones(len(keep), dtype=np.float32))
+            ]
+            if labelled is not None:
+                weight = self._target_weight(len(keep), len(labelled))
+                parts.append(
+                    Examples(
+                        labelled.inputs,
+                        labelled.labels,
+                        np.full(len(labelled), weight, dtype=np.float32),
+                    )
+                )
+            examples = Examples.concatenate(parts)
+            x = torch.from_numpy(np.asarray(examples.inputs, dtype=np.float32))
+            fit_linear_head(
+                model,
+                outputs,
+                transform_features(x, self.feature_transform).numpy(),
+                examples,
+                self.seed + round_,
+            )
+            counts = np.bincount(pseudo_labels, minlength=classes)
+            rounds.append({"pseudo_labels": dict(zip(outputs.classes, counts.tolist()))})
+        self._fitted["self_training"] = rounds
+        return examples
 
     def _shifted(
         self, predictor: NeuralPredictor, model: Classifier, examples: Examples, data: FitData
