@@ -57,7 +57,9 @@ def bias_shift(target_shares: np.ndarray, training_shares: np.ndarray) -> np.nda
     return np.log(target / target.sum()) - np.log(training / training.sum())
 
 
-def weighted_class_shares(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
+def weighted_class_shares(
+    labels: np.ndarray, weights: np.ndarray | None, n_classes: int
+) -> np.ndarray:
     """Each class's share of the total example weight."""
     totals = np.bincount(labels, weights=weights, minlength=n_classes).astype(np.float64)
     return totals / totals.sum()
