@@ -138,3 +138,15 @@ def test_label_free_selection_needs_unlabeled_target_data_and_classes() -> None:
         make_recipe("mlp", model_selection="snd", **FAST).fit(FitData(source))
     with pytest.raises(ConfigError, match="model_selection 'im' is for classification only"):
         make_recipe("mlp", model_selection="im").check_task("regression")
+
+
+def test_a_reused_source_stage_keeps_its_epoch_scores() -> None:
+    from shoptransfer.metering import StageCache
+
+    source, target = feature_domains()
+    data = FitData(source, unlabeled=target.without_labels(), stages=StageCache())
+    first = make_recipe("mlp-coral", model_selection="bnm", **FAST)
+    first.fit(data)
+    again = make_recipe("mlp-coral", model_selection="bnm", target_epochs=3, **FAST)
+    again.fit(data)  # the source stage comes from the cache
+    assert again.fitted() == first.fitted() != {}
