@@ -6,7 +6,8 @@ pick the epoch and the alignment weight that do best on the target?
 
 Protocol (unsupervised adaptation, as benchmarks/blitzer.py): the source's 2,000 labelled
 reviews train; the target's 2,000 reviews are read without labels by the recipe and are also
-the test set. MiniLM-L6 frozen features (cached), ``mlp-dann`` and ``mlp-coral``, seeds 0, 1, 2.
+the test set. MiniLM-L6 frozen features (cached), ``mlp-dann`` and ``mlp-coral`` (and a
+self-training MLP), seeds 0, 1, 2.
 
 Each recipe runs at each alignment weight of :data:`WEIGHTS` for 30 source epochs with no early
 stopping (``patience`` 30), so every criterion chooses among the same 30 checkpoints. Each
@@ -22,6 +23,12 @@ labels only score what a criterion chose; nothing is chosen on them.
   scores highest; regret against the best (weight, epoch) of the grid. This is the rule of the
   recipes' ``selection_grid`` (``selection_grid: {dann.weight: [...]}``), replayed here from the
   per-candidate records so that every candidate's test score is known.
+
+- **self-training share** (cheap, on the MLP: ``mlp`` with ``self_training_rounds: 1``): the
+  source stage (epochs by source validation, trained once and shared by the shares through the
+  run's stage cache), then one round on the most confident share of the target; each entry is
+  a ``selection_grid`` of one share, so its record keeps every criterion's score of the final
+  model, and each criterion picks the share it scores highest.
 
 ``source-validation`` is the macro-F1 on the recipe's 20 % source split (the default rule, here
 without early stopping); ``last epoch`` takes epoch 30 (no selection). Writes
@@ -57,6 +64,10 @@ EPOCHS = 30
 WEIGHTS = {"mlp-dann": ("dann", [0.1, 0.3, 1.0]), "mlp-coral": ("coral", [1.0, 0.3, 3.0])}
 LAST = "last epoch"
 ROWS = [*CRITERIA, LAST]
+# self-training on the MLP: the pseudo-labelled share of the target, chosen after training
+SELF_TRAINING = "mlp-self-training"
+SHARES = [0.5, 0.25, 0.75, 1.0]  # the recipe's default first
+DEFAULT_SHARE = "default share"
 
 
 def domain(letter: str) -> dict[str, Any]:
@@ -80,7 +91,19 @@ def entries() -> list[dict[str, Any]]:
         }
         for recipe, (objective, weights) in WEIGHTS.items()
         for weight in weights
+    ] + [
+        {  # a grid of one share: the record keeps every criterion's score of the final model
+            "name": "mlp",
+            "label": share_label(share),
+            "self_training_rounds": 1,
+            "selection_grid": {"pseudo_label_share": [share]},
+        }
+        for share in SHARES
     ]
+
+
+def share_label(share: float) -> str:
+    return f"{SELF_TRAINING}-s{share:g}"
 
 
 def config(pair: str, labels: list[str], seeds: list[int]) -> dict[str, Any]:
@@ -175,7 +198,32 @@ def summarise(payload: dict[str, Any]) -> dict[str, Any]:
                 if found is not None:
                     cases.append({"pair": pair, "seed": seed, **found})
         summary[recipe] = {"cases": cases}
+    cases = []
+    for pair in PAIRS:
+        cell = payload["settings"].get(pair)
+        for seed in SEEDS:
+            found = share_outcomes(cell, seed) if cell else None
+            if found is not None:
+                cases.append({"pair": pair, "seed": seed, **found})
+    summary[SELF_TRAINING] = {"cases": cases}
     return summary
+
+
+def share_outcomes(cell: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """Per row: the share each criterion picks from the final models' scores, its test
+    macro-F1 and regret against the best share."""
+    found = {r["label"]: r for r in cell["records"] if r["seed"] == seed and r["status"] == "ok"}
+    if any(share_label(s) not in found for s in SHARES):
+        return None
+    records = [found[share_label(s)] for s in SHARES]
+    scores = [r["fitted"]["selection_grid"]["candidates"][0]["scores"] for r in records]
+    test = [r["metrics"]["macro_f1"] for r in records]
+    oracle = max(test)
+    rows = {}
+    for row in [*CRITERIA, DEFAULT_SHARE]:
+        choice = 0 if row == DEFAULT_SHARE else best_index([s[row] for s in scores])
+        rows[row] = {"share": SHARES[choice], "test": test[choice], "regret": oracle - test[choice]}
+    return {"oracle": oracle, "rows": rows}
 
 
 # -- markdown, every number from the JSON -------------------------------------------------------
@@ -244,8 +292,35 @@ def markdown(payload: dict[str, Any]) -> str:
             )
             parts.append(f"- {row}: {chosen}")
         parts.append("")
+    parts.extend(_self_training_section(summary.get(SELF_TRAINING, {}).get("cases", [])))
     parts.append(_findings(summary))
     return "\n".join(parts)
+
+
+def _self_training_section(cases: list[dict[str, Any]]) -> list[str]:
+    if not cases:
+        return []
+    parts = [
+        f"## Self-training on the MLP ({len(cases)} cases; pseudo_label_share "
+        f"{', '.join(f'{s:g}' for s in SHARES)}, default {SHARES[0]:g})\n",
+        "`mlp` with `self_training_rounds: 1`: the source stage (epochs by source validation, "
+        "shared by the shares), then one round on the most confident share of the target, "
+        "pseudo-labelled; each criterion picks the share from the final models' scores.\n",
+        f"Oracle (best share on test): {pm([100 * c['oracle'] for c in cases])}.\n",
+        "| criterion | test F1 | regret | beats SV | shares picked |",
+        "|---|---|---|---|---|",
+    ]
+    for row in [*CRITERIA, DEFAULT_SHARE]:
+        r = [c["rows"][row] for c in cases]
+        sv = [c["rows"]["source-validation"]["test"] for c in cases]
+        wins = "—" if row == "source-validation" else _wins([x["test"] for x in r], sv)
+        picked = ", ".join(f"{x['share']:g}" for x in r)
+        parts.append(
+            f"| {row} | {pm([100 * x['test'] for x in r])} | "
+            f"{pm([100 * x['regret'] for x in r])} | {wins} | {picked} |"
+        )
+    parts.append("")
+    return parts
 
 
 def _wins(picked: list[float], baseline: list[float]) -> str:
@@ -283,6 +358,18 @@ def _findings(summary: dict[str, Any]) -> str:
                 )
                 + "."
             )
+    cases = summary.get(SELF_TRAINING, {}).get("cases", [])
+    if cases:
+        rows = [*CRITERIA, DEFAULT_SHARE]
+        regret = {
+            row: float(np.mean([100 * c["rows"][row]["regret"] for c in cases])) for row in rows
+        }
+        best = min(regret, key=lambda row: regret[row])
+        lines.append(
+            f"- {SELF_TRAINING}, share: lowest mean regret {best} ({regret[best]:.1f} points); "
+            + ", ".join(f"{row} {regret[row]:.1f}" for row in rows if row != best)
+            + "."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -196,9 +196,14 @@ def test_label_free_config_validates_and_records_every_epoch() -> None:
     )
     assert config.budgets == [0] and config.track_quality and config.quality_sample == 2000
     assert config.target.path == config.target_test.path != config.source.path
-    for entry in config.recipes:  # every epoch seen: no early stopping, scores recorded
+    weighted = [e for e in config.recipes if "objectives" in e.options]
+    assert len(weighted) == sum(len(w) for _, w in label_free.WEIGHTS.values())
+    for entry in weighted:  # every epoch seen: no early stopping, scores recorded
         assert entry.options["patience"] == entry.options["epochs"] == label_free.EPOCHS
         assert entry.options["model_selection"] != "source-validation"
+    shares = [e for e in config.recipes if e.options.get("self_training_rounds")]
+    grids = [e.options["selection_grid"]["pseudo_label_share"] for e in shares]
+    assert grids == [[share] for share in label_free.SHARES]  # one share each: scores recorded
 
 
 def _label_free_record(recipe: str, weight: float, test: list[float], im: list[float]) -> dict:
@@ -245,5 +250,26 @@ def test_label_free_regrets_are_computed_from_the_records() -> None:
     assert im["weight"] == 0.1 and im["grid_regret"] == pytest.approx(0.1)  # default weight
     sv = case["rows"]["source-validation"]
     assert sv["epoch"] == 1 and sv["epoch_regret"] == pytest.approx(top - rising[0])
+    for share in label_free.SHARES:  # self-training: IM's scores favour the smallest share
+        test, im = 0.7 + share / 10, 1.0 - share
+        payload["settings"]["B->K"]["records"].append(
+            {
+                "recipe": "mlp",
+                "label": label_free.share_label(share),
+                "seed": 0,
+                "status": "ok",
+                "metrics": {"macro_f1": test},
+                "fitted": {
+                    "selection_grid": {
+                        "candidates": [{"scores": {n: im for n in label_free.CRITERIA}}]
+                    }
+                },
+            }
+        )
+    payload["summary"] = label_free.summarise(payload)
+    shares = payload["summary"]["mlp-self-training"]["cases"][0]
+    assert shares["oracle"] == pytest.approx(0.8) and shares["rows"]["im"]["share"] == 0.25
+    assert shares["rows"]["im"]["regret"] == pytest.approx(0.075)
     text = label_free.markdown(payload)
+    assert "## Self-training on the MLP (1 cases" in text
     assert "| im | 79.0 | 0.0 | 1/1 (worse 0) | 79.0 | 10.0 | 1/1 (worse 0) | 30.0 |" in text
