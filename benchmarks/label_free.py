@@ -234,10 +234,10 @@ def markdown(payload: dict[str, Any]) -> str:
     parts = [
         "# Label-free model selection: Blitzer reviews\n",
         "Command: `OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/label_free.py "
-        "--fresh` (protocol in the script's docstring). Data: Blitzer, Dredze & Pereira, ACL "
-        "2007; MiniLM-L6 frozen features, an MLP trained on the source with an alignment loss "
-        f"on the unlabeled target, {EPOCHS} epochs, no early stopping; pairs "
-        f"{', '.join(PAIRS)}; seeds {', '.join(map(str, SEEDS))}.\n",
+        "--fresh` (it resumes when run again; protocol in the script's docstring). Data: "
+        "Blitzer, Dredze & Pereira, ACL 2007; MiniLM-L6 frozen features, an MLP trained on "
+        f"the source with an alignment loss on the unlabeled target, {EPOCHS} epochs, no "
+        f"early stopping; pairs {', '.join(PAIRS)}; seeds {', '.join(map(str, SEEDS))}.\n",
         "Each criterion picks a checkpoint (an epoch at the default weight) or a checkpoint and "
         "an alignment weight, reading no target labels; the target test macro-F1 (%, all 2,000 "
         "target reviews) of what it picked, and its regret: points below the best candidate "
@@ -349,13 +349,8 @@ def _findings(summary: dict[str, Any]) -> str:
             best = min(regret, key=lambda row: regret[row])
             lines.append(
                 f"- {recipe}, {'epoch' if what == 'epoch' else 'weight + epoch'}: lowest mean "
-                f"regret {best} ({regret[best]:.1f} points); source validation "
-                f"{regret['source-validation']:.1f}, "
-                + ", ".join(
-                    f"{row} {regret[row]:.1f}"
-                    for row in ROWS
-                    if row not in (best, "source-validation")
-                )
+                f"regret {best} ({regret[best]:.1f} points); "
+                + ", ".join(f"{row} {regret[row]:.1f}" for row in ROWS if row != best)
                 + "."
             )
     cases = summary.get(SELF_TRAINING, {}).get("cases", [])
