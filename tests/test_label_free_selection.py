@@ -150,3 +150,23 @@ def test_a_reused_source_stage_keeps_its_epoch_scores() -> None:
     again = make_recipe("mlp-coral", model_selection="bnm", target_epochs=3, **FAST)
     again.fit(data)  # the source stage comes from the cache
     assert again.fitted() == first.fitted() != {}
+
+
+def test_an_experiment_file_names_the_entry_and_the_grid_key() -> None:
+    from shoptransfer.config import parse_config
+
+    config = {
+        "name": "x",
+        "source": {"path": "books.csv"},
+        "target": {"path": "kitchen.csv"},
+        "recipes": [
+            {"name": "mlp-dann", "model_selection": "im"},
+            {"name": "mlp-dann", "selection_grid": {"dann.weight": [0.1, -1]}},
+        ],
+    }
+    with pytest.raises(ConfigError) as error:
+        parse_config(config, "x.yaml")
+    assert str(error.value) == (
+        "x.yaml: key 'recipes.1': recipe 'mlp-dann': selection_grid: objectives: "
+        "objective 'dann': weight must be 0 or more"
+    )
