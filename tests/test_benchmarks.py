@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from shoptransfer.config import parse_config
@@ -184,3 +185,91 @@ def test_chinese_markdown_is_computed_from_the_records() -> None:
     assert "**missed (84.0)** (best transfer recipe)" in text
     assert "hotel->waimai +15.0 points" in text  # 85.0 with the source vs 70.0 scratch
     assert "cross-category/books" in text  # listed as left out
+
+
+@needs_data
+def test_label_free_config_validates_and_records_every_epoch() -> None:
+    import label_free
+
+    config = parse_config(
+        label_free.config("B->K", [e["label"] for e in label_free.entries()], [0]), "t"
+    )
+    assert config.budgets == [0] and config.track_quality and config.quality_sample == 2000
+    assert config.target.path == config.target_test.path != config.source.path
+    weighted = [e for e in config.recipes if "objectives" in e.options]
+    assert len(weighted) == sum(len(w) for _, w in label_free.WEIGHTS.values())
+    for entry in weighted:  # every epoch seen: no early stopping, scores recorded
+        assert entry.options["patience"] == entry.options["epochs"] == label_free.EPOCHS
+        assert entry.options["model_selection"] != "source-validation"
+    shares = [e for e in config.recipes if e.options.get("self_training_rounds")]
+    grids = [e.options["selection_grid"]["pseudo_label_share"] for e in shares]
+    assert grids == [[share] for share in label_free.SHARES]  # one share each: scores recorded
+
+
+def _label_free_record(recipe: str, weight: float, test: list[float], im: list[float]) -> dict:
+    import label_free
+
+    epochs = label_free.EPOCHS
+    falling = [1.0 - e / epochs for e in range(epochs)]  # every other criterion: epoch 1
+    scores = {name: falling for name in label_free.CRITERIA}
+    scores["im"] = im
+    chosen = int(np.flatnonzero(np.array(im) == max(im))[-1]) + 1
+    return {
+        "recipe": recipe,
+        "label": label_free.label(recipe, weight),
+        "seed": 0,
+        "budget": 0,
+        "status": "ok",
+        "metrics": {"macro_f1": test[chosen - 1]},
+        "fitted": {"model_selection": {"chosen_epoch": chosen, "scores": scores}},
+        "quality_curve": [[float(e), value] for e, value in enumerate(test)] + [[99.0, 0.0]],
+    }
+
+
+def test_label_free_regrets_are_computed_from_the_records() -> None:
+    import label_free
+
+    epochs = label_free.EPOCHS
+    rising = [0.5 + 0.01 * e for e in range(epochs)]  # the test F1 grows with the epochs
+    records = []
+    for recipe, (_, weights) in label_free.WEIGHTS.items():
+        for n, weight in enumerate(weights):
+            test = [value + 0.05 * n for value in rising]  # the last weight is the best
+            im = [value - 0.1 * n for value in rising]  # IM: right epoch, wrong weight
+            records.append(_label_free_record(recipe, weight, test, im))
+    payload = {"schema": common.SCHEMA, "settings": {"B->K": {"records": records, "runs": []}}}
+    payload["invocations"] = []
+    payload["summary"] = label_free.summarise(payload)
+    case = payload["summary"]["mlp-dann"]["cases"][0]
+    top = rising[-1]
+    assert case["epoch_oracle"] == pytest.approx(top) and case["grid_oracle"] == pytest.approx(
+        top + 0.1
+    )
+    im = case["rows"]["im"]
+    assert im["epoch"] == epochs and im["epoch_regret"] == pytest.approx(0.0)
+    assert im["weight"] == 0.1 and im["grid_regret"] == pytest.approx(0.1)  # default weight
+    sv = case["rows"]["source-validation"]
+    assert sv["epoch"] == 1 and sv["epoch_regret"] == pytest.approx(top - rising[0])
+    for share in label_free.SHARES:  # self-training: IM's scores favour the smallest share
+        test, im = 0.7 + share / 10, 1.0 - share
+        payload["settings"]["B->K"]["records"].append(
+            {
+                "recipe": "mlp",
+                "label": label_free.share_label(share),
+                "seed": 0,
+                "status": "ok",
+                "metrics": {"macro_f1": test},
+                "fitted": {
+                    "selection_grid": {
+                        "candidates": [{"scores": {n: im for n in label_free.CRITERIA}}]
+                    }
+                },
+            }
+        )
+    payload["summary"] = label_free.summarise(payload)
+    shares = payload["summary"]["mlp-self-training"]["cases"][0]
+    assert shares["oracle"] == pytest.approx(0.8) and shares["rows"]["im"]["share"] == 0.25
+    assert shares["rows"]["im"]["regret"] == pytest.approx(0.075)
+    text = label_free.markdown(payload)
+    assert "## Self-training on the MLP (1 cases" in text
+    assert "| im | 79.0 | 0.0 | 1/1 (worse 0) | 79.0 | 10.0 | 1/1 (worse 0) | 30.0 |" in text

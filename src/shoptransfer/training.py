@@ -343,6 +343,23 @@ def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) 
     return _in_order(outputs, order)
 
 
+@torch.no_grad()
+def predict_features(
+    model: Classifier, examples: Examples, batch_size: int = 64
+) -> tuple[Any, Any]:
+    """``(features, logits)`` of every example, in input order, without gradients: what the
+    head reads (the encoder's output) and what it returns."""
+    was_training = model.training
+    model.eval()
+    examples, order = Examples(examples.inputs).in_order()
+    features = [model.features(batch) for batch in examples.batches(batch_size)]
+    model.train(was_training)
+    if not features:
+        raise ValueError("no examples to predict")
+    logits = [model.head(f) for f in features]
+    return _in_order(features, order), _in_order(logits, order)
+
+
 def _in_order(parts: list[Any], order: np.ndarray, rows: int | None = None) -> Any:
     """Batches of outputs (tensors, or dicts of them) put back into input order."""
     if isinstance(parts[0], dict):

@@ -298,9 +298,14 @@ def _describe_type(annotation: Any) -> str:
         return " or ".join(dict.fromkeys(_describe_type(a) for a in typing.get_args(annotation)))
     if origin is Literal:
         return " or ".join(repr(a) for a in typing.get_args(annotation))
+    if origin is dict:
+        keys, items = typing.get_args(annotation) or (Any, Any)
+        return f"a mapping of {_describe_type(keys)} to {_describe_type(items)}"
     if origin in (list, tuple, Sequence):
         items = typing.get_args(annotation)
-        return f"a list of {_describe_type(items[0])}" if items else "a list"
+        return (
+            f"a list of {_describe_type(items[0])}" if items and items[0] is not Any else "a list"
+        )
     words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     words[type(None)] = "null"
     return words.get(annotation, getattr(annotation, "__name__", str(annotation)))

@@ -14,7 +14,11 @@ Pieces (each a hyper-parameter of :class:`EncoderTransfer`):
 - ``self_training_rounds``: after the source stage, label the unlabeled target text with the
   model, keep the most confident share and train on it (each round);
 - ``stages``: ``sequential`` (source, then the target labels) or ``joint`` (one shared trunk
-  with a head per domain, trained on both at once).
+  with a head per domain, trained on both at once);
+- ``model_selection``: what picks the source stage's epoch: the source validation split
+  (default) or a label-free criterion on the unlabeled target
+  (:mod:`shoptransfer.evaluation.label_free`); ``selection_grid``: settings to choose among by
+  the same criterion (an option, or an objective's setting such as ``dann.weight``).
 
 The head is what the task predicts (:class:`~shoptransfer.heads.Outputs`): classes; one number
 (regression, mean squared error); or one head per task over the shared encoder (multi-task). Joint
@@ -24,6 +28,7 @@ stages, self-training and objectives that read class scores are for classificati
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any, ClassVar
 
@@ -41,6 +46,14 @@ from shoptransfer.backbones.inputs import (
 from shoptransfer.backbones.registry import frozen_only
 from shoptransfer.data.domain import Domain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.evaluation.label_free import (
+    CRITERIA,
+    DEV_SAMPLE,
+    SOURCE_VALIDATION,
+    CandidateOutputs,
+    best_index,
+    score_candidate,
+)
 from shoptransfer.heads import Outputs
 from shoptransfer.metering import measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
@@ -55,6 +68,7 @@ from shoptransfer.training import (
     Step,
     Trainer,
     TrainingSettings,
+    predict_features,
     predict_logits,
 )
 
@@ -168,8 +182,27 @@ class EncoderTransfer(BackboneRecipe):
     target_learning_rate: float = option(
         3e-5, "AdamW learning rate of the target stage", above=0, group="target"
     )
-    history_: list[dict[str, float]] = dataclasses.field(
+    # choosing epochs and settings
+    model_selection: str = option(
+        SOURCE_VALIDATION,
+        "what picks the source stage's epoch (and a selection_grid setting): "
+        "'source-validation' (macro-F1 on the source split) or a label-free criterion on the "
+        "unlabeled target: 'entropy', 'im', 'bnm', 'snd' or 'dev'",
+        choices=tuple(CRITERIA),
+        group="selection",
+    )
+    selection_grid: dict[str, list[Any]] | None = option(
+        None,
+        "settings to choose among by model_selection, {key: [values]}; a key is an option of "
+        "this recipe (pseudo_label_share) or an objective's setting (dann.weight); every "
+        "combination is trained, the best kept",
+        group="selection",
+    )
+    history_: list[dict[str, Any]] = dataclasses.field(
         default_factory=list, init=False, repr=False, compare=False
+    )
+    fitted_: dict[str, Any] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
     )
     outputs_: Outputs = dataclasses.field(
         default_factory=Outputs, init=False, repr=False, compare=False
@@ -179,6 +212,69 @@ class EncoderTransfer(BackboneRecipe):
         self.peft_target_modules = list(self.peft_target_modules)
         self.objectives = [dict(o) if isinstance(o, dict) else o for o in self.objectives]
         self.objective_configs()  # a bad entry is an error when the recipe is made
+        self.grid_settings()
+
+    def fitted(self) -> dict[str, Any]:
+        """The epoch and setting the last fit chose, with every candidate's scores (only when
+        ``model_selection`` is label-free or a ``selection_grid`` is given)."""
+        return dict(self.fitted_)
+
+    def selects_label_free(self) -> bool:
+        """Whether a criterion on the unlabeled target picks the epoch or setting."""
+        return self.model_selection != SOURCE_VALIDATION
+
+    def grid_settings(self) -> list[dict[str, Any]]:
+        """Every combination of ``selection_grid`` (none: ``[]``), each one checked: a key is an
+        option of the recipe or ``objective.setting`` of one of its objectives."""
+        grid = self.selection_grid
+        if not grid:
+            return []
+        where = f"recipe '{self.name}': selection_grid"
+        if not isinstance(grid, dict):
+            raise ConfigError(f"{where} is {grid!r}; expected a mapping of keys to lists of values")
+        fixed = {"seed", "model_selection", "selection_grid"}
+        allowed = sorted(set(self.options()) - fixed)
+        objectives = {c.name for c in self.objective_configs()}
+        for key, values in grid.items():
+            name = str(key).split(".", 1)[0]
+            if "." in str(key) and name not in objectives:
+                raise ConfigError(
+                    f"{where}: key '{key}' names objective '{name}', which this recipe does not "
+                    f"use; its objectives: {sorted(objectives)}"
+                )
+            if "." not in str(key) and key not in allowed:
+                raise ConfigError(
+                    f"{where}: unknown key '{key}'; expected an option of the recipe "
+                    f"({', '.join(allowed)}) or objective.setting (such as dann.weight)"
+                )
+            if not isinstance(values, list) or not values:
+                raise ConfigError(
+                    f"{where}: key '{key}' is {values!r}; expected a non-empty list of values"
+                )
+        if "objectives" in grid and any("." in str(key) for key in grid):
+            raise ConfigError(f"{where}: list objectives or their settings, not both")
+        keys = list(grid)
+        settings = [
+            dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())
+        ]
+        for setting in settings:
+            try:
+                self.with_setting(setting)
+            except ConfigError as error:  # a bad value: named with the grid's key
+                detail = str(error).removeprefix(f"recipe '{self.name}': ")
+                raise ConfigError(f"{where}: {detail}") from None
+        return settings
+
+    def with_setting(self, setting: dict[str, Any]) -> EncoderTransfer:
+        """This recipe with one ``selection_grid`` setting applied (and no grid of its own)."""
+        options = type(self).checked_options({k: v for k, v in setting.items() if "." not in k})
+        objectives = list(options.pop("objectives", self.objectives))
+        for key, value in setting.items():
+            if "." in key:
+                name, field = key.split(".", 1)
+                entries = [{"name": o} if isinstance(o, str) else dict(o) for o in objectives]
+                objectives = [{**o, field: value} if o["name"] == name else o for o in entries]
+        return dataclasses.replace(self, selection_grid=None, objectives=objectives, **options)
 
     def objective_configs(self) -> list[ObjectiveConfig]:
         """The configured objectives, checked (names, settings, types)."""
@@ -202,6 +298,8 @@ class EncoderTransfer(BackboneRecipe):
             for what, used in (
                 ("stages: joint", self.stages == "joint"),
                 ("self-training", self.self_training_rounds > 0),
+                (f"model_selection '{self.model_selection}'", self.selects_label_free()),
+                ("selection_grid", bool(self.selection_grid)),
                 *(
                     (f"objective '{c.name}'", c.reads_class_scores)
                     for c in self.objective_configs()
@@ -381,6 +479,9 @@ class EncoderTransfer(BackboneRecipe):
     # -- training -----------------------------------------------------------------------------
 
     def fit(self, data: FitData) -> Predictor:
+        self.fitted_ = {}
+        if self.selection_grid:
+            return self._fit_grid(data)
         source, target, unlabeled, cache = data.source, data.target, data.unlabeled, data.cache
         self._check(data.reference())
         self._check_data(data)
@@ -427,7 +528,67 @@ class EncoderTransfer(BackboneRecipe):
                     model, self.target_learning_rate, self.target_learning_rate
                 ),
             )
+        self._record_epochs()
         return as_predictor(model)
+
+    def _record_epochs(self) -> None:
+        """Note in ``fitted_`` the source epoch a label-free criterion chose, and every epoch's
+        scores."""
+        epochs = [r["selection_scores"] for r in self.history_ if "selection_scores" in r]
+        if not epochs:
+            return
+        self.fitted_["model_selection"] = {
+            "criterion": self.model_selection,
+            "chosen_epoch": best_index([e[self.model_selection] for e in epochs]) + 1,
+            "scores": {name: [e[name] for e in epochs] for name in epochs[0]},
+        }
+
+    def _scorer(self, data: FitData, inputs: Any, outputs: Outputs) -> CandidateScorer:
+        """Scores of a model on the unlabeled target and the source split of the source stage
+        (at most :data:`DEV_SAMPLE` source training examples, seeded, for DEV)."""
+        train, validation = split_source(data.source, self.validation_fraction, self.seed)
+        if len(train) > DEV_SAMPLE:
+            rows = np.random.default_rng(self.seed).choice(len(train), DEV_SAMPLE, replace=False)
+            train = train.subset(np.sort(rows))
+        return CandidateScorer(
+            self.model_selection,
+            Examples(inputs(data.unlabeled)),
+            Examples(inputs(train)),
+            Examples(inputs(validation)),
+            np.asarray(outputs.labels(validation)),
+        )
+
+    def _fit_grid(self, data: FitData) -> Predictor:
+        """Fit every setting of ``selection_grid``; keep the one ``model_selection`` scores
+        highest (on a tie the later), and record every candidate's scores."""
+        self._check(data.reference())
+        self._check_data(data)
+        candidates: list[dict[str, Any]] = []
+        best: tuple[float, EncoderTransfer, Predictor, dict[str, Any]] | None = None
+        for setting in self.grid_settings():
+            recipe = self.with_setting(setting)
+            predictor = recipe.fit(data)
+            assert isinstance(predictor, NeuralPredictor)
+
+            def inputs(domain: Domain, p: NeuralPredictor = predictor) -> Any:
+                return domain_inputs(domain, p.frozen, data.cache, p.model.encoder)
+
+            scores = self._scorer(data, inputs, recipe.outputs_).score(predictor.model)
+            candidates.append({"setting": setting, "scores": scores, **recipe.fitted()})
+            if best is None or scores[self.model_selection] >= best[0]:
+                best = (scores[self.model_selection], recipe, predictor, setting)
+        assert best is not None
+        _, recipe, predictor, setting = best
+        self.history_, self.outputs_ = recipe.history_, recipe.outputs_
+        self.fitted_ = {
+            **recipe.fitted(),
+            "selection_grid": {
+                "criterion": self.model_selection,
+                "chosen": setting,
+                "candidates": candidates,
+            },
+        }
+        return predictor
 
     def _check_data(self, data: FitData) -> None:
         """A clear error when the data lacks what the configured pieces read."""
@@ -438,6 +599,24 @@ class EncoderTransfer(BackboneRecipe):
         if self.self_training_rounds and (data.unlabeled is None or len(data.unlabeled) == 0):
             raise DataError(
                 f"recipe '{self.name}' self-trains on unlabeled target data; none was given"
+            )
+        selecting = [
+            what
+            for what, used in (
+                (f"model_selection '{self.model_selection}'", self.selects_label_free()),
+                ("selection_grid", bool(self.selection_grid)),
+            )
+            if used
+        ]
+        if selecting and (data.unlabeled is None or len(data.unlabeled) == 0):
+            raise DataError(
+                f"recipe '{self.name}': {selecting[0]} scores models on unlabeled target data; "
+                "none was given"
+            )
+        if selecting and data.source is None:
+            raise DataError(
+                f"recipe '{self.name}': {selecting[0]} scores models on the source validation "
+                "split; it needs a source domain"
             )
         if data.source is None:
             needs = [
@@ -499,6 +678,7 @@ class EncoderTransfer(BackboneRecipe):
                     self._unfreezer(model, 1)(0)  # everything the source stage unfroze
                 return
         train, validation = split_source(source, self.validation_fraction, self.seed)
+        scorer = self._scorer(data, inputs, outputs) if self.selects_label_free() else None
         with training_clock() as clock, measure() as meter:
             self.history_ = Trainer(self._settings("source")).fit(
                 model,
@@ -511,7 +691,11 @@ class EncoderTransfer(BackboneRecipe):
                 ),
                 on_epoch_start=self._unfreezer(model, self.epochs),
                 as_predictor=as_predictor,
+                validation_score=scorer,
             )
+            if scorer is not None:  # every criterion's scores beside each epoch's record
+                for record, scores in zip(self.history_, scorer.scores, strict=True):
+                    record["selection_scores"] = scores
         if reuse:
             state = {k: v.clone() for k, v in model.state_dict().items()}
             data.stages.put(
@@ -569,6 +753,49 @@ class EncoderTransfer(BackboneRecipe):
                     "train_loss": history[-1]["train_loss"],
                 }
             )
+
+
+class CandidateScorer:
+    """Scores a model by every criterion of :mod:`shoptransfer.evaluation.label_free` (those
+    whose inputs it holds); called as the trainer's ``validation_score``, it keeps each call's
+    scores in :attr:`scores` and returns ``criterion``'s."""
+
+    def __init__(
+        self,
+        criterion: str,
+        target: Examples,
+        source: Examples,
+        validation: Examples,
+        validation_labels: np.ndarray,
+    ) -> None:
+        self.criterion = criterion
+        self.target, self.source, self.validation = target, source, validation
+        self.validation_labels = validation_labels
+        self.scores: list[dict[str, float]] = []
+
+    def score(self, model: Classifier) -> dict[str, float]:
+        target_features, target_logits = predict_features(model, self.target)
+        source_features, _ = predict_features(model, self.source)
+        validation_features, validation_logits = predict_features(model, self.validation)
+        outputs = CandidateOutputs(
+            _softmax(target_logits),
+            target_features,
+            source_features,
+            _softmax(validation_logits),
+            validation_features,
+            self.validation_labels,
+        )
+        return score_candidate(outputs)
+
+    def __call__(self, model: Classifier) -> float:
+        scores = self.score(model)
+        self.scores.append(scores)
+        return scores[self.criterion]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def confident_pseudo_labels(
