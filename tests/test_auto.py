@@ -122,3 +122,27 @@ def test_auto_runs_in_an_experiment_and_results_json_says_what_it_picked(
     assert fitted["picked"] in ("scratch-tfidf", "frozen-features")
     assert fitted["transfers"] == (fitted["picked"] == "frozen-features")
     assert set(fitted["scores"]) == {"scratch-tfidf", "frozen-features"}
+
+
+def test_auto_without_target_labels_scores_candidates_on_the_unlabeled_target() -> None:
+    source, _, test = flipped_domains()
+    # labels that agree with the target's: the fitted probe separates the target confidently
+    # into both classes (high information maximisation); a head given one tiny step predicts
+    # near 50/50 everywhere (low)
+    source = FeatureDomain(
+        "source", source.vectors, ["b" if y == "a" else "a" for y in source.labels]
+    )
+    confident = {"name": "frozen-features", "label": "confident", "solver": "lbfgs"}
+    hesitant = {
+        "name": "frozen-features",
+        "label": "hesitant",
+        "feature_transform": "sqrt-l2",
+        "epochs": 1,
+        "learning_rate": 1e-6,
+    }
+    recipe = make_recipe("auto", candidates=[hesitant, confident], label_free_criterion="im")
+    recipe.fit(FitData(source, unlabeled=test.without_labels()))
+    fitted = recipe.fitted()
+    assert "label-free criterion 'im'" in fitted["scored_by"]
+    assert fitted["picked"] == "confident"
+    assert fitted["scores"]["confident"] > fitted["scores"]["hesitant"]

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.evaluation.label_free import CRITERIA, CandidateOutputs
 from shoptransfer.recipes.base import (
     BackboneRecipe,
     FitData,
@@ -211,7 +212,6 @@ class Auto(BackboneRecipe):
 
 
 def label_free_score(criterion: str, probabilities: np.ndarray) -> float:
-    """A label-free criterion of :mod:`shoptransfer.evaluation.label_free` (higher: better)."""
-    from shoptransfer.evaluation import label_free
-
-    return float(label_free.CRITERIA[criterion](np.asarray(probabilities)))
+    """A label-free criterion of :mod:`shoptransfer.evaluation.label_free` on a candidate's
+    probabilities for the unlabeled target (higher: better)."""
+    return float(CRITERIA[criterion](CandidateOutputs(np.asarray(probabilities))))
