@@ -89,6 +89,9 @@ class Auto(BackboneRecipe):
         choices=("im", "entropy", "bnm", "snd"),
     )
 
+    def __post_init__(self) -> None:
+        self.candidates = [dict(c) if isinstance(c, dict) else c for c in self.candidates]
+
     def _entries(self, holds: str) -> list[Any]:
         entries = list(self.candidates) or list(
             TEXT_CANDIDATES if holds == "texts" else FEATURE_CANDIDATES
