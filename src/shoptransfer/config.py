@@ -755,9 +755,15 @@ def _read_yaml(path: Path) -> Any:
                 f"{path}: {size:,} bytes; expected an experiment file under "
                 f"{MAX_CONFIG_BYTES:,} bytes"
             )
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} line {line}: bytes {raw[exc.start : exc.end]!r} are not UTF-8 text; expected "
+            "an experiment file saved as UTF-8 (a data file's encoding goes in its domain's "
+            "encoding key)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
