@@ -240,6 +240,11 @@ def test_merge_keys_may_override_what_they_merge(tmp_path: Path) -> None:
         (None, "exp.yaml: a folder; expected an experiment YAML file"),
         (b"\x00\xff\xfe binary \x80", "not UTF-8 text"),
         ("name: café\n".encode("latin-1"), "not UTF-8 text"),
+        (
+            "name: shop\ntarget: {path: 评论.csv, encoding: gbk}\n".encode("gbk"),
+            "exp.yaml line 2: bytes b'\\xc6' are not UTF-8 text; expected an experiment file saved "
+            "as UTF-8 (a data file's encoding goes in its domain's encoding key)",
+        ),
         (b"# " + b"x" * 1_000_001, "bytes; expected an experiment file under 1,000,000 bytes"),
     ],
 )

@@ -14,6 +14,8 @@ import pytest
 
 from shoptransfer.config import parse_config
 from shoptransfer.data.domain import TextDomain
+from shoptransfer.data.interactions import read_interaction_domain
+from shoptransfer.data.ratings import read_rating_domain
 from shoptransfer.data.readers import read_table
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.recipes.base import FitData, load_predictor, make_recipe
@@ -161,6 +163,79 @@ def test_bytes_not_valid_in_the_encoding_are_one_line_naming_file_line_and_optio
         read_table(broken, text="review", encoding="gbk")
     with pytest.raises(ConfigError, match="key 'target.encoding': unknown encoding 'klingon'"):
         parse_config({"target": {"path": str(path), "encoding": "klingon"}}, "x.yaml")
+
+
+TITLES = {
+    "i1": "不粘炒锅",
+    "i2": "电热水壶",
+    "i3": "保温杯 500ml",
+    "i4": "𠀀字茶杯",
+}  # 𠀀: GB18030 only
+
+
+def write_gb18030_shop(folder: Path) -> tuple[Path, Path]:
+    """``clicks.csv`` (user, item, stars, when; every user rates every item in order) and the
+    catalogue ``items.csv`` (item, title: Chinese), both saved as GB18030."""
+    clicks, items = folder / "clicks.csv", folder / "items.csv"
+    with clicks.open("w", newline="", encoding="gb18030") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user", "item", "stars", "when"])
+        for u, user in enumerate(["用户甲", "用户乙"]):
+            writer.writerows([user, item, 1 + (u + i) % 5, i] for i, item in enumerate(TITLES))
+    with items.open("w", newline="", encoding="gb18030") as handle:
+        csv.writer(handle).writerows([["item", "title"], *TITLES.items()])
+    return clicks, items
+
+
+@pytest.mark.parametrize("task", ["recommendation", "rating"])
+def test_interactions_and_ratings_are_read_by_their_declared_encoding(
+    tmp_path: Path, task: str
+) -> None:
+    clicks, items = write_gb18030_shop(tmp_path)
+    target = {"path": str(clicks), "items": str(items), "user": "user", "item": "item"}
+    target |= {"time": "when", "encoding": "GB18030"}
+    if task == "rating":
+        target["rating"] = "stars"
+    config = parse_config({"task": task, "target": target}, "x.yaml")
+    assert config.target.encoding == "gb18030"
+    read = read_interaction_domain if task == "recommendation" else read_rating_domain
+    domain = read(config.target)
+    assert domain.items == list(TITLES) and domain.item_text == list(TITLES.values())
+    assert domain.users == ["用户乙", "用户甲"]
+    # undeclared, the same files are read as UTF-8: one line naming file, line and the option
+    del target["encoding"]
+    with pytest.raises(DataError) as caught:
+        read(parse_config({"task": task, "target": target}, "x.yaml").target)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{clicks} line 2: bytes b'")
+    assert "not valid UTF-8" in message and "encoding: gb18030" in message
+    with pytest.raises(ConfigError, match="key 'target.encoding': unknown encoding 'klingon'"):
+        parse_config({"task": task, "target": {**target, "encoding": "klingon"}}, "x.yaml")
+
+
+def test_pre_split_recbole_files_are_read_by_their_declared_encoding(tmp_path: Path) -> None:
+    folder = tmp_path / "S"
+    folder.mkdir()
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+    files = {
+        "S.item2index": "".join(f"{item}\t{i}\n" for i, item in enumerate(TITLES)),
+        "S.text": "item_id:token\ttext:token_seq\n"
+        + "".join(f"{item}\t{title}\n" for item, title in TITLES.items()),
+        **{f"S.{part}.inter": f"{header}用户甲\t0\t1\n" for part in ("train", "valid", "test")},
+    }
+    for name, text in files.items():
+        (folder / name).write_bytes(text.encode("gb18030"))
+    config = parse_config(
+        {"task": "recommendation", "target": {"path": str(folder), "encoding": "gb18030"}}, "x"
+    )
+    domain = read_interaction_domain(config.target)
+    assert domain.item_text == list(TITLES.values()) and domain.users == ["用户甲"]
+    with pytest.raises(
+        DataError, match=r"S.text line 2: bytes .* are not valid UTF-8; set the domain's encoding"
+    ):
+        read_interaction_domain(
+            parse_config({"task": "recommendation", "target": {"path": str(folder)}}, "x").target
+        )
 
 
 # --- the language warning -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import subprocess
 import sys
@@ -18,10 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from shoptransfer.api import run_experiment
-from shoptransfer.batch import Job, model_fingerprint, partial_folder, predict_file
+from shoptransfer.batch import Job, model_fingerprint, partial_folder, predict_file, read_rows
 from shoptransfer.cli import app
 from shoptransfer.config import parse_config
-from shoptransfer.errors import ConfigError
+from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.tfidf_scoring import load_tfidf_scorer
 
 from .conftest import write_reviews_csv
@@ -61,8 +62,9 @@ def model_of(run_dir: Path) -> tuple[Any, str]:
     return scorer, model_fingerprint(run_dir, name, onnx=False)
 
 
-def write_input(path: Path, texts: list[str] = TEXTS) -> Path:
-    """``texts`` in the format ``path`` names (with an ``id`` column where it has columns)."""
+def write_input(path: Path, texts: list[str] = TEXTS, encoding: str = "utf-8") -> Path:
+    """``texts`` in the format ``path`` names (with an ``id`` column where it has columns),
+    saved in ``encoding``."""
     name = path.name.removesuffix(".gz")
     if name.endswith(".parquet"):
         pd.DataFrame({"id": [f"r{i}" for i in range(len(texts))], "text": texts}).to_parquet(path)
@@ -70,14 +72,17 @@ def write_input(path: Path, texts: list[str] = TEXTS) -> Path:
     if name.endswith(".txt"):
         body = "".join(text.replace("\n", " ") + "\n" for text in texts)
     elif name.endswith(".jsonl"):
-        body = "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+        body = "".join(
+            json.dumps({"id": f"r{i}", "text": t}, ensure_ascii=False) + "\n"
+            for i, t in enumerate(texts)
+        )
     else:
-        with open(path, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t" if name.endswith(".tsv") else ",")
-            writer.writerow(["id", "text"])
-            writer.writerows([f"r{i}", t] for i, t in enumerate(texts))
-        body = path.read_text(encoding="utf-8")
-    data = body.encode("utf-8")
+        table = io.StringIO(newline="")
+        writer = csv.writer(table, delimiter="\t" if name.endswith(".tsv") else ",")
+        writer.writerow(["id", "text"])
+        writer.writerows([f"r{i}", t] for i, t in enumerate(texts))
+        body = table.getvalue()
+    data = body.encode(encoding)
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
 
@@ -259,3 +264,103 @@ def test_bad_input_is_one_line_and_exit_2(
     done = cli("predict", str(tfidf_run), "--input", str(source), *flags, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+CHINESE = [
+    "很好用，质量不错 great pan",
+    "",
+    "太差了，\n用了一天就坏了",
+    "   ",
+    "超赞的水壶 superb kettle",
+    "junk, 退货了",
+    "把手很舒服 love the handle",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding"),
+    [
+        ("in.csv", "gbk"),
+        ("in.txt", "gbk"),
+        ("in.tsv.gz", "gb18030"),
+        ("in.jsonl", "gb18030"),
+        ("in.csv", "utf-16"),
+        ("in.txt", "utf-16"),
+    ],
+)
+def test_an_input_in_a_declared_encoding_gives_the_predictions_of_its_texts(
+    tfidf_run: Path, tmp_path: Path, name: str, encoding: str
+) -> None:
+    texts = [t.replace("\n", " ") for t in CHINESE] if ".txt" in name else CHINESE
+    source = write_input(tmp_path / name, texts, encoding)
+    reference = write_input(tmp_path / "reference.jsonl", texts)
+    for path, out, declared in (
+        (source, tmp_path / "out.jsonl", encoding),
+        (reference, tmp_path / "ref.jsonl", "utf-8"),
+    ):
+        job = Job(path, out, chunk_size=2, show_progress=False, encoding=declared)
+        assert run_job(tfidf_run, job)["rows"] == len(texts)
+    assert (tmp_path / "out.jsonl").read_text() == (tmp_path / "ref.jsonl").read_text()
+
+
+def test_the_encoding_of_an_unfinished_job_must_be_given_again(
+    tfidf_run: Path, tmp_path: Path
+) -> None:
+    source = write_input(tmp_path / "in.csv", CHINESE * 2, "gb18030")
+    scorer, _ = model_of(tfidf_run)
+    scorer.predict_proba = lambda texts: (_ for _ in ()).throw(KeyboardInterrupt)
+    out = tmp_path / "out.csv"
+    job = Job(source, out, chunk_size=2, show_progress=False, encoding="GB18030")
+    with pytest.raises(KeyboardInterrupt):
+        run_job(tfidf_run, job, scorer)
+    with pytest.raises(ConfigError, match="--encoding or --top-k differ"):
+        run_job(tfidf_run, Job(source, out, resume=True, show_progress=False, encoding="gbk"))
+    job.resume = True
+    assert run_job(tfidf_run, job)["resumed_rows"] == 0
+    assert len(pd.read_csv(out)) == 2 * len(CHINESE)
+
+
+def test_predict_encoding_flag(tfidf_run: Path, tmp_path: Path) -> None:
+    """--encoding reads the file; undeclared, its bytes are one line naming file, line and the
+    flag; a bad name or the flag without --input is one line; all exit 2."""
+    source = write_input(tmp_path / "in.csv", CHINESE, "gbk")
+    out = tmp_path / "out.csv"
+    done = cli("predict", str(tfidf_run), "-i", str(source), "--encoding", "gbk", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out, keep_default_na=False)
+    scorer, _ = model_of(tfidf_run)
+    given = [t for t in CHINESE if t.strip()]
+    assert table.loc[table["label"] != "", "label"].tolist() == scorer.predict(given)
+    bad = f"{source} line 2: bytes b'\\xba' are not valid"
+    for flags, message in (
+        ([], f"{bad} UTF-8; give --encoding (--encoding gb18030 for Chinese GBK files)"),
+        (["--encoding", "klingon"], "--encoding: unknown encoding 'klingon'; expected a name"),
+        (["--encoding", "rot13"], "--encoding: 'rot13' is not a text encoding"),
+        (["--encoding", "ascii"], f"{bad} ascii; check --encoding"),
+    ):
+        done = cli("predict", str(tfidf_run), "-i", str(source), *flags)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+    done = cli("predict", str(tfidf_run), "--text", "good", "--encoding", "gbk")
+    assert done.returncode == 2 and "--encoding go with --input" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["in.txt", "in.csv.gz", "in.jsonl"])
+def test_bytes_not_valid_in_the_encoding_name_their_line_however_far_in(
+    tmp_path: Path, name: str
+) -> None:
+    source = write_input(tmp_path / name, ["好"] * 20_000 + ["坏"], "gb18030")
+    data = gzip.decompress(source.read_bytes()) if name.endswith(".gz") else source.read_bytes()
+    bad = data.replace("坏".encode("gb18030"), b"\xff")
+    source.write_bytes(gzip.compress(bad) if name.endswith(".gz") else bad)
+    line = 20_001 + name.startswith("in.csv")  # a header line
+    with pytest.raises(
+        DataError, match=rf"{name} line {line}: bytes b'\\xff' are not valid gb18030"
+    ):
+        list(read_rows(source, "text", None, 100, "gb18030"))
+
+
+def test_csv_lines_may_end_in_a_carriage_return_alone(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_bytes('id,text\r1,"好\r\n用"\r2,差\r'.encode("gbk"))
+    assert list(read_rows(source, "text", "id", 100, "gbk")) == [("好\r\n用", "1"), ("差", "2")]

@@ -214,7 +214,9 @@ def test_truncated_blitzer_gzip_names_the_file(tmp_path: Path) -> None:
 
     from shoptransfer.data import read_domain
 
-    entry = SimpleNamespace(path=str(tmp_path), format=None, image=None, vectors=None, name=None)
+    entry = SimpleNamespace(
+        path=str(tmp_path), format=None, image=None, vectors=None, name=None, encoding="utf-8"
+    )
     with pytest.raises(DataError, match=r"positive.parsed.gz: not a readable gzip file"):
         read_domain(entry)
 

@@ -13,6 +13,7 @@ export) is loaded here (:func:`light_predictor`); any other predictor is handed 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
@@ -20,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -36,6 +38,7 @@ from shoptransfer.export.runtime import open_export
 from shoptransfer.files import atomic_write_json
 from shoptransfer.progress import progress_bar
 from shoptransfer.runs import choose_model
+from shoptransfer.text_encodings import check_encoding
 from shoptransfer.tfidf_scoring import TfidfScorer, load_tfidf_scorer
 
 INPUT_FORMATS = ("txt", "csv", "tsv", "jsonl", "parquet")  # all but parquet may end in .gz
@@ -113,41 +116,74 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _decode(path: Path, line: bytes, number: int) -> str:
-    if number == 1 and line.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(
-            f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); "
-            "save it as UTF-8"
-        )
+ENCODING_HINT = "give --encoding (--encoding gb18030 for Chinese GBK files)"
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def input_codec(encoding: str) -> str:
+    """``--encoding`` as Python's codec name; a ConfigError naming the flag when it is none."""
     try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} line {number}: bytes {line[exc.start : exc.end]!r} are not valid UTF-8; "
-            "save the file as UTF-8"
-        ) from None
+        return check_encoding(encoding)
+    except ValueError as exc:
+        raise ConfigError(f"--encoding: {exc}") from None
 
 
-def _text_rows(path: Path) -> Iterator[tuple[Any, Any]]:
+def _lines(path: Path, handle: BinaryIO, encoding: str, universal: bool) -> Iterator[str]:
+    """The lines of ``handle`` decoded as ``encoding`` a block at a time (memory stays flat),
+    each with its line break; the first loses a byte-order mark. A line ends at a line feed,
+    and with ``universal`` also at a lone carriage return (as CSV reads them). Bytes not valid
+    in the encoding are a DataError naming their line."""
+    codec = input_codec(encoding)
+    decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+    line_pattern = re.compile(r"[^\r\n]*(?:\r\n?|\n)" if universal else r"[^\n]*\n")
+    number, pending = 1, ""
+    while True:
+        block = handle.read(_HASH_BLOCK)
+        if number == 1 and not pending and codec == "utf-8" and block.startswith(_UTF16_MARKS):
+            raise DataError(
+                f"{path}: the file is UTF-16 (it starts with a UTF-16 byte-order mark); give "
+                "--encoding utf-16 or save it as UTF-8"
+            )
+        try:
+            text = decoder.decode(block, final=not block)
+        except UnicodeDecodeError as exc:
+            before = exc.object[: exc.start].decode(codec, errors="replace")
+            hint = ENCODING_HINT if codec == "utf-8" else "check --encoding"
+            raise DataError(
+                f"{path} line {number + len(line_pattern.findall(pending + before))}: bytes "
+                f"{exc.object[exc.start : exc.end]!r} are not valid "
+                f"{'UTF-8' if codec == 'utf-8' else encoding}; {hint}"
+            ) from None
+        if number == 1 and not pending:
+            text = text.removeprefix("\ufeff")
+        pending += text
+        held = "\r" if block and pending.endswith("\r") else ""  # a line feed may follow
+        lines = line_pattern.findall(pending, 0, len(pending) - len(held))
+        pending = pending[sum(map(len, lines)) :]
+        yield from lines
+        number += len(lines)
+        if not block:
+            break
+    if pending:
+        yield pending
+
+
+def _text_rows(path: Path, encoding: str) -> Iterator[tuple[Any, Any]]:
     """A .txt file: every line is a row (an empty line too)."""
     with _open(path) as handle:
         try:
-            for number, line in enumerate(handle, start=1):
-                text = _decode(path, line, number).rstrip("\r\n")
-                if number == 1:
-                    text = text.removeprefix("\ufeff")
-                yield text, None
+            for line in _lines(path, handle, encoding, universal=False):
+                yield line.rstrip("\r\n"), None
         except (OSError, EOFError) as exc:
             raise DataError(f"{path}: unreadable ({exc})") from None
 
 
 def _delimited_rows(
-    path: Path, delimiter: str, column: str, id_column: str | None
+    path: Path, delimiter: str, column: str, id_column: str | None, encoding: str
 ) -> Iterator[tuple[Any, Any]]:
     csv.field_size_limit(1 << 30)
     with _open(path) as raw:
-        stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-        reader = csv.reader(stream, delimiter=delimiter)
+        reader = csv.reader(_lines(path, raw, encoding, universal=True), delimiter=delimiter)
         try:
             header = next(reader, None)
             if header is None:
@@ -157,10 +193,6 @@ def _delimited_rows(
                 text = row[where[0]] if where[0] < len(row) else None
                 key = row[where[1]] if where[1] is not None and where[1] < len(row) else None
                 yield text, key
-        except UnicodeDecodeError:
-            raise DataError(
-                f"{path} line {reader.line_num + 1}: not valid UTF-8; save the file as UTF-8"
-            ) from None
         except csv.Error as exc:
             raise DataError(f"{path}: line {reader.line_num}: {exc}") from None
         except (OSError, EOFError) as exc:
@@ -176,12 +208,15 @@ def _columns(
     return names.index(column), names.index(id_column) if id_column is not None else None
 
 
-def _jsonl_rows(path: Path, column: str, id_column: str | None) -> Iterator[tuple[Any, Any]]:
+def _jsonl_rows(
+    path: Path, column: str, id_column: str | None, encoding: str
+) -> Iterator[tuple[Any, Any]]:
     """A JSON-lines file: a record per line (a blank line is an empty row)."""
     with _open(path) as handle:
         try:
-            for number, line in enumerate(handle, start=1):
-                text = _decode(path, line, number).strip().removeprefix("\ufeff")
+            lines = _lines(path, handle, encoding, universal=False)
+            for number, line in enumerate(lines, start=1):
+                text = line.strip()
                 if not text:
                     yield None, None
                     continue
@@ -231,18 +266,20 @@ def _parquet_rows(
 
 
 def read_rows(
-    path: Path, column: str, id_column: str | None, chunk_size: int
+    path: Path, column: str, id_column: str | None, chunk_size: int, encoding: str = "utf-8"
 ) -> Iterator[tuple[Any, Any]]:
-    """(text, id) for every row of the input, in order, read as a stream."""
+    """(text, id) for every row of the input, in order, read as a stream; a text file is
+    decoded as ``encoding`` (a Parquet file holds its own)."""
     kind = input_format(path)
+    input_codec(encoding)
     if kind == "txt":
         if id_column is not None:
             raise ConfigError(f"--id-column: {path} is a .txt file, which has no columns")
-        return _text_rows(path)
+        return _text_rows(path, encoding)
     if kind in ("csv", "tsv"):
-        return _delimited_rows(path, "," if kind == "csv" else "\t", column, id_column)
+        return _delimited_rows(path, "," if kind == "csv" else "\t", column, id_column, encoding)
     if kind == "jsonl":
-        return _jsonl_rows(path, column, id_column)
+        return _jsonl_rows(path, column, id_column, encoding)
     return _parquet_rows(path, column, id_column, chunk_size)
 
 
@@ -484,6 +521,7 @@ class Job:
     as_json: bool = False
     resume: bool = False
     show_progress: bool = True
+    encoding: str = "utf-8"  # of a text file (a Parquet file holds its own)
 
 
 def check_job(job: Job) -> None:
@@ -496,7 +534,7 @@ def check_job(job: Job) -> None:
             raise ConfigError(f"--output {job.output} is the input file; name another")
     if job.resume and job.output is None:
         raise ConfigError("--resume needs --output (printed predictions cannot resume)")
-    rows = read_rows(job.input, job.column, job.id_column, job.chunk_size)
+    rows = read_rows(job.input, job.column, job.id_column, job.chunk_size, job.encoding)
     next(iter(rows), None)
     close = getattr(rows, "close", None)
     if close is not None:
@@ -518,7 +556,7 @@ def predict_file(job: Job, predictor: Any, model_fingerprint: str) -> dict[str, 
     resumed = rows_done
     folder = partial_folder(job.output) if job.output is not None else None
     total = count_rows(job.input)
-    rows = read_rows(job.input, job.column, job.id_column, chunk_size)
+    rows = read_rows(job.input, job.column, job.id_column, chunk_size, job.encoding)
     with progress_bar("predict", total, "rows", enabled=job.show_progress) as bar:
         bar.update(rows_done)
         for index, chunk in enumerate(_chunks(rows, chunk_size)):
@@ -559,6 +597,7 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
     settings = {
         "column": job.column,
         "id_column": job.id_column,
+        "encoding": input_codec(job.encoding),
         "top_k": columns.top_k,
         "columns": [name for name, _ in columns.names()],
     }
@@ -584,10 +623,13 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
                 f"--resume: the model differs from the one the unfinished job used; give the "
                 f"same run and --model, or delete {folder} to start again"
             )
-        if state.get("settings") != settings:
+        # a job begun before --encoding existed read UTF-8
+        recorded_settings = {"encoding": "utf-8", **state.get("settings", {})}
+        if recorded_settings != settings:
             raise ConfigError(
-                f"--resume: --column, --id-column or --top-k differ from the unfinished job's "
-                f"{state.get('settings')}; give the same, or delete {folder} to start again"
+                f"--resume: --column, --id-column, --encoding or --top-k differ from the "
+                f"unfinished job's {recorded_settings}; give the same, or delete {folder} to "
+                "start again"
             )
         return dict(state)
     if folder.exists():  # a folder without a state file: nothing finished in it

@@ -396,6 +396,14 @@ def predict(
         ),
     ] = None,
     column: Annotated[str, typer.Option(help="text column of an --input table")] = "text",
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="text encoding of the --input file, such as gbk or gb18030 for Chinese files "
+            "saved by older Windows tools (default utf-8; Parquet ignores it)",
+        ),
+    ] = None,
     image: Annotated[
         list[Path] | None,
         typer.Option("--image", help="an image file, or a folder of them (repeatable)"),
@@ -460,10 +468,11 @@ def predict(
             top_k,
             as_json,
             quiet,
+            encoding or "utf-8",
         )
         return
-    if output is not None or resume or id_column is not None:
-        raise ConfigError("--output, --resume and --id-column go with --input")
+    if output is not None or resume or id_column is not None or encoding is not None:
+        raise ConfigError("--output, --resume, --id-column and --encoding go with --input")
     from shoptransfer.api import choose_model, model_reads
 
     chosen = choose_model(run_dir, model)
@@ -503,12 +512,24 @@ def _predict_file(
     top_k: int,
     as_json: bool,
     quiet: bool,
+    encoding: str,
 ) -> None:
     """Score an --input file a chunk at a time; a model that needs no torch never loads it."""
     from shoptransfer.batch import Job, check_job, light_predictor, model_fingerprint, predict_file
     from shoptransfer.errors import ConfigError
 
-    job = Job(input, output, column, id_column, chunk_size, top_k, as_json, resume, not quiet)
+    job = Job(
+        input,
+        output,
+        column,
+        id_column,
+        chunk_size,
+        top_k,
+        as_json,
+        resume,
+        show_progress=not quiet,
+        encoding=encoding,
+    )
     check_job(job)
     name, predictor = light_predictor(run_dir, model, onnx)
     if predictor is None:  # a model that needs torch

@@ -19,16 +19,17 @@ from pydantic import (
 )
 
 from shoptransfer.backbones.image import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-from shoptransfer.data.readers import check_encoding
 from shoptransfer.errors import ConfigError
+from shoptransfer.text_encodings import check_encoding
 
 DEFAULT_RECIPES = ["scratch-tfidf", "scratch-transformer", "frozen-features", "fine-tune"]
 # numpy and scikit-learn take seeds below 2**32
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Encoding = Annotated[str, AfterValidator(check_encoding)]  # the codec's name: GBK -> gbk
 ENCODING_HELP = (
-    "text encoding of a CSV/TSV/JSONL table, such as gbk or gb18030 for Chinese files saved by "
-    "older Windows tools (default utf-8)"
+    "text encoding of the domain's text files (a CSV/TSV/JSONL table, interactions and item "
+    "catalogue), such as gbk or gb18030 for Chinese files saved by older Windows tools "
+    "(default utf-8; Parquet ignores it)"
 )
 
 
@@ -141,6 +142,7 @@ class InteractionDomainConfig(_Strict):
     k_core: int = Field(0, ge=0, description="drop users and items with fewer interactions")
     max_history: int = Field(50, gt=0, description="most recent items kept per history")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
+    encoding: Encoding = Field("utf-8", description=ENCODING_HELP)
 
 
 class RatingDomainConfig(_Strict):
@@ -160,6 +162,7 @@ class RatingDomainConfig(_Strict):
     item_id: str | None = Field(None, description="catalogue's item id column (default: item)")
     item_text: list[str] = Field(["title"], description="catalogue columns joined as item text")
     name: str | None = Field(None, description="domain name (default: the file name)")
+    encoding: Encoding = Field("utf-8", description=ENCODING_HELP)
 
 
 LABEL = re.compile(r"[A-Za-z0-9._=+,#-]+")
@@ -752,9 +755,15 @@ def _read_yaml(path: Path) -> Any:
                 f"{path}: {size:,} bytes; expected an experiment file under "
                 f"{MAX_CONFIG_BYTES:,} bytes"
             )
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path} line {line}: bytes {raw[exc.start : exc.end]!r} are not UTF-8 text; expected "
+            "an experiment file saved as UTF-8 (a data file's encoding goes in its domain's "
+            "encoding key)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:

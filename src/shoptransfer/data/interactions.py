@@ -31,7 +31,7 @@ import pandas as pd
 from shoptransfer.data.readers import (
     cell_text,
     check_header,
-    decode_utf8,
+    decode_text,
     read_bytes,
     read_delimited,
     read_parquet,
@@ -120,16 +120,19 @@ class InteractionDomain:
 # -- reading tables ---------------------------------------------------------------------------
 
 
-def read_frame(path: Path, format: str | None) -> tuple[pd.DataFrame, np.ndarray]:
-    """A table as strings, and each row's file line (Parquet: its row number from 1); RecBole
-    atomic files (``.inter``, ``.item``) lose their type tags."""
+def read_frame(
+    path: Path, format: str | None, encoding: str = "utf-8"
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A table as strings, and each row's file line (Parquet: its row number from 1); a text
+    file is decoded as ``encoding``; RecBole atomic files (``.inter``, ``.item``) lose their
+    type tags."""
     atomic = path.suffix in (".inter", ".item", ".user", ".text", ".item2index", ".user2index")
     fmt = "tsv" if atomic and format is None else table_format(path, format)
     if fmt == "parquet":
         frame = read_parquet(path).map(cell_text)
         lines = np.arange(1, len(frame) + 1)
     elif fmt in ("csv", "tsv"):
-        decoded = decode_utf8(path, read_bytes(path))
+        decoded = decode_text(path, read_bytes(path), encoding)
         # tabs separate a TSV's fields and its quotes are text; a CSV's quotes quote
         header, rows, line_list = read_delimited(
             path, decoded, "\t" if fmt == "tsv" else ",", quotes=fmt == "csv"
@@ -201,16 +204,18 @@ def read_interactions(
     format: str | None = None,
     k_core_threshold: int = 0,
     max_history: int = 50,
+    encoding: str = "utf-8",
 ) -> InteractionDomain:
     """Read interactions (and an item catalogue) into a leave-one-out split domain.
 
     ``time=None`` takes the file order as time order. ``item_text`` names the catalogue
     columns joined (with ". ") into each item's text; ``item_id`` is the catalogue's id column
     (default: the same name as ``item``). Histories given to validation and test cases keep
-    the last ``max_history`` items.
+    the last ``max_history`` items. Text files (interactions and catalogue) are decoded as
+    ``encoding`` (``gbk``, ``gb18030``...; UTF-8 by default).
     """
     path = Path(path)
-    frame, lines = read_frame(path, format)
+    frame, lines = read_frame(path, format, encoding)
     require_columns(path, frame, [user, item] + ([time] if time else []))
     if not len(frame):
         raise DataError(f"{path}: no interactions (the file has a header and no rows)")
@@ -260,7 +265,12 @@ def read_interactions(
     grouped = table.groupby("user", sort=False)["item"].apply(list).to_dict()
     sequences = [np.array([index[i] for i in grouped[u]], dtype=np.int64) for u in users]
     texts = catalogue_text(
-        Path(items_path) if items_path else None, items, item_id or item, list(item_text), report
+        Path(items_path) if items_path else None,
+        items,
+        item_id or item,
+        list(item_text),
+        report,
+        encoding,
     )
     train, valid, test = leave_one_out(sequences, max_history, report)
     return InteractionDomain(
@@ -282,12 +292,19 @@ def natural_order(value: str) -> tuple[int, Any]:
 
 
 def catalogue_text(
-    path: Path | None, items: list[str], id_column: str, columns: list[str], report: dict[str, int]
+    path: Path | None,
+    items: list[str],
+    id_column: str,
+    columns: list[str],
+    report: dict[str, int],
+    encoding: str = "utf-8",
 ) -> list[str]:
+    """Each item's text: the catalogue's ``columns`` joined with ". " (a text file decoded as
+    ``encoding``); the empty text for an item the catalogue lacks."""
     if path is None:
         report["items without text"] = len(items)
         return [""] * len(items)
-    frame, _ = read_frame(path, None)
+    frame, _ = read_frame(path, None, encoding)
     require_columns(path, frame, [id_column, *columns])
     joined = frame[columns].apply(
         lambda row: ". ".join(str(v).strip() for v in row if str(v).strip()), axis=1
@@ -343,8 +360,11 @@ def leave_one_out(
 # -- the pre-split RecBole form ---------------------------------------------------------------
 
 
-def read_recbole_split(folder: str | Path, dataset: str | None = None) -> InteractionDomain:
-    """Read ``DATASET.{train,valid,test}.inter``, ``.text`` and ``.item2index`` as given.
+def read_recbole_split(
+    folder: str | Path, dataset: str | None = None, encoding: str = "utf-8"
+) -> InteractionDomain:
+    """Read ``DATASET.{train,valid,test}.inter``, ``.text`` and ``.item2index`` as given,
+    decoded as ``encoding``.
 
     Item ids in the ``.inter`` files are 0-based positions in ``.item2index``; each user's
     training history is their longest training row plus its next item.
@@ -358,7 +378,7 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
     for path in files.values():
         if not path.exists():
             raise DataError(f"{path}: file not found; expected the pre-split {dataset} files")
-    positions = _item_positions(files["item2index"])
+    positions = _item_positions(files["item2index"], encoding)
     items = [""] * len(positions)
     for line, asin, position in positions:
         if not position.isdigit() or int(position) >= len(items):
@@ -368,13 +388,15 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
             )
         items[int(position)] = asin
     report: dict[str, int] = {}
-    text_frame, _ = read_frame(files["text"], None)
+    text_frame, _ = read_frame(files["text"], None, encoding)
     require_columns(files["text"], text_frame, ["item_id", "text"])
     text = dict(zip(text_frame["item_id"].str.strip(), text_frame["text"].str.strip()))
     texts = [text.get(asin, "") for asin in items]
     if any(not t for t in texts):
         report["items without text"] = sum(1 for t in texts if not t)
-    parts = {part: _split_rows(files[part], len(items)) for part in ("train", "valid", "test")}
+    parts = {
+        part: _split_rows(files[part], len(items), encoding) for part in ("train", "valid", "test")
+    }
     users = sorted(
         {u for rows in parts.values() for u, _, _ in rows},
         key=natural_order,
@@ -411,11 +433,11 @@ def read_recbole_split(folder: str | Path, dataset: str | None = None) -> Intera
     )
 
 
-def _item_positions(path: Path) -> list[tuple[int, str, str]]:
+def _item_positions(path: Path, encoding: str) -> list[tuple[int, str, str]]:
     """``(line, item id, position)`` for each line of a ``.item2index`` file (tab-separated,
     no header)."""
     positions = []
-    for line, text in enumerate(decode_utf8(path, read_bytes(path)).split("\n"), start=1):
+    for line, text in enumerate(decode_text(path, read_bytes(path), encoding).split("\n"), start=1):
         if not text.strip():
             continue
         fields = text.split("\t")
@@ -430,8 +452,8 @@ def _item_positions(path: Path) -> list[tuple[int, str, str]]:
     return positions
 
 
-def _split_rows(path: Path, n_items: int) -> list[tuple[str, np.ndarray, int]]:
-    frame, lines = read_frame(path, None)
+def _split_rows(path: Path, n_items: int, encoding: str) -> list[tuple[str, np.ndarray, int]]:
+    frame, lines = read_frame(path, None, encoding)
     require_columns(path, frame, ["user_id", "item_id_list", "item_id"])
     rows = []
     for line, u, history, target in zip(
@@ -455,7 +477,7 @@ def read_interaction_domain(config: Any) -> InteractionDomain:
     path = Path(config.path).expanduser()
     fmt = config.format or ("recbole-split" if path.is_dir() else None)
     if fmt == "recbole-split":
-        domain = read_recbole_split(path)
+        domain = read_recbole_split(path, encoding=config.encoding)
     else:
         domain = read_interactions(
             path,
@@ -468,6 +490,7 @@ def read_interaction_domain(config: Any) -> InteractionDomain:
             format=None if fmt == "atomic" else fmt,
             k_core_threshold=config.k_core,
             max_history=config.max_history,
+            encoding=config.encoding,
         )
     if config.name:
         domain.name = config.name

@@ -121,15 +121,17 @@ def read_ratings(
     item_text: list[str] | tuple[str, ...] = ("title",),
     name: str | None = None,
     format: str | None = None,
+    encoding: str = "utf-8",
 ) -> RatingDomain:
     """Read a ratings table (and an item catalogue) into a :class:`RatingDomain`.
 
     ``time=None`` takes the file order as time order; ``item_text`` names the catalogue columns
     joined (with ". ") into each item's text; ``item_id`` is the catalogue's id column
-    (default: the same name as ``item``).
+    (default: the same name as ``item``). Text files (ratings and catalogue) are decoded as
+    ``encoding`` (``gbk``, ``gb18030``...; UTF-8 by default).
     """
     path = Path(path)
-    frame, lines = read_frame(path, format)
+    frame, lines = read_frame(path, format, encoding)
     require_columns(path, frame, [user, item, rating] + ([time] if time else []))
     if not len(frame):
         raise DataError(f"{path}: no ratings (the file has a header and no rows)")
@@ -173,7 +175,12 @@ def read_ratings(
     user_index = {u: i for i, u in enumerate(users)}
     item_index = {i: k for k, i in enumerate(items)}
     texts = catalogue_text(
-        Path(items_path) if items_path else None, items, item_id or item, list(item_text), report
+        Path(items_path) if items_path else None,
+        items,
+        item_id or item,
+        list(item_text),
+        report,
+        encoding,
     )
     return RatingDomain(
         name=name or path.stem.split(".")[0],
@@ -202,4 +209,5 @@ def read_rating_domain(config: Any) -> RatingDomain:
         item_text=config.item_text,
         name=config.name,
         format=None if config.format == "atomic" else config.format,
+        encoding=config.encoding,
     )

@@ -1,17 +1,17 @@
 """Readers that turn files into validated domains.
 
-Every reader takes a column mapping instead of hard-coded names, decodes text as UTF-8 (a table:
-as its declared ``encoding``, such as ``gb18030``) and names the file and line of anything it
-cannot use: bytes not valid in the encoding, a corrupt ``.gz``, an empty file, a header naming a
-column twice, a row with more fields than the header, an unclosed quote, a NUL byte, a text cell
-that is not text (a JSON object, list or number; a Parquet column of numbers). Rows with empty
-text (or, in a labeled table, an empty label; in a table of numbers, an empty number; in a table
-of several label columns, no label at all) are dropped and counted in ``TextDomain.dropped``.
+Every reader takes a column mapping instead of hard-coded names, decodes text as its declared
+``encoding`` (UTF-8 by default; ``gb18030`` for a Chinese GBK file, say) and names the file and
+line of anything it cannot use: bytes not valid in the encoding, a corrupt ``.gz``, an empty
+file, a header naming a column twice, a row with more fields than the header, an unclosed quote,
+a NUL byte, a text cell that is not text (a JSON object, list or number; a Parquet column of
+numbers). Rows with empty text (or, in a labeled table, an empty label; in a table of numbers,
+an empty number; in a table of several label columns, no label at all) are dropped and counted
+in ``TextDomain.dropped``.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import io
@@ -27,6 +27,7 @@ import pandas as pd
 
 from shoptransfer.data.domain import TextDomain
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.text_encodings import check_encoding
 
 # a .gz file is unpacked in memory up to this size: a few megabytes of gzip can unpack to
 # hundreds of gigabytes
@@ -74,21 +75,6 @@ def read_bytes(path: Path) -> bytes:
 ENCODING_HINT = "set the domain's encoding (encoding: gb18030 for Chinese GBK files)"
 
 
-def check_encoding(encoding: str) -> str:
-    """``encoding`` as Python's codec name; a ValueError naming it when Python has no text
-    codec of that name (``gbk``, ``gb18030``, ``big5``, ``latin-1``, ``utf-8``... are known)."""
-    try:
-        info = codecs.lookup(encoding)
-    except LookupError:
-        raise ValueError(
-            f"unknown encoding '{encoding}'; expected a name such as utf-8, gbk, gb18030, "
-            "big5, shift_jis or latin-1"
-        ) from None
-    if not getattr(info, "_is_text_encoding", True):
-        raise ValueError(f"'{encoding}' is not a text encoding; expected one such as gb18030")
-    return info.name
-
-
 def decode_text(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
     """``raw`` decoded as ``encoding`` (UTF-8 by default), without a byte-order mark; a
     DataError naming the line and byte offset of the first bytes that are not valid in it."""
@@ -117,11 +103,6 @@ def decode_text(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
             f"{path} line {line}: a NUL byte; expected a text file (is it binary or UTF-16?)"
         )
     return text.removeprefix("\ufeff")
-
-
-def decode_utf8(path: Path, raw: bytes) -> str:
-    """``raw`` as UTF-8 text (see :func:`decode_text`)."""
-    return decode_text(path, raw)
 
 
 def cell_text(value: Any) -> str:
@@ -488,8 +469,9 @@ def _domain_from_rows(
 BLITZER_FILES = {"positive": "positive.parsed", "negative": "negative.parsed"}
 
 
-def parse_blitzer(path: str | Path) -> list[str]:
-    """Parse one Blitzer ``.parsed`` file (optionally ``.gz``) into a list of review texts.
+def parse_blitzer(path: str | Path, encoding: str = "utf-8") -> list[str]:
+    """Parse one Blitzer ``.parsed`` file (optionally ``.gz``, decoded as ``encoding``) into a
+    list of review texts.
 
     The format is pseudo-XML: ``<reviews>``, then one ``<review>`` element per review holding a
     tab, the title, a newline, a tab and the body. Bodies may contain ``&``, ``<`` and blank
@@ -497,7 +479,7 @@ def parse_blitzer(path: str | Path) -> list[str]:
     normalised.
     """
     path = Path(path)
-    content = decode_utf8(path, read_bytes(path)).replace("\r\n", "\n")
+    content = decode_text(path, read_bytes(path), encoding).replace("\r\n", "\n")
     stripped = content.strip()
     if not stripped.startswith("<reviews>"):
         raise DataError(
@@ -540,8 +522,11 @@ def _blitzer_file(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder}: no {stem} (or {stem}.gz); expected a Blitzer domain folder")
 
 
-def read_blitzer(folder: str | Path, name: str | None = None) -> TextDomain:
-    """Read a Blitzer domain folder holding ``positive.parsed`` and ``negative.parsed``."""
+def read_blitzer(
+    folder: str | Path, name: str | None = None, encoding: str = "utf-8"
+) -> TextDomain:
+    """Read a Blitzer domain folder holding ``positive.parsed`` and ``negative.parsed``
+    (decoded as ``encoding``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found; expected a Blitzer domain folder")
@@ -549,7 +534,7 @@ def read_blitzer(folder: str | Path, name: str | None = None) -> TextDomain:
     labels: list[str] = []
     dropped = 0
     for label, stem in BLITZER_FILES.items():
-        for review in parse_blitzer(_blitzer_file(folder, stem)):
+        for review in parse_blitzer(_blitzer_file(folder, stem), encoding):
             if review:
                 texts.append(review)
                 labels.append(label)

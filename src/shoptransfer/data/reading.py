@@ -61,7 +61,7 @@ def read_domain(entry: Any) -> Domain:
             format=fmt,
         )
     if fmt == "blitzer":
-        return read_blitzer(path, name=entry.name)
+        return read_blitzer(path, name=entry.name, encoding=entry.encoding)
     return read_table(
         path,
         text=entry.text,
