@@ -146,3 +146,15 @@ def test_auto_without_target_labels_scores_candidates_on_the_unlabeled_target() 
     assert "label-free criterion 'im'" in fitted["scored_by"]
     assert fitted["picked"] == "confident"
     assert fitted["scores"]["confident"] > fitted["scores"]["hesitant"]
+
+
+def test_auto_scores_candidates_on_a_sample_and_trains_the_pick_on_everything() -> None:
+    source, target, test = flipped_domains()
+    recipe = make_recipe("auto", candidates=[SOURCE_ONLY, TARGET_HEAVY], trial_examples=100)
+    predictor = recipe.fit(FitData(source, target))
+    assert "on 100 source examples" in recipe.fitted()["scored_by"]
+    full = make_recipe("auto", candidates=[SOURCE_ONLY, TARGET_HEAVY], trial_examples=0)
+    full.fit(FitData(source, target))
+    assert "on 400 source examples" in full.fitted()["scored_by"]
+    assert recipe.fitted()["picked"] == full.fitted()["picked"] == "target-heavy"
+    assert np.mean(np.array(predictor.predict(test.vectors)) == test.labels) > 0.9

@@ -83,6 +83,12 @@ class Auto(BackboneRecipe):
     validation_fraction: float = option(
         0.3, "share of the labelled target held out to score the candidates", above=0, below=1
     )
+    trial_examples: int = option(
+        2000,
+        "source and unlabeled target examples the candidates are scored with, at most each "
+        "(a seeded sample; 0: all); the pick is then trained on everything",
+        minimum=0,
+    )
     label_free_criterion: str = option(
         "im",
         "score without target labels: 'im' (information maximisation), 'entropy', 'bnm' or 'snd'",
@@ -141,17 +147,18 @@ class Auto(BackboneRecipe):
         skipped: dict[str, str] = {}
         if split is not None:
             fit_part, held_out = split
-            trial = dataclasses.replace(data, target=fit_part)
+            trial = self._trial(data, target=fit_part)
             how = (
                 f"accuracy on {len(held_out)} held-out labelled target examples "
                 f"({self.validation_fraction:.0%} of {len(data.target)}), each candidate trained "
-                f"on the source and the other {len(fit_part)}"
+                f"on {self._size(trial.source)} source examples and the other {len(fit_part)}"
             )
         elif data.unlabeled is not None and len(data.unlabeled):
-            trial, held_out = data, None
+            trial, held_out = self._trial(data, target=data.target), None
             how = (
                 f"label-free criterion '{self.label_free_criterion}' on "
-                f"{len(data.unlabeled)} unlabeled target inputs (too few target labels to hold "
+                f"{self._size(trial.unlabeled)} unlabeled target inputs, each candidate trained on "
+                f"{self._size(trial.source)} source examples (too few target labels to hold "
                 f"{LEAST_PER_CLASS} of each class out)"
             )
         else:
@@ -173,7 +180,7 @@ class Auto(BackboneRecipe):
                 predicted = np.asarray(predictor.predict(held_out.inputs))
                 scores[label] = float(np.mean(predicted == np.asarray(held_out.labels)))
             else:
-                probabilities = predictor.predict_proba(data.unlabeled.inputs)
+                probabilities = predictor.predict_proba(trial.unlabeled.inputs)
                 scores[label] = label_free_score(self.label_free_criterion, probabilities)
             seconds[label] = round(time.perf_counter() - started, 3)
         if not scores:
@@ -193,6 +200,24 @@ class Auto(BackboneRecipe):
             **({"pick": recipe.fitted()} if recipe.fitted() else {}),
         }
         return predictor
+
+    def _trial(self, data: FitData, target: Any) -> FitData:
+        """``data`` for scoring the candidates: ``target`` as its labels, the source and the
+        unlabeled target cut to a seeded sample of ``trial_examples`` each."""
+
+        def sample(domain: Any) -> Any:
+            if domain is None or not self.trial_examples or len(domain) <= self.trial_examples:
+                return domain
+            rows = np.random.default_rng(self.seed).permutation(len(domain))
+            return domain.subset(np.sort(rows[: self.trial_examples]))
+
+        return dataclasses.replace(
+            data, source=sample(data.source), target=target, unlabeled=sample(data.unlabeled)
+        )
+
+    @staticmethod
+    def _size(domain: Any) -> str:
+        return "no" if domain is None else f"{len(domain):,}"
 
     def _split(self, target: Any) -> tuple[Any, Any] | None:
         """(fit part, held-out part) of the labelled target, stratified; ``None`` when some
