@@ -634,6 +634,14 @@ def markdown(payload: dict[str, Any]) -> str:
     sentence = timing_sentence(payload)
     if sentence:
         lines.append(sentence + "\n")
+    runs = [run for cell in payload.get("settings", {}).values() for run in cell["runs"]]
+    if runs:
+        machine, versions = runs[-1]["machine"], runs[-1]["versions"]
+        lines.append(
+            f"Machine: {machine['platform']}, {machine['cpu_count']} CPU cores; "
+            + ", ".join(f"{k} {v}" for k, v in versions.items())
+            + ".\n"
+        )
     lines.extend(ground_truth_lines(payload, analysis))
     lines.append("## Estimators against ground truth\n")
     for family, rows in analysis["summary"].items():
@@ -649,6 +657,7 @@ def markdown(payload: dict[str, Any]) -> str:
                 f"{row['hit_rate']:.2f} | {row['regret']:.2f} |"
             )
         lines.append("")
+    lines.extend(fashion_lines(analysis))
     lines.append("## Blitzer: the source `select` picks, per target\n")
     for label, picks in analysis["source_picks"].items():
         if not picks:
@@ -765,6 +774,25 @@ def ground_truth_lines(payload: dict[str, Any], analysis: dict[str, Any]) -> lis
         "- An interrupted first start (restarted after the SFDA fix, its finished pair kept) "
         "is not in the wall clock.\n"
     )
+    return lines
+
+
+def fashion_lines(analysis: dict[str, Any]) -> list[str]:
+    """The fashion grid's candidates: measured accuracy beside every score."""
+    grid = next((g for g in analysis["grids"] if g["family"] == "fashion"), None)
+    if grid is None:
+        return []
+    names = [e for e in ESTIMATOR_ORDER if e in grid["candidates"][0]["scores"]]
+    lines = [
+        f"## Fashion: candidates at {FASHION_BUDGET} photos per class\n",
+        "Scores as the tables orient them (higher is better; `mean_rank` negated).\n",
+        "| candidate | accuracy % | seeds | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for c in sorted(grid["candidates"], key=lambda c: -c["accuracy"]):
+        cells = " | ".join(f"{c['scores'][n]:.3f}" for n in names)
+        lines.append(f"| {c['name']} | {c['accuracy']:.1f} | {c['seeds']} | {cells} |")
+    lines.append("")
     return lines
 
 
