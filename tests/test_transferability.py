@@ -100,3 +100,17 @@ def test_nce_is_zero_when_the_source_class_determines_the_label() -> None:
 def test_gbc_is_zero_for_far_apart_classes() -> None:
     features, labels = _clusters(spread=0.001)
     assert tr.gbc(features, labels) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_sfda_sees_separated_classes_whatever_the_features_scale() -> None:
+    # classes 10 standard deviations apart: nearly every example's own class is certain, also
+    # for features of small scale (sentence embeddings of unit length have per-dimension
+    # variances near 1/d); a within-class scatter shrunk toward the unscaled identity ignores
+    # their spread and gives posteriors near the class priors
+    rng = np.random.default_rng(0)
+    labels = np.arange(200) % 2
+    centres = np.zeros((2, 16))
+    centres[1, 0] = 10.0
+    features = centres[labels] + rng.normal(size=(200, 16))
+    for scale in (1.0, 0.01):
+        assert tr.sfda(scale * features, labels) > 0.95

@@ -203,16 +203,17 @@ def gbc(
     return float(-total)
 
 
-def sfda(features: np.ndarray, labels: Sequence[Any] | np.ndarray, a: float = 1.0) -> float:
+def sfda(features: np.ndarray, labels: Sequence[Any] | np.ndarray, a: float = 5.0) -> float:
     """SFDA (Shao et al., ECCV 2022), compactly: the features projected by a regularised
     Fisher discriminant analysis, then the mean probability of each example's own class under
     the class-mean posterior in that space.
 
-    The within-class scatter is shrunk toward the identity, ``(1 - l) S_W + l I`` with
-    ``l = exp(-a sigma(S_B))`` (``sigma``: the largest eigenvalue of the between-class
-    scatter), following the paper; the projection is the generalised eigenvectors of
-    ``(S_B, S_W')``. The paper's second step (ConfMix, a self-challenging re-scoring of mixed
-    hard examples) is left out."""
+    The within-class scatter is shrunk toward a scaled identity, ``(1 - l) S_W + l mu I`` with
+    ``mu = tr(S_W) / d`` and ``l = exp(-a sigma(S_W))`` (``sigma``: the largest eigenvalue of
+    the within-class scatter; ``a = 5``), as the authors' released code does; the scale ``mu``
+    keeps features of small variance (sentence embeddings) from being swamped by the
+    identity. The projection is the generalised eigenvectors of ``(S_B, S_W')``. The paper's
+    second step (ConfMix, a self-challenging re-scoring of mixed hard examples) is left out."""
     x = _float(features)
     y, n_classes = encoded_labels(labels)
     x = x - x.mean(axis=0)
@@ -224,9 +225,10 @@ def sfda(features: np.ndarray, labels: Sequence[Any] | np.ndarray, a: float = 1.
     between = (means * counts[:, None]).T @ means / n
     centred = x - means[y]
     within = centred.T @ centred / n
-    largest = float(linalg.eigvalsh(between, subset_by_index=[d - 1, d - 1])[0])
-    weight = float(np.exp(-a * largest))
-    regularised = (1 - weight) * within + weight * np.eye(d)
+    largest = float(linalg.eigvalsh(within, subset_by_index=[d - 1, d - 1])[0])
+    weight = max(float(np.exp(-a * largest)), 1e-10)
+    scale = float(np.trace(within)) / d
+    regularised = (1 - weight) * within + weight * scale * np.eye(d)
     keep = max(1, min(n_classes - 1, d))
     _, vectors = linalg.eigh(between, regularised, subset_by_index=[d - keep, d - 1])
     projected = x @ vectors
