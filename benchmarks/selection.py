@@ -37,6 +37,12 @@ Negative transfer before training: ``select``'s rule (``HURT_RULES``) applied to
 alone, at each target and budget where the measured flag is known (a transfer recipe below the
 best target-only scratch baseline by more than the seed noise, as ``compare`` defines it).
 
+The ``auto`` recipe (part ``auto``): on every Blitzer pair, budget and seed it chooses among the
+measured recipes (scratch-tfidf, frozen-features, coral-closed-form, their defaults) — by
+accuracy on a held-out 30 % of the budget's target labels, or at budget 0 by information
+maximisation on the unlabelled target — and trains the pick; its accuracy is set beside the best
+candidate's (regret) and its train seconds beside the sum of theirs.
+
 Writes benchmarks/results/selection.json and .md.
 """
 
@@ -135,6 +141,73 @@ def measure_blitzer(payload: dict[str, Any], args: argparse.Namespace) -> None:
             }
             run_setting(payload, setting, config, compare=True, shared_cores=args.shared_cores)
             finish(payload)
+
+
+AUTO = {"name": "auto", "label": "auto", "candidates": RECIPES}  # the measured recipes
+
+
+def measure_auto(payload: dict[str, Any], args: argparse.Namespace) -> None:
+    """The ``auto`` recipe choosing among :data:`RECIPES` (their defaults, as measured) on
+    every Blitzer pair, budget and seed; its records join the pair's setting."""
+    for target in DOMAINS:
+        for source in DOMAINS:
+            setting = pair_setting(source, target)
+            seeds = [s for s in SEEDS if not recorded(payload, setting, "auto", s)]
+            if source == target or not seeds:
+                continue
+            config = {
+                "name": f"selection-auto-{source}-{target}",
+                "source": blitzer_entry(source),
+                "target": blitzer_entry(target),
+                "budgets": BUDGETS,
+                "seeds": seeds,
+                "max_length": 128,
+                "recipes": [AUTO],
+            }
+            run_setting(payload, setting, config, shared_cores=args.shared_cores)
+            finish(payload)
+
+
+def auto_tasks(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per Blitzer pair and budget: auto's accuracy and picks beside each candidate's (means
+    over seeds, %), and auto's train seconds over the sum of the candidates' (medians)."""
+    tasks = []
+    for target in DOMAINS:
+        for source in DOMAINS:
+            records = payload["settings"].get(pair_setting(source, target), {}).get("records", [])
+            for budget in BUDGETS:
+                auto = values(records, "auto", "accuracy", budget=budget)
+                if source == target or not auto:
+                    continue
+                means, seconds = {}, {}
+                for recipe in RECIPES:
+                    seeds = values(records, recipe, "accuracy", budget=budget)
+                    if seeds:
+                        means[recipe] = 100 * float(np.mean(seeds))
+                        cost = values(records, recipe, "train_seconds", budget=budget)
+                        seconds[recipe] = float(np.median(cost))
+                picks: dict[str, int] = {}
+                for r in records:
+                    if r["label"] == "auto" and str(r["budget"]) == str(budget):
+                        picked = r.get("fitted", {}).get("picked", "?")
+                        picks[picked] = picks.get(picked, 0) + 1
+                auto_seconds = float(
+                    np.median(values(records, "auto", "train_seconds", budget=budget))
+                )
+                best = max(means, key=lambda k: means[k])
+                tasks.append(
+                    {
+                        "pair": f"{source}->{target}",
+                        "budget": budget,
+                        "auto": 100 * float(np.mean(auto)),
+                        "candidates": means,
+                        "best": best,
+                        "regret": means[best] - 100 * float(np.mean(auto)),
+                        "picks": picks,
+                        "cost_share": auto_seconds / sum(seconds.values()),
+                    }
+                )
+    return tasks
 
 
 def select_blitzer(payload: dict[str, Any]) -> None:
@@ -408,12 +481,6 @@ def fashion_grid(payload: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def auto_pick(grid: dict[str, Any]) -> str | None:
-    """The candidate the ``auto`` recipe (issue 17, part 2) would train in ``grid``: where its
-    picks are added to the tables (a row 'auto' appears once this returns names)."""
-    return None
-
-
 # -- metrics -----------------------------------------------------------------------------------
 
 
@@ -436,24 +503,11 @@ def grid_metrics(grid: dict[str, Any], estimator: str) -> dict[str, float] | Non
     }
 
 
-def pick_metrics(grid: dict[str, Any], name: str) -> dict[str, float]:
-    accuracy = {c["name"]: c["accuracy"] for c in grid["candidates"]}
-    best = max(accuracy.values())
-    return {
-        "tau": float("nan"),
-        "hit": float(accuracy[name] >= best - 1e-9),
-        "regret": best - accuracy[name],
-    }
-
-
 def summary(grids: list[dict[str, Any]], estimators: list[str]) -> dict[str, dict[str, Any]]:
     """Per estimator over ``grids``: mean weighted tau (grids where the scores are not all
     equal), top-1 hit rate and mean regret."""
     out: dict[str, dict[str, Any]] = {}
     rows = {e: [m for g in grids if (m := grid_metrics(g, e)) is not None] for e in estimators}
-    picks = [(g, auto_pick(g)) for g in grids]
-    if any(name is not None for _, name in picks):
-        rows["auto"] = [pick_metrics(g, name) for g, name in picks if name is not None]
     for estimator, metrics in rows.items():
         if not metrics:
             continue
@@ -589,6 +643,7 @@ def analyse(payload: dict[str, Any]) -> dict[str, Any]:
     }
     cells = negative_transfer_cells(payload)
     return {
+        "auto": auto_tasks(payload),
         "grids": grids,
         "summary": {name: summary(part, ESTIMATOR_ORDER) for name, part in families.items()},
         "source_picks": {
@@ -710,9 +765,51 @@ def markdown(payload: dict[str, Any]) -> str:
                 f"{sum('as source:' in x['why'] for x in part)} | {len(part)} |"
             )
     lines.append("")
+    lines.extend(auto_lines(analysis))
     lines.append("## Goals (issue 17)\n")
     lines.extend(goal_lines(analysis))
     return "\n".join(lines) + "\n"
+
+
+def auto_lines(analysis: dict[str, Any]) -> list[str]:
+    tasks = analysis.get("auto", [])
+    if not tasks:
+        return []
+    within = sum(t["regret"] <= 1.0 for t in tasks)
+    lines = [
+        "## `auto`: the recipe it trains against the best of its candidates\n",
+        f"`auto` with candidates {', '.join(RECIPES)} (their defaults, as measured above), "
+        "on every Blitzer pair, budget and seed: with target labels it holds out 30 % of them, "
+        "trains each candidate on the source and the rest, keeps the most accurate on the "
+        "held-out part and trains it again on every label; at 0 labels it scores frozen-features "
+        "and coral-closed-form by information maximisation on the unlabelled target. best: the "
+        "candidate with the highest mean test accuracy (known only after training them all); "
+        "regret = best − auto (means over 3 seeds); cost: auto's median train seconds over the "
+        "sum of the candidates' (cores shared: a rough ratio).\n",
+        f"auto is within 1 point of the best candidate on **{within} of {len(tasks)}** tasks "
+        f"({100 * within / len(tasks):.0f} %); mean regret "
+        f"{np.mean([t['regret'] for t in tasks]):.2f} points; cost "
+        f"{100 * np.median([t['cost_share'] for t in tasks]):.0f} % (median) of training every "
+        "candidate once.\n",
+        "| budget | tasks | within 1 point | mean regret | picks | median cost |",
+        "|---|---|---|---|---|---|",
+    ]
+    for budget in BUDGETS:
+        part = [t for t in tasks if str(t["budget"]) == str(budget)]
+        if not part:
+            continue
+        picks: dict[str, int] = {}
+        for t in part:
+            for name, n in t["picks"].items():
+                picks[name] = picks.get(name, 0) + n
+        lines.append(
+            f"| {budget} | {len(part)} | {sum(t['regret'] <= 1.0 for t in part)} | "
+            f"{np.mean([t['regret'] for t in part]):.2f} | "
+            + ", ".join(f"{k} ×{v}" for k, v in sorted(picks.items()))
+            + f" | {100 * np.median([t['cost_share'] for t in part]):.0f} % |"
+        )
+    lines.append("")
+    return lines
 
 
 def ground_truth_lines(payload: dict[str, Any], analysis: dict[str, Any]) -> list[str]:
@@ -841,8 +938,8 @@ def main() -> None:
     parser.add_argument(
         "--part",
         nargs="*",
-        default=["blitzer", "fashion", "scientific"],
-        choices=["blitzer", "fashion", "scientific"],
+        default=["blitzer", "fashion", "scientific", "auto"],
+        choices=["blitzer", "fashion", "scientific", "auto"],
     )
     parser.add_argument(
         "--no-shared-cores", dest="shared_cores", action="store_false", help="cores not shared"
@@ -861,6 +958,8 @@ def main() -> None:
         score_fashion(payload)
     if "scientific" in args.part:
         score_scientific(payload)
+    if "auto" in args.part:
+        measure_auto(payload, args)
     add_invocation(payload, sys.argv[1:], started, args.shared_cores)
     finish(payload)
     print(json.dumps(payload["analysis"]["summary"]["all grids"], indent=1))
