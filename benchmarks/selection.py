@@ -5,12 +5,13 @@
     .venv/bin/python benchmarks/selection.py --markdown    # rewrites the .md from the JSON
 
 Every transferability estimator (:mod:`shoptransfer.evaluation.transferability`), the domain
-gap, and ``select``'s combination (the mean rank over them, its pick) score the candidates of a
-grid before training; the grid's measured accuracies say which candidate was best. Per grid and
-estimator: Kendall's weighted tau (``scipy.stats.weightedtau``, hyperbolic weights: the top of
-the ranking counts most) between scores and accuracies, whether the top-scored candidate is the
-best one (top-1 hit; a tie at the top counts the share of tied candidates that are best), and
-the regret (accuracy points lost by taking the top-scored candidate instead of the best).
+gap, and ``select``'s order (its pick first; ``shoptransfer.selection.rank``) score the
+candidates of a grid before training; the grid's measured accuracies say which candidate was
+best. Per grid and estimator: Kendall's weighted tau (``scipy.stats.weightedtau``, hyperbolic
+weights: the top of the ranking counts most) between scores and accuracies, whether the top-
+scored candidate is the best one (top-1 hit; a tie at the top counts the share of tied
+candidates that are best), and the regret (accuracy points lost by taking the top-scored
+candidate instead of the best).
 
 Grids:
 - Blitzer, for each of the 4 targets the 3 other domains as sources, all-MiniLM-L6-v2 features
@@ -32,6 +33,12 @@ Grids:
 - Scientific (recommendation): sources none vs MovieLens-100K; no class labels, so only the
   domain gap of the item texts' MiniLM features applies (1,000 items per domain), read as
   ``select``'s negative-transfer rule reads it.
+
+- Chinese shopping categories (out of sample: ``select``'s source order was revised after the
+  Blitzer grids): for each of the 5 categories of benchmarks/chinese.py as target (its
+  1,000-review pool and 1,000 test reviews), the 4 other categories' pools as single sources x
+  2 backbones (e5-small-multilingual-torch, use-multilingual), at 0 and 16 labels per class;
+  ground truth: frozen-features (lbfgs) trained on each source (+ the budget's labels), 3 seeds.
 
 Negative transfer before training: ``select``'s rule (``HURT_RULES``) applied to each source
 alone, at each target and budget where the measured flag is known (a transfer recipe below the
@@ -85,8 +92,9 @@ FASHION_FEATURES = {
     "efficientnet-lite2-260px": ("efficientnet-lite2", 260, "bf16"),
 }
 # estimators whose smaller value is better (the tables orient every score: higher is better)
-SMALLER_IS_BETTER = {"proxy_a_distance", "mmd", "mean_rank"}
-COMBINATION = "mean_rank"
+SMALLER_IS_BETTER = {"proxy_a_distance", "mmd", "select_position"}
+# select's order (1: its pick), recomputed from the stored scores with the library's rank()
+COMBINATION = "select_position"
 ESTIMATOR_ORDER = [
     "logme",
     "h_score",
@@ -208,6 +216,130 @@ def auto_tasks(payload: dict[str, Any]) -> list[dict[str, Any]]:
                     }
                 )
     return tasks
+
+
+# out-of-sample check of select's order (its source rule was revised after the Blitzer grids):
+# the five Chinese shopping categories of benchmarks/chinese.py, each target with the other four
+# as single candidate sources, two multilingual backbones
+ZH_CATEGORIES = ["books", "tablets", "fruit", "shampoo", "clothes"]
+ZH_BACKBONES = ["e5-small-multilingual-torch", "use-multilingual"]
+ZH_BUDGETS: list[int | str] = [0, 16]
+
+
+def zh_table(name: str) -> dict[str, Any]:
+    path = RUNS / "chinese" / f"{name}.csv"
+    if not path.exists():
+        sys.exit(f"{path} is missing: run benchmarks/chinese.py first (it writes the tables)")
+    return {"path": str(path), "text": "review", "label": "label", "name": name}
+
+
+def zh_setting(source: str, target: str, backbone: str) -> str:
+    return f"zh {source}->{target} {backbone}"
+
+
+def measure_chinese(payload: dict[str, Any], args: argparse.Namespace) -> None:
+    """Ground truth: frozen-features (lbfgs) trained on one category's 1,000-review pool (plus
+    the budget's target labels), tested on another's 1,000 test reviews, per backbone."""
+    for target in ZH_CATEGORIES:
+        for source in ZH_CATEGORIES:
+            for backbone in ZH_BACKBONES:
+                setting = zh_setting(source, target, backbone)
+                seeds = [s for s in SEEDS if not recorded(payload, setting, "frozen-features", s)]
+                if source == target or not seeds:
+                    continue
+                config = {
+                    "name": f"selection-zh-{source}-{target}",
+                    "source": zh_table(f"{source}_pool"),
+                    "target": zh_table(f"{target}_pool"),
+                    "target_test": zh_table(f"{target}_test"),
+                    "backbone": backbone,
+                    "budgets": ZH_BUDGETS,
+                    "seeds": seeds,
+                    "max_length": 128,
+                    "recipes": [{"name": "frozen-features", "solver": "lbfgs"}],
+                }
+                run_setting(payload, setting, config, shared_cores=args.shared_cores)
+        finish(payload)
+
+
+def select_chinese(payload: dict[str, Any]) -> None:
+    """``select`` per Chinese target and budget: 4 single sources x 2 backbones."""
+    from shoptransfer.config import parse_config
+    from shoptransfer.selection import select
+
+    scored = payload.setdefault("select_zh", {})
+    for target in ZH_CATEGORIES:
+        for budget in ZH_BUDGETS:
+            key = f"{target} @ {budget}"
+            if key in scored:
+                continue
+            config = parse_config(
+                {
+                    "name": f"selection-zh-{target}",
+                    "target": zh_table(f"{target}_pool"),
+                    "target_test": zh_table(f"{target}_test"),
+                    "candidate_sources": [
+                        zh_table(f"{s}_pool") for s in ZH_CATEGORIES if s != target
+                    ],
+                    "candidates": ZH_BACKBONES,
+                    "budgets": ZH_BUDGETS,
+                    "seeds": [0],
+                    "max_length": 128,
+                    "output_dir": str(RUNS),
+                },
+                f"selection zh {key}",
+            )
+            _, report = select(config, budget=budget, show_progress=False)
+            scored[key] = {
+                k: v for k, v in report.items() if k not in ("config", "versions", "machine")
+            }
+            print(f"select zh {key}: pick {report['pick']}", flush=True)
+            finish(payload)
+
+
+def chinese_grids(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per Chinese target and budget: the 8 (source, backbone) options, select's scores and
+    the measured accuracy of frozen-features trained on each."""
+    import copy
+
+    from shoptransfer.selection import rank
+
+    grids = []
+    for target in ZH_CATEGORIES:
+        for budget in ZH_BUDGETS:
+            report = payload.get("select_zh", {}).get(f"{target} @ {budget}")
+            if report is None:
+                continue
+            candidates = []
+            for c in rank(copy.deepcopy(report["candidates"]), report["scored_on"]):
+                source = c["source"].removesuffix("_pool")
+                setting = zh_setting(source, target, c["backbone"])
+                records = payload["settings"].get(setting, {}).get("records", [])
+                seeds = values(records, "frozen-features", "accuracy", budget=budget)
+                if not seeds:
+                    break
+                scores = {**c["scores"], COMBINATION: c["position"]}
+                for name, value in (c.get("domain_gap") or {}).items():
+                    if name != "examples_per_domain":
+                        scores[name] = value
+                candidates.append(
+                    {
+                        "name": f"{source} / {c['backbone']}",
+                        "scores": oriented(scores),
+                        "accuracy": 100 * float(np.mean(seeds)),
+                    }
+                )
+            else:
+                grids.append(
+                    {
+                        "family": "chinese",
+                        "target": target,
+                        "budget": budget,
+                        "recipe": "frozen-features",
+                        "candidates": candidates,
+                    }
+                )
+    return grids
 
 
 def select_blitzer(payload: dict[str, Any]) -> None:
@@ -375,14 +507,21 @@ def oriented(scores: dict[str, float]) -> dict[str, float]:
 
 
 def source_scores(report: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Each candidate source's scores in one ``select`` report, with the gap and the mean rank."""
+    """Each candidate source's scores in one ``select`` report, with the gap and ``select``'s
+    position for it: the stored scores ranked again by the library's current
+    :func:`~shoptransfer.selection.rank` (the reports keep the order of the rule they ran
+    with)."""
+    import copy
+
+    from shoptransfer.selection import rank
+
     out = {}
-    for candidate in report["candidates"]:
+    for candidate in rank(copy.deepcopy(report["candidates"]), report["scored_on"]):
         scores = dict(candidate["scores"])
         for name, value in (candidate.get("domain_gap") or {}).items():
             if name != "examples_per_domain":
                 scores[name] = value
-        scores[COMBINATION] = candidate["mean_rank"]
+        scores[COMBINATION] = candidate["position"]
         out[candidate["source"]] = oriented(scores)
     return out
 
@@ -444,8 +583,8 @@ def fashion_grid(payload: dict[str, Any]) -> dict[str, Any] | None:
         [{"backbone": k, "source": None, "scores": v["scores"]} for k, v in scored.items()],
         "target",
     )
-    mean_ranks = {c["backbone"]: c["mean_rank"] for c in ranked}
-    scores = {k: oriented({**v["scores"], COMBINATION: mean_ranks[k]}) for k, v in scored.items()}
+    positions = {c["backbone"]: c["position"] for c in ranked}
+    scores = {k: oriented({**v["scores"], COMBINATION: positions[k]}) for k, v in scored.items()}
     # results/fashion.json was written by the benchmark's earlier runner: cells by budget
     old = load_json(RESULTS / "fashion.json")["budgets"][str(FASHION_BUDGET)]
 
@@ -603,7 +742,7 @@ def confusion(cells: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def source_picks(grids: list[dict[str, Any]], recipe: str, budget: Any) -> list[dict[str, Any]]:
-    """``select``'s pick (the mean rank) beside the best measured source, per Blitzer target."""
+    """``select``'s pick (its first position) beside the best measured source, per target."""
     out = []
     for grid in grids:
         if grid["family"] != "blitzer" or grid["recipe"] != recipe or grid["budget"] != budget:
@@ -631,6 +770,8 @@ def analyse(payload: dict[str, Any]) -> dict[str, Any]:
     fashion = fashion_grid(payload)
     if fashion is not None:
         grids.append(fashion)
+    chinese = chinese_grids(payload)
+    grids.extend(chinese)
     families = {
         "blitzer, budget 0 (source labels)": [
             g for g in grids if g["family"] == "blitzer" and g["budget"] == 0
@@ -639,6 +780,7 @@ def analyse(payload: dict[str, Any]) -> dict[str, Any]:
             g for g in grids if g["family"] == "blitzer" and g["budget"] != 0
         ],
         "fashion, 20 photos per class": [g for g in grids if g["family"] == "fashion"],
+        "chinese categories, 0 and 16 labels (out of sample: 4 sources x 2 backbones)": chinese,
         "all grids": grids,
     }
     cells = negative_transfer_cells(payload)
@@ -682,8 +824,10 @@ def markdown(payload: dict[str, Any]) -> str:
         "`scipy.stats.weightedtau` between an estimator's scores and the measured accuracies "
         "of a grid's candidates (1: the same order, top weighted most), averaged over the grids "
         "where the scores differ; hit: the top-scored candidate is the best measured one; "
-        "regret: accuracy points lost by taking it. `mean_rank` is `select`'s combination "
-        "(its pick). Anchors (TencentARC SFDA README, 11 image datasets, mean weighted τ): "
+        "regret: accuracy points lost by taking it. `select_position` is `select`'s order "
+        "(backbones by the estimators' mean rank, each backbone's sources by the gap and the "
+        "source classifier; its pick first), recomputed from the stored scores. "
+        "Anchors (TencentARC SFDA README, 11 image datasets, mean weighted τ): "
         f"SFDA {ANCHORS['sfda']}, LogME {ANCHORS['logme']}.\n",
     ]
     sentence = timing_sentence(payload)
@@ -882,7 +1026,7 @@ def fashion_lines(analysis: dict[str, Any]) -> list[str]:
     names = [e for e in ESTIMATOR_ORDER if e in grid["candidates"][0]["scores"]]
     lines = [
         f"## Fashion: candidates at {FASHION_BUDGET} photos per class\n",
-        "Scores as the tables orient them (higher is better; `mean_rank` negated).\n",
+        "Scores as the tables orient them (higher is better; `select_position` negated).\n",
         "| candidate | accuracy % | seeds | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
     ]
@@ -938,8 +1082,8 @@ def main() -> None:
     parser.add_argument(
         "--part",
         nargs="*",
-        default=["blitzer", "fashion", "scientific", "auto"],
-        choices=["blitzer", "fashion", "scientific", "auto"],
+        default=["blitzer", "fashion", "scientific", "chinese", "auto"],
+        choices=["blitzer", "fashion", "scientific", "chinese", "auto"],
     )
     parser.add_argument(
         "--no-shared-cores", dest="shared_cores", action="store_false", help="cores not shared"
@@ -958,6 +1102,9 @@ def main() -> None:
         score_fashion(payload)
     if "scientific" in args.part:
         score_scientific(payload)
+    if "chinese" in args.part:
+        measure_chinese(payload, args)
+        select_chinese(payload)
     if "auto" in args.part:
         measure_auto(payload, args)
     add_invocation(payload, sys.argv[1:], started, args.shared_cores)

@@ -109,8 +109,12 @@ def test_select_ranks_each_candidate_source_with_each_backbone(
     assert options == {
         (s, b) for s in ("books", "toys") for b in (tiny_backbone, second_tiny_backbone)
     }
-    assert all("source_classifier_accuracy" in c["ranks"] for c in selection["candidates"])
-    assert "toys" in out
+    assert all("source_classifier_accuracy" in c["source_ranks"] for c in selection["candidates"])
+    # the backbones in blocks (by the estimators), each backbone's sources inside its block
+    backbones = [c["backbone"] for c in selection["candidates"]]
+    assert backbones[0] == backbones[1] and backbones[2] == backbones[3]
+    assert selection["pick"]["backbone"] == backbones[0]
+    assert "toys" in out and "source rank" in out
 
 
 def test_select_scores_on_source_labels_when_the_budget_is_zero(
@@ -126,7 +130,7 @@ def test_select_scores_on_source_labels_when_the_budget_is_zero(
     selection = json.loads(next((tmp_path / "runs").glob("*/selection.json")).read_text())
     assert selection["scored_on"] == "source"
     assert selection["examples"] == 32
-    assert "proxy_a_distance" in selection["candidates"][0]["ranks"]  # the gap votes
+    assert "proxy_a_distance" in selection["candidates"][0]["source_ranks"]  # the gap votes
     assert "labelled source examples" in out
 
 
@@ -178,15 +182,36 @@ def _candidate(name: str, scores: dict[str, float], gap: float | None = None) ->
     }
 
 
-def test_rank_is_the_mean_rank_over_estimators_with_the_gap_voting_smaller_first() -> None:
+def test_rank_orders_backbones_by_the_estimators_and_their_sources_by_the_gap() -> None:
+    # two backbones, one source: the estimators decide, the gap does not
     a = _candidate("a", {"logme": 1.0, "knn_accuracy": 0.9}, gap=1.9)
     b = _candidate("b", {"logme": 0.5, "knn_accuracy": 0.8}, gap=0.1)
     assert [c["backbone"] for c in rank([a, b], on="target")] == ["a", "b"]
-    a = _candidate("a", {"logme": 1.0, "knn_accuracy": 0.7}, gap=1.9)
-    b = _candidate("b", {"logme": 0.5, "knn_accuracy": 0.8}, gap=0.1)
-    ranked = rank([a, b], on="source")  # a: ranks 1, 2, 2; b: 2, 1, 1
-    assert [c["backbone"] for c in ranked] == ["b", "a"]
-    assert ranked[0]["ranks"] == {"logme": 2, "knn_accuracy": 1, "proxy_a_distance": 1}
+    # one backbone, two sources scored on their own labels: the nearer source comes first even
+    # where its own labels are the less separable
+    far = {**_candidate("m", {"logme": 1.0, "knn_accuracy": 0.9}, gap=1.9), "source": "far"}
+    near = {**_candidate("m", {"logme": 0.5, "knn_accuracy": 0.8}, gap=0.4), "source": "near"}
+    ranked = rank([far, near], on="source")
+    assert [c["source"] for c in ranked] == ["near", "far"]
+    assert [c["position"] for c in ranked] == [1, 2]
+    assert ranked[0]["source_ranks"] == {"proxy_a_distance": 1, "mmd": 1}
+    # two backbones x two sources: the better backbone's sources first, each by the gap; with
+    # target labels the source classifier votes too
+    rows = []
+    for backbone, logme in (("weak", 0.1), ("strong", 0.9)):
+        for source, gap, accuracy in (("far", 1.9, 0.9), ("near", 0.4, 0.8)):
+            row = {**_candidate(backbone, {"logme": logme}, gap=gap), "source": source}
+            row["domain_gap"]["mmd"] = gap / 10
+            row["domain_gap"]["source_classifier_accuracy"] = accuracy
+            rows.append(row)
+    ranked = rank(rows, on="target")
+    assert [(c["backbone"], c["source"]) for c in ranked] == [
+        ("strong", "near"),
+        ("strong", "far"),
+        ("weak", "near"),
+        ("weak", "far"),
+    ]
+    assert ranked[0]["source_rank"] == (1 + 1 + 2) / 3
 
 
 def test_verdict_rules_scratch_source_classifier_and_gap() -> None:
