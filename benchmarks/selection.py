@@ -386,7 +386,7 @@ def per_source_verdicts(report: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for candidate in report["candidates"]:
         hurts, why = verdict(
-            [candidate], report["scratch_knn_accuracy"], report["scored_on"] == "target"
+            [candidate], report["scratch_cv_accuracy"], report["scored_on"] == "target"
         )
         out[candidate["source"]] = {"hurts": hurts, "why": why}
     return out

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -75,7 +76,7 @@ def test_select_ranks_candidates_and_writes_selection_json(
     assert {"proxy_a_distance", "mmd", "source_classifier_accuracy"} <= set(first["domain_gap"])
     assert first["examples_embedded"] > 0 and first["parameters"] > 0
     assert isinstance(selection["transfer_likely_to_hurt"], bool)
-    assert 0 <= selection["scratch_knn_accuracy"] <= 1
+    assert 0 <= selection["scratch_cv_accuracy"] <= 1
     assert "pick: " in out and "heuristic" in out
     # a second selection reads every embedding from the cache
     status, _, err = shoptransfer(monkeypatch, capsys, "select", str(path), "--quiet")
@@ -214,25 +215,43 @@ def test_rank_orders_backbones_by_the_estimators_and_their_sources_by_the_gap() 
     assert ranked[0]["source_rank"] == (1 + 1 + 2) / 3
 
 
-def test_verdict_rules_scratch_source_classifier_and_gap() -> None:
+def test_verdict_weighs_cross_validated_scratch_against_transfer_or_reads_the_gap() -> None:
     best = [_candidate("a", {"knn_accuracy": 0.70}, gap=1.9)]
-    best[0]["domain_gap"]["source_classifier_accuracy"] = 0.72
-    # with target labels: scratch at least as good, or a source classifier below the target's
-    # own 5-NN; the gap alone does not decide
-    assert verdict(best, scratch=0.75, on_target=True)[0] is True
-    assert verdict(best, scratch=0.60, on_target=True) == (
-        False,
-        "transfer not flagged: no rule fires",
-    )
-    best[0]["domain_gap"]["source_classifier_accuracy"] = 0.65
-    hurts, why = verdict(best, scratch=0.60, on_target=True)
-    assert hurts is True and "a classifier trained on it reaches 0.650" in why
+    best[0]["domain_gap"]["transfer_cv_accuracy"] = 0.72
+    # with target labels: the source + target classifier against target-only TF-IDF; the gap
+    # does not decide
+    hurts, why = verdict(best, scratch=0.75, on_target=True)
+    assert hurts is True and "TF-IDF reaches 0.750" in why and "0.720" in why
+    assert verdict(best, scratch=0.60, on_target=True)[0] is False
+    # no source: the frozen features of the target labels alone stand for transfer
+    alone = [{**_candidate("a", {"knn_accuracy": 0.7}), "target_probe_cv_accuracy": 0.8}]
+    assert verdict(alone, scratch=0.85, on_target=True)[0] is True
+    assert verdict(alone, scratch=0.75, on_target=True)[0] is False
     # without target labels: the gap decides
     assert verdict(best, scratch=None, on_target=False)[0] is True
     near = [_candidate("a", {"knn_accuracy": 0.70}, gap=0.4)]
     assert verdict(near, scratch=None, on_target=False)[0] is False
-    # images (no TF-IDF baseline) without a source: no verdict
-    assert verdict([_candidate("a", {"knn_accuracy": 0.7})], None, on_target=True)[0] is None
+    # images (no TF-IDF baseline): no verdict with labels
+    assert verdict(alone, None, on_target=True)[0] is None
+
+
+def test_cross_validated_accuracies_see_what_the_labels_say() -> None:
+    from shoptransfer.data import TextDomain
+    from shoptransfer.selection import probe_cv_accuracy, scratch_cv_accuracy
+
+    from .conftest import NEGATIVE, POSITIVE
+
+    texts = POSITIVE + NEGATIVE
+    labels = ["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE)
+    assert scratch_cv_accuracy(TextDomain("t", texts, labels)) >= 0.75
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    x = rng.normal(size=(40, 4)) + np.outer(y * 2 - 1, [2.0, 0, 0, 0])
+    assert probe_cv_accuracy(x, y) >= 0.9
+    # a source whose labels say the opposite drags the transfer classifier down
+    flipped = probe_cv_accuracy(x, y, x * 1.0 + 0.01, 1 - y)
+    assert flipped < probe_cv_accuracy(x, y)
+    assert probe_cv_accuracy(x[:21], y[:21]) is None  # one example of class 1
 
 
 def test_select_on_photos_scores_imagenet_predictions_with_nce_and_leep(tmp_path: Path) -> None:
@@ -260,5 +279,5 @@ def test_select_on_photos_scores_imagenet_predictions_with_nce_and_leep(tmp_path
     assert candidate["backbone"] == "efficientnet-lite0"
     assert {"nce", "leep"} <= set(candidate["scores"])
     assert candidate["scores"]["nce"] <= 0 and candidate["scores"]["leep"] < 0
-    assert report["scratch_knn_accuracy"] is None  # no TF-IDF baseline for photos
+    assert report["scratch_cv_accuracy"] is None  # no TF-IDF baseline for photos
     assert (folder / "selection.json").exists()

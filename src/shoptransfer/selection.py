@@ -8,9 +8,11 @@ between each source and the target (proxy A-distance, MMD) is measured on each b
 features, and each backbone's sources are ordered by the gap (and, with target labels, by the
 accuracy of a classifier trained on the source): :func:`rank`.
 
-Whether transfer is likely to hurt is a heuristic, stated in :data:`HURT_RULES`: a
-target-only TF-IDF k-nearest-neighbour baseline (texts) at least as accurate, leave-one-out, as
-the best candidate's frozen features; or a proxy A-distance of at least :data:`LARGE_GAP`.
+Whether transfer is likely to hurt is a heuristic, stated in :data:`HURT_RULES`: with target
+labels, cross-validated accuracy of a target-only TF-IDF classifier against a classifier on the
+pick's frozen features trained on the source plus the other folds — the comparison ``compare``
+makes after training (transfer against the scratch baseline), made on the labelled examples
+alone; without target labels, a proxy A-distance of at least :data:`LARGE_GAP`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.compare import domain_gap
 from shoptransfer.evaluation.transferability import (
     FEATURE_ESTIMATORS,
-    knn_accuracy,
     leep,
     nce,
     score_features,
@@ -46,12 +47,13 @@ SELECTION_FILE = "selection.json"
 # 87.5 % of held-out examples
 LARGE_GAP = 1.5
 HURT_RULES = (
-    "heuristic: transfer is flagged as likely to hurt when (pre-training) a target-only TF-IDF "
-    "5-NN classifier is at least as accurate, leave-one-out on the labelled target examples, "
-    "as 5-NN on the best candidate's frozen features; (source, with target labels) a logistic "
-    "classifier trained on the source's frozen features is less accurate on the labelled target "
-    "examples than 5-NN on those examples alone; (source, without target labels) the proxy "
-    f"A-distance is at least {LARGE_GAP}"
+    "heuristic: with labelled target examples, stratified cross-validation on them compares a "
+    "target-only TF-IDF logistic classifier (texts) with a logistic classifier on the "
+    "candidate's frozen features — trained on the target folds alone (pre-training) and on the "
+    "source plus the target folds (transfer from the source); transfer is flagged as likely to "
+    "hurt when the TF-IDF classifier is at least as accurate as the transfer (or, without a "
+    "source, as the frozen features). Without target labels it is flagged when the proxy "
+    f"A-distance between source and target is at least {LARGE_GAP}"
 )
 SOURCE_SAMPLE = 2000  # source examples embedded to score on, at most
 GAP_SAMPLE = 1000  # examples per domain the gap is measured on (domain_gap's own limit)
@@ -94,15 +96,80 @@ def _check_candidates(candidates: list[str], holds: str) -> None:
             )
 
 
-def scratch_knn(domain: Domain) -> float | None:
-    """Leave-one-out 5-NN accuracy of TF-IDF vectors of a text domain (None for images)."""
+CV_FOLDS = 5  # at most; never more than the rarest class has examples
+
+
+def _folds(labels: Any) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Stratified folds (seed 0) of ``labels``; ``None`` when a class has one example."""
+    from sklearn.model_selection import StratifiedKFold
+
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    k = min(CV_FOLDS, int(counts.min()))
+    if k < 2 or len(counts) < 2:
+        return None
+    return list(
+        StratifiedKFold(k, shuffle=True, random_state=0).split(np.zeros(len(labels)), labels)
+    )
+
+
+def scratch_cv_accuracy(domain: Domain) -> float | None:
+    """Cross-validated accuracy of a TF-IDF logistic classifier on the labelled target texts
+    alone (None for images, or when a class has one example)."""
     if domain.holds != "texts":
         return None
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
 
-    vectors = TfidfVectorizer(sublinear_tf=True, max_features=20000, dtype=np.float32)
-    matrix = vectors.fit_transform(domain.inputs).toarray()
-    return knn_accuracy(matrix, domain.labels)
+    folds = _folds(domain.labels)
+    if folds is None:
+        return None
+    texts, labels = np.asarray(domain.inputs, dtype=object), np.asarray(domain.labels)
+    correct = 0
+    for fit_rows, held_rows in folds:
+        vectors = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), dtype=np.float32)
+        x = vectors.fit_transform(texts[fit_rows])
+        classifier = LogisticRegression(C=10.0, max_iter=2000).fit(x, labels[fit_rows])
+        correct += int(
+            (classifier.predict(vectors.transform(texts[held_rows])) == labels[held_rows]).sum()
+        )
+    return correct / len(labels)
+
+
+def probe_cv_accuracy(
+    target_features: np.ndarray,
+    target_labels: Any,
+    source_features: np.ndarray | None = None,
+    source_labels: Any = None,
+) -> float | None:
+    """Cross-validated accuracy on the labelled target examples of a logistic classifier on
+    frozen features, trained on the other folds — with the source's examples too when given
+    (source and target folds weighted to equal totals, as ``frozen-features`` weighs them)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    folds = _folds(target_labels)
+    if folds is None:
+        return None
+    labels = np.asarray(target_labels)
+    correct = 0
+    for fit_rows, held_rows in folds:
+        x, y = target_features[fit_rows], labels[fit_rows]
+        weights = np.ones(len(y))
+        if source_features is not None:
+            x = np.vstack([source_features, x])
+            y = np.concatenate([np.asarray(source_labels), y])
+            weights = np.concatenate(
+                [
+                    np.ones(len(source_features)),
+                    np.full(len(fit_rows), len(source_features) / len(fit_rows)),
+                ]
+            )
+        scaler = StandardScaler().fit(x)
+        classifier = LogisticRegression(C=0.1, max_iter=2000)
+        classifier.fit(scaler.transform(x), y, sample_weight=weights)
+        predicted = classifier.predict(scaler.transform(target_features[held_rows]))
+        correct += int((predicted == labels[held_rows]).sum())
+    return correct / len(labels)
 
 
 def imagenet_probabilities(encoder: Any, paths: list[str], batch_size: int = 32) -> np.ndarray:
@@ -176,12 +243,19 @@ def score_candidate(
         seconds += time.perf_counter() - started
         gap = domain_gap(source_features, target_features, limit=GAP_SAMPLE, seed=seed)
         if on == "target" and source.labeled:
+            source_labels = _sample(source, GAP_SAMPLE, seed).labels
             gap["source_classifier_accuracy"] = source_classifier_accuracy(
-                source_features, _sample(source, GAP_SAMPLE, seed).labels, features, scored.labels
+                source_features, source_labels, features, scored.labels
+            )
+            gap["transfer_cv_accuracy"] = probe_cv_accuracy(
+                features, scored.labels, source_features, source_labels
             )
     return {
         "backbone": name,
         "scores": scores,
+        "target_probe_cv_accuracy": (
+            probe_cv_accuracy(features, scored.labels) if on == "target" else None
+        ),
         "domain_gap": gap,
         "embedding_seconds": seconds,
         "examples_embedded": cache.misses - misses,
@@ -251,42 +325,39 @@ def _rank_by(candidates: list[dict[str, Any]], name: str, values: list[float], k
 def verdict(
     ranked: list[dict[str, Any]], scratch: float | None, on_target: bool
 ) -> tuple[bool | None, str]:
-    """Whether transfer is likely to hurt, by :data:`HURT_RULES`, and the reasons in words
-    (``None``: no rule could be applied)."""
+    """Whether transfer from the pick (``ranked[0]``) is likely to hurt, by :data:`HURT_RULES`,
+    and the reasons in words (``None``: no rule could be applied). ``scratch``: the
+    cross-validated accuracy of the target-only TF-IDF classifier."""
     best = ranked[0]
     name = best["backbone"]
     gap = best["domain_gap"]
     source = best.get("source") or "the source"
-    reasons, checked = [], False
     if on_target:
-        transferred = best["scores"]["knn_accuracy"]
-        if scratch is not None:
-            checked = True
-            if scratch >= transferred:
-                reasons.append(
-                    f"pre-trained features: target-only TF-IDF 5-NN accuracy {scratch:.3f} >= "
-                    f"{transferred:.3f} on {name} features"
-                )
-        if gap is not None and "source_classifier_accuracy" in gap:
-            checked = True
-            from_source = gap["source_classifier_accuracy"]
-            if from_source < transferred:
-                reasons.append(
-                    f"{source} as source: a classifier trained on it reaches {from_source:.3f} on "
-                    f"the labelled target examples, below their own 5-NN {transferred:.3f} ({name})"
-                )
-    elif gap is not None:
-        checked = True
-        if gap["proxy_a_distance"] >= LARGE_GAP:
-            reasons.append(
-                f"{source} as source: proxy A-distance {gap['proxy_a_distance']:.2f} >= "
-                f"{LARGE_GAP} on {name} features"
+        transfer = gap.get("transfer_cv_accuracy") if gap is not None else None
+        what = f"{source} + target labels on {name} features"
+        if transfer is None:  # no source: the pre-training alone transfers
+            transfer = best.get("target_probe_cv_accuracy")
+            what = f"{name} features of the target labels"
+        if scratch is None or transfer is None:
+            return None, "no rule applies (no TF-IDF baseline for images): no verdict on transfer"
+        if scratch >= transfer:
+            return True, (
+                f"transfer likely to hurt: target-only TF-IDF reaches {scratch:.3f} in "
+                f"cross-validation on the labelled target examples, at least the {transfer:.3f} "
+                f"of {what}"
             )
-    if reasons:
-        return True, "transfer likely to hurt: " + "; ".join(reasons)
-    if not checked:
-        return None, "no rule applies (images without a source): no verdict on transfer"
-    return False, "transfer not flagged: no rule fires"
+        return False, (
+            f"transfer not flagged: {what} {transfer:.3f} against target-only TF-IDF "
+            f"{scratch:.3f} in cross-validation"
+        )
+    if gap is None:
+        return None, "no rule applies (no target labels and no source): no verdict on transfer"
+    if gap["proxy_a_distance"] >= LARGE_GAP:
+        return True, (
+            f"transfer likely to hurt: {source} as source: proxy A-distance "
+            f"{gap['proxy_a_distance']:.2f} >= {LARGE_GAP} on {name} features"
+        )
+    return False, f"transfer not flagged: proxy A-distance {gap['proxy_a_distance']:.2f}"
 
 
 def select(
@@ -336,7 +407,7 @@ def select(
             results.append({"source": source.name if source is not None else None, **result})
     ranked = rank(results, on)
     scored = labelled if labelled is not None else None
-    scratch = scratch_knn(scored) if scored is not None else None
+    scratch = scratch_cv_accuracy(scored) if scored is not None else None
     hurts, why = verdict(ranked, scratch, on == "target")
     report = {
         "name": config.name,
@@ -350,7 +421,7 @@ def select(
         "estimators": [*FEATURE_ESTIMATORS, "nce", "leep"],
         "candidates": ranked,
         "pick": {"backbone": ranked[0]["backbone"], "source": ranked[0]["source"]},
-        "scratch_knn_accuracy": scratch,
+        "scratch_cv_accuracy": scratch,
         "transfer_likely_to_hurt": hurts,
         "why": why,
         "rule": HURT_RULES,
@@ -374,7 +445,7 @@ def format_selection(report: dict[str, Any]) -> str:
         header += ["A-dist", "MMD"]
     from_source = gap and "source_classifier_accuracy" in report["candidates"][0]["domain_gap"]
     if from_source:
-        header.append("source clf")
+        header += ["source clf", "transfer cv"]
     header += ["embed s", "embedded", "parameters"]
     rows = []
     for place, c in enumerate(report["candidates"], start=1):
@@ -386,6 +457,8 @@ def format_selection(report: dict[str, Any]) -> str:
             row += [f"{c['domain_gap']['proxy_a_distance']:.2f}", f"{c['domain_gap']['mmd']:.3f}"]
         if from_source:
             row.append(f"{c['domain_gap']['source_classifier_accuracy']:.3f}")
+            transfer = c["domain_gap"].get("transfer_cv_accuracy")
+            row.append("-" if transfer is None else f"{transfer:.3f}")
         row += [
             f"{c['embedding_seconds']:.1f}",
             str(c["examples_embedded"]),
@@ -410,14 +483,18 @@ def format_selection(report: dict[str, Any]) -> str:
     if from_source:
         lines.append(
             "source clf: accuracy on the labelled target examples of a logistic classifier "
-            "trained on the source's frozen features"
+            "trained on the source's frozen features; transfer cv: cross-validated accuracy on "
+            "them of one trained on the source plus the other folds"
         )
     lines.append(
         "embed s: seconds spent embedding in this call; embedded: examples not yet in the "
         "embedding cache (cached ones cost nothing)"
     )
-    if report["scratch_knn_accuracy"] is not None:
-        lines.append(f"target-only TF-IDF 5-NN accuracy: {report['scratch_knn_accuracy']:.3f}")
+    if report["scratch_cv_accuracy"] is not None:
+        lines.append(
+            "target-only TF-IDF accuracy in cross-validation on the labelled target examples: "
+            f"{report['scratch_cv_accuracy']:.3f}"
+        )
     pick = report["pick"]
     lines.append(
         f"pick: {pick['backbone']}" + (f", from {pick['source']}" if pick["source"] else "")
