@@ -264,37 +264,18 @@ def measure_chinese(payload: dict[str, Any], args: argparse.Namespace) -> None:
 
 def select_chinese(payload: dict[str, Any]) -> None:
     """``select`` per Chinese target and budget: 4 single sources x 2 backbones."""
-    from shoptransfer.config import parse_config
-    from shoptransfer.selection import select
-
-    scored = payload.setdefault("select_zh", {})
     for target in ZH_CATEGORIES:
         for budget in ZH_BUDGETS:
-            key = f"{target} @ {budget}"
-            if key in scored:
-                continue
-            config = parse_config(
-                {
-                    "name": f"selection-zh-{target}",
-                    "target": zh_table(f"{target}_pool"),
-                    "target_test": zh_table(f"{target}_test"),
-                    "candidate_sources": [
-                        zh_table(f"{s}_pool") for s in ZH_CATEGORIES if s != target
-                    ],
-                    "candidates": ZH_BACKBONES,
-                    "budgets": ZH_BUDGETS,
-                    "seeds": [0],
-                    "max_length": 128,
-                    "output_dir": str(RUNS),
-                },
-                f"selection zh {key}",
-            )
-            _, report = select(config, budget=budget, show_progress=False)
-            scored[key] = {
-                k: v for k, v in report.items() if k not in ("config", "versions", "machine")
+            sources = [zh_table(f"{s}_pool") for s in ZH_CATEGORIES if s != target]
+            mapping = {
+                "name": f"selection-zh-{target}",
+                "target": zh_table(f"{target}_pool"),
+                "target_test": zh_table(f"{target}_test"),
+                "candidate_sources": sources,
+                "candidates": ZH_BACKBONES,
+                "budgets": ZH_BUDGETS,
             }
-            print(f"select zh {key}: pick {report['pick']}", flush=True)
-            finish(payload)
+            run_select(payload, "select_zh", f"{target} @ {budget}", mapping, budget)
 
 
 def chinese_grids(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -344,39 +325,41 @@ def chinese_grids(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def select_blitzer(payload: dict[str, Any]) -> None:
     """``select`` for each target and budget, the 3 other domains as candidate sources."""
+    for target in DOMAINS:
+        for budget in BUDGETS:
+            sources = [{**blitzer_entry(s), "name": s} for s in DOMAINS if s != target]
+            mapping = {
+                "name": f"selection-{target}",
+                "target": blitzer_entry(target),
+                "candidate_sources": sources,
+                "candidates": ["minilm-l6"],
+                "budgets": BUDGETS,
+            }
+            run_select(payload, "select", f"{target} @ {budget}", mapping, budget)
+
+
+def run_select(
+    payload: dict[str, Any], store: str, key: str, mapping: dict[str, Any], budget: Any
+) -> None:
+    """``select`` on an experiment ``mapping`` (seed 0, 128 tokens) at ``budget``, its report
+    kept under ``payload[store][key]`` with each source's verdict; skipped when kept."""
     from shoptransfer.config import parse_config
     from shoptransfer.selection import select
 
-    scored = payload.setdefault("select", {})
-    for target in DOMAINS:
-        for budget in BUDGETS:
-            key = f"{target} @ {budget}"
-            if key in scored:
-                continue
-            config = parse_config(
-                {
-                    "name": f"selection-{target}",
-                    "target": blitzer_entry(target),
-                    "candidate_sources": [
-                        {**blitzer_entry(s), "name": s} for s in DOMAINS if s != target
-                    ],
-                    "candidates": ["minilm-l6"],
-                    "budgets": BUDGETS,
-                    "seeds": [0],
-                    "max_length": 128,
-                    "output_dir": str(RUNS),
-                },
-                f"selection {key}",
-            )
-            started = time.perf_counter()
-            _, report = select(config, budget=budget, show_progress=False)
-            scored[key] = {
-                **{k: v for k, v in report.items() if k not in ("config", "versions", "machine")},
-                "seconds": round(time.perf_counter() - started, 1),
-                "per_source_verdicts": per_source_verdicts(report),
-            }
-            print(f"select {key}: pick {report['pick']}, {report['why']}", flush=True)
-            finish(payload)
+    scored = payload.setdefault(store, {})
+    if key in scored:
+        return
+    mapping = {**mapping, "seeds": [0], "max_length": 128, "output_dir": str(RUNS)}
+    config = parse_config(mapping, f"selection {store} {key}")
+    started = time.perf_counter()
+    _, report = select(config, budget=budget, show_progress=False)
+    scored[key] = {
+        **{k: v for k, v in report.items() if k not in ("config", "versions", "machine")},
+        "seconds": round(time.perf_counter() - started, 1),
+        "per_source_verdicts": per_source_verdicts(report),
+    }
+    print(f"{store} {key}: pick {report['pick']}, {report['why']}", flush=True)
+    finish(payload)
 
 
 def per_source_verdicts(report: dict[str, Any]) -> dict[str, Any]:
