@@ -58,6 +58,20 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def second_tiny_backbone(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: str) -> str:
+    """Another tiny random BERT (other weights), for a second candidate."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert-2")
+    torch.manual_seed(1)
+    config = BertConfig.from_pretrained(tiny_backbone)
+    BertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
+    return str(folder)
+
+
 def write_reviews_csv(path: Path, n_repeat: int = 2, prefix: str = "") -> Path:
     """A small labeled CSV of review texts."""
     import csv

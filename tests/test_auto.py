@@ -158,3 +158,29 @@ def test_auto_scores_candidates_on_a_sample_and_trains_the_pick_on_everything() 
     assert "on 400 source examples" in full.fitted()["scored_by"]
     assert recipe.fitted()["picked"] == full.fitted()["picked"] == "target-heavy"
     assert np.mean(np.array(predictor.predict(test.vectors)) == test.labels) > 0.9
+
+
+def test_auto_picks_the_backbone_by_the_estimators_and_trains_the_candidates_on_it(
+    tmp_path: Path,
+    review_csvs: tuple[Path, Path],
+    tiny_backbone: str,
+    second_tiny_backbone: str,
+) -> None:
+    from shoptransfer.data import read_table
+
+    source, target = (read_table(p, text="review", label="sentiment") for p in review_csvs)
+    recipe = make_recipe(
+        "auto",
+        candidates=[{"name": "frozen-features", "solver": "lbfgs"}],
+        backbones=[tiny_backbone, second_tiny_backbone],
+        max_length=16,
+    )
+    predictor = recipe.fit(FitData(source, target.subset(list(range(0, 32, 2)))))
+    fitted = recipe.fitted()
+    ranks = fitted["backbone_mean_ranks"]
+    assert set(ranks) == {tiny_backbone, second_tiny_backbone}
+    assert fitted["backbone"] == min(ranks, key=lambda name: (ranks[name], name != tiny_backbone))
+    assert "16 labelled target examples" in fitted["backbone_scored_on"]
+    assert {"logme", "knn_accuracy"} <= set(fitted["backbone_scores"][tiny_backbone])
+    loaded = json.loads((predictor.save(tmp_path / "m") / "model.json").read_text())
+    assert fitted["backbone"] in json.dumps(loaded)

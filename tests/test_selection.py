@@ -24,20 +24,6 @@ def shoptransfer(
     return int(exit_info.value.code or 0), captured.out, captured.err
 
 
-@pytest.fixture(scope="session")
-def second_tiny_backbone(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: str) -> str:
-    """Another tiny random BERT (other weights), for a second candidate."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert-2")
-    torch.manual_seed(1)
-    config = BertConfig.from_pretrained(tiny_backbone)
-    BertModel(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(tiny_backbone).save_pretrained(folder)
-    return str(folder)
-
-
 def _experiment(tmp_path: Path, review_csvs: tuple[Path, Path], **extra: object) -> Path:
     source, target = review_csvs
     config = {

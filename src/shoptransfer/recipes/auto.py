@@ -8,6 +8,12 @@ recipes, so picking one of them is the answer "do not transfer here". Without en
 labels the candidates are scored on the unlabeled target by a label-free criterion
 (``label_free_criterion``, :mod:`shoptransfer.evaluation.label_free`).
 
+With several ``backbones`` it first picks the backbone, before training anything: each embeds
+the labelled target examples (or, without enough of them, a sample of the labelled source) and
+the transferability estimators score the frozen features
+(:mod:`shoptransfer.evaluation.transferability`, as ``shoptransfer select`` does); the best
+mean rank over the estimators wins, and every candidate recipe reads that backbone.
+
 What was scored, how, the scores, each candidate's seconds and the pick are recorded under the
 cell's ``fitted`` key in results.json. The default candidates are cheap (frozen features and
 TF-IDF: seconds each on a CPU); list expensive ones (``fine-tune``) only where their cost is
@@ -24,6 +30,7 @@ import numpy as np
 
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.label_free import CRITERIA, CandidateOutputs
+from shoptransfer.evaluation.transferability import score_features
 from shoptransfer.recipes.base import (
     BackboneRecipe,
     FitData,
@@ -83,6 +90,11 @@ class Auto(BackboneRecipe):
     validation_fraction: float = option(
         0.3, "share of the labelled target held out to score the candidates", above=0, below=1
     )
+    backbones: list[str] = option(
+        (),
+        "backbones to choose from by the transferability estimators before any training "
+        "(empty: the recipe's backbone)",
+    )
     trial_examples: int = option(
         2000,
         "source and unlabeled target examples the candidates are scored with, at most each "
@@ -97,6 +109,7 @@ class Auto(BackboneRecipe):
 
     def __post_init__(self) -> None:
         self.candidates = [dict(c) if isinstance(c, dict) else c for c in self.candidates]
+        self.backbones = list(self.backbones)
 
     def _entries(self, holds: str) -> list[Any]:
         entries = list(self.candidates) or list(
@@ -110,7 +123,7 @@ class Auto(BackboneRecipe):
             )
         return entries
 
-    def _build(self, entry: Any) -> Recipe:
+    def _build(self, entry: Any, backbone: str | None = None) -> Recipe:
         if isinstance(entry, str):
             name, options = entry, {}
         elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
@@ -127,6 +140,8 @@ class Auto(BackboneRecipe):
         for key in BACKBONE_SETTINGS:  # the run's backbone settings, unless the entry sets one
             if hasattr(recipe, key) and key not in options:
                 setattr(recipe, key, getattr(self, key))
+        if backbone is not None and hasattr(recipe, "backbone") and "backbone" not in options:
+            recipe.backbone = backbone
         recipe.seed = self.seed
         return recipe
 
@@ -142,6 +157,7 @@ class Auto(BackboneRecipe):
         reference = data.reference()
         entries = self._entries(reference.holds)
         split = self._split(data.target)
+        backbone, backbone_report = self._pick_backbone(data, split is not None)
         scores: dict[str, float] = {}
         seconds: dict[str, float] = {}
         skipped: dict[str, str] = {}
@@ -169,7 +185,7 @@ class Auto(BackboneRecipe):
             )
         for entry in entries:
             label = candidate_label(entry)
-            recipe = self._build(entry)
+            recipe = self._build(entry, backbone)
             started = time.perf_counter()
             try:
                 predictor = recipe.fit(trial)
@@ -188,9 +204,10 @@ class Auto(BackboneRecipe):
         # ties: the candidate listed first (the defaults are listed cheapest first)
         picked = max(scores, key=lambda label: scores[label])
         entry = next(e for e in entries if candidate_label(e) == picked)
-        recipe = self._build(entry)
+        recipe = self._build(entry, backbone)
         predictor = recipe.fit(data)
         self._fitted = {
+            **backbone_report,
             "picked": picked,
             "transfers": recipe.uses_source and data.source is not None,
             "scored_by": how,
@@ -200,6 +217,51 @@ class Auto(BackboneRecipe):
             **({"pick": recipe.fitted()} if recipe.fitted() else {}),
         }
         return predictor
+
+    def _pick_backbone(self, data: FitData, labelled: bool) -> tuple[str | None, dict[str, Any]]:
+        """The backbone of :attr:`backbones` whose frozen features score best (mean rank over
+        the estimators) on the labelled target examples, or else on a sample of the labelled
+        source; ``(None, {})`` with fewer than two backbones."""
+        if len(self.backbones) < 2:
+            return None, {}
+        from shoptransfer.backbones import make_encoder
+        from shoptransfer.backbones.inputs import frozen_features
+
+        scored = data.target if labelled else self._trial(data, None).source
+        if scored is None or not scored.labeled:
+            raise DataError(
+                "recipe 'auto' picks among backbones on labelled target or source examples; "
+                "this fit has neither"
+            )
+        scores = {}
+        for name in self.backbones:
+            encoder = make_encoder(
+                name,
+                max_length=self.max_length,
+                truncation=self.truncation,
+                image_size=self.image_size or None,
+                precision=self.precision,
+            )
+            features = frozen_features(encoder, list(scored.inputs), data.cache)
+            scores[name] = score_features(np.asarray(features), scored.labels)
+        estimators = list(next(iter(scores.values())))
+        ranks = {name: [] for name in scores}
+        for estimator in estimators:
+            values = {name: scores[name][estimator] for name in scores}
+            for name in scores:
+                ranks[name].append(1 + sum(v > values[name] for v in values.values()))
+        mean_ranks = {name: float(np.mean(r)) for name, r in ranks.items()}
+        picked = min(self.backbones, key=lambda name: mean_ranks[name])  # ties: listed first
+        on = "labelled target" if labelled else "labelled source"
+        return picked, {
+            "backbone": picked,
+            "backbone_scored_on": f"{len(scored)} {on} examples",
+            "backbone_mean_ranks": mean_ranks,
+            "backbone_scores": {
+                name: {k: round(float(v), 4) for k, v in values.items()}
+                for name, values in scores.items()
+            },
+        }
 
     def _trial(self, data: FitData, target: Any) -> FitData:
         """``data`` for scoring the candidates: ``target`` as its labels, the source and the
