@@ -203,16 +203,23 @@ def test_rank_orders_backbones_by_the_estimators_and_their_sources_by_the_gap() 
 
 def test_verdict_weighs_cross_validated_scratch_against_transfer_or_reads_the_gap() -> None:
     best = [_candidate("a", {"knn_accuracy": 0.70}, gap=1.9)]
-    best[0]["domain_gap"]["transfer_cv_accuracy"] = 0.72
-    # with target labels: the source + target classifier against target-only TF-IDF; the gap
-    # does not decide
+    best[0]["domain_gap"].update({"transfer_cv_accuracy": 0.72, "transfer_cv_noise": 0.02})
+    # with target labels: target-only TF-IDF ahead of source + target by more than the noise;
+    # the gap does not decide
     hurts, why = verdict(best, scratch=0.75, on_target=True)
-    assert hurts is True and "TF-IDF reaches 0.750" in why and "0.720" in why
+    assert hurts is True and "TF-IDF reaches 0.750" in why and "0.030 above the 0.720" in why
+    assert verdict(best, scratch=0.73, on_target=True)[0] is False  # ahead, within the noise
     assert verdict(best, scratch=0.60, on_target=True)[0] is False
     # no source: the frozen features of the target labels alone stand for transfer
-    alone = [{**_candidate("a", {"knn_accuracy": 0.7}), "target_probe_cv_accuracy": 0.8}]
+    alone = [
+        {
+            **_candidate("a", {"knn_accuracy": 0.7}),
+            "target_probe_cv_accuracy": 0.8,
+            "target_probe_cv_noise": 0.0,
+        }
+    ]
     assert verdict(alone, scratch=0.85, on_target=True)[0] is True
-    assert verdict(alone, scratch=0.75, on_target=True)[0] is False
+    assert verdict(alone, scratch=0.80, on_target=True)[0] is False
     # without target labels: the gap decides
     assert verdict(best, scratch=None, on_target=False)[0] is True
     near = [_candidate("a", {"knn_accuracy": 0.70}, gap=0.4)]
@@ -221,23 +228,30 @@ def test_verdict_weighs_cross_validated_scratch_against_transfer_or_reads_the_ga
     assert verdict(alone, None, on_target=True)[0] is None
 
 
-def test_cross_validated_accuracies_see_what_the_labels_say() -> None:
+def test_cross_validation_sees_what_the_labels_say_and_measures_its_noise() -> None:
     from shoptransfer.data import TextDomain
-    from shoptransfer.selection import probe_cv_accuracy, scratch_cv_accuracy
+    from shoptransfer.selection import against_scratch, probe_cv_correct, scratch_cv_correct
 
     from .conftest import NEGATIVE, POSITIVE
 
     texts = POSITIVE + NEGATIVE
     labels = ["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE)
-    assert scratch_cv_accuracy(TextDomain("t", texts, labels)) >= 0.75
+    assert scratch_cv_correct(TextDomain("t", texts, labels)).mean() >= 0.75
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 20)
     x = rng.normal(size=(40, 4)) + np.outer(y * 2 - 1, [2.0, 0, 0, 0])
-    assert probe_cv_accuracy(x, y) >= 0.9
+    alone = probe_cv_correct(x, y)
+    assert alone.mean() >= 0.9
     # a source whose labels say the opposite drags the transfer classifier down
-    flipped = probe_cv_accuracy(x, y, x * 1.0 + 0.01, 1 - y)
-    assert flipped < probe_cv_accuracy(x, y)
-    assert probe_cv_accuracy(x[:21], y[:21]) is None  # one example of class 1
+    flipped = probe_cv_correct(x, y, x + 0.01, 1 - y)
+    assert flipped.mean() < alone.mean()
+    assert probe_cv_correct(x[:21], y[:21]) is None  # one example of class 1
+    # the noise: the standard error of the paired per-example difference
+    compared = against_scratch(flipped, alone, "transfer_cv")
+    difference = alone.astype(float) - flipped.astype(float)
+    assert compared["transfer_cv_accuracy"] == flipped.mean()
+    assert compared["transfer_cv_noise"] == pytest.approx(difference.std(ddof=1) / np.sqrt(40))
+    assert against_scratch(alone, None, "p") == {"p_accuracy": alone.mean()}
 
 
 def test_select_on_photos_scores_imagenet_predictions_with_nce_and_leep(tmp_path: Path) -> None:

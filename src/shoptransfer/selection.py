@@ -51,8 +51,10 @@ HURT_RULES = (
     "target-only TF-IDF logistic classifier (texts) with a logistic classifier on the "
     "candidate's frozen features — trained on the target folds alone (pre-training) and on the "
     "source plus the target folds (transfer from the source); transfer is flagged as likely to "
-    "hurt when the TF-IDF classifier is at least as accurate as the transfer (or, without a "
-    "source, as the frozen features). Without target labels it is flagged when the proxy "
+    "hurt when the TF-IDF classifier is more accurate than the transfer (or, without a source, "
+    "the frozen features) by more than the noise: the standard error of the paired difference "
+    "over the examples, as compare allows the seed noise. Without target labels it is flagged "
+    "when the proxy "
     f"A-distance between source and target is at least {LARGE_GAP}"
 )
 SOURCE_SAMPLE = 2000  # source examples embedded to score on, at most
@@ -112,9 +114,10 @@ def _folds(labels: Any) -> list[tuple[np.ndarray, np.ndarray]] | None:
     )
 
 
-def scratch_cv_accuracy(domain: Domain) -> float | None:
-    """Cross-validated accuracy of a TF-IDF logistic classifier on the labelled target texts
-    alone (None for images, or when a class has one example)."""
+def scratch_cv_correct(domain: Domain) -> np.ndarray | None:
+    """Whether each labelled target text is classified right, in cross-validation, by a TF-IDF
+    logistic classifier trained on the other folds (None for images, or when a class has one
+    example)."""
     if domain.holds != "texts":
         return None
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -124,26 +127,27 @@ def scratch_cv_accuracy(domain: Domain) -> float | None:
     if folds is None:
         return None
     texts, labels = np.asarray(domain.inputs, dtype=object), np.asarray(domain.labels)
-    correct = 0
+    correct = np.zeros(len(labels), dtype=bool)
     for fit_rows, held_rows in folds:
         vectors = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), dtype=np.float32)
         x = vectors.fit_transform(texts[fit_rows])
         classifier = LogisticRegression(C=10.0, max_iter=2000).fit(x, labels[fit_rows])
-        correct += int(
-            (classifier.predict(vectors.transform(texts[held_rows])) == labels[held_rows]).sum()
+        correct[held_rows] = (
+            classifier.predict(vectors.transform(texts[held_rows])) == labels[held_rows]
         )
-    return correct / len(labels)
+    return correct
 
 
-def probe_cv_accuracy(
+def probe_cv_correct(
     target_features: np.ndarray,
     target_labels: Any,
     source_features: np.ndarray | None = None,
     source_labels: Any = None,
-) -> float | None:
-    """Cross-validated accuracy on the labelled target examples of a logistic classifier on
-    frozen features, trained on the other folds — with the source's examples too when given
-    (source and target folds weighted to equal totals, as ``frozen-features`` weighs them)."""
+) -> np.ndarray | None:
+    """Whether each labelled target example is classified right, in cross-validation (the folds
+    of :func:`scratch_cv_correct`), by a logistic classifier on frozen features trained on the
+    other folds — with the source's examples too when given (source and target folds weighted
+    to equal totals, as ``frozen-features`` weighs them)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -151,7 +155,7 @@ def probe_cv_accuracy(
     if folds is None:
         return None
     labels = np.asarray(target_labels)
-    correct = 0
+    correct = np.zeros(len(labels), dtype=bool)
     for fit_rows, held_rows in folds:
         x, y = target_features[fit_rows], labels[fit_rows]
         weights = np.ones(len(y))
@@ -168,8 +172,23 @@ def probe_cv_accuracy(
         classifier = LogisticRegression(C=0.1, max_iter=2000)
         classifier.fit(scaler.transform(x), y, sample_weight=weights)
         predicted = classifier.predict(scaler.transform(target_features[held_rows]))
-        correct += int((predicted == labels[held_rows]).sum())
-    return correct / len(labels)
+        correct[held_rows] = predicted == labels[held_rows]
+    return correct
+
+
+def against_scratch(
+    correct: np.ndarray | None, scratch: np.ndarray | None, prefix: str
+) -> dict[str, float]:
+    """``{prefix}_accuracy`` of a cross-validated classifier, and with the TF-IDF classifier's
+    results on the same examples ``{prefix}_noise``: the standard error of the paired
+    difference in accuracy (the noise the negative-transfer rule allows for)."""
+    if correct is None:
+        return {}
+    out = {f"{prefix}_accuracy": float(correct.mean())}
+    if scratch is not None:
+        difference = scratch.astype(float) - correct.astype(float)
+        out[f"{prefix}_noise"] = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return out
 
 
 def imagenet_probabilities(encoder: Any, paths: list[str], batch_size: int = 32) -> np.ndarray:
@@ -218,9 +237,11 @@ def score_candidate(
     target: Domain,
     cache: EmbeddingCache,
     show_progress: bool,
+    scratch: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One backbone's scores on ``scored`` (labelled examples: the target's, or the source's
-    when the target has none), its gap, its cost."""
+    when the target has none), its gap, its cost; ``scratch``: the TF-IDF classifier's
+    cross-validated results on the target examples, to compare with."""
     encoder = make_encoder(
         name, max_length=config.max_length, image_size=config.image_size, precision="auto"
     )
@@ -247,14 +268,15 @@ def score_candidate(
             gap["source_classifier_accuracy"] = source_classifier_accuracy(
                 source_features, source_labels, features, scored.labels
             )
-            gap["transfer_cv_accuracy"] = probe_cv_accuracy(
-                features, scored.labels, source_features, source_labels
-            )
+            transfer = probe_cv_correct(features, scored.labels, source_features, source_labels)
+            gap.update(against_scratch(transfer, scratch, "transfer_cv"))
     return {
         "backbone": name,
         "scores": scores,
-        "target_probe_cv_accuracy": (
-            probe_cv_accuracy(features, scored.labels) if on == "target" else None
+        **(
+            against_scratch(probe_cv_correct(features, scored.labels), scratch, "target_probe_cv")
+            if on == "target"
+            else {}
         ),
         "domain_gap": gap,
         "embedding_seconds": seconds,
@@ -333,22 +355,25 @@ def verdict(
     gap = best["domain_gap"]
     source = best.get("source") or "the source"
     if on_target:
-        transfer = gap.get("transfer_cv_accuracy") if gap is not None else None
-        what = f"{source} + target labels on {name} features"
-        if transfer is None:  # no source: the pre-training alone transfers
-            transfer = best.get("target_probe_cv_accuracy")
+        found = gap if gap is not None and "transfer_cv_accuracy" in gap else None
+        prefix, what = "transfer_cv", f"{source} + target labels on {name} features"
+        if found is None:  # no source: the pre-training alone transfers
+            found, prefix = best, "target_probe_cv"
             what = f"{name} features of the target labels"
+        transfer = found.get(f"{prefix}_accuracy")
         if scratch is None or transfer is None:
             return None, "no rule applies (no TF-IDF baseline for images): no verdict on transfer"
-        if scratch >= transfer:
+        noise = found.get(f"{prefix}_noise", 0.0)
+        ahead = scratch - transfer
+        if ahead > noise:
             return True, (
                 f"transfer likely to hurt: target-only TF-IDF reaches {scratch:.3f} in "
-                f"cross-validation on the labelled target examples, at least the {transfer:.3f} "
-                f"of {what}"
+                f"cross-validation on the labelled target examples, {ahead:.3f} above the "
+                f"{transfer:.3f} of {what} (noise {noise:.3f})"
             )
         return False, (
             f"transfer not flagged: {what} {transfer:.3f} against target-only TF-IDF "
-            f"{scratch:.3f} in cross-validation"
+            f"{scratch:.3f} in cross-validation (noise {noise:.3f})"
         )
     if gap is None:
         return None, "no rule applies (no target labels and no source): no verdict on transfer"
@@ -397,18 +422,21 @@ def select(
             "above 0) or, without them, on labelled sources; this experiment has neither"
         )
     on = "target" if labelled is not None else "source"
+    scratch = scratch_cv_correct(labelled) if labelled is not None else None
     results = []
     for source in sources or [None]:
         scored = (
             labelled if labelled is not None else _sample(source, SOURCE_SAMPLE, config.seeds[0])
         )
         for name in candidates:
-            result = score_candidate(name, config, scored, on, source, target, cache, show_progress)
+            result = score_candidate(
+                name, config, scored, on, source, target, cache, show_progress, scratch
+            )
             results.append({"source": source.name if source is not None else None, **result})
     ranked = rank(results, on)
     scored = labelled if labelled is not None else None
-    scratch = scratch_cv_accuracy(scored) if scored is not None else None
-    hurts, why = verdict(ranked, scratch, on == "target")
+    scratch_accuracy = float(scratch.mean()) if scratch is not None else None
+    hurts, why = verdict(ranked, scratch_accuracy, on == "target")
     report = {
         "name": config.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -421,7 +449,7 @@ def select(
         "estimators": [*FEATURE_ESTIMATORS, "nce", "leep"],
         "candidates": ranked,
         "pick": {"backbone": ranked[0]["backbone"], "source": ranked[0]["source"]},
-        "scratch_cv_accuracy": scratch,
+        "scratch_cv_accuracy": scratch_accuracy,
         "transfer_likely_to_hurt": hurts,
         "why": why,
         "rule": HURT_RULES,
