@@ -1,5 +1,5 @@
-"""The `auto` recipe: candidates scored on held-out target labels (or without labels), the
-best trained on everything, the choice recorded."""
+"""The `auto` recipe: candidates scored by cross-validation on target labels (or without
+labels), the best trained on everything, the choice recorded."""
 
 from __future__ import annotations
 
@@ -50,18 +50,22 @@ def test_auto_picks_what_scores_best_on_held_out_target_labels_and_records_why()
     assert fitted["picked"] == "target-heavy"
     assert fitted["scores"]["source-only"] < fitted["scores"]["target-heavy"]
     assert set(fitted["candidate_seconds"]) == {"source-only", "target-heavy"}
-    assert "held-out labelled target" in fitted["scored_by"]
+    assert "3-fold cross-validation" in fitted["scored_by"]
     # the pick was trained again on every label: it reads the test set as the target does
     assert np.mean(np.array(predictor.predict(test.vectors)) == test.labels) > 0.9
 
 
-def test_auto_holds_out_a_stratified_share_and_never_a_whole_class() -> None:
+def test_auto_folds_are_stratified_and_never_more_than_the_rarest_class_has() -> None:
     _, target, _ = flipped_domains()
-    recipe = make_recipe("auto", validation_fraction=0.3, seed=1)
-    fit_part, held_out = recipe._split(target)
-    assert len(held_out) == 6 and len(fit_part) == 14
-    assert sorted(set(held_out.labels)) == sorted(set(fit_part.labels)) == ["a", "b"]
-    assert recipe._split(target.subset([0, 10, 11])) is None  # one example of class 'a'
+    folds = make_recipe("auto", folds=3, seed=1)._folds(target)
+    assert len(folds) == 3
+    held = sorted(i for _, held_out in folds for i in held_out.vectors[:, 0].tolist())
+    assert held == sorted(target.vectors[:, 0].tolist())  # every example held out once
+    for fit_part, held_out in folds:
+        assert sorted(set(held_out.labels)) == sorted(set(fit_part.labels)) == ["a", "b"]
+    two = target.subset([0, 1, 10, 11, 12])  # two examples of class 'a'
+    assert len(make_recipe("auto", folds=5)._folds(two)) == 2
+    assert make_recipe("auto")._folds(target.subset([0, 10, 11])) is None  # one of class 'a'
 
 
 def test_auto_records_a_candidate_that_cannot_learn_here_and_goes_on() -> None:
@@ -152,10 +156,10 @@ def test_auto_scores_candidates_on_a_sample_and_trains_the_pick_on_everything() 
     source, target, test = flipped_domains()
     recipe = make_recipe("auto", candidates=[SOURCE_ONLY, TARGET_HEAVY], trial_examples=100)
     predictor = recipe.fit(FitData(source, target))
-    assert "on 100 source examples" in recipe.fitted()["scored_by"]
+    assert "trained on 100 source examples" in recipe.fitted()["scored_by"]
     full = make_recipe("auto", candidates=[SOURCE_ONLY, TARGET_HEAVY], trial_examples=0)
     full.fit(FitData(source, target))
-    assert "on 400 source examples" in full.fitted()["scored_by"]
+    assert "trained on 400 source examples" in full.fitted()["scored_by"]
     assert recipe.fitted()["picked"] == full.fitted()["picked"] == "target-heavy"
     assert np.mean(np.array(predictor.predict(test.vectors)) == test.labels) > 0.9
 

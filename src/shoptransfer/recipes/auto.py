@@ -1,8 +1,8 @@
 """auto: pick the recipe for this target from a list of candidates, train the pick, say why.
 
-With labelled target examples (at least :data:`LEAST_PER_CLASS` of each class), a stratified
-share of them (``validation_fraction``) is held out; every candidate is trained on the source
-plus the rest, scored on the held-out share, and the best is trained again on every label.
+With labelled target examples (at least :data:`LEAST_PER_CLASS` of each class), every candidate
+is scored by stratified cross-validation on them (``folds``): trained on the source plus the
+other folds, scored on each fold in turn; the best is trained again on every label.
 Candidates that train on the target only (``scratch-tfidf``) compete with the transfer
 recipes, so picking one of them is the answer "do not transfer here". Without enough target
 labels the candidates are scored on the unlabeled target by a label-free criterion
@@ -78,7 +78,8 @@ class Auto(BackboneRecipe):
     name: ClassVar[str] = "auto"
     family: ClassVar[str] = "adaptive"
     description: ClassVar[str] = (
-        "scores candidate recipes on held-out target labels (or without labels), trains the best"
+        "scores candidate recipes by cross-validation on target labels (or without labels), "
+        "trains the best"
     )
 
     candidates: list[Any] = option(
@@ -87,8 +88,11 @@ class Auto(BackboneRecipe):
         "features, CORAL, label-shift EM, frozen-feature self-training and, for texts, scratch "
         "TF-IDF)",
     )
-    validation_fraction: float = option(
-        0.3, "share of the labelled target held out to score the candidates", above=0, below=1
+    folds: int = option(
+        3,
+        "stratified folds of the labelled target: each candidate is trained on the others and "
+        "scored on each in turn (fewer where a class has fewer labels)",
+        minimum=2,
     )
     backbones: list[str] = option(
         (),
@@ -96,7 +100,7 @@ class Auto(BackboneRecipe):
         "(empty: the recipe's backbone)",
     )
     trial_examples: int = option(
-        2000,
+        1000,
         "source and unlabeled target examples the candidates are scored with, at most each "
         "(a seeded sample; 0: all); the pick is then trained on everything",
         minimum=0,
@@ -156,21 +160,19 @@ class Auto(BackboneRecipe):
     def fit(self, data: FitData) -> Predictor:
         reference = data.reference()
         entries = self._entries(reference.holds)
-        split = self._split(data.target)
-        backbone, backbone_report = self._pick_backbone(data, split is not None)
+        folds = self._folds(data.target)
+        backbone, backbone_report = self._pick_backbone(data, folds is not None)
         scores: dict[str, float] = {}
         seconds: dict[str, float] = {}
         skipped: dict[str, str] = {}
-        if split is not None:
-            fit_part, held_out = split
-            trial = self._trial(data, target=fit_part)
+        trial = self._trial(data, target=data.target)
+        if folds is not None:
             how = (
-                f"accuracy on {len(held_out)} held-out labelled target examples "
-                f"({self.validation_fraction:.0%} of {len(data.target)}), each candidate trained "
-                f"on {self._size(trial.source)} source examples and the other {len(fit_part)}"
+                f"accuracy on the {len(data.target)} labelled target examples in {len(folds)}-fold "
+                f"cross-validation, each candidate trained on {self._size(trial.source)} source "
+                "examples and the other folds"
             )
         elif data.unlabeled is not None and len(data.unlabeled):
-            trial, held_out = self._trial(data, target=data.target), None
             how = (
                 f"label-free criterion '{self.label_free_criterion}' on "
                 f"{self._size(trial.unlabeled)} unlabeled target inputs, each candidate trained on "
@@ -179,7 +181,7 @@ class Auto(BackboneRecipe):
             )
         else:
             raise DataError(
-                "recipe 'auto' scores candidates on held-out target labels or on unlabeled "
+                "recipe 'auto' scores candidates on labelled target folds or on unlabeled "
                 f"target inputs; this fit has fewer than {LEAST_PER_CLASS} labels of some "
                 "class and no unlabeled target"
             )
@@ -188,16 +190,10 @@ class Auto(BackboneRecipe):
             recipe = self._build(entry, backbone)
             started = time.perf_counter()
             try:
-                predictor = recipe.fit(trial)
+                scores[label] = self._score(recipe, trial, folds)
             except (DataError, ConfigError) as error:  # cannot learn from this data: say why
                 skipped[label] = str(error)
                 continue
-            if held_out is not None:
-                predicted = np.asarray(predictor.predict(held_out.inputs))
-                scores[label] = float(np.mean(predicted == np.asarray(held_out.labels)))
-            else:
-                probabilities = predictor.predict_proba(trial.unlabeled.inputs)
-                scores[label] = label_free_score(self.label_free_criterion, probabilities)
             seconds[label] = round(time.perf_counter() - started, 3)
         if not scores:
             raise DataError(f"recipe 'auto': no candidate could train here: {skipped}")
@@ -281,24 +277,37 @@ class Auto(BackboneRecipe):
     def _size(domain: Any) -> str:
         return "no" if domain is None else f"{len(domain):,}"
 
-    def _split(self, target: Any) -> tuple[Any, Any] | None:
-        """(fit part, held-out part) of the labelled target, stratified; ``None`` when some
-        class has fewer than :data:`LEAST_PER_CLASS` labels."""
+    def _score(self, recipe: Recipe, trial: FitData, folds: list[tuple[Any, Any]] | None) -> float:
+        """``recipe``'s cross-validated accuracy on the labelled target of ``trial`` (``folds``),
+        or without folds its label-free criterion on the unlabeled target."""
+        if folds is None:
+            probabilities = recipe.fit(trial).predict_proba(trial.unlabeled.inputs)
+            return label_free_score(self.label_free_criterion, probabilities)
+        correct = 0
+        for fit_part, held_out in folds:
+            predictor = recipe.fit(dataclasses.replace(trial, target=fit_part))
+            predicted = np.asarray(predictor.predict(held_out.inputs))
+            correct += int(np.sum(predicted == np.asarray(held_out.labels)))
+        return correct / sum(len(held_out) for _, held_out in folds)
+
+    def _folds(self, target: Any) -> list[tuple[Any, Any]] | None:
+        """Stratified (fit part, held-out part) folds of the labelled target: :attr:`folds`,
+        at most as many as the rarest class has labels; ``None`` when some class has fewer
+        than :data:`LEAST_PER_CLASS`."""
+        from sklearn.model_selection import StratifiedKFold
+
         if target is None or not target.labeled or len(target) == 0:
             return None
         labels = np.asarray(target.labels)
         classes, counts = np.unique(labels, return_counts=True)
         if len(classes) < 2 or counts.min() < LEAST_PER_CLASS:
             return None
-        rng = np.random.default_rng(self.seed)
-        held = []
-        for value, count in zip(classes, counts):
-            rows = rng.permutation(np.flatnonzero(labels == value))
-            take = min(count - 1, max(1, round(count * self.validation_fraction)))
-            held.extend(rows[:take].tolist())
-        held_rows = np.sort(np.array(held))
-        fit_rows = np.setdiff1d(np.arange(len(labels)), held_rows)
-        return target.subset(fit_rows), target.subset(held_rows)
+        k = min(self.folds, int(counts.min()))
+        split = StratifiedKFold(k, shuffle=True, random_state=self.seed)
+        return [
+            (target.subset(np.sort(fit_rows)), target.subset(np.sort(held_rows)))
+            for fit_rows, held_rows in split.split(np.zeros(len(labels)), labels)
+        ]
 
 
 def label_free_score(criterion: str, probabilities: np.ndarray) -> float:
