@@ -97,8 +97,8 @@ RECIPES = {
         "self_training_rounds": 3,
         "pseudo_label_share": 0.5,
     },
-    # picks among scratch-tfidf and the frozen-e5 recipes above: with target labels by accuracy
-    # on a held-out 30 % of them, at 0 labels by information maximisation on the unlabelled pool
+    # picks among scratch-tfidf and the frozen-e5 recipes above: with target labels by 3-fold
+    # cross-validation on them, at 0 labels by information maximisation on the unlabelled pool
     "auto-e5": {"name": "auto", "label": "auto-e5", "backbone": E5},
     "fine-tune-e5": {
         "name": "fine-tune",
@@ -624,10 +624,10 @@ def auto_section(payload: dict[str, Any]) -> list[str]:
         "## 5. auto-e5: the pick against the best of its candidates",
         "",
         "`auto` with its default candidates on e5 (scratch-tfidf, frozen-e5, coral-e5,",
-        "frozen-e5-em, self-train-e5 — the rows above): with target labels it holds out 30 % of",
-        "them, trains every candidate on at most 2,000 source reviews plus the rest and keeps",
-        "the most accurate on the held-out part; at 0 labels it scores the candidates by",
-        "information maximisation on at most 2,000 unlabelled target reviews. Then it trains",
+        "frozen-e5-em, self-train-e5 — the rows above): with target labels it scores every",
+        "candidate by 3-fold cross-validation on them, trained on at most 1,000 source reviews",
+        "plus the other folds; at 0 labels it scores the candidates by information",
+        "maximisation on at most 1,000 unlabelled target reviews. Then it trains",
         "the pick on everything. best = the candidate with the highest mean test accuracy in",
         "the tables above (known only after the fact); regret = best − auto. cost = auto's",
         "median train seconds over the sum of the candidates' (shared cores: a rough ratio).",

@@ -46,7 +46,7 @@ best target-only scratch baseline by more than the seed noise, as ``compare`` de
 
 The ``auto`` recipe (part ``auto``): on every Blitzer pair, budget and seed it chooses among the
 measured recipes (scratch-tfidf, frozen-features, coral-closed-form, their defaults) — by
-accuracy on a held-out 30 % of the budget's target labels, or at budget 0 by information
+3-fold cross-validation on the budget's target labels, or at budget 0 by information
 maximisation on the unlabelled target — and trains the pick; its accuracy is set beside the best
 candidate's (regret) and its train seconds beside the sum of theirs.
 
@@ -1003,13 +1003,13 @@ def auto_lines(analysis: dict[str, Any]) -> list[str]:
     lines = [
         "## `auto`: the recipe it trains against the best of its candidates\n",
         f"`auto` with candidates {', '.join(RECIPES)} (their defaults, as measured above), "
-        "on every Blitzer pair, budget and seed: with target labels it holds out 30 % of them, "
-        "trains each candidate on the source and the rest, keeps the most accurate on the "
-        "held-out part and trains it again on every label; at 0 labels it scores frozen-features "
-        "and coral-closed-form by information maximisation on the unlabelled target. best: the "
-        "candidate with the highest mean test accuracy (known only after training them all); "
-        "regret = best − auto (means over 3 seeds); cost: auto's median train seconds over the "
-        "sum of the candidates' (cores shared: a rough ratio).\n",
+        "on every Blitzer pair, budget and seed: with target labels it scores each candidate "
+        "by 3-fold cross-validation on them (trained on at most 1,000 source reviews and the "
+        "other folds), keeps the most accurate and trains it again on every label; at 0 labels "
+        "it scores frozen-features and coral-closed-form by information maximisation on the "
+        "unlabelled target. best: the candidate with the highest mean test accuracy (known only "
+        "after training them all); regret = best − auto (means over 3 seeds); cost: auto's "
+        "median train seconds over the sum of the candidates' (cores shared: a rough ratio).\n",
         f"auto is within 1 point of the best candidate on **{within} of {len(tasks)}** tasks "
         f"({100 * within / len(tasks):.0f} %); mean regret "
         f"{np.mean([t['regret'] for t in tasks]):.2f} points; cost "
