@@ -188,3 +188,26 @@ def test_auto_picks_the_backbone_by_the_estimators_and_trains_the_candidates_on_
     assert {"logme", "knn_accuracy"} <= set(fitted["backbone_scores"][tiny_backbone])
     loaded = json.loads((predictor.save(tmp_path / "m") / "model.json").read_text())
     assert fitted["backbone"] in json.dumps(loaded)
+
+
+def test_the_picks_are_printed_one_line_per_cell() -> None:
+    from shoptransfer.evaluation.report import format_picks
+
+    record = {
+        "status": "ok",
+        "label": "auto",
+        "budget": 16,
+        "seed": 0,
+        "fitted": {
+            "picked": "scratch-tfidf",
+            "transfers": False,
+            "scores": {"scratch-tfidf": 0.9, "frozen-features": 0.8},
+            "scored_by": "accuracy on the 32 labelled target examples",
+        },
+    }
+    line = format_picks([record, {"status": "ok", "label": "frozen-features", "fitted": {}}])
+    assert line == (
+        "auto, budget 16, seed 0: picked scratch-tfidf (does not transfer); scratch-tfidf 0.900, "
+        "frozen-features 0.800 — accuracy on the 32 labelled target examples"
+    )
+    assert format_picks([{"status": "error", "label": "auto"}]) == ""

@@ -367,7 +367,7 @@ def demo(
 
 def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
     from shoptransfer.api import run_experiment, task_class
-    from shoptransfer.evaluation.report import format_table
+    from shoptransfer.evaluation.report import format_picks, format_table
     from shoptransfer.runs import load_results
 
     run_dir = run_experiment(
@@ -380,6 +380,9 @@ def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
     typer.echo("")
     typer.echo(title)
     typer.echo(format_table(results["results"], task.columns, task.budget_header))
+    picks = format_picks(results["results"])
+    if picks:
+        typer.echo(f"\n{picks}")
     typer.echo(f"\nrun folder: {run_dir}")
 
 

@@ -125,3 +125,22 @@ def format_table(
         out.append("")
         out.extend(f"— {note}" for note in notes)
     return "\n".join(out)
+
+
+def format_picks(records: list[dict[str, Any]]) -> str:
+    """One line per cell of a recipe that chose what to train (``auto``): what it picked,
+    whether that transfers, each candidate's score and how they were scored; '' when no
+    record holds a pick."""
+    lines = []
+    for record in records:
+        fitted = record.get("fitted") or {}
+        if record.get("status") != "ok" or "picked" not in fitted:
+            continue
+        scores = ", ".join(f"{name} {value:.3f}" for name, value in fitted["scores"].items())
+        backbone = f" on {fitted['backbone']}" if "backbone" in fitted else ""
+        transfers = "transfers" if fitted.get("transfers") else "does not transfer"
+        lines.append(
+            f"{record['label']}, budget {record['budget']}, seed {record['seed']}: picked "
+            f"{fitted['picked']}{backbone} ({transfers}); {scores} — {fitted['scored_by']}"
+        )
+    return "\n".join(lines)

@@ -114,6 +114,9 @@ class Auto(BackboneRecipe):
     def __post_init__(self) -> None:
         self.candidates = [dict(c) if isinstance(c, dict) else c for c in self.candidates]
         self.backbones = list(self.backbones)
+        if self.candidates:  # a bad entry is an error when the recipe is made
+            for entry in self._entries("texts"):
+                self._build(entry)
 
     def _entries(self, holds: str) -> list[Any]:
         entries = list(self.candidates) or list(
