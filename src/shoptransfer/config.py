@@ -544,6 +544,12 @@ class RecommendationConfig(RunConfig):
     )
     ks: list[PositiveInt] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
     eval_batch_size: int = Field(512, gt=0, description="users scored at once in evaluation")
+    eval_item_batch_size: int = Field(
+        65_536,
+        gt=0,
+        description="items scored at once in evaluation, for a model that scores by a dot "
+        "product over a larger catalogue (bounds memory whatever the catalogue's size)",
+    )
 
     @field_validator("budgets", mode="before")
     @classmethod

@@ -151,11 +151,18 @@ class ItemScores(nn.Module):
         """The item vectors scored against (owned by the encoder)."""
         return self._items[0]
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def query_vectors(self, features: torch.Tensor) -> torch.Tensor:
+        """History vectors whose dot products with :meth:`item_vectors` order the items as
+        the scores do (unit length under a temperature: cosine similarity)."""
+        return nn.functional.normalize(features, dim=-1) if self.temperature > 0 else features
+
+    def item_vectors(self) -> torch.Tensor:
+        """Every item's vector (row 0 pads), as :meth:`query_vectors` is scored against."""
         table = self.items.table()
-        if self.temperature > 0:
-            features = nn.functional.normalize(features, dim=-1)
-            table = nn.functional.normalize(table, dim=-1)
+        return nn.functional.normalize(table, dim=-1) if self.temperature > 0 else table
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features, table = self.query_vectors(features), self.item_vectors()
         logits = features @ table.T
         if self.temperature > 0:
             logits = logits / self.temperature

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from shoptransfer.data.interactions import InteractionDomain
-from shoptransfer.evaluation.ranking import evaluate_ranking
+from shoptransfer.evaluation.ranking import DotProductScorer, evaluate_ranking
 from shoptransfer.recipes.base import make_recipe, option, register_model
 from shoptransfer.recommenders.base import (
     ItemRanker,
@@ -87,12 +87,26 @@ class NeuralRanker(ItemRanker):
     @torch.no_grad()
     def scores(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         self.model.eval()
+        return self.model({"ids": self._ids(histories, users)})
+
+    @torch.no_grad()
+    def dot_product(self) -> DotProductScorer:
+        """The model as query and item vectors (items computed once): the same order of
+        items as :meth:`scores`, for chunked evaluation and a nearest-neighbour index."""
+        self.model.eval()
+        head = self.model.head
+
+        def queries(histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
+            with torch.no_grad():
+                features = self.model.features({"ids": self._ids(histories, users)})
+                return head.query_vectors(features)
+
+        return DotProductScorer(queries, head.item_vectors())
+
+    def _ids(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         if self.by_user:
-            ids = torch.from_numpy(np.asarray(users, dtype=np.int64)[:, None])
-        else:
-            encoder = self.model.encoder
-            ids = torch.from_numpy(padded_histories(histories, encoder.max_history))
-        return self.model({"ids": ids})
+            return torch.from_numpy(np.asarray(users, dtype=np.int64)[:, None])
+        return torch.from_numpy(padded_histories(histories, self.model.encoder.max_history))
 
     @property
     def trainable_parameters(self) -> int:

@@ -84,11 +84,15 @@ class RecommendationTask(Task):
 
     def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
         ks, batch_size = self.config.ks, self.config.eval_batch_size
-        valid = evaluate_ranking(model.scores, data.test.valid, ks, batch_size)
+        item_batch_size = self.config.eval_item_batch_size
+        # a dot-product model over a large catalogue is ranked in chunks of items
+        large = hasattr(model, "dot_product") and model.n_items >= item_batch_size
+        scorer = model.dot_product() if large else model.scores
+        valid = evaluate_ranking(scorer, data.test.valid, ks, batch_size, item_batch_size)
         before = resident_mb() or 0.0
         with PeakMemory() as memory:
             started = time.perf_counter()
-            test = evaluate_ranking(model.scores, data.test.test, ks, batch_size)
+            test = evaluate_ranking(scorer, data.test.test, ks, batch_size, item_batch_size)
             seconds = time.perf_counter() - started
         return {
             "metrics": test,
