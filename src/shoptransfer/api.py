@@ -21,6 +21,7 @@ from shoptransfer.data import read_domain
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
+from shoptransfer.evaluation.ranking import DotProductScorer
 from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
@@ -30,6 +31,7 @@ from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, load_saved_model, read_model_metadata
 from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.recommenders.base import load_ranker
+from shoptransfer.recommenders.item_index import ApproximateIndex, IndexSettings
 from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
@@ -387,6 +389,7 @@ def recommend(
     seed: int | None = None,
     explain: int = 3,
     onnx: bool = False,
+    index: IndexSettings | None = None,
 ) -> dict[str, Any]:
     """Top-``k`` items for ``user`` after their whole known history, with explanations.
 
@@ -394,15 +397,19 @@ def recommend(
     largest budget), else the run's best by validation NDCG. Each item comes with the history
     items that contributed most, by the model's own measure (``explanation`` says which).
     ``onnx``: rank with the model's ONNX export (``shoptransfer export``; its int8 model when it
-    has one) through onnxruntime instead of PyTorch.
+    has one) through onnxruntime instead of PyTorch. ``index``: how the top items are found
+    (:class:`~shoptransfer.recommenders.item_index.IndexSettings`; default ``auto``: exact
+    below 100,000 items, an approximate nearest-neighbour index from there).
     """
-    return Recommender(run_dir, recipe, seed, onnx).recommend(user=user, k=k, explain=explain)
+    chosen = Recommender(run_dir, recipe, seed, onnx, index=index)
+    return chosen.recommend(user=user, k=k, explain=explain)
 
 
 class Recommender:
     """A recommendation run's model with its catalogue, loaded once to answer many requests
     (:func:`recommend` for one). ``recipe``, ``seed`` and ``onnx`` choose the model as there;
-    ``onnx_precision`` the export's model (``auto``: int8 when exported, else fp32)."""
+    ``onnx_precision`` the export's model (``auto``: int8 when exported, else fp32); ``index``
+    how the top items are found (:func:`recommend`)."""
 
     def __init__(
         self,
@@ -411,7 +418,10 @@ class Recommender:
         seed: int | None = None,
         onnx: bool = False,
         onnx_precision: str = "auto",
+        index: IndexSettings | None = None,
     ) -> None:
+        index = index or IndexSettings()
+        index.check()
         run_dir = Path(run_dir)
         results = load_results(run_dir)
         if results.get("task") != "recommendation":
@@ -445,6 +455,27 @@ class Recommender:
             self.backend = "pytorch"
         self._users = {user: i for i, user in enumerate(self.domain.users)}
         self._items = {item: i + 1 for i, item in enumerate(self.domain.items)}  # 0 pads
+        self.vectors: DotProductScorer | None = None
+        self.index: ApproximateIndex | None = None
+        if index.approximate(self.domain.n_items):
+            if not hasattr(self.ranker, "dot_product"):
+                raise ConfigError(
+                    f"--index approximate needs a model that scores items by a dot product "
+                    f"(sasrec, bpr, the text-seq family) in PyTorch; model {self.folder.name} "
+                    f"is {'an ONNX export' if onnx else type(self.ranker).kind}"
+                )
+            self.vectors = self.ranker.dot_product()
+            self.index = ApproximateIndex(self.vectors.items, index.lists, index.probes)
+
+    @property
+    def index_description(self) -> str:
+        """How the top items are found: exact, or the approximate index and its settings."""
+        if self.index is None:
+            return "exact (every item scored)"
+        return (
+            f"approximate (FAISS IVF-Flat: {self.index.lists} lists, {self.index.probes} "
+            f"probed a query; built in {self.index.build_seconds:.1f} s)"
+        )
 
     @staticmethod
     def choose(run_dir: str | Path, recipe: str | None = None, seed: int | None = None) -> Path:
@@ -477,13 +508,41 @@ class Recommender:
     def recommend_many(self, requests: Sequence[RecommendationQuery]) -> list[dict[str, Any]]:
         """:meth:`recommend` for each request, with the histories scored in one batch."""
         cases = [self._case(request) for request in requests]
-        scores = torch.as_tensor(
-            self.ranker.scores([known for _, known in cases], np.array([i for i, _ in cases]))
-        )
-        return [
-            self._answer(request, known, scores[row].clone())
-            for row, (request, (_, known)) in enumerate(zip(requests, cases))
-        ]
+        histories, users = [known for _, known in cases], np.array([i for i, _ in cases])
+        if self.index is not None and self.vectors is not None:
+            return [
+                self._answer(request, known, ids, scores)
+                for request, (_, known), (ids, scores) in zip(
+                    requests, cases, self._approximate_top(requests, histories, users)
+                )
+            ]
+        all_scores = torch.as_tensor(self.ranker.scores(histories, users))
+        answers = []
+        for row, (request, (_, known)) in enumerate(zip(requests, cases)):
+            scores = all_scores[row].clone()
+            scores[0] = -torch.inf
+            scores[torch.from_numpy(known)] = -torch.inf
+            k = max(0, min(request.k, self.domain.n_items - len(set(known.tolist()))))
+            top = torch.topk(scores, k)
+            answers.append(self._answer(request, known, top.indices.tolist(), top.values.tolist()))
+        return answers
+
+    def _approximate_top(
+        self, requests: Sequence[RecommendationQuery], histories: list[np.ndarray], users: Any
+    ) -> list[tuple[list[int], list[float]]]:
+        """Each request's top items from the index: enough neighbours that ``k`` remain once
+        the history's items are left out."""
+        assert self.index is not None and self.vectors is not None
+        queries = self.vectors.queries(histories, users)
+        wanted = max(r.k + len(set(h.tolist())) for r, h in zip(requests, histories))
+        found_scores, found_ids = self.index.search(queries.numpy(), wanted)
+        tops = []
+        for request, known, ids, scores in zip(requests, histories, found_ids, found_scores):
+            seen = set(known.tolist()) | {0}
+            kept = [(int(i), float(s)) for i, s in zip(ids, scores) if int(i) not in seen]
+            kept = kept[: request.k]
+            tops.append(([i for i, _ in kept], [s * self.vectors.scale for _, s in kept]))
+        return tops
 
     def _case(self, request: RecommendationQuery) -> tuple[int, np.ndarray]:
         """The user index (0 for an ad-hoc history) and the history to score."""
@@ -508,15 +567,11 @@ class Recommender:
         return 0, np.array([self._items[item] for item in history], dtype=np.int64)
 
     def _answer(
-        self, request: RecommendationQuery, known: np.ndarray, scores: torch.Tensor
+        self, request: RecommendationQuery, known: np.ndarray, top: list[int], scores: list[float]
     ) -> dict[str, Any]:
         domain = self.domain
-        scores[0] = -torch.inf
-        scores[torch.from_numpy(known)] = -torch.inf
-        k = max(0, min(request.k, domain.n_items - len(set(known.tolist()))))
-        top = torch.topk(scores, k)
         items = []
-        for item in top.indices.tolist():
+        for item, score in zip(top, scores):
             weights = np.asarray(self.ranker.contributions(known, item))
             order: Any = (
                 np.argsort(-weights, kind="stable")[: request.explain] if weights.any() else []
@@ -525,7 +580,7 @@ class Recommender:
                 {
                     "item": domain.items[item - 1],
                     "text": domain.item_text[item - 1],
-                    "score": float(scores[item]),
+                    "score": float(score),
                     "because": [
                         {
                             "item": domain.items[known[i] - 1],

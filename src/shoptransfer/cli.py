@@ -106,6 +106,14 @@ def run(
     _run_and_report(experiment, quiet, _title(experiment))
 
 
+INDEX_HELP = (
+    "how the top items are found: exact (every item scored), approximate (a FAISS "
+    "nearest-neighbour index; needs the [ann] extra) or auto (exact below 100,000 items)"
+)
+INDEX_LISTS_HELP = "the approximate index's cells (0: 2 x sqrt(items))"
+INDEX_PROBES_HELP = "cells the approximate index visits a query (0: max(32, cells / 64))"
+
+
 @app.command()
 def recommend(
     run_dir: Annotated[Path, typer.Argument(help="a recommendation run folder")],
@@ -125,11 +133,16 @@ def recommend(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    index: Annotated[str, typer.Option(help=INDEX_HELP)] = "auto",
+    index_lists: Annotated[int, typer.Option(help=INDEX_LISTS_HELP, min=0)] = 0,
+    index_probes: Annotated[int, typer.Option(help=INDEX_PROBES_HELP, min=0)] = 0,
 ) -> None:
     """Recommend the next items for a user, each with the history items behind it."""
     from shoptransfer.api import Recommender
+    from shoptransfer.recommenders.item_index import IndexSettings
 
-    recommender = Recommender(run_dir, recipe, seed, onnx)
+    settings = IndexSettings(index, index_lists, index_probes)
+    recommender = Recommender(run_dir, recipe, seed, onnx, index=settings)
     answer = recommender.recommend(user=user, k=k)
     if as_json:
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
@@ -701,6 +714,9 @@ def serve(
         float,
         typer.Option(help="how long a request waits for others to batch with", min=0, max=1000),
     ] = 5.0,
+    index: Annotated[str, typer.Option(help=INDEX_HELP)] = "auto",
+    index_lists: Annotated[int, typer.Option(help=INDEX_LISTS_HELP, min=0)] = 0,
+    index_probes: Annotated[int, typer.Option(help=INDEX_PROBES_HELP, min=0)] = 0,
 ) -> None:
     """Serve a run's model over HTTP: POST /v1/classify, /v1/recommend, /v1/embed; GET
     /health, /ready, /v1/model; the OpenAPI schema at /docs and /openapi.json."""
@@ -726,6 +742,9 @@ def serve(
         max_k=max_k,
         max_batch=max_batch,
         batch_wait_ms=batch_wait_ms,
+        index=index,
+        index_lists=index_lists,
+        index_probes=index_probes,
     )
     serve_over_http(settings, host, port, workers)
 

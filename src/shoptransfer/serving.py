@@ -45,6 +45,7 @@ from shoptransfer.export.runtime import EXPORT_FILE, export_folder, read_card
 from shoptransfer.export.runtime import PRECISIONS as ONNX_PRECISIONS
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes.base import load_predictor, read_model_metadata
+from shoptransfer.recommenders.item_index import IndexSettings
 from shoptransfer.runs import load_results
 
 SETTINGS_VARIABLE = "SHOPTRANSFER_SERVE_SETTINGS"  # how uvicorn's worker processes get them
@@ -66,6 +67,12 @@ class ServeSettings:
     max_k: int = 100
     max_batch: int = 64  # inputs scored together, across requests
     batch_wait_ms: float = 5.0
+    index: str = "auto"  # a recommender's top items: auto, exact or approximate
+    index_lists: int = 0  # the approximate index's cells (0: its default)
+    index_probes: int = 0  # cells visited a query (0: its default)
+
+    def index_settings(self) -> IndexSettings:
+        return IndexSettings(self.index, self.index_lists, self.index_probes)
 
     def check(self) -> None:
         for name in ("max_items", "max_text_chars", "max_image_bytes", "max_image_pixels"):
@@ -81,6 +88,7 @@ class ServeSettings:
             raise ConfigError(
                 f"--onnx-precision '{self.onnx_precision}'; expected one of {list(ONNX_PRECISIONS)}"
             )
+        self.index_settings().check()
         if self.onnx is False and self.onnx_precision != "auto":
             raise ConfigError("--onnx-precision chooses an ONNX model; it cannot go with --no-onnx")
 
@@ -265,7 +273,14 @@ class Service:
             exported = export_folder(self.run_dir, chosen.name)
             has_export = (exported / EXPORT_FILE).exists()
             onnx = has_export if settings.onnx is None else settings.onnx
-            self.recommender = Recommender(self.run_dir, label, seed, onnx, settings.onnx_precision)
+            self.recommender = Recommender(
+                self.run_dir,
+                label,
+                seed,
+                onnx,
+                settings.onnx_precision,
+                settings.index_settings(),
+            )
             self.folder = self.recommender.folder
             self.backend = self.recommender.backend
             if has_export:
@@ -309,6 +324,8 @@ class Service:
         """What is served, in a line; a second line when the ONNX model served does not meet
         the export's agreement goal with PyTorch."""
         lines = [f"serving {self.task} model {self.model} of {self.run_dir} ({self.backend})"]
+        if self.recommender is not None:
+            lines.append(f"top items: {self.recommender.index_description}")
         check = (self.export or {}).get("check", {}).get(self.backend.removeprefix("onnx-"), {})
         if self.backend.startswith("onnx-") and check.get("meets_goal") is False:
             agrees = (

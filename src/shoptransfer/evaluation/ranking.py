@@ -35,10 +35,11 @@ Scorer = Callable[[list[np.ndarray], np.ndarray], torch.Tensor]
 class DotProductScorer:
     """A model whose score of item ``j`` is ``queries(histories, users) @ items[j]``: one
     vector per history (or user) and one per item (row 0 pads). Calling it gives every item's
-    score, as a :data:`Scorer` does."""
+    dot product, in the model's order of items, as a :data:`Scorer` does."""
 
     queries: Callable[[list[np.ndarray], np.ndarray], torch.Tensor]
     items: torch.Tensor
+    scale: float = 1.0  # the model's own score is ``scale`` times the dot product
 
     def __call__(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         return self.queries(histories, users) @ self.items.T

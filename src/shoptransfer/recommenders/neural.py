@@ -101,7 +101,8 @@ class NeuralRanker(ItemRanker):
                 features = self.model.features({"ids": self._ids(histories, users)})
                 return head.query_vectors(features)
 
-        return DotProductScorer(queries, head.item_vectors())
+        scale = 1 / head.temperature if head.temperature > 0 else 1.0
+        return DotProductScorer(queries, head.item_vectors().detach(), scale)
 
     def _ids(self, histories: list[np.ndarray], users: np.ndarray) -> torch.Tensor:
         if self.by_user:
