@@ -173,3 +173,13 @@ def test_index_mistakes_are_one_line_config_errors(chunked_run, monkeypatch) -> 
     result = cli("recommend", str(run_dir), "--user", "shopu3", "--index", "fast", cwd=run_dir)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "--index 'fast'" in result.stderr
+
+
+def test_text_item_vectors_adapt_a_large_catalogue_in_chunks_as_at_once(monkeypatch) -> None:
+    from shoptransfer.recommenders import text_seq
+
+    torch.manual_seed(0)
+    items = text_seq.TextItemVectors(torch.randn(50, 12), hidden=8, experts=3).eval()
+    whole = items.table()
+    monkeypatch.setattr(text_seq, "TABLE_CHUNK", 7)
+    torch.testing.assert_close(items.table(), whole)

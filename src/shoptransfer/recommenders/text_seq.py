@@ -29,6 +29,8 @@ from shoptransfer.recommenders.neural import NeuralRanker, ranking_model
 from shoptransfer.recommenders.sasrec import SASRec
 from shoptransfer.training import Classifier
 
+TABLE_CHUNK = 65_536  # items adapted at once outside training
+
 
 class TextItemVectors(nn.Module):
     """Frozen text embeddings through a mixture of whitening experts (+ item ids)."""
@@ -58,17 +60,30 @@ class TextItemVectors(nn.Module):
         histories, so it is adapted once per call and indexed.
 
         Expert e maps ``(x - b_e) W_e``, computed as ``x W_e - b_e W_e``: one matrix product
-        for all experts instead of a centred copy of the text per expert.
+        for all experts instead of a centred copy of the text per expert. Outside training
+        the items go :data:`TABLE_CHUNK` at a time, so that the experts' intermediate
+        vectors stay small beside the table whatever the catalogue's size.
         """
-        experts_n, size, hidden = self.weight.shape
-        weights = self.weight.permute(1, 0, 2).reshape(size, experts_n * hidden)
-        mapped = (self.dropout(self.text) @ weights).view(-1, experts_n, hidden)
-        experts = mapped - torch.einsum("es,esh->eh", self.bias, self.weight)
-        gate = torch.softmax(self.gate(self.text), dim=-1).unsqueeze(-1)
-        vectors = (gate * experts).sum(dim=1)
+        if self.training or len(self.text) <= TABLE_CHUNK:
+            vectors = self._adapted(self.text)
+        else:
+            vectors = torch.cat(
+                [
+                    self._adapted(self.text[start : start + TABLE_CHUNK])
+                    for start in range(0, len(self.text), TABLE_CHUNK)
+                ]
+            )
         if self.ids is not None:
             vectors = vectors + self.ids.table()
         return vectors
+
+    def _adapted(self, text: torch.Tensor) -> torch.Tensor:
+        experts_n, size, hidden = self.weight.shape
+        weights = self.weight.permute(1, 0, 2).reshape(size, experts_n * hidden)
+        mapped = (self.dropout(text) @ weights).view(-1, experts_n, hidden)
+        experts = mapped - torch.einsum("es,esh->eh", self.bias, self.weight)
+        gate = torch.softmax(self.gate(text), dim=-1).unsqueeze(-1)
+        return (gate * experts).sum(dim=1)
 
 
 TRAINABLE = ("all", "adaptor")
