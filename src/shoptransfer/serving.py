@@ -321,11 +321,9 @@ class Service:
         return self.folder.name
 
     def describe(self) -> list[str]:
-        """What is served, in a line; a second line when the ONNX model served does not meet
-        the export's agreement goal with PyTorch."""
+        """What is served, in a line; a line when the ONNX model served does not meet the
+        export's agreement goal with PyTorch; for a recommender, how it finds its top items."""
         lines = [f"serving {self.task} model {self.model} of {self.run_dir} ({self.backend})"]
-        if self.recommender is not None:
-            lines.append(f"top items: {self.recommender.index_description}")
         check = (self.export or {}).get("check", {}).get(self.backend.removeprefix("onnx-"), {})
         if self.backend.startswith("onnx-") and check.get("meets_goal") is False:
             agrees = (
@@ -337,6 +335,8 @@ class Service:
                 f"warning: {agrees} of the run's test set (export.json), below the goal; "
                 "--no-onnx serves PyTorch"
             )
+        if self.recommender is not None:
+            lines.append(f"top items: {self.recommender.index_description}")
         return lines
 
     def warm_up(self) -> None:
