@@ -364,21 +364,20 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     path = RESULTS / f"{NAME}.json"
-    payload = load_json(path)
     if args.part:
-        payload[args.part] = {"rank": part_rank, "index": part_index, "texts": part_texts}[
-            args.part
-        ](args)
+        parts = {"rank": part_rank, "index": part_index, "texts": part_texts}
+        section = parts[args.part](args)
+        payload = load_json(path)  # read after the part: parts may run side by side
+        payload[args.part] = section
         payload["machine"] = machine()
         payload[args.part]["finished"] = datetime.datetime.now(datetime.UTC).isoformat(
             timespec="seconds"
         )
-        command = (
-            "nice -n 19 env OMP_NUM_THREADS=2 .venv/bin/python benchmarks/catalogue_scale.py "
-            + " ".join(sys.argv[1:])
-        )
+        command = f"{COMMAND} {' '.join(sys.argv[1:])}"
         commands = [c for c in payload.get("commands", []) if f"--part {args.part}" not in c]
         payload["commands"] = commands + [command]
+    else:
+        payload = load_json(path)
     save(NAME, payload, markdown(payload))
     print(markdown(payload))
 
