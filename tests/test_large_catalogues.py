@@ -183,3 +183,26 @@ def test_text_item_vectors_adapt_a_large_catalogue_in_chunks_as_at_once(monkeypa
     whole = items.table()
     monkeypatch.setattr(text_seq, "TABLE_CHUNK", 7)
     torch.testing.assert_close(items.table(), whole)
+
+
+def test_served_recommender_through_the_approximate_index(chunked_run) -> None:
+    pytest.importorskip("faiss")
+    pytest.importorskip("fastapi")
+    from shoptransfer.errors import ConfigError
+    from shoptransfer.serving import ServeSettings, Service
+
+    from .test_serve import client
+
+    _, run_dir = chunked_run
+    with pytest.raises(ConfigError, match="--index 'fast'"):
+        ServeSettings(str(run_dir), index="fast").check()
+    assert (
+        "approximate"
+        in Service(ServeSettings(str(run_dir), model="sasrec", index="approximate")).describe()[-1]
+    )
+    body = {"history": ["shop1", "shop2", "shop3"], "k": 5}
+    answers = []
+    for index in ("exact", "approximate"):
+        with client(run_dir, model="sasrec", index=index) as served:
+            answers.append(served.post("/v1/recommend", json=body).json())
+    assert [i["item"] for i in answers[1]["items"]] == [i["item"] for i in answers[0]["items"]]
