@@ -206,3 +206,21 @@ def test_served_recommender_through_the_approximate_index(chunked_run) -> None:
         with client(run_dir, model="sasrec", index=index) as served:
             answers.append(served.post("/v1/recommend", json=body).json())
     assert [i["item"] for i in answers[1]["items"]] == [i["item"] for i in answers[0]["items"]]
+
+
+def test_a_large_catalogue_without_faiss_is_ranked_exactly_with_a_warning(
+    chunked_run, monkeypatch
+) -> None:
+    import sys
+
+    from shoptransfer import api
+
+    _, run_dir = chunked_run
+    assert api.Recommender(run_dir, "sasrec").index_warning is None
+    monkeypatch.setattr(api, "APPROXIMATE_FROM", 12)  # the walks' 12 items count as large
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    monkeypatch.setattr(
+        "shoptransfer.recommenders.item_index.importlib.util.find_spec", lambda name: None
+    )
+    recommender = api.Recommender(run_dir, "sasrec")
+    assert recommender.index is None and "shoptransfer[ann]" in recommender.index_warning

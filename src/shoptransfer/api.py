@@ -31,7 +31,13 @@ from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, load_saved_model, read_model_metadata
 from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.recommenders.base import load_ranker
-from shoptransfer.recommenders.item_index import ApproximateIndex, IndexSettings
+from shoptransfer.recommenders.item_index import (
+    APPROXIMATE_FROM,
+    INSTALL_HINT,
+    ApproximateIndex,
+    IndexSettings,
+    faiss_installed,
+)
 from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
@@ -457,6 +463,15 @@ class Recommender:
         self._items = {item: i + 1 for i, item in enumerate(self.domain.items)}  # 0 pads
         self.vectors: DotProductScorer | None = None
         self.index: ApproximateIndex | None = None
+        # a catalogue that ``auto`` would index, ranked exactly since FAISS is not installed
+        self.index_warning = (
+            f"warning: {self.domain.n_items:,} items are ranked exactly (every item scored); "
+            f"an approximate index is faster: {INSTALL_HINT}"
+            if index.kind == "auto"
+            and self.domain.n_items >= APPROXIMATE_FROM
+            and not faiss_installed()
+            else None
+        )
         if index.approximate(self.domain.n_items):
             if not hasattr(self.ranker, "dot_product"):
                 raise ConfigError(

@@ -143,6 +143,8 @@ def recommend(
 
     settings = IndexSettings(index, index_lists, index_probes)
     recommender = Recommender(run_dir, recipe, seed, onnx, index=settings)
+    if recommender.index_warning:
+        typer.echo(recommender.index_warning, err=True)
     answer = recommender.recommend(user=user, k=k)
     if as_json:
         typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))

@@ -337,6 +337,8 @@ class Service:
             )
         if self.recommender is not None:
             lines.append(f"top items: {self.recommender.index_description}")
+            if self.recommender.index_warning:
+                lines.append(self.recommender.index_warning)
         return lines
 
     def warm_up(self) -> None:
