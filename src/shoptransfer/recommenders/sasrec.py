@@ -43,6 +43,9 @@ class SASRec(NeuralRecommender):
         "most epochs; early stopping on validation NDCG@10 usually ends sooner (23 epochs "
         "on Amazon Scientific, benchmarks/scientific.py)",
     )
+    patience: int = option(
+        5, "epochs without validation improvement before stopping (5, as benchmarks/scientific.py)"
+    )
     batch_size: int = option(
         256,
         "examples per step (256, as benchmarks/scientific.py trains it)",
