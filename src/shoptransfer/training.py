@@ -354,7 +354,7 @@ def epoch_line(
     per_epoch = elapsed / epoch
     parts.append(f"{duration(per_epoch)}/epoch")
     left = settings.epochs - epoch
-    if left:
+    if left and stale < settings.patience:  # not on the epoch that stops training
         eta = f"ETA {duration(left * per_epoch)}"
         if validation:
             sooner = min(left, settings.patience - stale) * per_epoch
