@@ -89,7 +89,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "item-knn": {"name": "item-knn"},
     "bpr": {"name": "bpr", "epochs": 100, "patience": 5, "learning_rate": 0.01},
     "sasrec": {"name": "sasrec", **SASREC, **NEURAL},
-    "text-seq-ids-hidden64": {"name": "text-seq-ids", **NEURAL, **PRETRAIN},
+    "text-seq-ids-hidden64": {"name": "text-seq-ids", **NEURAL, **PRETRAIN, "hidden": 64},
     "text-seq-ids": {"name": "text-seq-ids", **NEURAL, **PRETRAIN, **TEXT},
     "text-seq": {"name": "text-seq", **NEURAL, **PRETRAIN, **TEXT},
     "text-seq-adaptor": {"name": "text-seq-adaptor", **NEURAL, **PRETRAIN, **TEXT},

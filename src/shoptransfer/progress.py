@@ -47,3 +47,23 @@ def progress_bar(
         yield bar
     finally:
         bar.close()
+
+
+def report(line: str) -> None:
+    """Print ``line`` on stderr, above any progress bar, unless the enclosing
+    :func:`showing_progress` turned progress off. Unlike a bar it is printed when stderr is a
+    file too, so that a log shows a long run is alive."""
+    if _SHOWN.get():
+        tqdm.write(line, file=sys.stderr)
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as ``4.2 s``, ``42 s``, ``3 min 05 s`` or ``1 h 02 min``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

@@ -28,7 +28,7 @@ from shoptransfer.backbones.precision import check_precision, computing_in
 from shoptransfer.data.examples import Examples
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
-from shoptransfer.progress import progress
+from shoptransfer.progress import duration, progress, report
 
 MISSING = -1  # in a multi-task label matrix: this example has no label for this head
 
@@ -160,6 +160,8 @@ class TrainingSettings:
     # "cross-entropy"; "bpr": one uniformly drawn negative class per example; "mse": squared
     # error of a one-number head (regression); "multi-task": the multi-task head's own loss
     loss: str = "cross-entropy"
+    # print a line per epoch (loss, validation score, time left) through progress.report
+    log_epochs: bool = False
 
 
 class Trainer:
@@ -285,7 +287,12 @@ class Trainer:
                 else:
                     stale += 1
             history.append(record)
-            if score is not None and stale >= s.patience:
+            stopping = score is not None and stale >= s.patience
+            if s.log_epochs:
+                report(epoch_line(s, record, best_score, stale, time.perf_counter() - started))
+                if stopping:
+                    report(f"{s.description}: stopped early, no validation gain in {stale} epochs")
+            if stopping:
                 break
         if best_state is not None:
             model.load_state_dict(best_state, strict=False)
@@ -326,6 +333,34 @@ class Trainer:
             step = Step(model, batch, source_features, target_batch, target_features, fraction)
             auxiliary = sum((objective(step) for objective in objectives), auxiliary)
         return loss, auxiliary
+
+
+def epoch_line(
+    settings: TrainingSettings,
+    record: dict[str, float],
+    best_score: float,
+    stale: int,
+    elapsed: float,
+) -> str:
+    """What an epoch logs: its number, train loss, validation score (and the best so far),
+    time per epoch and the time left if every remaining epoch runs (early stopping may end
+    sooner)."""
+    epoch = int(record["epoch"])
+    parts = [f"{settings.description}: epoch {epoch}/{settings.epochs}"]
+    parts.append(f"train loss {record['train_loss']:.4f}")
+    validation = {k: v for k, v in record.items() if k.startswith("validation_")}
+    for key, value in validation.items():
+        parts.append(f"{key.replace('_', ' ')} {value:.4f} (best {best_score:.4f})")
+    per_epoch = elapsed / epoch
+    parts.append(f"{duration(per_epoch)}/epoch")
+    left = settings.epochs - epoch
+    if left and stale < settings.patience:  # not on the epoch that stops training
+        eta = f"ETA {duration(left * per_epoch)}"
+        if validation:
+            sooner = min(left, settings.patience - stale) * per_epoch
+            eta += f" ({duration(sooner)} if validation stops improving)"
+        parts.append(eta)
+    return ", ".join(parts)
 
 
 @torch.no_grad()

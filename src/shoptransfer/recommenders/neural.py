@@ -156,5 +156,6 @@ class NeuralRecommender(RecommendationRecipe):
             seed=self.seed,
             warmup_fraction=0.0,
             description=description,
+            log_epochs=True,
             **extra,
         )

@@ -36,6 +36,20 @@ class SASRec(NeuralRecommender):
     family: ClassVar[str] = "baseline"
     description: ClassVar[str] = "SASRec on item ids, trained on the target only"
 
+    # the training settings of benchmarks/scientific.py (NEURAL, development run sasrec-b256:
+    # stopped early after 23 epochs on Amazon Scientific's 8,442 users)
+    epochs: int = option(
+        100,
+        "most epochs; early stopping on validation NDCG@10 usually ends sooner (23 epochs "
+        "on Amazon Scientific, benchmarks/scientific.py)",
+    )
+    patience: int = option(
+        5, "epochs without validation improvement before stopping (5, as benchmarks/scientific.py)"
+    )
+    batch_size: int = option(
+        256,
+        "examples per step (256, as benchmarks/scientific.py trains it)",
+    )
     layers: int = option(2, "self-attention blocks")
     heads: int = option(2, "attention heads")
     inner: int = option(256, "feed-forward size")
