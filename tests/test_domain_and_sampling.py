@@ -187,3 +187,13 @@ def test_a_regression_target_of_one_value_is_an_error(tmp_path) -> None:
     )
     with pytest.raises(DataError, match="every target value in column 'stars' is 3; expected"):
         run_experiment(config, show_progress=False)
+
+
+def test_sample_at_most_keeps_a_small_domain_and_draws_from_a_large_one() -> None:
+    from shoptransfer.data.sampling import sample_at_most, sample_count
+
+    domain = TextDomain("d", [f"t{i}" for i in range(10)], ["a", "b"] * 5)
+    assert sample_at_most(domain, 10, seed=0) is domain
+    drawn = sample_at_most(domain, 4, seed=3)
+    assert drawn.inputs == sample_count(domain, 4, seed=3)[0].inputs
+    assert len(drawn) == 4 and drawn.inputs == sorted(drawn.inputs, key=lambda t: int(t[1:]))

@@ -28,13 +28,14 @@ from shoptransfer.backbones import EmbeddingCache, backbone_modality, make_encod
 from shoptransfer.backbones.features import default_backbone
 from shoptransfer.data import read_domain
 from shoptransfer.data.domain import Domain, shared_label_vocabulary
-from shoptransfer.data.sampling import sample_fraction
+from shoptransfer.data.sampling import sample_at_most, sample_fraction
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.compare import domain_gap
 from shoptransfer.evaluation.transferability import (
     FEATURE_ESTIMATORS,
     leep,
     nce,
+    rank_positions,
     score_features,
 )
 from shoptransfer.files import atomic_write_json, atomic_write_text
@@ -61,12 +62,6 @@ SOURCE_SAMPLE = 2000  # source examples embedded to score on, at most
 GAP_SAMPLE = 1000  # examples per domain the gap is measured on (domain_gap's own limit)
 # estimators where a smaller value is better (the rest: larger is better)
 SMALLER_IS_BETTER = {"proxy_a_distance", "mmd"}
-
-
-def _sample(domain: Domain, limit: int, seed: int) -> Domain:
-    if len(domain) <= limit:
-        return domain
-    return domain.subset(np.sort(np.random.default_rng(seed).permutation(len(domain))[:limit]))
 
 
 def labelled_target(config: Any, target: Domain, budget: Any) -> Domain | None:
@@ -256,15 +251,16 @@ def score_candidate(
     gap = None
     if source is not None:
         seed = config.seeds[0]
-        source_part = _sample(source, GAP_SAMPLE, seed).inputs
-        target_part = _sample(target, GAP_SAMPLE, seed).inputs
+        source_sample = sample_at_most(source, GAP_SAMPLE, seed)
+        source_part = source_sample.inputs
+        target_part = sample_at_most(target, GAP_SAMPLE, seed).inputs
         started = time.perf_counter()
         source_features = cache.encode(encoder, source_part, show_progress=show_progress)
         target_features = cache.encode(encoder, target_part, show_progress=show_progress)
         seconds += time.perf_counter() - started
         gap = domain_gap(source_features, target_features, limit=GAP_SAMPLE, seed=seed)
         if on == "target" and source.labeled:
-            source_labels = _sample(source, GAP_SAMPLE, seed).labels
+            source_labels = source_sample.labels
             gap["source_classifier_accuracy"] = source_classifier_accuracy(
                 source_features, source_labels, features, scored.labels
             )
@@ -338,10 +334,9 @@ SOURCE_VOTES = {
 
 def _rank_by(candidates: list[dict[str, Any]], name: str, values: list[float], key: str) -> None:
     """Each candidate's rank (1 best; ties share the better rank) by ``values`` under ``key``."""
-    sign = 1.0 if name in SMALLER_IS_BETTER else -1.0
-    keyed = [sign * v for v in values]
-    for candidate, value in zip(candidates, keyed):
-        candidate.setdefault(key, {})[name] = 1 + sum(other < value for other in keyed)
+    positions = rank_positions(values, smaller_is_better=name in SMALLER_IS_BETTER)
+    for candidate, position in zip(candidates, positions):
+        candidate.setdefault(key, {})[name] = position
 
 
 def verdict(
@@ -426,7 +421,9 @@ def select(
     results = []
     for source in sources or [None]:
         scored = (
-            labelled if labelled is not None else _sample(source, SOURCE_SAMPLE, config.seeds[0])
+            labelled
+            if labelled is not None
+            else sample_at_most(source, SOURCE_SAMPLE, config.seeds[0])
         )
         for name in candidates:
             result = score_candidate(

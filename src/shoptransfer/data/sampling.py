@@ -76,6 +76,12 @@ def sample_count(domain: Domain, count: int, seed: int) -> tuple[Any, Any | None
     return _parts(domain, np.sort(order[:count]), np.sort(order[count:]))
 
 
+def sample_at_most(domain: Domain, limit: int, seed: int) -> Any:
+    """``domain`` itself when it holds at most ``limit`` examples, else ``limit`` of them drawn
+    at random (:func:`sample_count`, file order kept)."""
+    return domain if len(domain) <= limit else sample_count(domain, limit, seed)[0]
+
+
 def sample_share(domain: Domain, fraction: float, seed: int) -> tuple[Any, Any | None]:
     """A random ``fraction`` of the examples (at least one, and at least one left), and the rest."""
     if not 0.0 < fraction < 1.0:

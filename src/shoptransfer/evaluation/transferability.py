@@ -313,6 +313,13 @@ PROBABILITY_ESTIMATORS: dict[str, Callable[[np.ndarray, Any], float]] = {
 }
 
 
+def rank_positions(values: Sequence[float], smaller_is_better: bool = False) -> list[int]:
+    """Each value's rank among ``values``: 1 for the best, ties sharing the better rank."""
+    sign = 1.0 if smaller_is_better else -1.0
+    keyed = [sign * float(v) for v in values]
+    return [1 + sum(other < value for other in keyed) for value in keyed]
+
+
 def score_features(features: np.ndarray, labels: Sequence[Any] | np.ndarray) -> dict[str, float]:
     """Every feature estimator's score of ``features`` for ``labels``."""
     return {name: estimator(features, labels) for name, estimator in FEATURE_ESTIMATORS.items()}

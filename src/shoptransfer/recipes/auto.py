@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from shoptransfer.data.sampling import sample_at_most
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.label_free import CRITERIA, CandidateOutputs
-from shoptransfer.evaluation.transferability import score_features
+from shoptransfer.evaluation.transferability import rank_positions, score_features
 from shoptransfer.recipes.base import (
     BackboneRecipe,
     FitData,
@@ -243,13 +244,12 @@ class Auto(BackboneRecipe):
             )
             features = frozen_features(encoder, list(scored.inputs), data.cache)
             scores[name] = score_features(np.asarray(features), scored.labels)
-        estimators = list(next(iter(scores.values())))
-        ranks = {name: [] for name in scores}
-        for estimator in estimators:
-            values = {name: scores[name][estimator] for name in scores}
-            for name in scores:
-                ranks[name].append(1 + sum(v > values[name] for v in values.values()))
-        mean_ranks = {name: float(np.mean(r)) for name, r in ranks.items()}
+        names = list(scores)
+        ranks = [
+            rank_positions([scores[name][estimator] for name in names])
+            for estimator in scores[names[0]]
+        ]
+        mean_ranks = {name: float(np.mean([r[i] for r in ranks])) for i, name in enumerate(names)}
         picked = min(self.backbones, key=lambda name: mean_ranks[name])  # ties: listed first
         on = "labelled target" if labelled else "labelled source"
         return picked, {
@@ -267,10 +267,9 @@ class Auto(BackboneRecipe):
         unlabeled target cut to a seeded sample of ``trial_examples`` each."""
 
         def sample(domain: Any) -> Any:
-            if domain is None or not self.trial_examples or len(domain) <= self.trial_examples:
+            if domain is None or not self.trial_examples:
                 return domain
-            rows = np.random.default_rng(self.seed).permutation(len(domain))
-            return domain.subset(np.sort(rows[: self.trial_examples]))
+            return sample_at_most(domain, self.trial_examples, self.seed)
 
         return dataclasses.replace(
             data, source=sample(data.source), target=target, unlabeled=sample(data.unlabeled)

@@ -46,7 +46,12 @@ from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.heads import Outputs
 from shoptransfer.objectives.coral import coral_transform
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
-from shoptransfer.recipes.label_shift import bias_shift, em_class_shares, weighted_class_shares
+from shoptransfer.recipes.label_shift import (
+    bias_shift,
+    em_class_shares,
+    reweighted,
+    weighted_class_shares,
+)
 from shoptransfer.recipes.neural import NeuralPredictor, split_source
 from shoptransfer.training import (
     FEATURE_TRANSFORMS,
@@ -272,8 +277,7 @@ class FrozenFeatures(BackboneRecipe):
             prior = training
             if self.label_shift == "em":
                 prior, _ = em_class_shares(probabilities, training)
-                probabilities = probabilities * (prior / np.clip(training, 1e-4, None))
-                probabilities /= probabilities.sum(axis=1, keepdims=True)
+                probabilities = reweighted(probabilities, prior, training)
             keep = confident_pseudo_labels(probabilities, prior, self.pseudo_label_share)
             pseudo_labels = probabilities.argmax(axis=1)[keep]
             parts = [

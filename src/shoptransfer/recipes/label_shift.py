@@ -39,15 +39,25 @@ def em_class_shares(
         )
     shares = training.copy()
     for step in range(1, iterations + 1):
-        weighted = probabilities * (shares / training)
-        weighted /= weighted.sum(axis=1, keepdims=True)
-        estimate = np.clip(weighted.mean(axis=0), SMALLEST_SHARE, None)
+        estimate = np.clip(
+            reweighted(probabilities, shares, training).mean(axis=0), SMALLEST_SHARE, None
+        )
         estimate /= estimate.sum()
         moved = float(np.abs(estimate - shares).max())
         shares = estimate
         if moved < tolerance:
             return shares, step
     return shares, iterations
+
+
+def reweighted(
+    probabilities: np.ndarray, target_shares: np.ndarray, training_shares: np.ndarray
+) -> np.ndarray:
+    """Posteriors of a classifier trained with ``training_shares`` moved to ``target_shares``:
+    each column re-weighted by ``target share / training share``, each row renormalised."""
+    training = np.clip(np.asarray(training_shares, dtype=np.float64), SMALLEST_SHARE, None)
+    weighted = np.asarray(probabilities, dtype=np.float64) * (target_shares / training)
+    return weighted / weighted.sum(axis=1, keepdims=True)
 
 
 def bias_shift(target_shares: np.ndarray, training_shares: np.ndarray) -> np.ndarray:
