@@ -73,10 +73,19 @@ def is_current(payload: dict[str, Any]) -> bool:
     return payload.get("schema") == SCHEMA
 
 
-def recorded(payload: dict[str, Any], setting: str, label: str, seed: int) -> bool:
-    """Whether ``setting`` already holds an ok record of entry ``label`` at ``seed``."""
+def recorded(
+    payload: dict[str, Any], setting: str, label: str, seed: int, budget: Any = None
+) -> bool:
+    """Whether ``setting`` already holds an ok record of entry ``label`` at ``seed`` (and at
+    ``budget``, when given)."""
     records = payload["settings"].get(setting, {}).get("records", [])
-    return any(r["label"] == label and r["seed"] == seed and r["status"] == "ok" for r in records)
+    return any(
+        r["label"] == label
+        and r["seed"] == seed
+        and r["status"] == "ok"
+        and (budget is None or str(r["budget"]) == str(budget))
+        for r in records
+    )
 
 
 def forget(payload: dict[str, Any], setting: str, labels: set[str]) -> None:

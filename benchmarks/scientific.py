@@ -94,8 +94,12 @@ MODELS: dict[str, dict[str, Any]] = {
     "text-seq": {"name": "text-seq", **NEURAL, **PRETRAIN, **TEXT},
     "text-seq-adaptor": {"name": "text-seq-adaptor", **NEURAL, **PRETRAIN, **TEXT},
     "text-seq-scratch": {"name": "text-seq-scratch", **NEURAL, **TEXT},
+    "text-seq-ids-scratch": {"name": "text-seq-ids", **NEURAL, **TEXT, "pretrain": False},
 }
 SETTING = "movielens-100k->scientific"
+BUDGET_SETTING = "movielens-100k->scientific, user budgets"
+BUDGETS = [0.05, 0.1, 0.25, 0.5]  # shares of the target's users; 1.0 is SETTING
+PARTS = {"family": SETTING, "budgets": BUDGET_SETTING}
 KS = [5, 10, 20, 50]
 METRICS = ["recall@10", "ndcg@10", "recall@50", "ndcg@50", "hr@10", "mrr@10", "precision@10"]
 PUBLISHED = {
@@ -117,7 +121,9 @@ def target_folder() -> str:
     return str(link)
 
 
-def experiment_config(labels: list[str], seeds: list[int]) -> dict[str, Any]:
+def experiment_config(
+    labels: list[str], seeds: list[int], budgets: list[Any] | None = None
+) -> dict[str, Any]:
     movies = require_data("recsys/movielens_100k")
     return {
         "task": "recommendation",
@@ -129,7 +135,7 @@ def experiment_config(labels: list[str], seeds: list[int]) -> dict[str, Any]:
             "name": "movielens-100k",
         },
         "target": {"path": target_folder(), "format": "recbole-split", "name": "Scientific"},
-        "budgets": ["all"],
+        "budgets": budgets or ["all"],
         "ks": KS,
         "seeds": seeds,
         "recipes": [{"label": label, **MODELS[label]} for label in labels],
@@ -155,8 +161,14 @@ def ranking_text(record: dict[str, Any]) -> str:
 
 
 def run_models(payload: dict[str, Any], args: argparse.Namespace) -> None:
+    setting = PARTS[args.part]
+    budgets = args.budgets if args.part == "budgets" else ["all"]
     missing = {
-        label: [s for s in args.seeds if not recorded(payload, SETTING, label, s)]
+        label: [
+            s
+            for s in args.seeds
+            if not all(recorded(payload, setting, label, s, b) for b in budgets)
+        ]
         for label in args.only or list(MODELS)
     }
     for label, seeds in missing.items():
@@ -167,8 +179,8 @@ def run_models(payload: dict[str, Any], args: argparse.Namespace) -> None:
         seeds = sorted({s for label in labels for s in missing[label]})
         run_setting(
             payload,
-            SETTING,
-            experiment_config(labels, seeds),
+            setting,
+            experiment_config(labels, seeds, budgets),
             compare=True,
             shared_cores=args.shared_cores,
             show=ranking_text,
@@ -405,6 +417,12 @@ def main() -> None:
     parser.add_argument("--out", default="scientific", help="results file name (in results/)")
     parser.add_argument(
         "--shared-cores", action="store_true", help="record that other jobs share the cores"
+    )
+    parser.add_argument(
+        "--part", choices=list(PARTS), default="family", help="which table's runs to make"
+    )
+    parser.add_argument(
+        "--budgets", nargs="*", type=float, default=BUDGETS, help="user shares (--part budgets)"
     )
     parser.add_argument("--experiment", help="log a development run (validation only)")
     parser.add_argument("--model", default="text-seq", help="model of the experiment")

@@ -86,7 +86,8 @@ def _result_printer(task_name: str) -> Any:
 def _title(experiment: Any) -> str:
     source = getattr(experiment, "source", None)  # a rating task has none
     target = experiment.target
-    source_name = (source.name or Path(source.path).name) if source is not None else "pre-training"
+    sources = source if isinstance(source, list) else [source] if source is not None else []
+    source_name = " + ".join(s.name or Path(s.path).name for s in sources) or "pre-training"
     return (
         f"{experiment.name}: {source_name} → {target.name or Path(target.path).name}, "
         f"seeds {experiment.seeds}"

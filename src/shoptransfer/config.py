@@ -529,8 +529,10 @@ class RecommendationConfig(RunConfig):
 
     task: Literal["recommendation"]
     name: str = Field("recommendation", description="run name, used in the run folder's name")
-    source: InteractionDomainConfig | None = Field(
-        None, description="histories to pre-train on (the transfer recipes need it)"
+    source: InteractionDomainConfig | list[InteractionDomainConfig] | None = Field(
+        None,
+        description="histories to pre-train on (the transfer recipes need it); a list of "
+        "domains is pre-trained on together, their histories mixed",
     )
     target: InteractionDomainConfig
     recipes: list[RecipeConfig] = Field(
@@ -652,6 +654,7 @@ def parse_config(data: Any, where: str, base_dir: Path | None = None) -> Any:
     _check_recipe_options(config.recipes, where)
     if base_dir is not None:
         domains = [getattr(config, key, None) for key in ("source", "target", "target_test")]
+        domains = [d for entry in domains for d in (entry if isinstance(entry, list) else [entry])]
         for domain in domains:
             if domain is None:
                 continue

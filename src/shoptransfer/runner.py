@@ -241,7 +241,7 @@ def run_cell(
             if monitor is not None:
                 monitor.observe(model)  # the final model, at the end of training
         started = time.perf_counter()
-        evaluation = task.evaluate(model, data)
+        evaluation = task.evaluate(model, data, fit_data.target)
         predict_seconds = time.perf_counter() - started
     record.update(
         {

@@ -103,6 +103,15 @@ class InteractionDomain:
         ]
         return dataclasses.replace(self, train=train, name=f"{self.name} ({share:g} of users)")
 
+    def unseen_targets(self, cases: NextItemCases) -> np.ndarray:
+        """Which of ``cases`` ask for an item that no training history holds (cold-start
+        items: a model that learns one vector per item has learned nothing about them)."""
+        trained = [sequence for sequence in self.train if len(sequence)]
+        seen = np.zeros(self.n_items + 1, dtype=bool)
+        if trained:
+            seen[np.concatenate(trained).astype(np.int64)] = True
+        return ~seen[np.asarray(cases.targets, dtype=np.int64)]
+
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -473,7 +482,10 @@ def _split_rows(path: Path, n_items: int, encoding: str) -> list[tuple[str, np.n
 
 
 def read_interaction_domain(config: Any) -> InteractionDomain:
-    """Read the interaction domain a config entry (an ``InteractionDomainConfig``) describes."""
+    """Read the interaction domain a config entry (an ``InteractionDomainConfig``) describes;
+    a list of entries is read as one domain, their histories mixed (:func:`merge_domains`)."""
+    if isinstance(config, list):
+        return merge_domains([read_interaction_domain(entry) for entry in config])
     path = Path(config.path).expanduser()
     fmt = config.format or ("recbole-split" if path.is_dir() else None)
     if fmt == "recbole-split":
@@ -495,3 +507,61 @@ def read_interaction_domain(config: Any) -> InteractionDomain:
     if config.name:
         domain.name = config.name
     return domain
+
+
+def merge_domains(domains: list[InteractionDomain]) -> InteractionDomain:
+    """Several domains as one, to pre-train on all their histories at once (as UniSRec mixes
+    its pre-training domains): catalogues and users side by side, each item and user id
+    prefixed with its domain's name, item indices shifted past the domains before it; a
+    training batch then mixes histories of every domain, each history staying in its own."""
+    if len(domains) == 1:
+        return domains[0]
+    names = [domain.name for domain in domains]
+    if len(set(names)) < len(names):
+        raise DataError(
+            f"the source domains {names} share a name; give each a different 'name:' so their "
+            "items stay apart"
+        )
+    items: list[str] = []
+    texts: list[str] = []
+    users: list[str] = []
+    train: list[np.ndarray] = []
+    parts: dict[str, list[NextItemCases]] = {"valid": [], "test": []}
+    report: dict[str, int] = {}
+    for domain in domains:
+        shift_items, shift_users = len(items), len(users)
+        items += [f"{domain.name}:{item}" for item in domain.items]
+        texts += domain.item_text
+        users += [f"{domain.name}:{user}" for user in domain.users]
+        train += [np.asarray(sequence, dtype=np.int64) + shift_items for sequence in domain.train]
+        for part, cases in parts.items():
+            given = getattr(domain, part)
+            cases.append(
+                NextItemCases(
+                    users=np.asarray(given.users, dtype=np.int64) + shift_users,
+                    histories=[
+                        np.asarray(h, dtype=np.int64) + shift_items for h in given.histories
+                    ],
+                    targets=np.asarray(given.targets, dtype=np.int64) + shift_items,
+                )
+            )
+        report.update({f"{domain.name}: {key}": value for key, value in domain.report.items()})
+
+    def joined(cases: list[NextItemCases]) -> NextItemCases:
+        return NextItemCases(
+            users=np.concatenate([c.users for c in cases]),
+            histories=[h for c in cases for h in c.histories],
+            targets=np.concatenate([c.targets for c in cases]),
+        )
+
+    return InteractionDomain(
+        name=" + ".join(names),
+        items=items,
+        item_text=texts,
+        users=users,
+        train=train,
+        valid=joined(parts["valid"]),
+        test=joined(parts["test"]),
+        source="; ".join(domain.source for domain in domains),
+        report=report,
+    )

@@ -148,14 +148,13 @@ def ranking_metrics(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, floa
     return results
 
 
-def evaluate_ranking(
+def case_ranks(
     scorer: Scorer,
     cases: Any,
-    ks: Sequence[int] = KS,
     batch_size: int = 512,
     item_batch_size: int | None = None,
-) -> dict[str, float]:
-    """Metrics of ``scorer`` on :class:`~shoptransfer.data.interactions.NextItemCases`;
+) -> np.ndarray:
+    """0-based rank of each case's target (:class:`~shoptransfer.data.interactions.NextItemCases`);
     a :class:`DotProductScorer` over more than ``item_batch_size`` items (when given) is
     ranked in chunks of that many items."""
     if (
@@ -163,9 +162,19 @@ def evaluate_ranking(
         and item_batch_size is not None
         and len(scorer.items) > item_batch_size
     ):
-        ranks = chunked_target_ranks(
+        return chunked_target_ranks(
             scorer, cases.histories, cases.targets, cases.users, batch_size, item_batch_size
         )
-    else:
-        ranks = target_ranks(scorer, cases.histories, cases.targets, cases.users, batch_size)
-    return ranking_metrics(ranks, ks)
+    return target_ranks(scorer, cases.histories, cases.targets, cases.users, batch_size)
+
+
+def evaluate_ranking(
+    scorer: Scorer,
+    cases: Any,
+    ks: Sequence[int] = KS,
+    batch_size: int = 512,
+    item_batch_size: int | None = None,
+) -> dict[str, float]:
+    """Metrics of ``scorer`` on :class:`~shoptransfer.data.interactions.NextItemCases`
+    (ranked as :func:`case_ranks` does)."""
+    return ranking_metrics(case_ranks(scorer, cases, batch_size, item_batch_size), ks)

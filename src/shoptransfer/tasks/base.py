@@ -62,7 +62,7 @@ class Task(ABC):
         """The target training data of ``budget`` (``None``: none at all)."""
 
     @abstractmethod
-    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: TaskData, trained_on: Any = None) -> dict[str, Any]:
         """``{"metrics": {...}}`` on the test data (and other keys a task records)."""
 
     def check(self, data: TaskData, recipes: list[Any]) -> None:

@@ -106,7 +106,7 @@ class ClassificationTask(Task):
     def draw(self, data: TaskData, budget: Any, seed: int) -> Domain | None:
         return draw_budget(data.pool, budget, seed)
 
-    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: TaskData, trained_on: Any = None) -> dict[str, Any]:
         probabilities = model.predict_proba(data.test.inputs)
         labels = data.test.label_ids(data.classes)
         predicted = probabilities.argmax(axis=1)

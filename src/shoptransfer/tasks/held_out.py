@@ -205,7 +205,7 @@ class HeldOutTask(Task):
             return sample_share(data.pool, budget, seed)[0]
         return sample_count(data.pool, int(budget), seed)[0] if int(budget) > 0 else None
 
-    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: TaskData, trained_on: Any = None) -> dict[str, Any]:
         return {"metrics": self.metrics(model, data.test, data)}
 
     def quality_scorer(self, data: TaskData) -> Callable[[Any], float] | None:

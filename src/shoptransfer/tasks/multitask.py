@@ -143,8 +143,8 @@ class MultiTask(HeldOutTask):
         metrics["heads"] = reports
         return metrics
 
-    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
-        evaluation = super().evaluate(model, data)
+    def evaluate(self, model: Any, data: TaskData, trained_on: Any = None) -> dict[str, Any]:
+        evaluation = super().evaluate(model, data, trained_on)
         head = getattr(getattr(model, "model", None), "head", None)
         if hasattr(head, "task_weights"):  # learned weights are worth seeing
             evaluation["task_weights"] = head.task_weights()

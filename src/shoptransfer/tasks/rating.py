@@ -68,7 +68,7 @@ class RatingTask(Task):
             return None
         return data.pool.sample(budget, seed)
 
-    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: TaskData, trained_on: Any = None) -> dict[str, Any]:
         test: RatingDomain = data.test
         predicted = model.predict_indices(test.user, test.item)
         metrics = regression_metrics(test.rating, predicted)

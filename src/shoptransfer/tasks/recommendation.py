@@ -15,7 +15,7 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
 from shoptransfer.data.leakage import leakage_warning, repeated_next_items
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.evaluation.ranking import evaluate_ranking
+from shoptransfer.evaluation.ranking import case_ranks, evaluate_ranking, ranking_metrics
 from shoptransfer.evaluation.report import Column
 from shoptransfer.runs import PeakMemory, resident_mb
 from shoptransfer.tasks.base import Task, TaskData, register_task
@@ -82,7 +82,9 @@ class RecommendationTask(Task):
             return data.pool
         return data.pool.with_training_users(float(budget), seed)
 
-    def evaluate(self, model: Any, data: TaskData) -> dict[str, Any]:
+    def evaluate(self, model: Any, data: TaskData, trained_on: Any = None) -> dict[str, Any]:
+        """Test and validation metrics; given the budget's training domain (``trained_on``),
+        also the test cases whose item no training history holds (``cold_start``)."""
         ks, batch_size = self.config.ks, self.config.eval_batch_size
         item_batch_size = self.config.eval_item_batch_size
         # a dot-product model over a large catalogue is ranked in chunks of items
@@ -92,12 +94,20 @@ class RecommendationTask(Task):
         before = resident_mb() or 0.0
         with PeakMemory() as memory:
             started = time.perf_counter()
-            test = evaluate_ranking(scorer, data.test.test, ks, batch_size, item_batch_size)
+            ranks = case_ranks(scorer, data.test.test, batch_size, item_batch_size)
+            test = ranking_metrics(ranks, ks)
             seconds = time.perf_counter() - started
-        return {
+        evaluation = {
             "metrics": test,
             "validation_metrics": valid,
             "eval_seconds": round(seconds, 2),
             "eval_peak_mb": round(memory.peak_mb, 1),
             "eval_extra_mb": round(max(0.0, memory.peak_mb - before), 1),
         }
+        if isinstance(trained_on, InteractionDomain):
+            cold = trained_on.unseen_targets(data.test.test)
+            evaluation["cold_start"] = {
+                "cases": int(cold.sum()),
+                "metrics": ranking_metrics(ranks[cold], ks) if cold.any() else {},
+            }
+        return evaluation
