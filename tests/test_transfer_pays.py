@@ -126,3 +126,20 @@ def test_a_list_of_sources_needs_names_that_differ(tmp_path: Path, tiny_backbone
     (tmp_path / "walks.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="source"):
         load_config(tmp_path / "walks.yaml")
+
+
+def test_compare_measures_the_gap_between_the_catalogues_item_texts(
+    tmp_path: Path, tiny_backbone: str
+) -> None:
+    data = yaml.safe_load(write_config(tmp_path, tiny_backbone).read_text())
+    data["recipes"] = ["popularity", data["recipes"][3]]
+    (tmp_path / "walks.yaml").write_text(yaml.safe_dump(data))
+    results = load_results(compare(load_config(tmp_path / "walks.yaml"), show_progress=False))
+    gap = results["domain_gap"]
+    assert gap["measured_on"] == f"item texts, {tiny_backbone}"
+    assert -2.0 <= gap["proxy_a_distance"] <= 2.0 and gap["mmd"] >= 0.0
+    data.pop("source")
+    data["recipes"] = ["popularity"]
+    (tmp_path / "walks.yaml").write_text(yaml.safe_dump(data))
+    results = load_results(compare(load_config(tmp_path / "walks.yaml"), show_progress=False))
+    assert "domain_gap" not in results  # no source, nothing to measure

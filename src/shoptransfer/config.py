@@ -545,6 +545,11 @@ class RecommendationConfig(RunConfig):
         ["all"], description="shares of the target's users whose training histories are used"
     )
     ks: list[PositiveInt] = Field([5, 10, 20, 50], description="cut-offs of the ranking metrics")
+    domain_gap: bool = Field(
+        False,
+        description="measure the gap between the source's and the target's item texts on a "
+        "frozen text backbone (compare does)",
+    )
     eval_batch_size: int = Field(512, gt=0, description="users scored at once in evaluation")
     eval_item_batch_size: int = Field(
         65_536,

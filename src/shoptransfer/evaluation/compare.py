@@ -256,7 +256,7 @@ def format_comparison(
     if gap:
         text.append("")
         text.append(
-            f"domain gap on frozen features: proxy A-distance "
+            f"domain gap on {gap.get('measured_on', 'frozen features')}: proxy A-distance "
             f"{gap['proxy_a_distance']:.2f} (0 = indistinguishable, 2 = separable), "
             f"MMD {gap['mmd']:.4f}"
         )

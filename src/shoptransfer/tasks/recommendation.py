@@ -15,10 +15,16 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
 from shoptransfer.data.leakage import leakage_warning, repeated_next_items
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.evaluation.compare import domain_gap
 from shoptransfer.evaluation.ranking import case_ranks, evaluate_ranking, ranking_metrics
 from shoptransfer.evaluation.report import Column
+from shoptransfer.recommenders.layers import item_text_embeddings
 from shoptransfer.runs import PeakMemory, resident_mb
 from shoptransfer.tasks.base import Task, TaskData, register_task
+
+# the text recipes' defaults, for a run whose recipes name no backbone
+GAP_BACKBONE = "minilm-l6"
+GAP_MAX_LENGTH = 64
 
 
 @register_task
@@ -60,6 +66,21 @@ class RecommendationTask(Task):
         leak = leakage_warning(target.source or target.name, description["leakage"])
         warnings += [leak] if leak else []
         return TaskData(source, target, target, None, None, description, warnings=warnings)
+
+    def extra_results(self, data: TaskData, cache: EmbeddingCache) -> dict[str, Any]:
+        """With ``domain_gap`` and a source: how far apart the two catalogues' item texts lie
+        on the frozen text backbone the run's first text recipe reads (proxy A-distance and
+        MMD on at most 1,000 items of each)."""
+        if not self.config.domain_gap or data.source is None:
+            return {}
+        entries = [entry.options for entry in self.config.recipes if "backbone" in entry.options]
+        backbone = entries[0]["backbone"] if entries else GAP_BACKBONE
+        length = entries[0].get("text_max_length", GAP_MAX_LENGTH) if entries else GAP_MAX_LENGTH
+        vectors = [
+            item_text_embeddings(backbone, length, domain.items, domain.item_text, cache)
+            for domain in (data.source, data.pool)
+        ]
+        return {"domain_gap": {**domain_gap(*vectors), "measured_on": f"item texts, {backbone}"}}
 
     def primary_key(self) -> str:
         """NDCG@10, or the largest cut-off below 10 the run measures (else the smallest)."""
