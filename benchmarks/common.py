@@ -143,6 +143,7 @@ def run_setting(
         "cores": os.cpu_count(),
         "cores_shared": shared_cores,
         "data": results["data"],
+        **({"domain_gap": results["domain_gap"]} if "domain_gap" in results else {}),
         "versions": results.get("versions"),
         "machine": results.get("machine"),
     }

@@ -59,6 +59,7 @@ from common import (
     forget,
     is_current,
     load_json,
+    mean_std,
     open_results,
     pm,
     recorded,
@@ -98,8 +99,16 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 SETTING = "movielens-100k->scientific"
 BUDGET_SETTING = "movielens-100k->scientific, user budgets"
+SOURCES_SETTING = "sources->scientific, user budgets"
 BUDGETS = [0.05, 0.1, 0.25, 0.5]  # shares of the target's users; 1.0 is SETTING
-PARTS = {"family": SETTING, "budgets": BUDGET_SETTING}
+SOURCE_BUDGETS = [0.1]
+PARTS = {"family": SETTING, "budgets": BUDGET_SETTING, "sources": SOURCES_SETTING}
+# no source stage (what transfer must beat), and the id-only models (no item text)
+SCRATCH = ["popularity", "item-knn", "bpr", "sasrec", "text-seq-scratch", "text-seq-ids-scratch"]
+ID_BASED = ["popularity", "item-knn", "bpr", "sasrec"]
+WITHOUT_SOURCE = {"text-seq": "text-seq-scratch", "text-seq-ids": "text-seq-ids-scratch"}
+SOURCES = ["movielens-100k", "tools", "movielens-100k + tools"]  # pre-training of --part sources
+SOURCE_MODELS = ["text-seq"]
 KS = [5, 10, 20, 50]
 METRICS = ["recall@10", "ndcg@10", "recall@50", "ndcg@50", "hr@10", "mrr@10", "precision@10"]
 PUBLISHED = {
@@ -112,33 +121,51 @@ PUBLISHED = {
 GOAL = {"recall@10": 0.125, "ndcg@10": 0.067}
 
 
-def target_folder() -> str:
+def target_folder(dataset: str = "Scientific", shared: str = "recsys/amazon_scientific") -> str:
     """The pre-split files, through a link whose name is the dataset's (the files' prefix)."""
-    link = RUNS / "data" / "Scientific"
+    link = RUNS / "data" / dataset
     if not link.exists():
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(require_data("recsys/amazon_scientific").resolve())
+        link.symlink_to(require_data(shared).resolve())
     return str(link)
 
 
-def experiment_config(
-    labels: list[str], seeds: list[int], budgets: list[Any] | None = None
-) -> dict[str, Any]:
-    movies = require_data("recsys/movielens_100k")
-    return {
-        "task": "recommendation",
-        "name": "scientific",
-        "source": {
-            "path": str(movies / "ml-100k.inter"),
-            "items": str(movies / "ml-100k.item"),
+def source_domains(name: str) -> list[dict[str, Any]]:
+    """The source entries of a pre-training: MovieLens-100K, Amazon Tools, or both mixed."""
+    entries = {
+        "movielens-100k": lambda: {
+            "path": str(require_data("recsys/movielens_100k") / "ml-100k.inter"),
+            "items": str(require_data("recsys/movielens_100k") / "ml-100k.item"),
             "item_text": ["movie_title", "class", "release_year"],
             "name": "movielens-100k",
         },
+        "tools": lambda: {
+            "path": target_folder("Tools", "recsys/amazon_tools"),
+            "format": "recbole-split",
+            "name": "tools",
+        },
+    }
+    return [entries[part]() for part in name.split(" + ")]
+
+
+def experiment_config(
+    labels: list[str],
+    seeds: list[int],
+    budgets: list[Any] | None = None,
+    source: str = "movielens-100k",
+    suffix: str = "",
+) -> dict[str, Any]:
+    """The experiment of ``labels`` (each entry labelled with ``suffix`` appended)."""
+    sources = source_domains(source)
+    return {
+        "task": "recommendation",
+        "name": "scientific",
+        "source": sources[0] if len(sources) == 1 else sources,
         "target": {"path": target_folder(), "format": "recbole-split", "name": "Scientific"},
         "budgets": budgets or ["all"],
         "ks": KS,
         "seeds": seeds,
-        "recipes": [{"label": label, **MODELS[label]} for label in labels],
+        "recipes": [{"label": f"{label}{suffix}", **MODELS[label]} for label in labels],
     }
 
 
@@ -162,30 +189,58 @@ def ranking_text(record: dict[str, Any]) -> str:
 
 def run_models(payload: dict[str, Any], args: argparse.Namespace) -> None:
     setting = PARTS[args.part]
-    budgets = args.budgets if args.part == "budgets" else ["all"]
-    missing = {
-        label: [
-            s
-            for s in args.seeds
-            if not all(recorded(payload, setting, label, s, b) for b in budgets)
+    budgets = {"family": ["all"], "budgets": args.budgets, "sources": args.budgets}[args.part]
+    runs = (
+        [(source, f" ← {source}") for source in SOURCES]
+        if args.part == "sources"
+        else [("movielens-100k", "")]
+    )
+    default = SOURCE_MODELS if args.part == "sources" else list(MODELS)
+    for source, suffix in runs:
+        missing = {
+            label: [
+                s
+                for s in args.seeds
+                if not all(recorded(payload, setting, label + suffix, s, b) for b in budgets)
+            ]
+            for label in args.only or default
+        }
+        for label, seeds in missing.items():
+            if not seeds:
+                print(f"{label}{suffix}: recorded before, skipped")
+        labels = [label for label, seeds in missing.items() if seeds]
+        if labels:
+            seeds = sorted({s for label in labels for s in missing[label]})
+            run_setting(
+                payload,
+                setting,
+                experiment_config(labels, seeds, budgets, source, suffix),
+                compare=True,
+                shared_cores=args.shared_cores,
+                show=ranking_text,
+            )
+            _finish(payload, args.out)
+
+
+def absorb(payload: dict[str, Any], other: dict[str, Any]) -> None:
+    """Add the records and runs of another results file of this script (kept: a record of the
+    same setting, entry, budget and seed already in ``payload``)."""
+    from shoptransfer.evaluation.compare import analyse
+
+    for setting, theirs in other["settings"].items():
+        cell = payload["settings"].setdefault(setting, {"records": [], "runs": []})
+        have = {(r["label"], str(r["budget"]), r["seed"]) for r in cell["records"]}
+        shift = len(cell["runs"])
+        cell["runs"] += theirs["runs"]
+        cell["records"] += [
+            {**r, "run": r["run"] + shift}
+            for r in theirs["records"]
+            if (r["label"], str(r["budget"]), r["seed"]) not in have
         ]
-        for label in args.only or list(MODELS)
-    }
-    for label, seeds in missing.items():
-        if not seeds:
-            print(f"{label}: recorded before, skipped")
-    labels = [label for label, seeds in missing.items() if seeds]
-    if labels:
-        seeds = sorted({s for label in labels for s in missing[label]})
-        run_setting(
-            payload,
-            setting,
-            experiment_config(labels, seeds, budgets),
-            compare=True,
-            shared_cores=args.shared_cores,
-            show=ranking_text,
-        )
-        _finish(payload, args.out)
+        cell["primary_metric"] = theirs["primary_metric"]
+        cell["higher_is_better"] = theirs["higher_is_better"]
+        cell["comparison"] = analyse(cell["records"], cell["primary_metric"], True)
+    payload["invocations"] += other["invocations"]
 
 
 # -- results, from the results file ------------------------------------------------------------
@@ -198,7 +253,8 @@ def best_transfer(payload: dict[str, Any]) -> dict[str, Any] | None:
     transfer = {
         label
         for label in MODELS
-        if any(r["label"] == label and r.get("family") != "baseline" for r in records)
+        if label not in SCRATCH
+        and any(r["label"] == label and r.get("family") != "baseline" for r in records)
         and len(values(records, label, "ndcg@10")) == len(seeds)
     }
     if not transfer:
@@ -234,12 +290,13 @@ def markdown(payload: dict[str, Any]) -> str:
         f"4,385 items, mean ± std (sample std, n − 1) over seeds {seeds} (fewer where marked). "
         "Train seconds include a reused pre-training in full. Data: Harper & Konstan 2015 "
         "(MovieLens); Ni, Li & McAuley 2019 (Amazon), processed as in Hou et al. 2022.\n",
-        "| model | family | Recall@10 | NDCG@10 | Recall@50 | NDCG@50 | train s | eval s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | family | source stage | Recall@10 | NDCG@10 | Recall@50 | NDCG@50 | train s "
+        "| eval s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, published in PUBLISHED.items():
         cells = [f"{published[m]:.4f}" if m in published else "—" for m in METRICS[:4]]
-        lines.append(f"| {name} (published) | — | " + " | ".join(cells) + " | — | — |")
+        lines.append(f"| {name} (published) | — | — | " + " | ".join(cells) + " | — | — |")
     records = payload["settings"].get(SETTING, {}).get("records", [])
     for label in MODELS:
         done = [r for r in records if r["label"] == label and r["status"] == "ok"]
@@ -253,6 +310,7 @@ def markdown(payload: dict[str, Any]) -> str:
         )
         lines.append(
             f"| **{label}**{marked} | {done[0]['family']} | "
+            f"{'no' if label in SCRATCH else 'MovieLens'} | "
             + " | ".join(cells)
             + f" | {train:.0f} | {evaluation:.1f} |"
         )
@@ -274,10 +332,222 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{speed['recbole']['eval_seconds'][-1]:.1f} s vs ours "
             f"{speed['ours']['eval_seconds'][-1]:.1f} s ({speed['eval_ratio']}×)."
         )
+    lines += source_contribution(records)
+    lines += budget_tables(payload)
+    lines += sources_table(payload)
     timing = timing_sentence(payload)
     if timing:
         lines.append(f"\n{timing}")
     return "\n".join(lines) + "\n"
+
+
+def cell_values(
+    records: list[dict[str, Any]], label: str, budget: Any, key: str = "ndcg@10", part: str = ""
+) -> list[float]:
+    """``key`` by seed of ``label`` at ``budget``: test metrics, ``validation`` ones, or
+    those of the ``cold_start`` cases."""
+    out = []
+    for r in sorted(records, key=lambda r: r["seed"]):
+        if r["label"] != label or r["status"] != "ok" or str(r["budget"]) != str(budget):
+            continue
+        metrics = {
+            "": r["metrics"],
+            "validation": r["validation_metrics"],
+            "cold_start": r.get("cold_start", {}).get("metrics", {}),
+        }[part]
+        if key in metrics:
+            out.append(float(metrics[key]))
+    return out
+
+
+def _budget_records(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Records of every budget (the family's at 100 % as budget "all") and the budgets run."""
+    records = [
+        r
+        for setting in (BUDGET_SETTING, SETTING)
+        for r in payload["settings"].get(setting, {}).get("records", [])
+    ]
+    budgets = sorted({r["budget"] for r in records if r["budget"] != "all"}) + ["all"]
+    return records, budgets
+
+
+def _share(budget: Any) -> str:
+    return "100 %" if budget == "all" else f"{float(budget) * 100:g} %"
+
+
+def _beyond(a: list[float], b: list[float]) -> bool:
+    """Whether ``a`` lies above ``b`` beyond their spread (mean - std above mean + std)."""
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    return ma - sa > mb + sb
+
+
+def source_contribution(records: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for with_source, without in WITHOUT_SOURCE.items():
+        a = values(records, with_source, "ndcg@10")
+        b = values(records, without, "ndcg@10")
+        if not a or not b:
+            continue
+        (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+        lines.append(
+            f"- `{with_source}` − `{without}` (the MovieLens source stage alone, 100 % of users): "
+            f"NDCG@10 {ma - mb:+.4f} ({ma:.4f} vs {mb:.4f}; seed std {sa:.4f} / {sb:.4f}; "
+            f"{len(a)} / {len(b)} seeds)"
+        )
+    if lines:
+        lines.insert(
+            0,
+            "\n**What the source stage adds at 100 % of the users** (same model and "
+            "settings with and without pre-training on MovieLens):\n",
+        )
+    return lines
+
+
+def budget_tables(payload: dict[str, Any]) -> list[str]:
+    records, budgets = _budget_records(payload)
+    if not payload["settings"].get(BUDGET_SETTING):
+        return []
+    labels = [label for label in MODELS if any(r["label"] == label for r in records)]
+    head = " | ".join(_share(b) for b in budgets)
+    lines = [
+        "\n## Where transfer should pay: scarce target users\n",
+        "Command: `.venv/bin/python benchmarks/scientific.py --part budgets` (100 %: the table "
+        "above). Each budget trains on a seeded share of the target's users (the same users for "
+        "every model at a seed); every user's validation and test case is ranked. Test NDCG@10, "
+        "mean ± std over seeds.\n",
+        f"| model | source stage | {head} |",
+        "|---|---|" + "---|" * len(budgets),
+    ]
+    for label in labels:
+        cells = [pm(cell_values(records, label, b), digits=4) for b in budgets]
+        stage = "no" if label in SCRATCH else "MovieLens"
+        lines.append(f"| {label} | {stage} | " + " | ".join(cells) + " |")
+    lines += [
+        "\nBest transfer recipe against the best model without a source stage at each budget, "
+        "each picked by mean validation NDCG@10 among those run with every seed; "
+        "\"beyond spread\": transfer's mean − std above scratch's mean + std.\n",
+        "| users | best without source | NDCG@10 | best transfer | NDCG@10 | relative | "
+        "beyond spread |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    seeds = len(payload.get("seeds", SEEDS))
+    for budget in budgets:
+
+        def best(group: list[str], budget: Any = budget) -> str | None:
+            done = [label for label in group if len(cell_values(records, label, budget)) >= seeds]
+            score = {
+                label: np.mean(cell_values(records, label, budget, part="validation"))
+                for label in done
+            }
+            return max(score, key=score.get) if score else None
+
+        scratch = best([label for label in labels if label in SCRATCH])
+        transfer = best([label for label in labels if label not in SCRATCH])
+        if scratch is None or transfer is None:
+            continue
+        a, b = cell_values(records, transfer, budget), cell_values(records, scratch, budget)
+        relative = np.mean(a) / np.mean(b) - 1
+        lines.append(
+            f"| {_share(budget)} | {scratch} | {pm(b, digits=4)} | {transfer} | {pm(a, digits=4)}"
+            f" | {relative * 100:+.1f} % | {'yes' if _beyond(a, b) else 'no'} |"
+        )
+    lines += cold_start_table(records, labels, budgets)
+    return lines
+
+
+def cold_start_table(
+    records: list[dict[str, Any]], labels: list[str], budgets: list[Any]
+) -> list[str]:
+    cases = {
+        b: next(
+            (
+                r["cold_start"]["cases"]
+                for r in records
+                if str(r["budget"]) == str(b) and "cold_start" in r
+            ),
+            None,
+        )
+        for b in budgets
+    }
+    budgets = [b for b in budgets if cases[b]]
+    if not budgets:
+        return []
+    lines = [
+        "\n## Cold-start items\n",
+        "Test cases whose item occurs in no training history of the budget's users (an id model "
+        "has learned nothing about it). Recall@10 on those cases, mean ± std over seeds; "
+        "NDCG@10 in the JSON.\n",
+        "| model | " + " | ".join(f"{_share(b)} ({cases[b]:,} cases)" for b in budgets) + " |",
+        "|---|" + "---|" * len(budgets),
+    ]
+    for label in labels:
+        cells = [
+            pm(cell_values(records, label, b, "recall@10", "cold_start"), digits=4) for b in budgets
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    ratios = []
+    for b in budgets:
+
+        def mean_of(label: str, b: Any = b) -> float:
+            found = cell_values(records, label, b, "recall@10", "cold_start")
+            return float(np.mean(found)) if found else float("nan")
+
+        ids = [(mean_of(label), label) for label in labels if label in ID_BASED]
+        texts = [(mean_of(label), label) for label in labels if label not in ID_BASED]
+        ids, texts = [x for x in ids if x[0] == x[0]], [x for x in texts if x[0] == x[0]]
+        if ids and texts:
+            (best_id, id_label), (best_text, text_label) = max(ids), max(texts)
+            ratio = "∞" if best_id == 0 else f"{best_text / best_id:.1f}×"
+            ratios.append(
+                f"{_share(b)}: {text_label} {best_text:.4f} vs {id_label} {best_id:.4f} ({ratio})"
+            )
+    if ratios:
+        lines.append("\nBest text model against the best id model: " + "; ".join(ratios) + ".")
+    return lines
+
+
+def sources_table(payload: dict[str, Any]) -> list[str]:
+    cell = payload["settings"].get(SOURCES_SETTING)
+    if not cell:
+        return []
+    records, _ = _budget_records(payload)
+    records = records + cell["records"]
+    budgets = sorted({r["budget"] for r in cell["records"]}, key=str)
+    gaps = {}
+    for run in cell["runs"]:
+        for label in run["labels"]:
+            gaps[label.split(" ← ")[1]] = run.get("domain_gap")
+    lines = [
+        "\n## Several sources\n",
+        "Command: `.venv/bin/python benchmarks/scientific.py --part sources`. Pre-training on "
+        "MovieLens-100K, on Amazon Tools (`../shared/data/recsys/amazon_tools/`, 10,962 users, "
+        "5,820 items), and on both mixed (one source domain, the histories of both, each "
+        "history within its own catalogue, as UniSRec pre-trains on several categories). "
+        "Test NDCG@10, mean ± std over seeds; the gap is between each source's item texts and "
+        "Scientific's on the frozen text backbone (proxy A-distance: 0 = indistinguishable, "
+        "2 = separable).\n",
+        "| model | source | users | NDCG@10 | Recall@10 | without source | A-distance | MMD |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label in [r["label"] for r in cell["records"]]:
+        if any(
+            line.startswith(f"| {label.split(' ← ')[0]} | {label.split(' ← ')[1]} |")
+            for line in lines
+        ):
+            continue
+        model, source = label.split(" ← ")
+        for budget in budgets:
+            scratch = WITHOUT_SOURCE.get(model)
+            base = cell_values(records, scratch, budget) if scratch else []
+            gap = gaps.get(source) or {}
+            lines.append(
+                f"| {model} | {source} | {_share(budget)} | "
+                f"{pm(cell_values(records, label, budget), digits=4)} | "
+                f"{pm(cell_values(records, label, budget, 'recall@10'), digits=4)} | "
+                f"{pm(base, digits=4)} | {gap.get('proxy_a_distance', float('nan')):.2f} | "
+                f"{gap.get('mmd', float('nan')):.4f} |"
+            )
+    return lines
 
 
 # -- development experiments (script-side: validation curve, seed 0) ---------------------------
@@ -424,6 +694,9 @@ def main() -> None:
     parser.add_argument(
         "--budgets", nargs="*", type=float, default=BUDGETS, help="user shares (--part budgets)"
     )
+    parser.add_argument(
+        "--absorb", nargs="*", default=[], help="add the records of these results files (names)"
+    )
     parser.add_argument("--experiment", help="log a development run (validation only)")
     parser.add_argument("--model", default="text-seq", help="model of the experiment")
     parser.add_argument("--set", nargs="*", default=[], help="experiment options key=value")
@@ -443,6 +716,11 @@ def main() -> None:
         return
     payload = open_results("scientific", args.out, args.fresh)
     payload["seeds"] = args.seeds
+    if args.absorb:
+        for name in args.absorb:
+            absorb(payload, load_json(RESULTS / f"{name}.json"))
+        _finish(payload, args.out)
+        return
     started = time.perf_counter()
     if args.speed:
         target = domains()[1]
