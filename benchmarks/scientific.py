@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -330,7 +331,13 @@ def markdown(payload: dict[str, Any]) -> str:
             f"{speed['ours']['epoch_seconds'][-1]:.1f} s ({speed['epoch_ratio']}×); "
             f"full-ranking evaluation of the validation users RecBole "
             f"{speed['recbole']['eval_seconds'][-1]:.1f} s vs ours "
-            f"{speed['ours']['eval_seconds'][-1]:.1f} s ({speed['eval_ratio']}×)."
+            f"{speed['ours']['eval_seconds'][-1]:.1f} s ({speed['eval_ratio']}×)"
+            + (
+                f"; peak memory of the process RecBole {speed['recbole']['peak_rss_mb']:,.0f} MB "
+                f"vs ours {speed['ours']['peak_rss_mb']:,.0f} MB."
+                if "peak_rss_mb" in speed["ours"]
+                else "."
+            )
         )
     lines += source_contribution(records)
     lines += budget_tables(payload)
@@ -613,8 +620,11 @@ for epoch in range(2):
     started = time.perf_counter()
     result = trainer.evaluate(valid, load_best_model=False, show_progress=False)
     evals.append(time.perf_counter() - started)
+import resource
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("RESULT " + json.dumps({"epoch_seconds": epochs, "eval_seconds": evals,
-                              "valid": {k: float(v) for k, v in result.items()}}))
+                              "valid": {k: float(v) for k, v in result.items()},
+                              "peak_rss_mb": peak_mb}))
 """
 
 
@@ -670,7 +680,20 @@ def our_speed(target: Any) -> dict[str, Any]:
         started = time.perf_counter()
         valid = evaluate_ranking(NeuralRanker(model).scores, target.valid, ks=(10, 50))
         evals.append(time.perf_counter() - started)
-    return {"epoch_seconds": epochs, "eval_seconds": evals, "valid": valid}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"epoch_seconds": epochs, "eval_seconds": evals, "valid": valid, "peak_rss_mb": peak_mb}
+
+
+def our_speed_apart() -> dict[str, Any]:
+    """:func:`our_speed` in a process of its own, so that its peak memory is its own."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--time-ours"], capture_output=True, text=True, cwd=ROOT
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise SystemExit(f"timing ours failed (exit {done.returncode}): {' | '.join(tail)}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -681,6 +704,7 @@ def main() -> None:
     parser.add_argument("--redo", nargs="*", default=[], help="models to run again")
     parser.add_argument("--only", nargs="*", default=None, help="run only these models")
     parser.add_argument("--speed", action="store_true", help="run only the RecBole comparison")
+    parser.add_argument("--time-ours", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
     parser.add_argument("--seeds", nargs="*", type=int, default=SEEDS, help="seeds per model")
     parser.add_argument("--fresh", action="store_true", help="start a new results file")
@@ -705,6 +729,9 @@ def main() -> None:
     unknown = [label for label in unknown if label not in MODELS]
     if unknown:
         parser.error(f"unknown models {unknown}; expected some of {list(MODELS)}")
+    if args.time_ours:  # the child process of --speed
+        print("RESULT " + json.dumps(our_speed(domains()[1])))
+        return
     if args.markdown:
         from shoptransfer.files import atomic_write_text
 
@@ -723,8 +750,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     if args.speed:
-        target = domains()[1]
-        ours, peer = our_speed(target), recbole_speed()
+        ours, peer = our_speed_apart(), recbole_speed()
         payload["speed_vs_recbole"] = {
             "ours": ours,
             "recbole": peer,
