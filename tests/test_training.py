@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings, predict_logits
@@ -61,3 +62,28 @@ def test_early_stopping_restores_the_best_epoch() -> None:
 
     score = classification_metrics(validation.labels, logits.argmax(axis=1), ["0", "1"])
     assert score["macro_f1"] == best
+
+
+def test_micro_batches_take_the_same_step_as_the_whole_batch() -> None:
+    """Gradients summed over parts of a batch, each weighted by its share, are the batch's:
+    the weights after training match, with and without example weights."""
+    data = blobs(48, 0)
+    for weights in (None, np.random.default_rng(1).uniform(0.2, 3.0, 48).astype(np.float32)):
+        data.weights = weights
+        trained = []
+        for micro in (0, 7):
+            torch.manual_seed(0)
+            model = Classifier(2, 8)
+            settings = TrainingSettings(
+                epochs=2, batch_size=16, learning_rate=1e-2, micro_batch_size=micro
+            )
+            history = Trainer(settings).fit(model, data)
+            trained.append((model.head.weight.detach().clone(), history[-1]["train_loss"]))
+        torch.testing.assert_close(trained[0][0], trained[1][0])
+        assert abs(trained[0][1] - trained[1][1]) < 1e-5
+
+
+def test_micro_batches_refuse_objectives_on_target_batches() -> None:
+    settings = TrainingSettings(epochs=1, batch_size=16, micro_batch_size=4)
+    with pytest.raises(ValueError, match="micro-batches"):
+        Trainer(settings).fit(Classifier(2, 8), blobs(32, 0), target=blobs(32, 1))

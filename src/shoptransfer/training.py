@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +162,9 @@ class TrainingSettings:
     loss: str = "cross-entropy"
     # print a line per epoch (loss, validation score, time left) through progress.report
     log_epochs: bool = False
+    # 0: a step's batch goes through the model at once; n: n examples at a time, their
+    # gradients summed into the same step (memory of n examples, the batch's gradient)
+    micro_batch_size: int = 0
 
 
 class Trainer:
@@ -212,6 +215,11 @@ class Trainer:
         s = self.settings
         if train.labels is None:
             raise ValueError("training examples need labels")
+        if s.micro_batch_size and (objectives or target is not None):
+            raise ValueError(
+                "micro-batches do not combine with objectives on target batches (their "
+                "statistics need the whole batch)"
+            )
         generator = torch.Generator().manual_seed(s.seed)
         groups = parameter_groups or self._default_groups(model)
         for objective in objectives:
@@ -247,14 +255,18 @@ class Trainer:
             observed: dict[str, list[float]] = {}
             for batch in train.batches(s.batch_size, generator):
                 target_batch = next(target_stream) if target_stream is not None else None
-                loss, auxiliary = self._loss(
-                    model, batch, target_batch, objectives, step / total, generator
-                )
                 units = _units(model, batch) + (
                     _units(model, target_batch) if target_batch is not None else 0
                 )
                 optimizer.zero_grad()
-                (loss + auxiliary).backward()
+                loss, auxiliary = torch.zeros(()), torch.zeros(())
+                for part, share in micro_batches(batch, s.micro_batch_size):
+                    part_loss, part_auxiliary = self._loss(
+                        model, part, target_batch, objectives, step / total, generator
+                    )
+                    (share * (part_loss + part_auxiliary)).backward()
+                    loss = loss + share * part_loss.detach()
+                    auxiliary = auxiliary + share * part_auxiliary.detach()
                 optimizer.step()
                 scheduler.step()
                 step += 1
@@ -333,6 +345,26 @@ class Trainer:
             step = Step(model, batch, source_features, target_batch, target_features, fraction)
             auxiliary = sum((objective(step) for objective in objectives), auxiliary)
         return loss, auxiliary
+
+
+def micro_batches(batch: dict[str, Any], size: int) -> Iterator[tuple[dict[str, Any], float]]:
+    """``batch`` in parts of at most ``size`` examples (0: whole), each with its share of the
+    batch's mean loss: its examples' share, or its weights' share of a weighted batch."""
+    n = len(batch["labels"])
+    if not size or n <= size:
+        yield batch, 1.0
+        return
+    weights = batch.get("weights")
+    total = float(weights.sum()) if weights is not None else float(n)
+    for start in range(0, n, size):
+        part = {
+            key: value[start : start + size]
+            if isinstance(value, torch.Tensor | list) and len(value) == n
+            else value
+            for key, value in batch.items()
+        }
+        weight = float(part["weights"].sum()) if weights is not None else float(len(part["labels"]))
+        yield part, weight / total
 
 
 def epoch_line(
