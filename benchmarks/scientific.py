@@ -5,6 +5,9 @@
     .venv/bin/python benchmarks/scientific.py --only sasrec text-seq   # just these models
     .venv/bin/python benchmarks/scientific.py --only text-seq-ids --seeds 0 \\
         --out rerun_scientific                                # some cells, into another file
+    .venv/bin/python benchmarks/scientific.py --part budgets --budgets 0.05 0.1   # user budgets
+    .venv/bin/python benchmarks/scientific.py --part sources  # MovieLens, Tools, both (10 %)
+    .venv/bin/python benchmarks/scientific.py --absorb scientific_budgets   # add another file's
     .venv/bin/python benchmarks/scientific.py --speed         # the RecBole speed comparison
     .venv/bin/python benchmarks/scientific.py --markdown      # rewrites the .md from the JSON
     .venv/bin/python benchmarks/scientific.py --experiment NAME --model text-seq \\
@@ -31,6 +34,15 @@ valid file); test numbers are reported once per configuration, mean and std over
 The best transfer recipe is the one with the best validation NDCG@10. The text models use
 hidden size 128 (valid Recall@10 0.1498 against 0.1434 at 64, development run ids-hidden128);
 the 3-seed test run at 64 is kept as "text-seq-ids-hidden64".
+
+User budgets (``--part budgets``): each model trains on a seeded share of the target's users
+(the same users for every model at a seed; ``InteractionDomain.with_training_users``), every
+user's validation and test case is ranked; 100 % is the family table. Every cell also records
+its cold-start cases (test items no training history of the budget holds) and their metrics.
+Several sources (``--part sources``): the transfer models pre-trained on MovieLens-100K, on
+Amazon Tools (../shared/data/recsys/amazon_tools), and on both mixed into one source domain,
+at 10 % of the target's users; each run records the gap between the source's and the target's
+item texts (proxy A-distance, MMD).
 
 Speed against RecBole 1.2.1 (``--speed``): the script builds a separate virtual environment
 (benchmarks/.peers/recbole, never a dependency of shoptransfer), trains RecBole's SASRec on the
