@@ -179,7 +179,7 @@ def _cost_figure(run: ReportRun, rows: list[dict[str, Any]]) -> Figure | None:
         ("train_flops_estimate", "train GFLOPs (estimate)", 1e-9, True),
     ]
     costs = [c for c in costs if any(r.get(c[0]) for r in scored)]
-    figure = _new_figure(3.0 * len(costs) + 0.6, 3.4)
+    figure = _new_figure(max(6.4, 3.2 * len(costs)), 3.4)
     labels = list(dict.fromkeys(result_label(r) for r in scored))
     all_axes = figure.subplots(1, len(costs), sharey=True, squeeze=False)[0]
     for axes, (key, header, scale, log) in zip(all_axes, costs):
@@ -212,10 +212,14 @@ def _cost_figure(run: ReportRun, rows: list[dict[str, Any]]) -> Figure | None:
         axes.grid(alpha=0.3)
     all_axes[0].set_ylabel(column.header)
     all_axes[0].legend(fontsize="x-small")
+    units = {
+        "train_seconds": lambda v: f"{v:.1f} s",
+        "peak_rss_mb": lambda v: f"{v:.0f} MB",
+        "train_flops_estimate": lambda v: f"{v / 1e9:.1f} GFLOPs",
+    }
     parts = [
         f"{result_label(r)} at {r['budget']}: {_number(r[column.key]['mean'], column)}, "
-        f"{r['train_seconds']:.1f} s, {r.get('peak_rss_mb', 0.0):.0f} MB, "
-        f"{r.get('train_flops_estimate', 0.0) / 1e9:.1f} GFLOPs"
+        + ", ".join(units[key](r.get(key, 0.0)) for key, *_ in costs)
         for r in scored
     ]
     caption = (
@@ -510,7 +514,14 @@ def _summary_table(run: ReportRun, rows: list[dict[str, Any]]) -> str:
         "GFLOPs",
         "verdict",
     ]
-    return _table(header, lines)
+    # a cost no cell recorded (an earlier runner's file) is left out rather than shown as 0
+    costs = {3: "train_seconds", 4: "peak_rss_mb", 5: "train_flops_estimate"}
+    keep = [
+        n
+        for n in range(len(header))
+        if n not in costs or any(entry.get(costs[n]) for entry in rows)
+    ]
+    return _table([header[n] for n in keep], [[line[n] for n in keep] for line in lines])
 
 
 def _figure_html(figure: Figure) -> str:
@@ -527,8 +538,8 @@ def _gap_html(results: dict[str, Any]) -> str:
     gap = results.get("domain_gap")
     if not isinstance(gap, dict):
         return (
-            "<p>Domain gap: not in this run's results (`compare` measures it where the task "
-            "has source data).</p>"
+            '<p class="note">Domain gap: not in this run\'s results (`compare` measures it '
+            "where the task has source data).</p>"
         )
     rows = [
         ["proxy A-distance", f"{gap.get('proxy_a_distance', float('nan')):.3f}"],
@@ -557,7 +568,7 @@ def run_section(run: ReportRun) -> tuple[str, list[Figure]]:
             figures.append(item)
             parts.append(_figure_html(item))
         elif isinstance(item, str):
-            parts.append(f"<p>{html.escape(item)}</p>")
+            parts.append(f'<p class="note">{html.escape(item)}</p>')
 
     add(_budget_figure(run, rows))
     add(_ranking_figure(run, rows))

@@ -1,6 +1,6 @@
 """HTML reports of the committed benchmarks, from their results files (no training).
 
-    python benchmarks/report.py [blitzer fashion scientific ...] [--out FOLDER]
+    python benchmarks/reports.py [blitzer fashion scientific ...] [--out FOLDER]
 
 writes ``FOLDER/<name>.html`` (default ``benchmarks/results/reports/``) with the library's
 report (:mod:`shoptransfer.evaluation.html_report`), one column per setting (a Blitzer pair, a
