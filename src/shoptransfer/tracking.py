@@ -82,7 +82,7 @@ def cell_metrics(record: dict[str, Any]) -> dict[str, float]:
 
 
 def _params(record: dict[str, Any]) -> dict[str, str]:
-    params = {
+    params: dict[str, str] = {
         key: str(record[key]) for key in ("recipe", "family", "budget", "seed") if key in record
     }
     params["label"] = result_label(record)
