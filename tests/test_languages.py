@@ -408,5 +408,8 @@ def test_the_chinese_demo_runs_hotel_to_waimai_and_warns_about_the_backbone(
     warned = [line for line in err.splitlines() if "may not read" in line]
     assert len(warned) == 2 and "tokens are unknown" in warned[1]
     [run_dir] = tmp_path.glob("*-demo-hotel-to-waimai")
+    # the demo ends with its report's path (what `make demo` prints last)
+    assert out.strip().splitlines()[-1] == f"report: {run_dir / 'report.html'}"
+    assert "<figure" in (run_dir / "report.html").read_text(encoding="utf-8")
     model = json.loads((run_dir / "models" / "scratch-tfidf-k16-seed0" / "model.json").read_text())
     assert model["tokenizer"] == ("jieba" if jieba_installed() else "chars")

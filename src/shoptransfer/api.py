@@ -21,11 +21,12 @@ from shoptransfer.data import read_domain
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
+from shoptransfer.evaluation.html_report import REPORT_FILE, ReportRun, render_report
 from shoptransfer.evaluation.ranking import DotProductScorer
 from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
-from shoptransfer.files import atomic_write_json
+from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, load_saved_model, read_model_metadata
@@ -41,9 +42,10 @@ from shoptransfer.recommenders.item_index import (
 from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
 from shoptransfer.runner import run
-from shoptransfer.runs import RESULTS_FILE, choose_model, load_results, saved_cells
+from shoptransfer.runs import RESULTS_FILE, check_folder, choose_model, load_results, saved_cells
 from shoptransfer.selection import select
 from shoptransfer.tasks import Task, list_tasks, make_task
+from shoptransfer.tracking import check_tracking, track_run
 
 __all__ = [
     "choose_model",
@@ -60,6 +62,8 @@ __all__ = [
     "run_experiment",
     "select_backbone",
     "task_class",
+    "track_run",
+    "write_report",
 ]
 
 
@@ -75,9 +79,58 @@ def run_experiment(
 ) -> Path:
     """Run every recipe x budget x seed cell of an experiment (any task); return the run
     folder. ``results.json`` is rewritten after each cell, so an interrupted run keeps the
-    cells it finished; ``on_result`` sees each cell's record as it lands."""
+    cells it finished; ``on_result`` sees each cell's record as it lands. At the end the run
+    writes ``report.html`` (config ``report: false`` skips it) and logs its cells to MLflow
+    when ``tracking:`` asks for it."""
+    _check_tracking(config)
     with showing_progress(show_progress):
-        return run(config, on_result=on_result)
+        run_dir = run(config, on_result=on_result)
+    _finish(config, run_dir)
+    return run_dir
+
+
+def _check_tracking(config: Any) -> None:
+    if getattr(config, "tracking", False) is not False:
+        check_tracking()
+
+
+def _finish(config: Any, run_dir: Path) -> None:
+    """The run's report and its tracking, as its config asks."""
+    if getattr(config, "report", True):
+        write_report([run_dir], run_dir / REPORT_FILE)
+    tracking = getattr(config, "tracking", False)
+    if tracking is not False:
+        track_run(run_dir, None if tracking is True else tracking)
+
+
+def report_run(run_dir: str | Path) -> ReportRun:
+    """What the report shows of a run folder: its results, its task's metric columns (the
+    primary metric first) and budget unit."""
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    names = [t.name for t in list_tasks()]
+    task = task_class(results["task"]) if results.get("task") in names else None
+    columns = task.columns if task is not None else ()
+    primary = results.get("primary_metric")
+    columns = tuple(sorted(columns, key=lambda c: c.key != primary))
+    title = f"{results.get('name', run_dir.name)} ({run_dir.name})"
+    return ReportRun(title, results, columns, task.budget_header if task else "budget")
+
+
+def write_report(run_dirs: Sequence[str | Path], output: str | Path | None = None) -> Path:
+    """One self-contained HTML report of the runs, side by side; return its path (default:
+    ``report.html`` in the run folder for one run, in the current folder for several)."""
+    if not run_dirs:
+        raise ConfigError("report: expected at least one run folder")
+    runs = [report_run(run_dir) for run_dir in run_dirs]
+    if output is None:
+        output = Path(run_dirs[0]) / REPORT_FILE if len(run_dirs) == 1 else Path(REPORT_FILE)
+    output = Path(output)
+    if output.is_dir():
+        raise ConfigError(f"--output '{output}': is a folder; expected an HTML file name")
+    check_folder(output.parent, "--output")
+    atomic_write_text(output, render_report(runs))
+    return output
 
 
 def compare(
@@ -90,12 +143,15 @@ def compare(
     ``results.json``."""
     extra = {key: True for key in ("track_quality", "domain_gap") if hasattr(config, key)}
     config = config.model_copy(update=extra)
-    run_dir = run_experiment(config, show_progress=show_progress, on_result=on_result)
+    _check_tracking(config)
+    with showing_progress(show_progress):
+        run_dir = run(config, on_result=on_result)
     results = load_results(run_dir)
     results["comparison"] = analyse(
         results["results"], results["primary_metric"], results["higher_is_better"]
     )
     atomic_write_json(run_dir / RESULTS_FILE, results)
+    _finish(config, run_dir)
     return run_dir
 
 

@@ -94,17 +94,72 @@ def _title(experiment: Any) -> str:
     )
 
 
+NoReport = Annotated[
+    bool,
+    typer.Option(
+        "--no-report", help="do not write report.html in the run folder (as report: false)"
+    ),
+]
+Track = Annotated[
+    bool,
+    typer.Option(
+        "--track",
+        help="log every cell to MLflow, in a local SQLite store <output_dir>/mlflow.db unless "
+        "--tracking-uri names another (as tracking: in the YAML; needs the [tracking] extra)",
+    ),
+]
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(help="an MLflow tracking URI to log every cell to (implies --track)"),
+]
+
+
+def _with_outputs(experiment: Any, no_report: bool, track: bool, tracking_uri: str | None) -> Any:
+    """The experiment with the flags' report and tracking settings over its YAML's."""
+    update: dict[str, Any] = {}
+    if no_report:
+        update["report"] = False
+    if tracking_uri is not None:
+        update["tracking"] = tracking_uri
+    elif track and experiment.tracking is False:
+        update["tracking"] = True
+    return experiment.model_copy(update=update) if update else experiment
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="experiment YAML file")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
+    no_report: NoReport = False,
+    track: Track = False,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Run an experiment file (any task): recipes x target budgets x seeds, into
-    runs/<time>-<name>/."""
+    runs/<time>-<name>/, with report.html."""
     from shoptransfer.config import load_config
 
-    experiment = load_config(config)
+    experiment = _with_outputs(load_config(config), no_report, track, tracking_uri)
     _run_and_report(experiment, quiet, _title(experiment))
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders (several: side by side)")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="the HTML file [default: RUN/report.html for one run, ./report.html for several]",
+        ),
+    ] = None,
+) -> None:
+    """Write one self-contained HTML report (figures inline, no network) of run folders:
+    quality against budget, cost, time to scratch quality, negative transfer, confusion
+    matrices, domain gap, ranking at K and cold start."""
+    from shoptransfer.api import write_report
+
+    typer.echo(str(write_report(run_dirs, output)))
 
 
 INDEX_HELP = (
@@ -196,6 +251,9 @@ def compare(
     seeds: Annotated[str | None, typer.Option(help="e.g. 0,1,2")] = None,
     name: Annotated[str | None, typer.Option(help="run name")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
+    no_report: NoReport = False,
+    track: Track = False,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Compare recipes x budgets x seeds (any task): mean ± std, negative transfer against
     the best scratch baseline, cost, domain gap."""
@@ -229,6 +287,7 @@ def compare(
     if "target" not in data:
         raise ConfigError("compare needs a config file or --target (and usually --source)")
     experiment = parse_config(data, str(config or "compare"), base_dir)
+    experiment = _with_outputs(experiment, no_report, track, tracking_uri)
     run_dir = run_comparison(
         experiment,
         show_progress=not quiet,
@@ -245,6 +304,19 @@ def compare(
         )
     )
     typer.echo(f"\nrun folder: {run_dir}")
+    _print_outputs(experiment, run_dir)
+
+
+def _print_outputs(experiment: Any, run_dir: Path) -> None:
+    from shoptransfer.evaluation.html_report import REPORT_FILE
+
+    if experiment.report:
+        typer.echo(f"report: {run_dir / REPORT_FILE}")
+    if experiment.tracking is not False:
+        from shoptransfer.tracking import local_store
+
+        uri = local_store(run_dir.parent) if experiment.tracking is True else experiment.tracking
+        typer.echo(f"tracked in MLflow: {uri}")
 
 
 @app.command()
@@ -310,6 +382,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed", min=0, max=2**32 - 1)] = 0,
     output_dir: Annotated[Path, typer.Option(help="folder that receives the run")] = Path("runs"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
+    no_report: NoReport = False,
+    track: Track = False,
+    tracking_uri: TrackingUri = None,
 ) -> None:
     """Transfer beside scratch on bundled data: books → kitchen reviews, (--images) men's →
     women's product photos, or (--chinese) hotel → food-delivery reviews in Chinese."""
@@ -366,7 +441,7 @@ def demo(
                 "target_epochs": 4,
             },
         ]
-    config = parse_config(settings, "demo")
+    config = _with_outputs(parse_config(settings, "demo"), no_report, track, tracking_uri)
     sample = (
         "Myntra product photos"
         if images
@@ -400,6 +475,7 @@ def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
     if picks:
         typer.echo(f"\n{picks}")
     typer.echo(f"\nrun folder: {run_dir}")
+    _print_outputs(experiment, run_dir)
 
 
 @app.command()

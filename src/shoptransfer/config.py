@@ -301,6 +301,14 @@ class RunConfig(_Strict):
     output_dir: str = Field("runs", description="folder that receives the run folder")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache)")
     save_models: bool = Field(True, description="save every trained model in the run folder")
+    report: bool = Field(
+        True, description="write report.html (figures of the results) in the run folder at the end"
+    )
+    tracking: bool | str = Field(
+        False,
+        description="log every cell to MLflow: true for a local SQLite store "
+        "(<output_dir>/mlflow.db), or an MLflow tracking URI (needs the [tracking] extra)",
+    )
 
     @field_validator("recipes", mode="before")
     @classmethod
