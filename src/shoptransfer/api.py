@@ -26,6 +26,7 @@ from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
 from shoptransfer.files import atomic_write_json
+from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, load_saved_model, read_model_metadata
@@ -132,10 +133,15 @@ def predict(
     A regression model returns its numbers (a list, the same as an array) and no classes; a
     multi-task model returns the three per task, each a dict keyed by the task's name.
     ``onnx``: score with the model's ONNX export (``shoptransfer export``; its int8 model when
-    it has one, else fp32) through onnxruntime instead of PyTorch."""
+    it has one, else fp32) through onnxruntime instead of PyTorch.
+
+    Texts are scrubbed of personal data first (:func:`shoptransfer.pii.scrub`), as training
+    texts are when read: the model sees placeholders where it learned them."""
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"input {i + 1} is empty; expected some text to classify")
+    if model_reads(choose_model(run_dir, model)) == "texts":
+        texts = scrub_texts(texts)[0]
     return labelled(load_classifier(run_dir, model, onnx), texts)
 
 

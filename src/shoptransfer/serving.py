@@ -43,6 +43,7 @@ from shoptransfer.api import (
 from shoptransfer.errors import ConfigError, ShopTransferError
 from shoptransfer.export.runtime import EXPORT_FILE, export_folder, read_card
 from shoptransfer.export.runtime import PRECISIONS as ONNX_PRECISIONS
+from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes.base import load_predictor, read_model_metadata
 from shoptransfer.recommenders.item_index import IndexSettings
@@ -358,7 +359,10 @@ class Service:
         self.ready = True
 
     def classify(self, inputs: list[str]) -> list[dict[str, Any]]:
-        """One prediction per input (texts, or image files), as :class:`Prediction` holds."""
+        """One prediction per input (texts, scrubbed of personal data as training texts are,
+        or image files), as :class:`Prediction` holds."""
+        if self.reads == "texts":
+            inputs = scrub_texts(inputs)[0]
         with showing_progress(False):
             labels, probabilities, classes = labelled(self.classifier, inputs)
         if isinstance(labels, dict):  # multi-task
