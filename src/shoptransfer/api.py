@@ -22,6 +22,7 @@ from shoptransfer.data.interactions import InteractionDomain, read_interaction_d
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
 from shoptransfer.evaluation.ranking import DotProductScorer
+from shoptransfer.explain import Explanation, explain
 from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
@@ -143,6 +144,25 @@ def predict(
     if model_reads(choose_model(run_dir, model)) == "texts":
         texts = scrub_texts(texts)[0]
     return labelled(load_classifier(run_dir, model, onnx), texts)
+
+
+def explain_predictions(
+    run_dir: str | Path,
+    inputs: Sequence[str],
+    model: str | None = None,
+    method: str = "auto",
+    onnx: bool = False,
+    steps: int = 50,
+) -> list[Explanation]:
+    """Why a run's classifier predicts what it does for each of ``inputs`` (texts, scrubbed of
+    personal data as :func:`predict` scrubs them, or image paths): a score per word or pixel
+    (:mod:`shoptransfer.explain`). ``method``: ``integrated-gradients``, ``occlusion``, or
+    ``auto`` (integrated gradients where the model has gradients, else occlusion)."""
+    reads = model_reads(choose_model(run_dir, model))
+    if reads == "texts":
+        inputs = scrub_texts(inputs)[0]
+    with showing_progress(False):
+        return explain(load_classifier(run_dir, model, onnx), list(inputs), reads, method, steps)
 
 
 def load_classifier(
