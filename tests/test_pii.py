@@ -74,6 +74,7 @@ def test_planted_chinese_personal_data_is_replaced(text: str, expected: str) -> 
         "Euuuwww... this is great",
         "the 1920s Bull Market way of life",
         "这个锅很好用，三天就到了",
+        "my old Mr. Coffee maker and a Mr. Bento lunch jar",
     ],
 )
 def test_near_misses_stay(text: str) -> None:

@@ -186,6 +186,8 @@ def explain(
         except ConfigError:
             method = "occlusion"
     if reads == "images":
+        if not hasattr(predictor, "model"):
+            raise ConfigError("explanations of photos need the PyTorch model; drop --onnx")
         backbone, head = _network(predictor)
         return [_explain_image(predictor, backbone, head, path, method, steps) for path in inputs]
     if method == "occlusion":
@@ -196,7 +198,7 @@ def explain(
 
 def _occlude_text(predictor: Any, text: str) -> Explanation:
     spans = word_spans(text)
-    read = _words_read(predictor, text, spans)
+    read = words_read(predictor, text, spans)
     shown = [i for i in range(len(spans)) if read[i]]
     variants = [text] + [without_words(text, spans, [i]) for i in shown]
     probabilities = np.asarray(predictor.predict_proba(variants))
@@ -214,7 +216,7 @@ def _occlude_text(predictor: Any, text: str) -> Explanation:
     )
 
 
-def _words_read(predictor: Any, text: str, spans: list[tuple[int, int]]) -> list[bool]:
+def words_read(predictor: Any, text: str, spans: list[tuple[int, int]]) -> list[bool]:
     """Which words the model reads: all of them, except past a text backbone's length limit."""
     backbone = _text_backbone(predictor)
     if backbone is None:

@@ -72,9 +72,12 @@ _SURNAMES = (
     "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚"
     "邵万钱严覃武戴莫孔向汤"
 )
+# products and brands named like people (Mr. Coffee coffee makers, Dr Pepper): not names
+_TITLED_BRANDS = "(?:Coffee|Bento|Clean|Pepper|Heater|Freeze|Potato|Scholl|Sketch|Bean|Incredible)"
 _NAME = re.compile(
     r"(?=[MDPmMnN我" + _SURNAMES + r"])(?:"  # a quick refusal where no cue starts
-    r"(?<![\w.])(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?P<titled>[A-Z][a-z]+(?:[ -][A-Z][a-z]+)?)"
+    r"(?<![\w.])(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?!" + _TITLED_BRANDS + r"\b)"
+    r"(?P<titled>[A-Z][a-z]+(?:[ -][A-Z][a-z]+)?)"
     r"|(?i:\bmy name is|\bname's)\s+(?P<cued>[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)"
     r"|(?P<courtesy>[" + _SURNAMES + r"][\u4e00-\u9fff]{0,2}?)(?:先生|女士|小姐)"
     r"|(?:我叫|我的名字是|我是)(?P<called>[" + _SURNAMES + r"][\u4e00-\u9fff]{1,2}))"
