@@ -72,6 +72,8 @@ _SURNAMES = (
     "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚"
     "邵万钱严覃武戴莫孔向汤"
 )
+# a surname; 谢 not in 感谢, 多谢, 谢谢 (thanks)
+_SURNAME = "(?:(?<![感多谢])谢(?!谢)|[" + _SURNAMES.replace("谢", "") + "])"
 # products and brands named like people (Mr. Coffee coffee makers, Dr Pepper): not names
 _TITLED_BRANDS = "(?:Coffee|Bento|Clean|Pepper|Heater|Freeze|Potato|Scholl|Sketch|Bean|Incredible)"
 _NAME = re.compile(
@@ -79,8 +81,8 @@ _NAME = re.compile(
     r"(?<![\w.])(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?!" + _TITLED_BRANDS + r"\b)"
     r"(?P<titled>[A-Z][a-z]+(?:[ -][A-Z][a-z]+)?)"
     r"|(?i:\bmy name is|\bname's)\s+(?P<cued>[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)"
-    r"|(?P<courtesy>[" + _SURNAMES + r"][\u4e00-\u9fff]{0,2}?)(?:先生|女士|小姐)"
-    r"|(?:我叫|我的名字是|我是)(?P<called>[" + _SURNAMES + r"][\u4e00-\u9fff]{1,2}))"
+    r"|(?P<courtesy>" + _SURNAME + r"[\u4e00-\u9fff]{0,2}?)(?:先生|女士|小姐)"
+    r"|(?:我叫|我的名字是|我是)(?P<called>" + _SURNAME + r"[\u4e00-\u9fff]{1,2}))"
 )
 _NAME_GROUPS = ("titled", "cued", "courtesy", "called")
 # what a text must hold for a pass to find anything (a quick skip of most texts)
