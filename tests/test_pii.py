@@ -12,8 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from shoptransfer.api import predict, run_experiment
+from shoptransfer.cli import app
 from shoptransfer.config import parse_config
 from shoptransfer.pii import luhn_valid, scrub, scrub_texts
 
@@ -151,6 +153,16 @@ def test_a_run_trains_on_scrubbed_texts_and_counts_the_replacements(
     _, with_pii, _ = predict(run_dir, ["great, write to someone@example.org"])
     _, with_placeholder, _ = predict(run_dir, ["great, write to [EMAIL]"])
     assert with_pii.tolist() == with_placeholder.tolist()
+    # and so does predict --input (the streaming path)
+    lines = tmp_path / "in.txt"
+    lines.write_text("great, write to someone@example.org\ngreat, write to [EMAIL]\n")
+    result = CliRunner().invoke(app, ["predict", str(run_dir), "--input", str(lines), "--json"])
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert first["text"] == "great, write to someone@example.org"  # shown as given
+    assert {k: v for k, v in first.items() if k not in ("text", "row")} == {
+        k: v for k, v in second.items() if k not in ("text", "row")
+    }
 
 
 def test_scrub_pii_false_keeps_the_texts(tmp_path: Path) -> None:
