@@ -273,3 +273,22 @@ def test_label_free_regrets_are_computed_from_the_records() -> None:
     text = label_free.markdown(payload)
     assert "## Self-training on the MLP (1 cases" in text
     assert "| im | 79.0 | 0.0 | 1/1 (worse 0) | 79.0 | 10.0 | 1/1 (worse 0) | 30.0 |" in text
+
+
+def test_explain_markdown_is_the_committed_results_computed_from_their_json() -> None:
+    import json
+
+    import explain
+
+    results = BENCHMARKS / "results"
+    payload = json.loads((results / "explain.json").read_text())
+    assert explain.markdown(payload) == (results / "explain.md").read_text()
+    ig = payload["methods"]["integrated-gradients"]
+    assert len(ig["top_k_drop"]) == len(ig["random_k_drop"]) == len(explain.KS)
+    # a ratio is the top-k drop over the random drop (of the unrounded curves), where the
+    # random drop is positive
+    for top, random, ratio in zip(ig["top_k_drop"], ig["random_k_drop"], ig["ratio"]):
+        if random > 0:
+            assert ratio == pytest.approx(top / random, rel=0.01)
+        else:
+            assert ratio is None

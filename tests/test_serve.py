@@ -691,3 +691,35 @@ else:
             base_url="http://localhost",
             excluded_checks=[schemathesis.checks.positive_data_acceptance],
         )
+
+
+def test_explain_names_the_words_behind_each_prediction(frozen: TestClient) -> None:
+    pytest.importorskip("captum")
+    text = "pan: terrible, broke after one day, mail me at jo@example.com"
+    answer = frozen.post("/v1/explain", json={"texts": [text]})
+    assert answer.status_code == 200, answer.text
+    (explanation,) = answer.json()["explanations"]
+    assert explanation["method"] == "integrated-gradients"
+    classified = frozen.post("/v1/classify", json={"text": text}).json()["predictions"][0]
+    assert explanation["label"] == classified["label"]
+    assert explanation["probability"] == pytest.approx(
+        classified["probabilities"][classified["label"]], abs=1e-5
+    )
+    words = [word["word"] for word in explanation["words"]]
+    assert "[EMAIL]" in words and "jo@example.com" not in words  # scrubbed, as classify is
+    change = explanation["probability"] - explanation["baseline_probability"]
+    assert sum(word["score"] for word in explanation["words"]) == pytest.approx(
+        change, abs=0.05 * abs(change) + 2e-3
+    )
+    occluded = frozen.post("/v1/explain?method=occlusion", json={"text": text}).json()
+    assert occluded["explanations"][0]["method"] == "occlusion"
+    assert frozen.post("/v1/explain?method=shap", json={"text": text}).status_code == 422
+
+
+def test_explain_refuses_a_recommender_and_a_model_without_gradients(
+    recommender: TestClient, tfidf: TestClient
+) -> None:
+    assert recommender.post("/v1/explain", json={"text": "x"}).status_code == 409
+    refused = tfidf.post("/v1/explain?method=integrated-gradients", json={"text": "great pan"})
+    assert refused.status_code == 422
+    assert "occlusion" in refused.json()["error"]

@@ -23,10 +23,12 @@ from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
 from shoptransfer.evaluation.html_report import REPORT_FILE, ReportRun, render_report
 from shoptransfer.evaluation.ranking import DotProductScorer
+from shoptransfer.explain import Explanation, explain
 from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
 from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
 from shoptransfer.recipes.base import Predictor, load_saved_model, read_model_metadata
@@ -188,11 +190,35 @@ def predict(
     A regression model returns its numbers (a list, the same as an array) and no classes; a
     multi-task model returns the three per task, each a dict keyed by the task's name.
     ``onnx``: score with the model's ONNX export (``shoptransfer export``; its int8 model when
-    it has one, else fp32) through onnxruntime instead of PyTorch."""
+    it has one, else fp32) through onnxruntime instead of PyTorch.
+
+    Texts are scrubbed of personal data first (:func:`shoptransfer.pii.scrub`), as training
+    texts are when read: the model sees placeholders where it learned them."""
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"input {i + 1} is empty; expected some text to classify")
+    if model_reads(choose_model(run_dir, model)) == "texts":
+        texts = scrub_texts(texts)[0]
     return labelled(load_classifier(run_dir, model, onnx), texts)
+
+
+def explain_predictions(
+    run_dir: str | Path,
+    inputs: Sequence[str],
+    model: str | None = None,
+    method: str = "auto",
+    onnx: bool = False,
+    steps: int = 50,
+) -> list[Explanation]:
+    """Why a run's classifier predicts what it does for each of ``inputs`` (texts, scrubbed of
+    personal data as :func:`predict` scrubs them, or image paths): a score per word or pixel
+    (:mod:`shoptransfer.explain`). ``method``: ``integrated-gradients``, ``occlusion``, or
+    ``auto`` (integrated gradients where the model has gradients, else occlusion)."""
+    reads = model_reads(choose_model(run_dir, model))
+    if reads == "texts":
+        inputs = scrub_texts(inputs)[0]
+    with showing_progress(False):
+        return explain(load_classifier(run_dir, model, onnx), list(inputs), reads, method, steps)
 
 
 def load_classifier(

@@ -36,6 +36,7 @@ import numpy as np
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.export.runtime import open_export
 from shoptransfer.files import atomic_write_json
+from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import progress_bar
 from shoptransfer.runs import choose_model
 from shoptransfer.text_encodings import check_encoding
@@ -365,7 +366,7 @@ def score_chunk(
     texts (empty ones as ``""``)."""
     texts = ["" if _is_empty(text) else str(text) for text, _ in rows]
     scored = [i for i, text in enumerate(texts) if text]
-    given = [texts[i] for i in scored]
+    given = scrub_texts([texts[i] for i in scored])[0]  # as training texts were read
     out: dict[str, list[Any]] = {"row": list(range(first_row, first_row + len(rows)))}
     if columns.id_column is not None:
         out[columns.id_column] = [None if key is None else str(key) for _, key in rows]

@@ -540,6 +540,31 @@ def predict(
         ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="say why: the words (or the photo region) that added most to the predicted "
+            "class's probability (--text and --image inputs; needs the [explain] extra for "
+            "integrated gradients and photos)",
+        ),
+    ] = False,
+    explain_method: Annotated[
+        str,
+        typer.Option(
+            "--explain-method",
+            help="auto (integrated gradients where the model has gradients, else occlusion), "
+            "integrated-gradients, or occlusion (deleting each word; any text model)",
+        ),
+    ] = "auto",
+    explain_html: Annotated[
+        Path | None,
+        typer.Option(
+            "--explain-html",
+            help="also write the explanations as a self-contained HTML page (words shaded by "
+            "their scores, photos beside their attribution maps); implies --explain",
+        ),
+    ] = None,
 ) -> None:
     """Classify texts or images with a model saved in a run folder (a regression model:
     predict their numbers; a multi-task model: a label per task). An --input file of any size
@@ -547,9 +572,15 @@ def predict(
     one), in order."""
     from shoptransfer.errors import ConfigError, DataError
 
+    explaining = explain or explain_html is not None or explain_method != "auto"
     if input is not None:
         if text or image:
             raise ConfigError("give --input alone, not with --text or --image")
+        if explaining:
+            raise ConfigError(
+                "--explain, --explain-method and --explain-html explain --text and --image "
+                "inputs, not an --input file"
+            )
         _predict_file(
             run_dir,
             model,
@@ -586,12 +617,43 @@ def predict(
             typer.echo(f"skipped {sum(skipped.values())} files: {skipped}", err=True)
         if not texts:
             raise DataError(f"no readable images in {', '.join(map(str, image))}")
-        _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="image", onnx=onnx)
+    else:
+        texts = list(text or [])
+        if not texts:
+            raise ConfigError("nothing to classify: give --text, --input or --image")
+    key = "image" if image else "text"
+    if explaining:
+        explained = _print_explanations(
+            run_dir, chosen.name, texts, as_json, key, onnx, explain_method
+        )
+        if explain_html is not None:
+            from shoptransfer.explain import explanations_html
+            from shoptransfer.files import atomic_write_text
+
+            atomic_write_text(explain_html, explanations_html(explained, chosen.name))
+            typer.echo(f"explanations -> {explain_html}", err=True)
         return
-    texts = list(text or [])
-    if not texts:
-        raise ConfigError("nothing to classify: give --text, --input or --image")
-    _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key="text", onnx=onnx)
+    _print_predictions(run_dir, chosen.name, texts, top_k, as_json, key=key, onnx=onnx)
+
+
+def _print_explanations(
+    run_dir: Path, model: str, inputs: list[str], as_json: bool, key: str, onnx: bool, method: str
+) -> list[Any]:
+    """Each input's prediction and why: the words (or region) that drove it; returns the
+    explanations."""
+    from shoptransfer.api import explain_predictions
+    from shoptransfer.explain import summary_line
+
+    explanations = explain_predictions(run_dir, inputs, model=model, method=method, onnx=onnx)
+    typer.echo(f"model: {model}" + (" (ONNX export)" if onnx else ""), err=True)
+    for item, explanation in zip(inputs, explanations):
+        if as_json:
+            record = {key: item, "label": explanation.label, "explanation": explanation.to_dict()}
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            typer.echo(f"{explanation.label}\t{explanation.probability:.3f}\t{_preview(item)}")
+            typer.echo(summary_line(explanation))
+    return explanations
 
 
 def _predict_file(

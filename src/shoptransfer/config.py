@@ -39,6 +39,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+SCRUB_PII_HELP = (
+    "replace personal data in the texts (e-mail addresses, phone and card numbers, postal "
+    "addresses, URLs, titled names) by [EMAIL], [PHONE], ... when they are read, so no model or "
+    "cache sees it; the replacements are counted in results.json (false: keep the texts as "
+    "they are)"
+)
+
+
 class DomainConfig(_Strict):
     """Where a domain's data is and which columns hold what."""
 
@@ -69,6 +77,7 @@ class DomainConfig(_Strict):
     label: str | None = Field("label", description="column holding the label (null: unlabeled)")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
     encoding: Encoding = Field("utf-8", description=ENCODING_HELP)
+    scrub_pii: bool = Field(True, description=SCRUB_PII_HELP)
 
 
 HEAD_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -90,6 +99,7 @@ class TableDomainConfig(_Strict):
     )
     name: str | None = Field(None, description="domain name (default: the file name)")
     encoding: Encoding = Field("utf-8", description=ENCODING_HELP)
+    scrub_pii: bool = Field(True, description=SCRUB_PII_HELP)
 
 
 class ValueDomainConfig(TableDomainConfig):

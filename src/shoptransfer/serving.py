@@ -19,12 +19,13 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,8 +42,10 @@ from shoptransfer.api import (
     model_reads,
 )
 from shoptransfer.errors import ConfigError, ShopTransferError
+from shoptransfer.explain import explain as explain_inputs
 from shoptransfer.export.runtime import EXPORT_FILE, export_folder, read_card
 from shoptransfer.export.runtime import PRECISIONS as ONNX_PRECISIONS
+from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes.base import load_predictor, read_model_metadata
 from shoptransfer.recommenders.item_index import IndexSettings
@@ -132,6 +135,40 @@ class ClassifyResponse(BaseModel):
     model: str
     backend: str
     predictions: list[Prediction]
+
+
+class ExplainedWord(BaseModel):
+    word: str
+    start: int
+    end: int
+    score: float
+    read: bool
+
+
+class ExplainedRegion(BaseModel):
+    top: int
+    bottom: int
+    left: int
+    right: int
+    size: int
+
+
+class ExplanationBody(BaseModel):
+    """Why the classifier predicts ``label``: each word's (or the photo region's) share of the
+    predicted class's probability (see ``shoptransfer predict --explain``)."""
+
+    method: str
+    label: str
+    probability: float
+    baseline_probability: float | None = None
+    words: list[ExplainedWord] | None = None
+    region: ExplainedRegion | None = None
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    backend: str
+    explanations: list[ExplanationBody]
 
 
 class EmbedResponse(BaseModel):
@@ -262,6 +299,8 @@ class Service:
         self.recommender: Recommender | None = None
         self.classifier: Any = None
         self.reads: str | None = None
+        # integrated gradients hook the backbone's layers while they run: no scoring meanwhile
+        self.model_lock = threading.Lock()
         self.export: dict[str, Any] | None = None
         self._embedder: Any = None
         if self.task == "recommendation":
@@ -358,8 +397,11 @@ class Service:
         self.ready = True
 
     def classify(self, inputs: list[str]) -> list[dict[str, Any]]:
-        """One prediction per input (texts, or image files), as :class:`Prediction` holds."""
-        with showing_progress(False):
+        """One prediction per input (texts, scrubbed of personal data as training texts are,
+        or image files), as :class:`Prediction` holds."""
+        if self.reads == "texts":
+            inputs = scrub_texts(inputs)[0]
+        with showing_progress(False), self.model_lock:
             labels, probabilities, classes = labelled(self.classifier, inputs)
         if isinstance(labels, dict):  # multi-task
             return [
@@ -381,6 +423,15 @@ class Service:
             for label, row in zip(labels, probabilities)
         ]
 
+    def explain(self, inputs: list[str], method: str) -> list[dict[str, Any]]:
+        """Each input's explanation (texts scrubbed of personal data first), one at a time:
+        explanations are not micro-batched."""
+        if self.reads == "texts":
+            inputs = scrub_texts(inputs)[0]
+        with showing_progress(False), self.model_lock:
+            found = explain_inputs(self.classifier, inputs, self.reads or "texts", method)
+        return [explanation.to_dict() for explanation in found]
+
     def embed(self, inputs: list[str]) -> list[list[float]]:
         """The backbone's features of each input (the frozen backbone's when the model has
         one, else its trained backbone's); loads the PyTorch model when serving ONNX."""
@@ -391,7 +442,8 @@ class Service:
             self._embedder = predictor.frozen if predictor.frozen is not None else None
             if self._embedder is None:
                 self._embedder = predictor.model.encoder
-        vectors = self._embedder.encode(inputs, show_progress=False)
+        with self.model_lock:
+            vectors = self._embedder.encode(inputs, show_progress=False)
         return [[float(x) for x in row] for row in vectors]
 
     def recommend(self, requests: list[RecommendRequest]) -> list[dict[str, Any]]:
@@ -593,6 +645,29 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
         async with _inputs(request, loaded) as inputs:
             rows = await request.app.state.batchers["classify"].submit(inputs)
         return {"model": loaded.model, "backend": loaded.backend, "predictions": rows}
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        response_model_exclude_none=True,
+        openapi_extra=TEXTS_OR_IMAGES,
+        responses=ERRORS,
+    )
+    async def explain(
+        request: Request,
+        method: Literal["auto", "integrated-gradients", "occlusion"] = "auto",
+    ) -> dict[str, Any]:
+        """Why the classifier predicts what it does for each text (or image): a score per word
+        (or the region of the photo) for the predicted class's probability, by integrated
+        gradients or occlusion (``auto``: integrated gradients where the model has gradients)."""
+        loaded = current()
+        if loaded.classifier is None:
+            raise RequestError(
+                None, f"{loaded.model} is a {loaded.task} model; use /v1/recommend", 409
+            )
+        async with _inputs(request, loaded) as inputs:
+            rows = await asyncio.to_thread(loaded.explain, inputs, method)
+        return {"model": loaded.model, "backend": loaded.backend, "explanations": rows}
 
     @app.post(
         "/v1/embed", response_model=EmbedResponse, openapi_extra=TEXTS_OR_IMAGES, responses=ERRORS

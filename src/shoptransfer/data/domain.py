@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.errors import DataError
+from shoptransfer.pii import scrub_texts
 
 
 @dataclass
@@ -151,11 +152,15 @@ class Domain:
 
 @dataclass
 class TextDomain(Domain):
-    """A named set of texts with optional labels."""
+    """A named set of texts with optional labels.
+
+    ``scrubbed``: the personal data replaced in the texts when they were read, by kind (see
+    :mod:`shoptransfer.pii`); ``None`` when the texts were read as they are."""
 
     holds: ClassVar[str] = "texts"
     same_when: ClassVar[str] = "identical texts after whitespace and case normalisation"
     texts: list[str] = field(default_factory=list)
+    scrubbed: dict[str, int] | None = None
 
     def __init__(
         self,
@@ -167,10 +172,16 @@ class TextDomain(Domain):
     ) -> None:
         super().__init__(name, labels, source, dict(dropped or {}))
         self.texts = texts
+        self.scrubbed = None
         self._check()
         for i, text in enumerate(self.texts):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"{self.where}: example {i} has empty text")
+
+    def scrub_pii(self) -> None:
+        """Replace the personal data in the texts by typed placeholders, in place (right after
+        reading, before any model or cache sees them); the replacements go to ``scrubbed``."""
+        self.texts, self.scrubbed = scrub_texts(self.texts)
 
     @property
     def inputs(self) -> list[str]:
@@ -180,7 +191,9 @@ class TextDomain(Domain):
         return [self.texts[i] for i in idx]
 
     def _with(self, inputs: Any, labels: list[str] | None, name: str) -> TextDomain:
-        return TextDomain(name, list(inputs), labels, self.source, self.dropped)
+        made = TextDomain(name, list(inputs), labels, self.source, self.dropped)
+        made.scrubbed = self.scrubbed
+        return made
 
     def _hash_inputs(self, digest: Any) -> None:
         for text in self.texts:

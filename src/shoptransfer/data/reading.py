@@ -5,14 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shoptransfer.data.domain import Domain
+from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.data.features import FEATURE_FORMATS, read_features
 from shoptransfer.data.images import read_image_folder, read_image_table
 from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
 from shoptransfer.errors import DataError
 
 
+def scrubbed(domain: Domain, entry: Any) -> Domain:
+    """``domain``, its texts scrubbed of personal data unless the entry says ``scrub_pii:
+    false`` (photos and vectors are kept as they are)."""
+    if isinstance(domain, TextDomain) and getattr(entry, "scrub_pii", True):
+        domain.scrub_pii()
+    return domain
+
+
 def read_domain(entry: Any) -> Domain:
+    """Read the domain ``entry`` describes, its texts scrubbed of personal data unless the entry
+    says ``scrub_pii: false`` (see :func:`_read_as_is`)."""
+    return scrubbed(_read_as_is(entry), entry)
+
+
+def _read_as_is(entry: Any) -> Domain:
     """Read the domain ``entry`` describes (a ``DomainConfig``: path, format and columns).
 
     The format is guessed when not given: a folder holding ``positive.parsed`` and
@@ -73,6 +87,12 @@ def read_domain(entry: Any) -> Domain:
 
 
 def read_annotated_table(entry: Any, label: str | None = None, **annotations: Any) -> Domain:
+    """:func:`_read_table_as_is`, its texts scrubbed of personal data unless the entry says
+    ``scrub_pii: false``."""
+    return scrubbed(_read_table_as_is(entry, label, **annotations), entry)
+
+
+def _read_table_as_is(entry: Any, label: str | None = None, **annotations: Any) -> Domain:
     """A table of texts, or of photos when ``entry.image`` names a column of file paths, with
     the ``annotations`` :func:`read_table` takes (``value``, ``label_columns``) and the label
     column ``label`` (none by default)."""

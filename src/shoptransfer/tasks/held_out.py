@@ -44,6 +44,7 @@ def describe_domain(domain: Domain, part_of: str | None = None) -> dict[str, Any
             if read_here and getattr(domain, "converted", None)
             else {}
         ),
+        **({"pii_scrubbed": domain.scrubbed} if read_here and domain.holds == "texts" else {}),
         **({"annotations": _summary(domain)} if domain.annotations else {}),
         "data_hash": domain.data_hash(),
     }
@@ -75,9 +76,14 @@ def describe_data(
 
 
 def reading_warnings(part: dict[str, Any]) -> list[str]:
-    """One line each for the rows a file's reader dropped and the photos it converted."""
+    """One line each for the rows a file's reader dropped, the photos it converted and the
+    personal data it replaced in texts (``pii_scrubbed``; ``scrub_pii: false`` keeps it)."""
     lines = []
-    changes = (("dropped_rows", "row", "dropped"), ("converted", "image", "converted"))
+    changes = (
+        ("dropped_rows", "row", "dropped"),
+        ("converted", "image", "converted"),
+        ("pii_scrubbed", "personal data span", "replaced by placeholders"),
+    )
     for key, what, done in changes:
         counts = part.get(key) or {}
         if counts:
