@@ -113,8 +113,6 @@ def run_setting(
     from shoptransfer.api import compare as compare_run
     from shoptransfer.api import run_experiment
     from shoptransfer.config import parse_config
-    from shoptransfer.evaluation.compare import analyse
-    from shoptransfer.runs import load_results
 
     config = {"output_dir": str(RUNS), "save_models": False, **config}
     parsed = parse_config(config, f"{payload['benchmark']} {setting}")
@@ -127,7 +125,22 @@ def run_setting(
     started = time.perf_counter()
     runner = compare_run if compare else run_experiment
     run_dir = runner(parsed, show_progress=False, on_result=progress)
-    wall = time.perf_counter() - started
+    return add_run(payload, setting, run_dir, time.perf_counter() - started, compare, shared_cores)
+
+
+def add_run(
+    payload: dict[str, Any],
+    setting: str,
+    run_dir: Path,
+    wall: float | None,
+    compare: bool = True,
+    shared_cores: bool = False,
+) -> dict[str, Any]:
+    """Add the records of the run folder ``run_dir`` to ``setting`` of ``payload`` (also those
+    of a run whose invocation stopped before adding them: its finished cells)."""
+    from shoptransfer.evaluation.compare import analyse
+    from shoptransfer.runs import load_results
+
     results = load_results(run_dir)
     cell = payload["settings"].setdefault(setting, {"records": [], "runs": []})
     new = results["results"]
@@ -137,7 +150,7 @@ def run_setting(
         "run_dir": str(run_dir.relative_to(ROOT)),
         "command": "compare" if compare else "run_experiment",
         "created": results["created"],
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": round(wall, 1) if wall is not None else None,
         "labels": sorted({r["label"] for r in new}),
         "seeds": sorted({r["seed"] for r in new}),
         "cores": os.cpu_count(),

@@ -61,6 +61,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,7 @@ from common import (
     ROOT,
     RUNS,
     add_invocation,
+    add_run,
     forget,
     is_current,
     load_json,
@@ -240,6 +242,30 @@ def run_models(payload: dict[str, Any], args: argparse.Namespace) -> None:
             _finish(payload, args.out)
 
 
+def recover(payload: dict[str, Any], run_dir: Path, shared_cores: bool) -> None:
+    """Add the finished cells of a run folder of this script whose invocation stopped before
+    recording them (killed, or another invocation saved the same file last)."""
+    results = load_json(run_dir / "results.json")
+    if not results or results.get("name") != "scientific":
+        sys.exit(
+            f"{run_dir}: not a run folder of this benchmark (no results.json named scientific)"
+        )
+    records = results["results"]
+    setting = (
+        SOURCES_SETTING
+        if any(SOURCE_MARK in r["label"] for r in records)
+        else SETTING
+        if all(str(r["budget"]) == "all" for r in records)
+        else BUDGET_SETTING
+    )
+    cell = payload["settings"].get(setting, {"runs": []})
+    if any(run["run_dir"] == str(run_dir.relative_to(ROOT)) for run in cell["runs"]):
+        print(f"{run_dir.name}: recorded before, skipped")
+        return
+    add_run(payload, setting, run_dir, None, compare=True, shared_cores=shared_cores)
+    print(f"{run_dir.name}: {len(records)} cells added to '{setting}'")
+
+
 def absorb(payload: dict[str, Any], other: dict[str, Any]) -> None:
     """Add the records and runs of another results file of this script (kept: a record of the
     same setting, entry, budget and seed already in ``payload``)."""
@@ -248,17 +274,22 @@ def absorb(payload: dict[str, Any], other: dict[str, Any]) -> None:
     for setting, theirs in other["settings"].items():
         cell = payload["settings"].setdefault(setting, {"records": [], "runs": []})
         have = {(r["label"], str(r["budget"]), r["seed"]) for r in cell["records"]}
-        shift = len(cell["runs"])
-        cell["runs"] += theirs["runs"]
+        index = {run["run_dir"]: n for n, run in enumerate(cell["runs"])}
+        moved = {}
+        for n, run in enumerate(theirs["runs"]):  # a run absorbed before is not added twice
+            if run["run_dir"] not in index:
+                index[run["run_dir"]] = len(cell["runs"])
+                cell["runs"].append(run)
+            moved[n] = index[run["run_dir"]]
         cell["records"] += [
-            {**r, "run": r["run"] + shift}
+            {**r, "run": moved[r["run"]]}
             for r in theirs["records"]
             if (r["label"], str(r["budget"]), r["seed"]) not in have
         ]
         cell["primary_metric"] = theirs["primary_metric"]
         cell["higher_is_better"] = theirs["higher_is_better"]
         cell["comparison"] = analyse(cell["records"], cell["primary_metric"], True)
-    payload["invocations"] += other["invocations"]
+    payload["invocations"] += [i for i in other["invocations"] if i not in payload["invocations"]]
     if "speed_vs_recbole" in other:
         payload["speed_vs_recbole"] = other["speed_vs_recbole"]
 
@@ -767,6 +798,12 @@ def main() -> None:
     parser.add_argument(
         "--absorb", nargs="*", default=[], help="add the records of these results files (names)"
     )
+    parser.add_argument(
+        "--recover",
+        nargs="*",
+        default=[],
+        help="add the finished cells of these run folders (an invocation that stopped)",
+    )
     parser.add_argument("--experiment", help="log a development run (validation only)")
     parser.add_argument("--model", default="text-seq", help="model of the experiment")
     parser.add_argument("--set", nargs="*", default=[], help="experiment options key=value")
@@ -789,9 +826,11 @@ def main() -> None:
         return
     payload = open_results("scientific", args.out, args.fresh)
     payload["seeds"] = args.seeds
-    if args.absorb:
+    if args.absorb or args.recover:
         for name in args.absorb:
             absorb(payload, load_json(RESULTS / f"{name}.json"))
+        for folder in args.recover:
+            recover(payload, Path(folder).resolve(), args.shared_cores)
         _finish(payload, args.out)
         return
     started = time.perf_counter()
