@@ -115,20 +115,21 @@ def test_dapt_recipe_records_its_texts_and_saves_the_adapted_backbone(
         encoding="utf-8",
     )
     options = {"backbone": tiny_backbone, "epochs": 1, "target_epochs": 0, "max_length": 16}
-    recipe = make_recipe("dapt", dapt_extra_texts=str(extra), **options)
+    recipe = make_recipe("dapt", dapt_extra_texts=[str(extra), str(extra)], **options)
     cache = EmbeddingCache(tmp_path / "cache" / "embeddings")
     predictor = recipe.fit(FitData(SOURCE, unlabeled=UNLABELED, cache=cache))
     lm = recipe.fitted()["language_model"]
-    assert lm["texts"] == {"target_unlabeled": 8, "source": 16, "extra_file": 2}
-    assert lm["extra_file"]["duplicates"] == 1 and lm["extra_file"]["known"] == 1
-    assert lm["extra_file"]["empty"] == 1 and not lm["reused"]
+    assert lm["texts"] == {"target_unlabeled": 8, "source": 16, "extra_files": 2}
+    first, second = lm["extra_files"]  # the same file twice: nothing new the second time
+    assert (first["duplicates"], first["known"], first["empty"], first["new"]) == (1, 1, 1, 2)
+    assert (second["kept"], second["new"]) == (2, 0) and not lm["reused"]
     seen = recipe.fitted()["texts_seen"]
     assert seen["source_stage"] == {"source_labelled": 16, "target_unlabeled": 0}
     assert (tmp_path / "cache" / "language-models" / lm["key"] / "model.safetensors").exists()
     # another seed reuses the language-model step; the adapted weights are saved in full
-    second = make_recipe("dapt", seed=1, dapt_extra_texts=str(extra), **options)
-    second.fit(FitData(SOURCE, unlabeled=UNLABELED, cache=cache))
-    assert second.fitted()["language_model"]["reused"]
+    again = make_recipe("dapt", seed=1, dapt_extra_texts=[str(extra)], **options)
+    again.fit(FitData(SOURCE, unlabeled=UNLABELED, cache=cache))
+    assert again.fitted()["language_model"]["reused"]
     loaded = load_predictor(predictor.save(tmp_path / "model"))
     assert loaded.spec["saved"] == "all" and loaded.model.encoder.adapted == lm["key"]
     np.testing.assert_allclose(
@@ -159,7 +160,7 @@ def test_language_model_pieces_need_a_trainable_text_backbone(tiny_backbone: str
         make_recipe("dapt", backbone="efficientnet-lite0").validate(SOURCE)
     with pytest.raises(ConfigError, match="dapt_texts"):
         make_recipe("dapt", dapt_texts="everything")
-    missing = make_recipe("dapt", backbone=tiny_backbone, dapt_extra_texts="/nowhere.txt")
+    missing = make_recipe("dapt", backbone=tiny_backbone, dapt_extra_texts=["/nowhere.txt"])
     with pytest.raises(DataError, match="/nowhere.txt: extra texts file not found"):
         missing.fit(FitData(SOURCE, unlabeled=UNLABELED))
     names = {r.name for r in list_recipes()}

@@ -205,10 +205,10 @@ class EncoderTransfer(BackboneRecipe):
         choices=("target", "source+target"),
         group="language-model",
     )
-    dapt_extra_texts: str | None = option(
-        None,
-        "a text file (one text a line) the language-model step also reads; empty and repeated "
-        "lines and lines equal to a text the fit reads are dropped (counted)",
+    dapt_extra_texts: list[str] = option(
+        (),
+        "text files (one text a line) the language-model step also reads; empty and repeated "
+        "lines and lines equal to a text the fit reads are dropped (counted per file)",
         group="language-model",
     )
     dapt_max_texts: int = option(
@@ -229,8 +229,9 @@ class EncoderTransfer(BackboneRecipe):
         group="self-distillation",
     )
     distillation_temperature: float = option(
-        1.0,
-        "temperature of the teacher's soft labels (below 1 sharpens them)",
+        0.5,
+        "temperature of the teacher's soft labels (below 1 sharpens them; at 1 only dropout and "
+        "word dropout make the student differ from its teacher)",
         above=0,
         group="self-distillation",
     )
@@ -277,6 +278,7 @@ class EncoderTransfer(BackboneRecipe):
 
     def __post_init__(self) -> None:
         self.peft_target_modules = list(self.peft_target_modules)
+        self.dapt_extra_texts = list(self.dapt_extra_texts)
         self.objectives = [dict(o) if isinstance(o, dict) else o for o in self.objectives]
         self.objective_configs()  # a bad entry is an error when the recipe is made
         self.grid_settings()
@@ -644,12 +646,15 @@ class EncoderTransfer(BackboneRecipe):
         for where, domain in named:
             for text in domain.inputs if domain is not None else []:
                 pool.setdefault(text, where)
-        extra: dict[str, Any] = {}
-        if self.dapt_extra_texts:
-            lines, extra = read_extra_texts(self.dapt_extra_texts, known)
+        extra: list[dict[str, Any]] = []
+        for path in self.dapt_extra_texts:
+            lines, counts = read_extra_texts(path, known)
+            counts["new"] = 0  # kept and not in an earlier file
             for text in lines:
-                pool.setdefault(text, "extra_file")
-            extra = {"path": str(self.dapt_extra_texts), **extra}
+                if text not in pool:
+                    pool[text] = "extra_files"
+                    counts["new"] += 1
+            extra.append({"path": str(path), **counts})
         texts = sorted(pool)
         if not texts:
             raise DataError(f"recipe '{self.name}': dapt_epochs, but the fit has no unlabeled text")
@@ -672,7 +677,7 @@ class EncoderTransfer(BackboneRecipe):
             **adaptation.record(),
             "texts": counts,  # by where they came from; adaptation.texts is their sum
             "texts_available": available,
-            **({"extra_file": extra} if extra else {}),
+            **({"extra_files": extra} if extra else {}),
         }
 
     def _distil(self, model: Classifier, unlabeled: Domain, inputs: Any, as_predictor: Any) -> None:
