@@ -174,6 +174,10 @@ def test_extra_texts_drop_empty_repeated_and_known_lines(tmp_path: Path) -> None
     texts, counts = read_extra_texts(path, ["a known text!"])
     assert texts == ["Good pan.", "new one"]
     assert counts == {"lines": 5, "kept": 2, "empty": 1, "duplicates": 1, "known": 1}
+    # a Blitzer review is read as "title. body"; a file of bodies matches its end
+    path.write_text("It heats evenly, cleans well\nheats evenly\n", encoding="utf-8")
+    texts, counts = read_extra_texts(path, ["Great pan. It heats evenly. Cleans well!"])
+    assert texts == ["heats evenly"] and counts["known"] == 1
     path.write_bytes(b"fine\n\xff broken\n")
     with pytest.raises(DataError, match="line 2 is not valid utf-8"):
         read_extra_texts(path, [])

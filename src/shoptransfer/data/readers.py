@@ -562,7 +562,11 @@ def read_extra_texts(
 ) -> tuple[list[str], dict[str, int]]:
     """The texts of a plain text file (one a line) that are new: lines empty, repeated, or equal
     to one of ``known`` (labelled examples, texts already read) after :func:`comparable_text`
-    are dropped, and counted: ``(texts, {"lines", "kept", "empty", "duplicates", "known"})``."""
+    are dropped, and counted: ``(texts, {"lines", "kept", "empty", "duplicates", "known"})``.
+
+    A line also counts as known when it equals the end of a known text after one of its
+    sentence breaks (". "): a Blitzer review is read as "title. body", and such files hold
+    bodies."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: extra texts file not found; expected a text file, one a line")
@@ -572,6 +576,10 @@ def read_extra_texts(
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}: line {line} is not valid {encoding} text") from None
     seen = {comparable_text(text) for text in known}
+    for text in known:
+        pieces = text.split(". ")
+        seen.update(comparable_text(". ".join(pieces[i:])) for i in range(1, len(pieces)))
+    seen.discard("")
     own: set[str] = set()
     kept: list[str] = []
     counts = {"lines": len(lines), "kept": 0, "empty": 0, "duplicates": 0, "known": 0}
