@@ -103,7 +103,7 @@ def test_mlm_loss_falls_on_held_out_target_text_and_is_cached(
 
 
 def test_dapt_recipe_records_its_texts_and_saves_the_adapted_backbone(
-    tiny_backbone: str, tmp_path: Path
+    tiny_backbone: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     extra = tmp_path / "unlabeled.txt"
     extra.write_text(
@@ -126,10 +126,15 @@ def test_dapt_recipe_records_its_texts_and_saves_the_adapted_backbone(
     seen = recipe.fitted()["texts_seen"]
     assert seen["source_stage"] == {"source_labelled": 16, "target_unlabeled": 0}
     assert (tmp_path / "cache" / "language-models" / lm["key"] / "model.safetensors").exists()
+    warned = capsys.readouterr().err
+    assert (
+        warned.count("3 of 5 lines not read by the language-model step (1 empty, 1 repeated") == 2
+    )
     # another seed reuses the language-model step; the adapted weights are saved in full
     again = make_recipe("dapt", seed=1, dapt_extra_texts=[str(extra)], **options)
     again.fit(FitData(SOURCE, unlabeled=UNLABELED, cache=cache))
     assert again.fitted()["language_model"]["reused"]
+    assert "not read" not in capsys.readouterr().err  # warned once, when the step trained
     loaded = load_predictor(predictor.save(tmp_path / "model"))
     assert loaded.spec["saved"] == "all" and loaded.model.encoder.adapted == lm["key"]
     np.testing.assert_allclose(

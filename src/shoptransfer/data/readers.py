@@ -573,8 +573,8 @@ def read_extra_texts(
     try:
         lines = path.read_text(encoding=encoding).splitlines()
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not valid {encoding} text") from None
+        number = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {number} is not valid {encoding} text") from None
     seen = {comparable_text(text) for text in known}
     for text in known:
         pieces = text.split(". ")

@@ -72,6 +72,7 @@ from shoptransfer.evaluation.label_free import (
 from shoptransfer.heads import Outputs
 from shoptransfer.metering import measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
+from shoptransfer.progress import report
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
 from shoptransfer.recipes.neural import NeuralPredictor, split_source
 from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
@@ -648,13 +649,13 @@ class EncoderTransfer(BackboneRecipe):
                 pool.setdefault(text, where)
         extra: list[dict[str, Any]] = []
         for path in self.dapt_extra_texts:
-            lines, counts = read_extra_texts(path, known)
-            counts["new"] = 0  # kept and not in an earlier file
+            lines, read = read_extra_texts(path, known)
+            read["new"] = 0  # kept and not in an earlier file
             for text in lines:
                 if text not in pool:
                     pool[text] = "extra_files"
-                    counts["new"] += 1
-            extra.append({"path": str(path), **counts})
+                    read["new"] += 1
+            extra.append({"path": str(path), **read})
         texts = sorted(pool)
         if not texts:
             raise DataError(f"recipe '{self.name}': dapt_epochs, but the fit has no unlabeled text")
@@ -673,6 +674,16 @@ class EncoderTransfer(BackboneRecipe):
         )
         root = data.cache.root.parent / "language-models" if data.cache is not None else None
         adaptation = adapt_language_model(encoder, texts, settings, root)
+        if not adaptation.reused:  # once per language-model step, not per reuse
+            for read in extra:
+                dropped = read["lines"] - read["kept"]
+                if dropped:
+                    report(
+                        f"warning: {read['path']}: {dropped} of {read['lines']} lines not "
+                        f"read by the language-model step ({read['empty']} empty, "
+                        f"{read['duplicates']} repeated, {read['known']} equal to a text "
+                        "the fit reads); counted in results.json"
+                    )
         self.fitted_["language_model"] = {
             **adaptation.record(),
             "texts": counts,  # by where they came from; adaptation.texts is their sum
