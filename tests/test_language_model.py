@@ -219,3 +219,20 @@ def test_drop_words_keeps_at_least_one_word() -> None:
     assert len(drop_words("one two three", 0.99, rng).split()) == 1
     shortened = [drop_words(" ".join(["w"] * 100), 0.3, rng) for _ in range(20)]
     assert 60 < np.mean([len(s.split()) for s in shortened]) < 80
+
+
+def test_a_backbone_without_a_mask_token_is_refused_before_any_work(
+    tiny_backbone: str, tmp_path: Path
+) -> None:
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "no-mask"
+    shutil.copytree(tiny_backbone, folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
+    tokenizer.mask_token = None
+    tokenizer.save_pretrained(folder)
+    with pytest.raises(ConfigError, match="dapt_epochs masks tokens, but backbone .* no mask"):
+        make_recipe("dapt", backbone=str(folder)).validate(SOURCE)
+    make_recipe("fine-tune", backbone=str(folder), distillation_word_dropout=0.1).validate(SOURCE)

@@ -58,6 +58,7 @@ from shoptransfer.backbones.language_model import (
     check_language_model,
 )
 from shoptransfer.backbones.registry import backbone_modality, frozen_only
+from shoptransfer.backbones.text import load_tokenizer
 from shoptransfer.data.domain import Domain
 from shoptransfer.data.readers import read_extra_texts
 from shoptransfer.errors import ConfigError, DataError
@@ -438,6 +439,12 @@ class EncoderTransfer(BackboneRecipe):
             raise ConfigError(
                 f"recipe '{self.name}': {language_model[0]} reads the tokens of a trainable text "
                 "backbone; it needs encoder: backbone and a text backbone"
+            )
+        masking = [what for what in language_model if what != "distillation_word_dropout"]
+        if masking and load_tokenizer(self.backbone).mask_token_id is None:  # before any work
+            raise ConfigError(
+                f"recipe '{self.name}': {masking[0]} masks tokens, but backbone "
+                f"'{self.backbone}' has no mask token in its tokenizer"
             )
 
     def validate(self, source: Domain) -> None:
