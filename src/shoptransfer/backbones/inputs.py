@@ -82,7 +82,7 @@ def encoder_spec(encoder: Any) -> dict[str, Any]:
         "pretrained": encoder.pretrained,
         "truncation": encoder.truncation,
         **precision,
-        **({"adapted": encoder.adapted} if encoder.adapted else {}),
+        **({"adapted": encoder.adapted} if getattr(encoder, "adapted", None) else {}),
     }
 
 
