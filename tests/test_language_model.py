@@ -4,6 +4,7 @@ objective, and self-distillation on the unlabeled target."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from shoptransfer.backbones.language_model import (
 from shoptransfer.data import FeatureDomain, TextDomain
 from shoptransfer.data.readers import read_extra_texts
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.objectives.mlm import MaskedLanguageModelObjective
 from shoptransfer.recipes import FitData, list_recipes, load_predictor, make_recipe
 from shoptransfer.recipes.transfer import drop_words
 
@@ -146,7 +148,21 @@ def test_udalm_trains_with_the_mlm_loss_on_target_batches(tiny_backbone: str) ->
     recipe = make_recipe(
         "udalm", backbone=tiny_backbone, epochs=1, dapt_epochs=1, max_length=16, target_epochs=0
     )
-    recipe.fit(FitData(SOURCE, unlabeled=UNLABELED))
+    started: list[torch.Tensor] = []
+    original = MaskedLanguageModelObjective.forward
+
+    def first_bias(self: MaskedLanguageModelObjective, step: Any) -> torch.Tensor:
+        if not started:
+            started.append(self.head.bias.detach().clone())
+        return original(self, step)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MaskedLanguageModelObjective, "forward", first_bias)
+        recipe.fit(FitData(SOURCE, unlabeled=UNLABELED))
+    # the objective's head starts where the language-model step left its head
+    assert recipe.language_model_head_ is not None
+    assert torch.equal(started[0], recipe.language_model_head_.bias)
+    assert started[0].abs().sum() > 0  # trained (a new head's bias is zero)
     assert recipe.fitted()["language_model"]["texts"] == {"target_unlabeled": 8}
     epoch = recipe.history_[0]
     assert epoch["mlm_loss"] > 0 and epoch["auxiliary_loss"] == pytest.approx(epoch["mlm_loss"])

@@ -54,6 +54,7 @@ from shoptransfer.backbones.inputs import (
 )
 from shoptransfer.backbones.language_model import (
     LanguageModelSettings,
+    MaskedLanguageModelHead,
     adapt_language_model,
     check_language_model,
 )
@@ -276,6 +277,10 @@ class EncoderTransfer(BackboneRecipe):
     )
     outputs_: Outputs = dataclasses.field(
         default_factory=Outputs, init=False, repr=False, compare=False
+    )
+    # the language-model step's trained MLM head: where the mlm objective's head starts
+    language_model_head_: MaskedLanguageModelHead | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
@@ -581,7 +586,7 @@ class EncoderTransfer(BackboneRecipe):
     # -- training -----------------------------------------------------------------------------
 
     def fit(self, data: FitData) -> Predictor:
-        self.fitted_ = {}
+        self.fitted_, self.language_model_head_ = {}, None
         if self.selection_grid:
             return self._fit_grid(data)
         source, target, unlabeled, cache = data.source, data.target, data.unlabeled, data.cache
@@ -593,6 +598,10 @@ class EncoderTransfer(BackboneRecipe):
         model, frozen = self._build(data.reference(), outputs, values, cache, data)
         inputs = lambda domain: domain_inputs(domain, frozen, cache, model.encoder)  # noqa: E731
         built = self._build_objectives(model, len(outputs.classes))
+        for _, objective in built:  # UDALM: the MLM loss goes on with the step's trained head
+            head = getattr(objective, "head", None)
+            if isinstance(head, MaskedLanguageModelHead) and self.language_model_head_:
+                head.load_state_dict(self.language_model_head_.state_dict())
 
         def in_stage(stage: str) -> list[Objective]:
             return [o for c, o in built if stage in (c.stages if c else ("source",))]
@@ -681,6 +690,7 @@ class EncoderTransfer(BackboneRecipe):
         )
         root = data.cache.root.parent / "language-models" if data.cache is not None else None
         adaptation = adapt_language_model(encoder, texts, settings, root)
+        self.language_model_head_ = adaptation.head
         if not adaptation.reused:  # once per language-model step, not per reuse
             for read in extra:
                 dropped = read["lines"] - read["kept"]
