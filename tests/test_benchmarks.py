@@ -30,6 +30,12 @@ def test_blitzer_pair_is_budget_zero_with_the_target_as_test_set() -> None:
     entries = {entry.label: entry for entry in config.recipes}
     assert entries["source-only"].name == entries["self-training"].name == "self-training"
     assert entries["source-only"].options["self_training_rounds"] == 0
+    # the language-model step reads both domains' extra files: B->K and K->B share it
+    files = entries["udalm-distil"].options["dapt_extra_texts"]
+    assert [Path(f).parent.name for f in files] == ["books", "kitchen"]
+    assert blitzer.recipe_entry("udalm", "K->B")["dapt_extra_texts"] == files
+    assert "dapt_extra_texts" not in entries["distil"].options
+    assert blitzer.method_pairs("udalm") == blitzer.ABLATION_PAIRS
     baseline = parse_config(blitzer.baseline_config("B->K", [0]), "t")
     assert baseline.source is None and baseline.target.path == config.source.path
     assert baseline.target_test.path == config.target.path

@@ -182,6 +182,10 @@ def test_every_registered_recipe_runs_from_a_users_csv(
     results = json.loads((run_dir / "results.json").read_text())["results"]
     ran = {r["recipe"] for r in results if r["status"] == "ok"}
     assert ran == {cls.name for cls in list_recipes("classification")}
+    # the language-model step: trained once (the first cell), then reused by every later one
+    udalm = [r["fitted"]["language_model"] for r in results if r["recipe"] == "udalm"]
+    assert [lm["reused"] for lm in udalm] == [False, True]
+    assert udalm[0]["texts"]["target_unlabeled"] > 0
 
 
 def test_lora_without_its_target_modules_is_one_line(

@@ -139,6 +139,8 @@ class Objective(nn.Module):
     """
 
     last_metrics: dict[str, float]
+    # False: the loss reads the target batch's inputs only, so the trainer skips its features
+    reads_target_features: bool = True
 
     def forward(self, step: Step) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -341,7 +343,10 @@ class Trainer:
                 loss = loss.mean()
         auxiliary = torch.zeros(())
         if objectives:
-            target_features = model.features(target_batch) if target_batch is not None else None
+            wanted = any(objective.reads_target_features for objective in objectives)
+            target_features = (
+                model.features(target_batch) if target_batch is not None and wanted else None
+            )
             step = Step(model, batch, source_features, target_batch, target_features, fraction)
             auxiliary = sum((objective(step) for objective in objectives), auxiliary)
         return loss, auxiliary

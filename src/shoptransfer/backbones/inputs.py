@@ -82,14 +82,16 @@ def encoder_spec(encoder: Any) -> dict[str, Any]:
         "pretrained": encoder.pretrained,
         "truncation": encoder.truncation,
         **precision,
+        **({"adapted": encoder.adapted} if getattr(encoder, "adapted", None) else {}),
     }
 
 
 def encoder_from_spec(spec: dict[str, Any], pretrained: bool = True) -> Any:
-    """The encoder :func:`encoder_spec` describes."""
+    """The encoder :func:`encoder_spec` describes (an adapted one without its adapted weights:
+    the saved model holds them)."""
     from shoptransfer.backbones import make_encoder
 
-    return make_encoder(
+    encoder = make_encoder(
         spec["name"],
         max_length=spec.get("max_length"),
         truncation=spec.get("truncation", "head"),
@@ -97,6 +99,9 @@ def encoder_from_spec(spec: dict[str, Any], pretrained: bool = True) -> Any:
         pretrained=pretrained,
         precision=spec.get("precision", "fp32"),
     )
+    if spec.get("adapted"):
+        encoder.adapted = spec["adapted"]
+    return encoder
 
 
 def saved_model_reads(metadata: dict[str, Any]) -> str:

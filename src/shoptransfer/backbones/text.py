@@ -96,6 +96,8 @@ class TextEncoder(nn.Module):
         self.text_prefix = spec.text_prefix if spec else ""
         self.precision = check_precision(precision)
         self.cached_layers = 0
+        # the key of a masked-language-model adaptation these weights went through (or None)
+        self.adapted: str | None = None
         self.tokenizer, config = _load_tokenizer_and_config(self.location)
         if pretrained:
             self.model = AutoModel.from_pretrained(self.location)
@@ -114,6 +116,7 @@ class TextEncoder(nn.Module):
             **({"truncation": self.truncation} if self.truncation != "head" else {}),
             **({"text_prefix": self.text_prefix} if self.text_prefix else {}),
             **({"precision": self.precision} if self.precision != "fp32" else {}),
+            **({"adapted": self.adapted} if self.adapted else {}),
         }
 
     def layers(self) -> list[nn.Module]:

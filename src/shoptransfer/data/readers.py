@@ -549,3 +549,51 @@ def read_blitzer(
         source=str(folder),
         dropped={"empty text": dropped} if dropped else {},
     )
+
+
+def comparable_text(text: str) -> str:
+    """A text lower-cased with every character but a-z and 0-9 dropped: two reviews that differ
+    only in case, spacing, punctuation or damaged characters compare equal."""
+    return "".join(c for c in text.lower() if "a" <= c <= "z" or "0" <= c <= "9")
+
+
+def read_extra_texts(
+    path: str | Path, known: list[str], encoding: str = "utf-8"
+) -> tuple[list[str], dict[str, int]]:
+    """The texts of a plain text file (one a line) that are new: lines empty, repeated, or equal
+    to one of ``known`` (labelled examples, texts already read) after :func:`comparable_text`
+    are dropped, and counted: ``(texts, {"lines", "kept", "empty", "duplicates", "known"})``.
+
+    A line also counts as known when it equals the end of a known text after one of its
+    sentence breaks (". "): a Blitzer review is read as "title. body", and such files hold
+    bodies."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: extra texts file not found; expected a text file, one a line")
+    try:
+        lines = path.read_text(encoding=encoding).splitlines()
+    except UnicodeDecodeError as exc:
+        number = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {number} is not valid {encoding} text") from None
+    seen = {comparable_text(text) for text in known}
+    for text in known:
+        pieces = text.split(". ")
+        seen.update(comparable_text(". ".join(pieces[i:])) for i in range(1, len(pieces)))
+    seen.discard("")
+    own: set[str] = set()
+    kept: list[str] = []
+    counts = {"lines": len(lines), "kept": 0, "empty": 0, "duplicates": 0, "known": 0}
+    for line in lines:
+        text = line.strip()
+        key = comparable_text(text)
+        if not key:
+            counts["empty"] += 1
+        elif key in seen:
+            counts["known"] += 1
+        elif key in own:
+            counts["duplicates"] += 1
+        else:
+            own.add(key)
+            kept.append(text)
+    counts["kept"] = len(kept)
+    return kept, counts

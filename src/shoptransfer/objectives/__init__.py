@@ -3,7 +3,7 @@
 Importing the package registers every objective; see :mod:`shoptransfer.objectives.base`.
 """
 
-from shoptransfer.objectives import bss, coral, dann, l2sp, mcc, mmd  # noqa: F401  (registers)
+from shoptransfer.objectives import bss, coral, dann, l2sp, mcc, mlm, mmd  # noqa: F401  (registers)
 from shoptransfer.objectives.base import (
     STAGES,
     ObjectiveConfig,

@@ -101,7 +101,9 @@ class NeuralPredictor(Predictor):
         spec["precision"] = model.precision
         everything_trains = all(p.requires_grad for p in model.parameters())
         pretrained = spec.get("backbone", {}).get("pretrained", False)
-        spec["saved"] = "trained" if pretrained and not everything_trains else "all"
+        # an adapted backbone's weights are not the pretrained ones: all of them are saved
+        adapted = spec.get("backbone", {}).get("adapted")
+        spec["saved"] = "trained" if pretrained and not adapted and not everything_trains else "all"
         spec["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return cls(list(outputs.classes), model, spec, frozen, cache)
 

@@ -66,6 +66,20 @@ preset(
     "fine-tune with batch spectral shrinkage against negative transfer",
     objectives=("bss",),
 )
+preset(
+    "dapt",
+    "model-based",
+    "fine-tune after masked-language-model training on unlabeled source + target text (DAPT)",
+    dapt_epochs=1,
+)
+preset(
+    "udalm",
+    "model-based",
+    "DAPT on target text, then fine-tune with its MLM loss beside the source loss (UDALM)",
+    dapt_epochs=1,
+    dapt_texts="target",
+    objectives=("mlm",),
+)
 # Feature-based: align source and unlabeled target features while training.
 preset(
     "coral",

@@ -13,6 +13,15 @@ Pieces (each a hyper-parameter of :class:`EncoderTransfer`):
   spectral shrinkage (:mod:`shoptransfer.objectives`); each applies in the stages it declares;
 - ``self_training_rounds``: after the source stage, label the unlabeled target text with the
   model, keep the most confident share and train on it (each round);
+- ``dapt_epochs``: before anything else, continue the backbone's masked-language-model training
+  on unlabeled text (the target's, with ``dapt_texts: source+target`` the source's too, and the
+  lines of ``dapt_extra_texts``): domain- / task-adaptive pre-training (Gururangan et al., ACL
+  2020); with the ``mlm`` objective beside the source loss it is UDALM (Karouzos et al., NAACL
+  2021). The adapted weights are cached on disk by backbone, texts and settings;
+- ``distillation_epochs``: after the source stage (and self-training), the model's own
+  predictions on the unlabeled target (a frozen copy, softened by ``distillation_temperature``)
+  become soft labels it trains on, optionally from texts with words dropped
+  (``distillation_word_dropout``: consistency under input noise);
 - ``stages``: ``sequential`` (source, then the target labels) or ``joint`` (one shared trunk
   with a head per domain, trained on both at once);
 - ``model_selection``: what picks the source stage's epoch: the source validation split
@@ -43,8 +52,16 @@ from shoptransfer.backbones.inputs import (
     frozen_encoder_for,
     holds_vectors,
 )
-from shoptransfer.backbones.registry import frozen_only
+from shoptransfer.backbones.language_model import (
+    LanguageModelSettings,
+    MaskedLanguageModelHead,
+    adapt_language_model,
+    check_language_model,
+)
+from shoptransfer.backbones.registry import backbone_modality, frozen_only
+from shoptransfer.backbones.text import load_tokenizer
 from shoptransfer.data.domain import Domain
+from shoptransfer.data.readers import read_extra_texts
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.label_free import (
     CRITERIA,
@@ -57,6 +74,7 @@ from shoptransfer.evaluation.label_free import (
 from shoptransfer.heads import Outputs
 from shoptransfer.metering import measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
+from shoptransfer.progress import report
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
 from shoptransfer.recipes.neural import NeuralPredictor, split_source
 from shoptransfer.recipes.peft_methods import PEFT_METHODS, apply_peft
@@ -175,6 +193,59 @@ class EncoderTransfer(BackboneRecipe):
         maximum=1,
         group="self-training",
     )
+    # masked-language-model training of the backbone before the source stage
+    dapt_epochs: int = option(
+        0,
+        "epochs of masked-language-model training of the backbone on unlabeled text before the "
+        "source stage (0: none); cached by backbone, texts and settings",
+        minimum=0,
+        group="language-model",
+    )
+    dapt_texts: str = option(
+        "source+target",
+        "texts of the language-model step: 'target' (the unlabeled target, TAPT) or "
+        "'source+target' (the source's texts too, DAPT)",
+        choices=("target", "source+target"),
+        group="language-model",
+    )
+    dapt_extra_texts: list[str] = option(
+        (),
+        "text files (one text a line) the language-model step also reads; empty and repeated "
+        "lines and lines equal to a text the fit reads are dropped (counted per file)",
+        group="language-model",
+    )
+    dapt_max_texts: int = option(
+        0,
+        "most texts of the language-model step, a seeded sample (0: all)",
+        minimum=0,
+        group="language-model",
+    )
+    dapt_learning_rate: float = option(
+        5e-5, "AdamW learning rate of the language-model step", above=0, group="language-model"
+    )
+    # self-distillation on the unlabeled target
+    distillation_epochs: int = option(
+        0,
+        "epochs on the unlabeled target with the model's own soft predictions as labels, after "
+        "the source stage and self-training (0: none)",
+        minimum=0,
+        group="self-distillation",
+    )
+    distillation_temperature: float = option(
+        0.5,
+        "temperature of the teacher's soft labels (below 1 sharpens them; at 1 only dropout and "
+        "word dropout make the student differ from its teacher)",
+        above=0,
+        group="self-distillation",
+    )
+    distillation_word_dropout: float = option(
+        0.0,
+        "share of words dropped at random from each text the student reads, anew each epoch "
+        "(consistency under input noise; 0: none)",
+        minimum=0,
+        below=1,
+        group="self-distillation",
+    )
     # the target stage
     target_epochs: int = option(
         10, "epochs on the target labels (fixed: no target validation)", minimum=0, group="target"
@@ -207,9 +278,14 @@ class EncoderTransfer(BackboneRecipe):
     outputs_: Outputs = dataclasses.field(
         default_factory=Outputs, init=False, repr=False, compare=False
     )
+    # the language-model step's trained MLM head: where the mlm objective's head starts
+    language_model_head_: MaskedLanguageModelHead | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.peft_target_modules = list(self.peft_target_modules)
+        self.dapt_extra_texts = list(self.dapt_extra_texts)
         self.objectives = [dict(o) if isinstance(o, dict) else o for o in self.objectives]
         self.objective_configs()  # a bad entry is an error when the recipe is made
         self.grid_settings()
@@ -298,6 +374,7 @@ class EncoderTransfer(BackboneRecipe):
             for what, used in (
                 ("stages: joint", self.stages == "joint"),
                 ("self-training", self.self_training_rounds > 0),
+                ("self-distillation", self.distillation_epochs > 0),
                 (f"model_selection '{self.model_selection}'", self.selects_label_free()),
                 ("selection_grid", bool(self.selection_grid)),
                 *(
@@ -348,6 +425,32 @@ class EncoderTransfer(BackboneRecipe):
             )
         if self.self_training_rounds and self.stages == "joint":
             raise ConfigError(f"recipe '{self.name}': self-training needs sequential stages")
+        if self.distillation_epochs and self.stages == "joint":
+            raise ConfigError(f"recipe '{self.name}': self-distillation needs sequential stages")
+        language_model = [
+            what
+            for what, used in (
+                ("dapt_epochs", self.dapt_epochs > 0),
+                ("objective 'mlm'", any(c.name == "mlm" for c in self.objective_configs())),
+                ("distillation_word_dropout", self.distillation_word_dropout > 0),
+            )
+            if used
+        ]
+        if language_model and (
+            self.encoder != "backbone"
+            or holds_vectors(source)
+            or backbone_modality(self.backbone) != "text"
+        ):
+            raise ConfigError(
+                f"recipe '{self.name}': {language_model[0]} reads the tokens of a trainable text "
+                "backbone; it needs encoder: backbone and a text backbone"
+            )
+        masking = [what for what in language_model if what != "distillation_word_dropout"]
+        if masking and load_tokenizer(self.backbone).mask_token_id is None:  # before any work
+            raise ConfigError(
+                f"recipe '{self.name}': {masking[0]} masks tokens, but backbone "
+                f"'{self.backbone}' has no mask token in its tokenizer"
+            )
 
     def validate(self, source: Domain) -> None:
         self._check(source)
@@ -363,10 +466,12 @@ class EncoderTransfer(BackboneRecipe):
         outputs: Outputs,
         values: np.ndarray | None = None,
         cache: EmbeddingCache | None = None,
+        data: FitData | None = None,
     ) -> tuple[Classifier, Any]:
         """The model to train, and the frozen encoder that feeds it features (mlp only);
         ``values``: the numbers a regression head first trains on. Frozen bottom layers keep
-        their outputs in ``cache``'s bottom store when given."""
+        their outputs in ``cache``'s bottom store when given. With ``dapt_epochs``, the
+        backbone first trains as a language model on ``data``'s texts."""
         torch.manual_seed(self.seed)
         if self.encoder == "mlp":
             frozen = frozen_encoder_for(source, self.make_encoder)
@@ -374,6 +479,8 @@ class EncoderTransfer(BackboneRecipe):
             mlp = FeatureMLP(size, self.mlp_hidden)
             return outputs.build(mlp.hidden_size, mlp, self.precision, values), frozen
         encoder = self.make_encoder()
+        if self.dapt_epochs and data is not None:
+            self._adapt(encoder, data)
         if self.peft != "none":
             apply_peft(encoder, self.peft_spec())
         model = outputs.build(encoder.hidden_size, encoder, self.precision, values)
@@ -479,7 +586,7 @@ class EncoderTransfer(BackboneRecipe):
     # -- training -----------------------------------------------------------------------------
 
     def fit(self, data: FitData) -> Predictor:
-        self.fitted_ = {}
+        self.fitted_, self.language_model_head_ = {}, None
         if self.selection_grid:
             return self._fit_grid(data)
         source, target, unlabeled, cache = data.source, data.target, data.unlabeled, data.cache
@@ -488,9 +595,13 @@ class EncoderTransfer(BackboneRecipe):
         outputs = self.outputs_ = data.predicts()
         first = source if source is not None else target
         values = outputs.labels(first) if outputs.kind == "value" else None
-        model, frozen = self._build(data.reference(), outputs, values, cache)
+        model, frozen = self._build(data.reference(), outputs, values, cache, data)
         inputs = lambda domain: domain_inputs(domain, frozen, cache, model.encoder)  # noqa: E731
         built = self._build_objectives(model, len(outputs.classes))
+        for _, objective in built:  # UDALM: the MLM loss goes on with the step's trained head
+            head = getattr(objective, "head", None)
+            if isinstance(head, MaskedLanguageModelHead) and self.language_model_head_:
+                head.load_state_dict(self.language_model_head_.state_dict())
 
         def in_stage(stage: str) -> list[Objective]:
             return [o for c, o in built if stage in (c.stages if c else ("source",))]
@@ -515,6 +626,8 @@ class EncoderTransfer(BackboneRecipe):
             self._self_train(
                 model, source, unlabeled, inputs, in_stage("self-training"), as_predictor
             )
+        if self.distillation_epochs:
+            self._distil(model, unlabeled, inputs, as_predictor)
         heads = [o for o in source_objectives if isinstance(o, TargetHead)]
         if heads:
             model.head = heads[0].head  # predict the target with the target's own head
@@ -529,7 +642,125 @@ class EncoderTransfer(BackboneRecipe):
                 ),
             )
         self._record_epochs()
+        self._record_texts(data, self.aligns())
         return as_predictor(model)
+
+    def _adapt(self, encoder: Any, data: FitData) -> None:
+        """Train ``encoder`` as a masked language model on the fit's unlabeled texts (see
+        ``dapt_texts``, ``dapt_extra_texts``, ``dapt_max_texts``), through the disk cache beside
+        the run's embedding cache; what it read is noted in ``fitted_["language_model"]``."""
+        check_language_model(encoder, f"recipe '{self.name}': dapt_epochs")
+        named = [("target_unlabeled", data.unlabeled)]
+        if self.dapt_texts == "source+target":
+            named += [("source", data.source), ("target_labelled", data.target)]
+        known = [
+            text
+            for domain in (data.source, data.target, data.unlabeled)
+            if domain is not None
+            for text in domain.inputs
+        ]
+        pool: dict[str, str] = {}  # text -> where it came from (the first place)
+        for where, domain in named:
+            for text in domain.inputs if domain is not None else []:
+                pool.setdefault(text, where)
+        extra: list[dict[str, Any]] = []
+        for path in self.dapt_extra_texts:
+            lines, read = read_extra_texts(path, known)
+            read["new"] = 0  # kept and not in an earlier file
+            for text in lines:
+                if text not in pool:
+                    pool[text] = "extra_files"
+                    read["new"] += 1
+            extra.append({"path": str(path), **read})
+        texts = sorted(pool)
+        if not texts:
+            raise DataError(f"recipe '{self.name}': dapt_epochs, but the fit has no unlabeled text")
+        available = len(texts)
+        if self.dapt_max_texts and len(texts) > self.dapt_max_texts:
+            rows = np.random.default_rng(0).choice(len(texts), self.dapt_max_texts, replace=False)
+            texts = [texts[i] for i in sorted(rows)]
+        counts: dict[str, int] = {}
+        for text in texts:
+            counts[pool[text]] = counts.get(pool[text], 0) + 1
+        settings = LanguageModelSettings(
+            epochs=self.dapt_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.dapt_learning_rate,
+            weight_decay=self.weight_decay,
+        )
+        root = data.cache.root.parent / "language-models" if data.cache is not None else None
+        adaptation = adapt_language_model(encoder, texts, settings, root)
+        self.language_model_head_ = adaptation.head
+        if not adaptation.reused:  # once per language-model step, not per reuse
+            for read in extra:
+                dropped = read["lines"] - read["kept"]
+                if dropped:
+                    report(
+                        f"warning: {read['path']}: {dropped} of {read['lines']} lines not "
+                        f"read by the language-model step ({read['empty']} empty, "
+                        f"{read['duplicates']} repeated, {read['known']} equal to a text "
+                        "the fit reads); counted in results.json"
+                    )
+        self.fitted_["language_model"] = {
+            **adaptation.record(),
+            "texts": counts,  # by where they came from; adaptation.texts is their sum
+            "texts_available": available,
+            **({"extra_files": extra} if extra else {}),
+        }
+
+    def _distil(self, model: Classifier, unlabeled: Domain, inputs: Any, as_predictor: Any) -> None:
+        """Self-distillation: the model's softened predictions on the unlabeled target (the
+        teacher, fixed before the first epoch) are the soft labels it then trains on, one epoch
+        at a time; with ``distillation_word_dropout`` the student reads texts with words
+        dropped, anew each epoch. No target labels are read."""
+        target_inputs = inputs(unlabeled)
+        logits = predict_logits(model, Examples(target_inputs))
+        soft = _softmax(logits / self.distillation_temperature).astype(np.float32)
+        rng = np.random.default_rng(self.seed)
+        for epoch in range(1, self.distillation_epochs + 1):
+            student = target_inputs
+            if self.distillation_word_dropout:
+                student = [drop_words(t, self.distillation_word_dropout, rng) for t in student]
+            settings = self._settings(
+                "source",
+                epochs=1,
+                seed=self.seed + 1000 + epoch,
+                description=f"{self.name}: self-distillation epoch {epoch}",
+            )
+            history = Trainer(settings).fit(
+                model,
+                Examples(student, soft),
+                parameter_groups=self._parameter_groups(
+                    model, self.learning_rate, self.head_learning_rate
+                ),
+                as_predictor=as_predictor,
+            )
+            self.history_.append(
+                {"distillation_epoch": epoch, "train_loss": history[-1]["train_loss"]}
+            )
+
+    def _record_texts(self, data: FitData, source_reads_target: bool) -> None:
+        """Which texts each step read (counts), in ``fitted_["texts_seen"]``: when a
+        language-model step, the ``mlm`` objective or self-distillation is on."""
+        uses_mlm = any(c.name == "mlm" for c in self.objective_configs())
+        if not (self.dapt_epochs or self.distillation_epochs or uses_mlm):
+            return
+        size = lambda domain: len(domain) if domain is not None else 0  # noqa: E731
+        seen: dict[str, Any] = {}
+        if "language_model" in self.fitted_:
+            seen["language_model"] = self.fitted_["language_model"]["texts"]
+        if data.source is not None:
+            seen["source_stage"] = {
+                "source_labelled": size(data.source),
+                "target_unlabeled": size(data.unlabeled) if source_reads_target else 0,
+            }
+        if self.self_training_rounds:
+            seen["self_training"] = {"target_unlabeled": size(data.unlabeled)}
+        if self.distillation_epochs:
+            seen["self_distillation"] = {"target_unlabeled": size(data.unlabeled)}
+        if data.has_target_labels and self.stages == "sequential":
+            seen["target_stage"] = {"target_labelled": size(data.target)}
+        self.fitted_["texts_seen"] = seen
 
     def _record_epochs(self) -> None:
         """Note in ``fitted_`` the source epoch a label-free criterion chose, and every epoch's
@@ -596,6 +827,10 @@ class EncoderTransfer(BackboneRecipe):
             raise DataError(
                 f"recipe '{self.name}' aligns features with unlabeled target data; none was given"
             )
+        if self.distillation_epochs and (data.unlabeled is None or len(data.unlabeled) == 0):
+            raise DataError(
+                f"recipe '{self.name}' distils on unlabeled target data; none was given"
+            )
         if self.self_training_rounds and (data.unlabeled is None or len(data.unlabeled) == 0):
             raise DataError(
                 f"recipe '{self.name}' self-trains on unlabeled target data; none was given"
@@ -637,7 +872,8 @@ class EncoderTransfer(BackboneRecipe):
         """What the source stage depends on: the settings it reads and its data."""
         # what only later stages read: the target stage and self-training after the source stage
         later = {"target_epochs", "target_learning_rate", "self_training_rounds"}
-        later.add("pseudo_label_share")
+        later.update({"pseudo_label_share", "distillation_epochs", "distillation_temperature"})
+        later.add("distillation_word_dropout")
         settings = tuple(
             (key, repr(getattr(self, key))) for key in self.options() if key not in later
         )
@@ -649,6 +885,7 @@ class EncoderTransfer(BackboneRecipe):
             data.source.data_hash(),
             unlabeled,
             repr(self.outputs_),
+            self.fitted_.get("language_model", {}).get("key"),  # the adapted weights
         )
 
     def _source_stage_fit(
@@ -796,6 +1033,15 @@ class CandidateScorer:
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def drop_words(text: str, share: float, rng: np.random.Generator) -> str:
+    """``text`` with each word dropped with probability ``share`` (at least one word stays)."""
+    words = text.split()
+    if len(words) < 2:
+        return text
+    kept = [w for w, drop in zip(words, rng.random(len(words)) < share, strict=True) if not drop]
+    return " ".join(kept) if kept else words[int(rng.integers(len(words)))]
 
 
 def confident_pseudo_labels(
