@@ -126,20 +126,50 @@ def _with_outputs(experiment: Any, no_report: bool, track: bool, tracking_uri: s
     return experiment.model_copy(update=update) if update else experiment
 
 
+Resume = Annotated[
+    Path | None,
+    typer.Option(
+        "--resume",
+        help="an interrupted run folder to continue: finished cells are kept, the others "
+        "continue from their last epoch (the config is the folder's config.yaml)",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="with --resume: continue even if the config or data changed"),
+]
+
+
+def _resumed_config(config: Path | None, resume: Path | None) -> Any:
+    """The experiment to run: the YAML file's, or the resumed folder's config.yaml."""
+    from shoptransfer.api import run_config
+    from shoptransfer.config import load_config
+    from shoptransfer.errors import ConfigError
+
+    if config is not None:
+        return load_config(config)
+    if resume is None:
+        raise ConfigError("run needs an experiment YAML file, or --resume RUN_FOLDER")
+    return run_config(resume)
+
+
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="experiment YAML file")],
+    config: Annotated[
+        Path | None, typer.Argument(help="experiment YAML file (optional with --resume)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
     no_report: NoReport = False,
     track: Track = False,
     tracking_uri: TrackingUri = None,
+    resume: Resume = None,
+    force: Force = False,
 ) -> None:
     """Run an experiment file (any task): recipes x target budgets x seeds, into
-    runs/<time>-<name>/, with report.html."""
-    from shoptransfer.config import load_config
-
-    experiment = _with_outputs(load_config(config), no_report, track, tracking_uri)
-    _run_and_report(experiment, quiet, _title(experiment))
+    runs/<time>-<name>/, with report.html; or continue an interrupted run with --resume."""
+    experiment = _resumed_config(config, resume)
+    experiment = _with_outputs(experiment, no_report, track, tracking_uri)
+    _run_and_report(experiment, quiet, _title(experiment), resume, force)
 
 
 @app.command()
@@ -254,11 +284,14 @@ def compare(
     no_report: NoReport = False,
     track: Track = False,
     tracking_uri: TrackingUri = None,
+    resume: Resume = None,
+    force: Force = False,
 ) -> None:
     """Compare recipes x budgets x seeds (any task): mean ± std, negative transfer against
-    the best scratch baseline, cost, domain gap."""
+    the best scratch baseline, cost, domain gap; or continue an interrupted comparison with
+    --resume."""
     from shoptransfer.api import compare as run_comparison
-    from shoptransfer.api import task_class
+    from shoptransfer.api import run_config, task_class
     from shoptransfer.config import load_config, parse_config
     from shoptransfer.errors import ConfigError
     from shoptransfer.evaluation.compare import format_comparison
@@ -269,6 +302,8 @@ def compare(
     if config is not None:
         data = load_config(config).model_dump(mode="json", exclude_defaults=True)
         base_dir = config.parent
+    elif resume is not None:  # the folder's config, with any flag over it
+        data = run_config(resume).model_dump(mode="json", exclude_defaults=True)
     for key, value in (("source", source), ("target", target)):
         if value is not None:
             entry: dict[str, Any] = {"path": value}
@@ -292,6 +327,8 @@ def compare(
         experiment,
         show_progress=not quiet,
         on_result=None if quiet else _result_printer(experiment.task),
+        resume=resume,
+        force=force,
     )
     results = load_results(run_dir)
     task = task_class(results["task"])
@@ -456,7 +493,9 @@ def demo(
     _run_and_report(config, quiet, title)
 
 
-def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
+def _run_and_report(
+    experiment: Any, quiet: bool, title: str, resume: Path | None = None, force: bool = False
+) -> None:
     from shoptransfer.api import run_experiment, task_class
     from shoptransfer.evaluation.report import format_picks, format_table
     from shoptransfer.runs import load_results
@@ -465,6 +504,8 @@ def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
         experiment,
         show_progress=not quiet,
         on_result=None if quiet else _result_printer(experiment.task),
+        resume=resume,
+        force=force,
     )
     results = load_results(run_dir)
     task = task_class(results["task"])

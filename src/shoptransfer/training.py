@@ -25,6 +25,13 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.precision import check_precision, computing_in
+from shoptransfer.checkpoints import (
+    load_checkpoint,
+    next_checkpoint,
+    random_states,
+    restore_random_states,
+    save_checkpoint,
+)
 from shoptransfer.data.examples import Examples
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
@@ -211,6 +218,12 @@ class Trainer:
         The validation score is :func:`validation_metric` on ``validation`` (macro-F1; for a
         regression, minus the RMSE), or ``validation_score(model)`` when given (a ranking
         metric, say); the best epoch's weights are kept.
+
+        Inside a :func:`~shoptransfer.checkpoints.checkpointing` scope the state is saved after
+        every epoch, and a fit that finds its checkpoint continues from it (a finished fit
+        returns at once), ending exactly where an uninterrupted fit would. A
+        ``validation_score`` with ``checkpoint_state()`` and ``restore_checkpoint(state)`` has
+        its own state saved with it.
         """
         s = self.settings
         if train.labels is None:
@@ -238,15 +251,69 @@ class Trainer:
                 else max(0.0, (total - step) / max(1, total - warmup))
             ),
         )
-        target_stream = (
-            target.endless_batches(s.batch_size, generator) if target is not None else None
-        )
         history: list[dict[str, float]] = []
         best_score, best_state, stale, step = -math.inf, None, 0, 0
+        checkpoint = next_checkpoint()
+        saved = load_checkpoint(checkpoint)
+        first_epoch = 0
+        if saved is not None:
+            for epoch in range(saved["epoch"]):  # what the finished epochs made trainable
+                if on_epoch_start is not None:
+                    on_epoch_start(epoch)
+            model.load_state_dict(saved["model"])
+            for objective, state in zip(objectives, saved["objectives"], strict=True):
+                objective.load_state_dict(state)
+            if hasattr(validation_score, "restore_checkpoint"):
+                validation_score.restore_checkpoint(saved["validation_score"])
+            restore_random_states(saved["random"])
+            generator.set_state(saved["generator"])
+            self.examples_seen = saved["examples_seen"]
+            history = saved["history"]
+            if saved["finished"]:
+                model.eval()
+                return history
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            best_score, best_state, stale, step = (
+                saved["best_score"],
+                saved["best_state"],
+                saved["stale"],
+                saved["step"],
+            )
+            first_epoch = saved["epoch"]
+
+        def save(epoch: int, finished: bool) -> None:
+            if checkpoint is None:
+                return
+            state = {
+                "epoch": epoch,
+                "finished": finished,
+                "model": model.state_dict(),
+                "objectives": [objective.state_dict() for objective in objectives],
+                "validation_score": validation_score.checkpoint_state()
+                if hasattr(validation_score, "checkpoint_state")
+                else None,
+                "random": random_states(),
+                "generator": generator.get_state(),
+                "examples_seen": self.examples_seen,
+                "history": history,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "best_score": best_score,
+                "best_state": best_state,
+                "stale": stale,
+                "step": step,
+            }
+            save_checkpoint(checkpoint, state)
+
         started = time.perf_counter()
-        for epoch in progress(range(s.epochs), s.description):
+        for epoch in progress(range(first_epoch, s.epochs), s.description):
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
+            # the target batches restart each epoch, so an epoch's end holds the whole state
+            target_stream = (
+                target.endless_batches(s.batch_size, generator) if target is not None else None
+            )
             parameter_counts = _parameter_counts(model)
             model.train()
             for objective in objectives:
@@ -306,9 +373,11 @@ class Trainer:
                     report(f"{s.description}: stopped early, no validation gain in {stale} epochs")
             if stopping:
                 break
+            save(epoch + 1, finished=False)
         if best_state is not None:
             model.load_state_dict(best_state, strict=False)
         model.eval()
+        save(len(history), finished=True)
         return history
 
     def _loss(

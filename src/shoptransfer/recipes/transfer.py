@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,6 +45,7 @@ from shoptransfer.backbones.inputs import (
     holds_vectors,
 )
 from shoptransfer.backbones.registry import frozen_only
+from shoptransfer.checkpoints import keeping_random_states, stage_checkpoints
 from shoptransfer.data.domain import Domain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.label_free import (
@@ -679,7 +681,14 @@ class EncoderTransfer(BackboneRecipe):
                 return
         train, validation = split_source(source, self.validation_fraction, self.seed)
         scorer = self._scorer(data, inputs, outputs) if self.selects_label_free() else None
-        with training_clock() as clock, measure() as meter:
+        # a shared stage trains in its own checkpoint folder and leaves the random states as a
+        # reuse would, so the fits after it do not depend on whether it was trained here
+        with (
+            stage_checkpoints(key) if reuse else nullcontext(),
+            keeping_random_states() if reuse else nullcontext(),
+            training_clock() as clock,
+            measure() as meter,
+        ):
             self.history_ = Trainer(self._settings("source")).fit(
                 model,
                 Examples(inputs(train), outputs.labels(train)),
@@ -791,6 +800,13 @@ class CandidateScorer:
         scores = self.score(model)
         self.scores.append(scores)
         return scores[self.criterion]
+
+    def checkpoint_state(self) -> list[dict[str, float]]:
+        """What a trainer's checkpoint keeps of the scorer: the scores so far."""
+        return list(self.scores)
+
+    def restore_checkpoint(self, scores: list[dict[str, float]]) -> None:
+        self.scores = list(scores)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
