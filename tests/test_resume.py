@@ -48,6 +48,9 @@ print("\\n".join(targets))
 """
 
 
+FINE_TUNE = {"epochs": 2, "target_epochs": 2, "learning_rate": 3e-3, "head_learning_rate": 3e-2}
+
+
 def _config(tmp_path: Path, review_csvs: tuple[Path, Path], backbone: str) -> Path:
     source, target = review_csvs
     config = {
@@ -56,14 +59,9 @@ def _config(tmp_path: Path, review_csvs: tuple[Path, Path], backbone: str) -> Pa
         "target": {"path": str(target), "text": "review", "label": "sentiment"},
         "recipes": [
             # two fine-tunes that share their source stage through the run's stage cache
-            {"name": "fine-tune", "epochs": 2, "target_epochs": 2, "label": "ft-a"},
-            {
-                "name": "fine-tune",
-                "epochs": 2,
-                "target_epochs": 2,
-                "target_learning_rate": 1e-3,
-                "label": "ft-b",
-            },
+            # (learning rates high enough that every random draw shows in the predictions)
+            {"name": "fine-tune", "label": "ft-a", **FINE_TUNE},
+            {"name": "fine-tune", "label": "ft-b", **FINE_TUNE, "target_learning_rate": 3e-3},
             {"name": "frozen-features", "epochs": 3},
         ],
         "budgets": [2],
@@ -188,3 +186,16 @@ def test_resuming_a_finished_run_keeps_every_cell(
     assert again.exit_code == 0, again.output
     assert _numbers(run_dir) == before
     assert len(list((tmp_path / "runs").iterdir())) == 1  # no new folder
+
+
+def test_a_cell_gives_the_same_numbers_whatever_ran_before_it(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    """What a resumed run relies on: ft-b's numbers are the same whether it reuses the source
+    stage ft-a trained before it or trains that stage itself, and twice the same."""
+    config = load_config(_config(tmp_path, review_csvs, tiny_backbone))
+    both = config.model_copy(update={"recipes": config.recipes[:2], "save_models": False})
+    alone = config.model_copy(update={"recipes": config.recipes[1:2], "save_models": False})
+    numbers = [_numbers(run_experiment(c, show_progress=False)) for c in (both, alone, alone)]
+    assert numbers[0][1] == numbers[1][0] == numbers[2][0]
+    assert numbers[0][0][0] == "ft-a" and numbers[1][0][0] == "ft-b"
