@@ -28,6 +28,7 @@ from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
 from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.parallel import is_main
 from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
@@ -95,7 +96,8 @@ def run_experiment(
     _check_tracking(config)
     with showing_progress(show_progress):
         run_dir = run(config, on_result=on_result, resume=resume, force=force)
-    _finish(config, run_dir)
+    if is_main():  # across processes, the main one writes the report
+        _finish(config, run_dir)
     return run_dir
 
 
@@ -158,6 +160,8 @@ def compare(
     _check_tracking(config)
     with showing_progress(show_progress):
         run_dir = run(config, on_result=on_result, resume=resume, force=force)
+    if not is_main():  # across processes, the main one analyses and writes
+        return run_dir
     results = load_results(run_dir)
     results["comparison"] = analyse(
         results["results"], results["primary_metric"], results["higher_is_better"]

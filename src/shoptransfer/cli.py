@@ -140,6 +140,38 @@ Force = Annotated[
 ]
 
 
+Processes = Annotated[
+    int,
+    typer.Option(
+        "--processes",
+        min=1,
+        help="train data-parallel in N processes on this machine (accelerate launch; needs "
+        "the [distributed] extra); several machines: run `accelerate launch -m "
+        "shoptransfer.cli run ...` on each",
+    ),
+]
+
+
+def _launched(processes: int) -> bool:
+    """With ``--processes`` above 1 (and not yet launched): run this command line again in
+    that many processes through Accelerate, and exit with its status."""
+    import os
+
+    from shoptransfer.parallel import launch
+
+    if processes <= 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return False
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            argv.append(arg)
+    raise typer.Exit(launch(processes, argv))
+
+
 def _resumed_config(config: Path | None, resume: Path | None) -> Any:
     """The experiment to run: the YAML file's, or the resumed folder's config.yaml."""
     from shoptransfer.api import run_config
@@ -164,9 +196,11 @@ def run(
     tracking_uri: TrackingUri = None,
     resume: Resume = None,
     force: Force = False,
+    processes: Processes = 1,
 ) -> None:
     """Run an experiment file (any task): recipes x target budgets x seeds, into
     runs/<time>-<name>/, with report.html; or continue an interrupted run with --resume."""
+    _launched(processes)
     experiment = _resumed_config(config, resume)
     experiment = _with_outputs(experiment, no_report, track, tracking_uri)
     _run_and_report(experiment, quiet, _title(experiment), resume, force)
@@ -286,15 +320,18 @@ def compare(
     tracking_uri: TrackingUri = None,
     resume: Resume = None,
     force: Force = False,
+    processes: Processes = 1,
 ) -> None:
     """Compare recipes x budgets x seeds (any task): mean ± std, negative transfer against
     the best scratch baseline, cost, domain gap; or continue an interrupted comparison with
     --resume."""
+    _launched(processes)
     from shoptransfer.api import compare as run_comparison
     from shoptransfer.api import run_config, task_class
     from shoptransfer.config import load_config, parse_config
     from shoptransfer.errors import ConfigError
     from shoptransfer.evaluation.compare import format_comparison
+    from shoptransfer.parallel import is_main
     from shoptransfer.runs import load_results
 
     data: dict[str, Any] = {}
@@ -330,6 +367,8 @@ def compare(
         resume=resume,
         force=force,
     )
+    if not is_main():  # across processes, the main one prints
+        return
     results = load_results(run_dir)
     task = task_class(results["task"])
     primary_first = sorted(task.columns, key=lambda c: c.key != results["primary_metric"])
@@ -498,6 +537,7 @@ def _run_and_report(
 ) -> None:
     from shoptransfer.api import run_experiment, task_class
     from shoptransfer.evaluation.report import format_picks, format_table
+    from shoptransfer.parallel import is_main
     from shoptransfer.runs import load_results
 
     run_dir = run_experiment(
@@ -507,6 +547,8 @@ def _run_and_report(
         resume=resume,
         force=force,
     )
+    if not is_main():  # across processes, the main one prints
+        return
     results = load_results(run_dir)
     task = task_class(results["task"])
     typer.echo("")
@@ -1031,4 +1073,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    main()
+
+
+if __name__ == "__main__":  # `python -m shoptransfer.cli`, as `accelerate launch -m` runs it
     main()

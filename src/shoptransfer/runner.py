@@ -37,6 +37,7 @@ from shoptransfer.checkpoints import CHECKPOINTS, checkpointing, remove_checkpoi
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.metering import QualityMonitor, StageCache, measure, monitoring
+from shoptransfer.parallel import is_main, share
 from shoptransfer.recipes.base import FitData
 from shoptransfer.runs import (
     RESULTS_FILE,
@@ -219,7 +220,8 @@ def run(
     asked = {getattr(recipe, "precision", None) for recipe in recipes}
     warnings += [line for line in map(precision_warning, sorted(asked - {None})) if line]
     warnings += language_warnings(data, recipes)
-    for line in warnings:
+    main = is_main()  # across processes, only the main one prints and writes files
+    for line in warnings if main else ():
         print(f"warning: {line}", file=sys.stderr)
 
     records: list[dict[str, Any]] = []
@@ -237,7 +239,7 @@ def run(
             for r in previous.get("results", [])
             if r.get("status") == "ok"
         }
-        orphans = remove_orphans(resume, set(kept))
+        orphans = remove_orphans(resume, set(kept)) if main else []
         if orphans:
             print(
                 f"warning: resume: removed {len(orphans)} file(s) or folder(s) the "
@@ -253,12 +255,21 @@ def run(
             },
         ]
     folder = (
-        resumed_folder(resume, finished)
+        nullcontext(resume)
+        if not main
+        else resumed_folder(resume, finished)
         if resume is not None
         else run_folder(config.output_dir, config.name, finished)
     )
-    with folder as run_dir:
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    with folder as made:
+        run_dir = Path(share(str(made)))  # the main process's folder, in every process
+
+        def write_results() -> None:
+            if main:
+                atomic_write_json(run_dir / RESULTS_FILE, payload)
+
+        if main:
+            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
         payload: dict[str, Any] = {
             "task": task.name,
             "name": config.name,
@@ -281,7 +292,7 @@ def run(
             **task.extra_results(data, cache),
             "results": records,
         }
-        atomic_write_json(run_dir / RESULTS_FILE, payload)
+        write_results()
         scorer = task.quality_scorer(data)
         # trained stages the run's fits share (a source stage across budgets, a pre-training
         # across recipes); each reuse is charged its full cost to the cell that reuses it
@@ -302,7 +313,7 @@ def run(
                     cell = cell_name(label, budget, seed)
                     if cell in kept:  # a resumed run's finished cell, in its place
                         records.append(kept[cell])
-                        atomic_write_json(run_dir / RESULTS_FILE, payload)
+                        write_results()
                         continue
                     checkpoints = run_dir / CHECKPOINTS / cell
                     with checkpointing(checkpoints):
@@ -314,13 +325,14 @@ def run(
                             fit_data,
                             budget,
                             seed,
-                            run_dir if config.save_models else None,
+                            run_dir if config.save_models and main else None,
                             scorer,
                         )
                     records.append(record)
-                    atomic_write_json(run_dir / RESULTS_FILE, payload)
-                    remove_checkpoints(checkpoints)
-                    if on_result is not None:
+                    write_results()
+                    if main:
+                        remove_checkpoints(checkpoints)
+                    if on_result is not None and main:
                         on_result(record)
     return run_dir
 

@@ -35,6 +35,7 @@ from shoptransfer.checkpoints import (
 from shoptransfer.data.examples import Examples
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
+from shoptransfer.parallel import is_main, processes, shard, sum_gradients
 from shoptransfer.progress import duration, progress, report
 
 MISSING = -1  # in a multi-task label matrix: this example has no label for this head
@@ -233,7 +234,16 @@ class Trainer:
                 "micro-batches do not combine with objectives on target batches (their "
                 "statistics need the whole batch)"
             )
+        rank, size = processes()
+        if size > 1 and (objectives or target is not None):
+            raise ValueError(
+                "training across processes does not combine with objectives on target batches "
+                "(their statistics need the whole batch); run this recipe in one process"
+            )
         generator = torch.Generator().manual_seed(s.seed)
+        # across processes, each draws its examples' BPR negatives from its own generator, so
+        # that the batch order, drawn from ``generator``, stays the same in every process
+        negatives = generator if size == 1 else torch.Generator().manual_seed(s.seed + 1 + rank)
         groups = parameter_groups or self._default_groups(model)
         for objective in objectives:
             extra = [p for p in objective.parameters() if p.requires_grad]
@@ -267,6 +277,7 @@ class Trainer:
                 validation_score.restore_checkpoint(saved["validation_score"])
             restore_random_states(saved["random"])
             generator.set_state(saved["generator"])
+            negatives.set_state(saved["negatives"])
             self.examples_seen = saved["examples_seen"]
             history = saved["history"]
             if saved["finished"]:
@@ -283,7 +294,7 @@ class Trainer:
             first_epoch = saved["epoch"]
 
         def save(epoch: int, finished: bool) -> None:
-            if checkpoint is None:
+            if checkpoint is None or not is_main():  # one process writes; all read
                 return
             state = {
                 "epoch": epoch,
@@ -295,6 +306,7 @@ class Trainer:
                 else None,
                 "random": random_states(),
                 "generator": generator.get_state(),
+                "negatives": negatives.get_state(),
                 "examples_seen": self.examples_seen,
                 "history": history,
                 "optimizer": optimizer.state_dict(),
@@ -320,24 +332,28 @@ class Trainer:
                 objective.train()
             losses: dict[str, list[float]] = {"loss": [], "auxiliary": []}
             observed: dict[str, list[float]] = {}
-            for batch in train.batches(s.batch_size, generator):
+            for whole in train.batches(s.batch_size, generator):
+                batch = shard(whole, rank, size)  # this process's slice of the batch
                 target_batch = next(target_stream) if target_stream is not None else None
-                units = _units(model, batch) + (
+                units = (_units(model, batch) if len(batch["labels"]) else 0) + (
                     _units(model, target_batch) if target_batch is not None else 0
                 )
                 optimizer.zero_grad()
                 loss, auxiliary = torch.zeros(()), torch.zeros(())
-                for part, share in micro_batches(batch, s.micro_batch_size):
+                scale = _weight(batch) / _weight(whole)  # the slice's share of the batch
+                for part, share in micro_batches(batch, s.micro_batch_size) if scale else ():
                     part_loss, part_auxiliary = self._loss(
-                        model, part, target_batch, objectives, step / total, generator
+                        model, part, target_batch, objectives, step / total, negatives
                     )
-                    (share * (part_loss + part_auxiliary)).backward()
-                    loss = loss + share * part_loss.detach()
-                    auxiliary = auxiliary + share * part_auxiliary.detach()
+                    (scale * share * (part_loss + part_auxiliary)).backward()
+                    loss = loss + scale * share * part_loss.detach()
+                    auxiliary = auxiliary + scale * share * part_auxiliary.detach()
+                if size > 1:  # the whole batch's gradient and loss, in every process
+                    sum_gradients(_trained(optimizer), [loss, auxiliary])
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                self.examples_seen += len(batch["labels"])
+                self.examples_seen += len(whole["labels"])
                 record_step(units, *parameter_counts)
                 losses["loss"].append(loss.item())
                 losses["auxiliary"].append(auxiliary.item())
@@ -414,6 +430,17 @@ class Trainer:
             step = Step(model, batch, source_features, target_batch, target_features, fraction)
             auxiliary = sum((objective(step) for objective in objectives), auxiliary)
         return loss, auxiliary
+
+
+def _weight(batch: dict[str, Any]) -> float:
+    """What a batch's mean loss is weighted by: its examples, or their weights."""
+    weights = batch.get("weights")
+    return float(weights.sum()) if weights is not None else float(len(batch["labels"]))
+
+
+def _trained(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """The parameters the optimiser may step (those that require gradients), in its order."""
+    return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
 
 
 def micro_batches(batch: dict[str, Any], size: int) -> Iterator[tuple[dict[str, Any], float]]:
