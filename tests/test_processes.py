@@ -80,3 +80,31 @@ def test_two_processes_train_to_one_process_numbers(
             if isinstance(value, float):
                 assert abs(value - shared["metrics"][key]) <= TOLERANCE, (alone["label"], key)
     assert two.stdout.count("run folder:") == 1  # printed once
+
+
+def test_fine_tune_accumulates_micro_batches_to_the_whole_batch_numbers(
+    tmp_path: Path, review_csvs: tuple[Path, Path], backbone_without_dropout: str
+) -> None:
+    """Gradient accumulation: batches of 16 through the model 3 examples at a time train to
+    the numbers of whole batches (the same gradient, summed in another order)."""
+    source, target = review_csvs
+    entry = {"name": "fine-tune", "epochs": 2, "target_epochs": 2, "learning_rate": 3e-3}
+    config = {
+        "name": "micro",
+        "source": {"path": str(source), "text": "review", "label": "sentiment"},
+        "target": {"path": str(target), "text": "review", "label": "sentiment"},
+        "recipes": [
+            {**entry, "label": "whole"},
+            {**entry, "label": "micro", "micro_batch_size": 3},
+        ],
+        "budgets": [4],
+        "report": False,
+        "save_models": False,
+    }
+    path = write_experiment(tmp_path, backbone_without_dropout, config)
+    run_dir = run_experiment(load_config(path), show_progress=False)
+    whole, micro = json.loads((run_dir / "results.json").read_text())["results"]
+    assert micro["options"]["micro_batch_size"] == 3
+    for key, value in whole["metrics"].items():
+        if isinstance(value, float):
+            assert abs(value - micro["metrics"][key]) <= TOLERANCE, key

@@ -33,6 +33,7 @@ from shoptransfer.checkpoints import (
     save_checkpoint,
 )
 from shoptransfer.data.examples import Examples
+from shoptransfer.errors import ConfigError
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.parallel import is_main, processes, shard, sum_gradients
@@ -236,9 +237,10 @@ class Trainer:
             )
         rank, size = processes()
         if size > 1 and (objectives or target is not None):
-            raise ValueError(
-                "training across processes does not combine with objectives on target batches "
-                "(their statistics need the whole batch); run this recipe in one process"
+            raise ConfigError(
+                f"{s.description}: training across processes (--processes, accelerate launch) "
+                "does not combine with objectives on target batches (their statistics need "
+                "the whole batch); run this recipe in one process"
             )
         generator = torch.Generator().manual_seed(s.seed)
         # across processes, each draws its examples' BPR negatives from its own generator, so

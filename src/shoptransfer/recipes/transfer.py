@@ -135,6 +135,14 @@ class EncoderTransfer(BackboneRecipe):
     batch_size: int = option(
         16, "examples per step (and unlabeled target examples per step)", minimum=1, group="source"
     )
+    micro_batch_size: int = option(
+        0,
+        "examples through the model at once, their gradients summed into one step of "
+        "batch_size (0: the whole batch; gradient accumulation, also in each process of a "
+        "--processes run); not with objectives on target batches",
+        minimum=0,
+        group="source",
+    )
     learning_rate: float = option(
         3e-5, "AdamW learning rate of the encoder", above=0, group="source"
     )
@@ -462,6 +470,7 @@ class EncoderTransfer(BackboneRecipe):
         values: dict[str, Any] = {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
+            "micro_batch_size": self.micro_batch_size,
             "learning_rate": self.learning_rate,
             "head_learning_rate": self.head_learning_rate,
             "weight_decay": self.weight_decay,
