@@ -367,6 +367,7 @@ class Trainer:
                 "train_loss": float(np.mean(losses["loss"])),
                 "auxiliary_loss": float(np.mean(losses["auxiliary"])),
                 "seconds": time.perf_counter() - started,
+                "examples": len(train),  # trained on this epoch, over all processes
                 **{key: float(np.mean(values)) for key, values in observed.items()},
             }
             epoch_finished(as_predictor, model)
