@@ -107,7 +107,10 @@ def markdown(payload: dict[str, Any]) -> str:
     lines = [
         "# Data-parallel scaling: one epoch in 1 and 2 processes",
         "",
-        f"Command: `{payload['command']}`. Machine: {payload['machine']}. {payload['note']}",
+        f"Command: `{payload['command']}`. Machine: {payload['machine']}. {payload['note']}"
+        " Load average at the end (1, 5, 15 min): "
+        + ", ".join(map(str, payload.get("load_average_1_5_15_min", [])))
+        + ".",
         "",
         "| model | processes | examples | epoch (s) | examples/s | scaling efficiency |",
         "|---|---:|---:|---:|---:|---:|",
@@ -127,7 +130,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["fine-tune", "sasrec"])
     parser.add_argument("--processes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--examples", type=int, default=800, help="fine-tuning examples")
+    parser.add_argument("--markdown", action="store_true", help="rewrite the .md from the JSON")
     args = parser.parse_args()
+    if args.markdown:
+        payload = json.loads((ROOT / "benchmarks" / "results" / "scaling.json").read_text())
+        save("scaling", payload, markdown(payload))
+        return
     if args.worker:
         worker(args.worker, args.examples)
         return
@@ -149,6 +157,7 @@ def main() -> None:
         "seconds, validation excluded. Measured while other jobs shared the cores, so the "
         "efficiency is a lower bound of what an idle machine gives.",
         "torch": torch.__version__,
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
         "rows": rows,
     }
     save("scaling", payload, markdown(payload))
