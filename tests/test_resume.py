@@ -199,3 +199,48 @@ def test_a_cell_gives_the_same_numbers_whatever_ran_before_it(
     numbers = [_numbers(run_experiment(c, show_progress=False)) for c in (both, alone, alone)]
     assert numbers[0][1] == numbers[1][0] == numbers[2][0]
     assert numbers[0][0][0] == "ft-a" and numbers[1][0][0] == "ft-b"
+
+
+class Interrupted(Exception):
+    """Stands for a kill just after a checkpoint was written."""
+
+
+def test_a_fit_with_target_batches_resumes_mid_pass_to_the_same_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DANN draws unlabeled target batches beside the source's; a fit stopped after its 3rd
+    epoch continues the target pass where it was and ends with the uninterrupted model."""
+    import numpy as np
+
+    from shoptransfer import checkpoints
+    from shoptransfer.catalogue import make_recipe
+    from shoptransfer.recipes.base import FitData
+
+    from .test_methods import feature_domains
+
+    source, target = feature_domains()
+    options = {"epochs": 5, "patience": 5, "mlp_hidden": 16, "batch_size": 24}
+
+    def fit() -> np.ndarray:
+        recipe = make_recipe("mlp-dann", objectives=[{"name": "dann"}], **options)
+        model = recipe.fit(FitData(source, unlabeled=target.without_labels()))
+        return np.asarray(model.predict_proba(target.vectors))
+
+    with checkpoints.checkpointing(None):
+        whole = fit()
+    real_save, saves = checkpoints.save_checkpoint, []
+
+    def save_then_stop(path: Path, state: dict) -> None:
+        real_save(path, state)
+        saves.append(state["epoch"])
+        if len(saves) == 3:
+            raise Interrupted
+
+    monkeypatch.setattr("shoptransfer.training.save_checkpoint", save_then_stop)
+    with checkpoints.checkpointing(tmp_path), pytest.raises(Interrupted):
+        fit()
+    state = checkpoints.load_checkpoint(tmp_path / "fit-1.pt")
+    assert state is not None and state["epoch"] == 3 and state["target_stream"] is not None
+    with checkpoints.checkpointing(tmp_path):
+        resumed = fit()
+    np.testing.assert_array_equal(resumed, whole)

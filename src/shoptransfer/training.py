@@ -267,6 +267,11 @@ class Trainer:
         best_score, best_state, stale, step = -math.inf, None, 0, 0
         checkpoint = next_checkpoint()
         saved = load_checkpoint(checkpoint)
+        target_stream = (
+            TargetStream(target, s.batch_size, generator, saved["target_stream"] if saved else None)
+            if target is not None
+            else None
+        )
         first_epoch = 0
         if saved is not None:
             for epoch in range(saved["epoch"]):  # what the finished epochs made trainable
@@ -309,6 +314,7 @@ class Trainer:
                 "random": random_states(),
                 "generator": generator.get_state(),
                 "negatives": negatives.get_state(),
+                "target_stream": target_stream.state() if target_stream is not None else None,
                 "examples_seen": self.examples_seen,
                 "history": history,
                 "optimizer": optimizer.state_dict(),
@@ -324,10 +330,6 @@ class Trainer:
         for epoch in progress(range(first_epoch, s.epochs), s.description):
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
-            # the target batches restart each epoch, so an epoch's end holds the whole state
-            target_stream = (
-                target.endless_batches(s.batch_size, generator) if target is not None else None
-            )
             parameter_counts = _parameter_counts(model)
             model.train()
             for objective in objectives:
@@ -433,6 +435,51 @@ class Trainer:
             step = Step(model, batch, source_features, target_batch, target_features, fraction)
             auxiliary = sum((objective(step) for objective in objectives), auxiliary)
         return loss, auxiliary
+
+
+class TargetStream:
+    """Shuffled target batches, reshuffled after each pass, forever (as
+    :meth:`Examples.endless_batches`), whose position a checkpoint can keep: the generator's
+    state when the current pass began and the batches taken from it since."""
+
+    def __init__(
+        self,
+        examples: Examples,
+        batch_size: int,
+        generator: torch.Generator,
+        state: tuple[torch.Tensor, int] | None = None,
+    ) -> None:
+        self.examples, self.batch_size, self.generator = examples, batch_size, generator
+        self.began: torch.Tensor | None = None
+        self.taken = 0
+        self._pass: Iterator[dict[str, Any]] | None = None
+        if state is not None:  # the pass replayed from where it began, without the generator
+            self.began, taken = state
+            replay = torch.Generator()
+            replay.set_state(self.began)
+            self._pass = examples.batches(batch_size, replay)
+            for _ in range(taken):
+                next(self._pass)
+            self.taken = taken
+
+    def __iter__(self) -> TargetStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        while True:
+            if self._pass is None:
+                self.began, self.taken = self.generator.get_state(), 0
+                self._pass = self.examples.batches(self.batch_size, self.generator)
+            try:
+                batch = next(self._pass)
+            except StopIteration:
+                self._pass = None
+                continue
+            self.taken += 1
+            return batch
+
+    def state(self) -> tuple[torch.Tensor, int] | None:
+        return (self.began, self.taken) if self._pass is not None else None
 
 
 def _weight(batch: dict[str, Any]) -> float:
