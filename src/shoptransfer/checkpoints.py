@@ -10,8 +10,9 @@ keep their numbers whether the stage was trained here or reused. Outside a scope
 written.
 
 A checkpoint holds everything an epoch boundary needs to continue exactly as an
-uninterrupted fit would: the model, optimiser, scheduler, the batch-order generator and the
-global random states (torch, numpy, python).
+uninterrupted fit would: the model, optimiser, scheduler, the batch-order generator, the target
+stream's position, the objectives' and a validation scorer's state, the history and the best
+epoch so far, and the global random states (torch, numpy, python).
 """
 
 from __future__ import annotations
