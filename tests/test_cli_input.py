@@ -50,7 +50,7 @@ def one_line(err: str) -> str:
         (["demo", "--seed", "-1"], "Invalid value for '--seed'"),
         (["demo", "--seed", str(2**32)], "Invalid value for '--seed'"),
         (["run", "x.yaml", "--bogus"], "No such option: --bogus"),
-        (["run"], "Missing argument 'config'"),
+        (["run"], "run needs an experiment YAML file, or --resume RUN_FOLDER"),
         (["runn", "x.yaml"], "No such command 'runn'"),
     ],
 )
@@ -169,7 +169,8 @@ def test_a_run_that_fails_later_keeps_the_finished_cells_and_says_so(
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert status == 2
     assert one_line(err) == (
-        f"error: bad cell (the run folder {run_dir} keeps the 1 cell(s) that finished)"
+        f"error: bad cell (the run folder {run_dir} keeps the 1 cell(s) that finished; "
+        f"continue it with: shoptransfer run --resume {run_dir})"
     )
     results = json.loads((run_dir / "results.json").read_text())
     assert [(r["budget"], r["status"]) for r in results["results"]] == [(2, "ok")]

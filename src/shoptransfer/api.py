@@ -16,7 +16,7 @@ import torch
 
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.inputs import saved_model_reads
-from shoptransfer.config import load_config
+from shoptransfer.config import load_config, parse_config
 from shoptransfer.data import read_domain
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
@@ -28,6 +28,7 @@ from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
 from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.parallel import is_main
 from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import showing_progress
 from shoptransfer.recipes import load_predictor
@@ -43,7 +44,7 @@ from shoptransfer.recommenders.item_index import (
 )
 from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
-from shoptransfer.runner import run
+from shoptransfer.runner import read_run_config, run
 from shoptransfer.runs import RESULTS_FILE, check_folder, choose_model, load_results, saved_cells
 from shoptransfer.selection import select
 from shoptransfer.tasks import Task, list_tasks, make_task
@@ -74,20 +75,29 @@ def task_class(name: str) -> type[Task]:
     return next(t for t in list_tasks() if t.name == name)
 
 
+def run_config(run_dir: str | Path) -> Any:
+    """The validated config of a run folder (what ``resume`` continues it with)."""
+    return parse_config(read_run_config(run_dir), str(Path(run_dir) / "config.yaml"))
+
+
 def run_experiment(
     config: Any,
     show_progress: bool = True,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    resume: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Run every recipe x budget x seed cell of an experiment (any task); return the run
     folder. ``results.json`` is rewritten after each cell, so an interrupted run keeps the
     cells it finished; ``on_result`` sees each cell's record as it lands. At the end the run
     writes ``report.html`` (config ``report: false`` skips it) and logs its cells to MLflow
-    when ``tracking:`` asks for it."""
+    when ``tracking:`` asks for it. ``resume``: an interrupted run's folder to continue
+    (:func:`shoptransfer.runner.run`; ``config`` is usually :func:`run_config` of it)."""
     _check_tracking(config)
     with showing_progress(show_progress):
-        run_dir = run(config, on_result=on_result)
-    _finish(config, run_dir)
+        run_dir = run(config, on_result=on_result, resume=resume, force=force)
+    if is_main():  # across processes, the main one writes the report
+        _finish(config, run_dir)
     return run_dir
 
 
@@ -139,15 +149,19 @@ def compare(
     config: Any,
     show_progress: bool = True,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    resume: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Run the experiment with quality tracking and the domain gap (where the task has them),
     then add the comparison (mean ± std, negative transfer, cost, time to scratch quality) to
-    ``results.json``."""
+    ``results.json``. ``resume``: an interrupted comparison's folder to continue."""
     extra = {key: True for key in ("track_quality", "domain_gap") if hasattr(config, key)}
     config = config.model_copy(update=extra)
     _check_tracking(config)
     with showing_progress(show_progress):
-        run_dir = run(config, on_result=on_result)
+        run_dir = run(config, on_result=on_result, resume=resume, force=force)
+    if not is_main():  # across processes, the main one analyses and writes
+        return run_dir
     results = load_results(run_dir)
     results["comparison"] = analyse(
         results["results"], results["primary_metric"], results["higher_is_better"]

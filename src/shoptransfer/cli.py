@@ -126,20 +126,84 @@ def _with_outputs(experiment: Any, no_report: bool, track: bool, tracking_uri: s
     return experiment.model_copy(update=update) if update else experiment
 
 
+Resume = Annotated[
+    Path | None,
+    typer.Option(
+        "--resume",
+        help="an interrupted run folder to continue: finished cells are kept, the others "
+        "continue from their last epoch (the config is the folder's config.yaml)",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="with --resume: continue even if the config or data changed"),
+]
+
+
+Processes = Annotated[
+    int,
+    typer.Option(
+        "--processes",
+        min=1,
+        help="train data-parallel in N processes on this machine (accelerate launch; needs "
+        "the [distributed] extra); several machines: run `accelerate launch -m "
+        "shoptransfer.cli run ...` on each",
+    ),
+]
+
+
+def _launched(processes: int) -> bool:
+    """With ``--processes`` above 1 (and not yet launched): run this command line again in
+    that many processes through Accelerate, and exit with its status."""
+    import os
+
+    from shoptransfer.parallel import launch
+
+    if processes <= 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return False
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            argv.append(arg)
+    raise typer.Exit(launch(processes, argv))
+
+
+def _resumed_config(config: Path | None, resume: Path | None) -> Any:
+    """The experiment to run: the YAML file's, or the resumed folder's config.yaml."""
+    from shoptransfer.api import run_config
+    from shoptransfer.config import load_config
+    from shoptransfer.errors import ConfigError
+
+    if config is not None:
+        return load_config(config)
+    if resume is None:
+        raise ConfigError("run needs an experiment YAML file, or --resume RUN_FOLDER")
+    return run_config(resume)
+
+
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="experiment YAML file")],
+    config: Annotated[
+        Path | None, typer.Argument(help="experiment YAML file (optional with --resume)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the table")] = False,
     no_report: NoReport = False,
     track: Track = False,
     tracking_uri: TrackingUri = None,
+    resume: Resume = None,
+    force: Force = False,
+    processes: Processes = 1,
 ) -> None:
     """Run an experiment file (any task): recipes x target budgets x seeds, into
-    runs/<time>-<name>/, with report.html."""
-    from shoptransfer.config import load_config
-
-    experiment = _with_outputs(load_config(config), no_report, track, tracking_uri)
-    _run_and_report(experiment, quiet, _title(experiment))
+    runs/<time>-<name>/, with report.html; or continue an interrupted run with --resume."""
+    _launched(processes)
+    experiment = _resumed_config(config, resume)
+    experiment = _with_outputs(experiment, no_report, track, tracking_uri)
+    _run_and_report(experiment, quiet, _title(experiment), resume, force)
 
 
 @app.command()
@@ -254,14 +318,20 @@ def compare(
     no_report: NoReport = False,
     track: Track = False,
     tracking_uri: TrackingUri = None,
+    resume: Resume = None,
+    force: Force = False,
+    processes: Processes = 1,
 ) -> None:
     """Compare recipes x budgets x seeds (any task): mean ± std, negative transfer against
-    the best scratch baseline, cost, domain gap."""
+    the best scratch baseline, cost, domain gap; or continue an interrupted comparison with
+    --resume."""
+    _launched(processes)
     from shoptransfer.api import compare as run_comparison
-    from shoptransfer.api import task_class
+    from shoptransfer.api import run_config, task_class
     from shoptransfer.config import load_config, parse_config
     from shoptransfer.errors import ConfigError
     from shoptransfer.evaluation.compare import format_comparison
+    from shoptransfer.parallel import is_main
     from shoptransfer.runs import load_results
 
     data: dict[str, Any] = {}
@@ -269,6 +339,8 @@ def compare(
     if config is not None:
         data = load_config(config).model_dump(mode="json", exclude_defaults=True)
         base_dir = config.parent
+    elif resume is not None:  # the folder's config, with any flag over it
+        data = run_config(resume).model_dump(mode="json", exclude_defaults=True)
     for key, value in (("source", source), ("target", target)):
         if value is not None:
             entry: dict[str, Any] = {"path": value}
@@ -292,7 +364,11 @@ def compare(
         experiment,
         show_progress=not quiet,
         on_result=None if quiet else _result_printer(experiment.task),
+        resume=resume,
+        force=force,
     )
+    if not is_main():  # across processes, the main one prints
+        return
     results = load_results(run_dir)
     task = task_class(results["task"])
     primary_first = sorted(task.columns, key=lambda c: c.key != results["primary_metric"])
@@ -456,16 +532,23 @@ def demo(
     _run_and_report(config, quiet, title)
 
 
-def _run_and_report(experiment: Any, quiet: bool, title: str) -> None:
+def _run_and_report(
+    experiment: Any, quiet: bool, title: str, resume: Path | None = None, force: bool = False
+) -> None:
     from shoptransfer.api import run_experiment, task_class
     from shoptransfer.evaluation.report import format_picks, format_table
+    from shoptransfer.parallel import is_main
     from shoptransfer.runs import load_results
 
     run_dir = run_experiment(
         experiment,
         show_progress=not quiet,
         on_result=None if quiet else _result_printer(experiment.task),
+        resume=resume,
+        force=force,
     )
+    if not is_main():  # across processes, the main one prints
+        return
     results = load_results(run_dir)
     task = task_class(results["task"])
     typer.echo("")
@@ -990,4 +1073,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    main()
+
+
+if __name__ == "__main__":  # `python -m shoptransfer.cli`, as `accelerate launch -m` runs it
     main()

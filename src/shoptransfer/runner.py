@@ -4,7 +4,10 @@ Every cell records the same fields whatever the task: the recipe, its label, fam
 seed; the metrics on the target test data; the cost (train seconds including reused stages,
 peak memory, trainable parameters, a FLOPs estimate); and where its model was saved.
 ``results.json`` is rewritten atomically after each cell, so an interrupted run keeps the cells
-it finished.
+it finished, and each cell saves its training state after every epoch under
+``checkpoints/<cell>/`` (removed when the cell finishes): ``run(config, resume=folder)``
+continues an interrupted run, keeping its finished cells and continuing the others from their
+last epoch, with the numbers an uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -30,11 +33,23 @@ from shoptransfer.backbones.precision import (
 from shoptransfer.backbones.registry import backbone_modality
 from shoptransfer.backbones.text import text_length_limit
 from shoptransfer.catalogue import make_recipe
-from shoptransfer.errors import ConfigError
+from shoptransfer.checkpoints import CHECKPOINTS, checkpointing, remove_checkpoints
+from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.files import atomic_write_json, atomic_write_text
 from shoptransfer.metering import QualityMonitor, StageCache, measure, monitoring
+from shoptransfer.parallel import is_main, share
 from shoptransfer.recipes.base import FitData
-from shoptransfer.runs import RESULTS_FILE, PeakMemory, check_folder, environment, run_folder
+from shoptransfer.runs import (
+    RESULTS_FILE,
+    PeakMemory,
+    cell_name,
+    check_folder,
+    environment,
+    load_results,
+    remove_orphans,
+    resumed_folder,
+    run_folder,
+)
 from shoptransfer.tasks import Task, TaskData, make_task
 
 LENGTH_SETTINGS = ("max_length", "text_max_length")  # tokens per text a text backbone reads
@@ -114,18 +129,80 @@ def capped_warning(change: dict[str, Any]) -> str:
     )
 
 
+# settings that change what a run writes besides its results, not the results: a resumed run
+# may change them
+OUTPUT_ONLY = ("report", "tracking")
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The resolved config a run folder was started with (its ``config.yaml``)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file() or not (Path(run_dir) / RESULTS_FILE).is_file():
+        raise ConfigError(
+            f"--resume '{run_dir}': no config.yaml and {RESULTS_FILE} there; expected the "
+            "folder of a run this tool started"
+        )
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+    return config
+
+
+def data_hashes(description: Any, where: str = "data") -> dict[str, str]:
+    """Every ``data_hash`` in a run's data description, by where it sits (``data.source``)."""
+    if not isinstance(description, dict):
+        return {}
+    found = {where: description["data_hash"]} if "data_hash" in description else {}
+    for key, value in description.items():
+        found.update(data_hashes(value, f"{where}.{key}"))
+    return found
+
+
+def check_resumable(
+    run_dir: Path, previous: dict[str, Any], resolved: dict[str, Any], data: Any, force: bool
+) -> None:
+    """A one-line error when the config or the data differ from the run's (unless ``force``)."""
+    if force:
+        return
+    saved = read_run_config(run_dir)
+    keys = {*saved, *resolved} - set(OUTPUT_ONLY)
+    changed = sorted(k for k in keys if saved.get(k) != resolved.get(k))
+    if changed:
+        raise ConfigError(
+            f"--resume '{run_dir}': the config differs from the run's config.yaml in "
+            f"{', '.join(changed)}; resume without a config file, or add --force"
+        )
+    before, now = data_hashes(previous.get("data")), data_hashes(data)
+    moved = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+    if moved:
+        raise DataError(
+            f"--resume '{run_dir}': the data changed since the run began ({', '.join(moved)}); "
+            "start a new run, or add --force to mix results of both"
+        )
+
+
 def run(
     config: Any,
     show_progress: bool = True,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    resume: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Run every recipe x budget x seed cell of ``config`` (any task); return the run folder.
 
     A run that fails before a cell finishes leaves no run folder behind; one that fails later
     keeps the cells that finished (the error says so). Settings the run changed (a text length
     capped at what the backbone reads) are listed under ``capped_settings`` in
-    ``results.json``."""
+    ``results.json``.
+
+    ``resume``: an interrupted run's folder, continued in place. Its finished cells are kept;
+    the others start again from their last epoch checkpoint; what the interruption left behind
+    (temporary files, checkpoints of finished cells, models of unfinished ones) is removed and
+    listed under ``resumed`` in ``results.json``. A config or data that differ from the run's
+    are an error unless ``force``."""
     threads = use_usable_cores()
+    resume = Path(resume) if resume is not None else None
+    previous = load_results(resume) if resume is not None else None
     check_folder(config.output_dir, "output_dir")
     cache = EmbeddingCache(Path(config.cache_dir) / "embeddings" if config.cache_dir else None)
     check_folder(
@@ -143,7 +220,8 @@ def run(
     asked = {getattr(recipe, "precision", None) for recipe in recipes}
     warnings += [line for line in map(precision_warning, sorted(asked - {None})) if line]
     warnings += language_warnings(data, recipes)
-    for line in warnings:
+    main = is_main()  # across processes, only the main one prints and writes files
+    for line in warnings if main else ():
         print(f"warning: {line}", file=sys.stderr)
 
     records: list[dict[str, Any]] = []
@@ -151,13 +229,54 @@ def run(
     def finished() -> int:
         return sum(record["status"] == "ok" for record in records)
 
-    with run_folder(config.output_dir, config.name, finished) as run_dir:
-        resolved = config.model_dump(mode="json")
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    resolved = config.model_dump(mode="json")
+    kept: dict[str, dict[str, Any]] = {}
+    resumed: list[dict[str, Any]] = []
+    if resume is not None and previous is not None:
+        check_resumable(resume, previous, resolved, data.description, force)
+        kept = {
+            cell_name(r["label"], r["budget"], r["seed"]): r
+            for r in previous.get("results", [])
+            if r.get("status") == "ok"
+        }
+        orphans = remove_orphans(resume, set(kept)) if main else []
+        if orphans:
+            print(
+                f"warning: resume: removed {len(orphans)} file(s) or folder(s) the "
+                f"interruption left behind: {', '.join(orphans)}",
+                file=sys.stderr,
+            )
+        resumed = [
+            *previous.get("resumed", []),
+            {
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "kept_cells": len(kept),
+                "orphans_removed": orphans,
+            },
+        ]
+    folder = (
+        nullcontext(resume)
+        if not main
+        else resumed_folder(resume, finished)
+        if resume is not None
+        else run_folder(config.output_dir, config.name, finished)
+    )
+    with folder as made:
+        run_dir = Path(share(str(made)))  # the main process's folder, in every process
+
+        def write_results() -> None:
+            if main:
+                atomic_write_json(run_dir / RESULTS_FILE, payload)
+
+        if main:
+            atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
         payload: dict[str, Any] = {
             "task": task.name,
             "name": config.name,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "created": previous["created"]
+            if previous is not None and "created" in previous
+            else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **({"resumed": resumed} if resumed else {}),
             "config": resolved,
             "primary_metric": task.primary_key(),
             "higher_is_better": task.higher_is_better,
@@ -173,7 +292,7 @@ def run(
             **task.extra_results(data, cache),
             "results": records,
         }
-        atomic_write_json(run_dir / RESULTS_FILE, payload)
+        write_results()
         scorer = task.quality_scorer(data)
         # trained stages the run's fits share (a source stage across budgets, a pre-training
         # across recipes); each reuse is charged its full cost to the cell that reuses it
@@ -191,20 +310,29 @@ def run(
                     outputs=data.outputs,
                 )
                 for label, recipe in recipes:
-                    record = run_cell(
-                        task,
-                        recipe,
-                        label,
-                        data,
-                        fit_data,
-                        budget,
-                        seed,
-                        run_dir if config.save_models else None,
-                        scorer,
-                    )
+                    cell = cell_name(label, budget, seed)
+                    if cell in kept:  # a resumed run's finished cell, in its place
+                        records.append(kept[cell])
+                        write_results()
+                        continue
+                    checkpoints = run_dir / CHECKPOINTS / cell
+                    with checkpointing(checkpoints):
+                        record = run_cell(
+                            task,
+                            recipe,
+                            label,
+                            data,
+                            fit_data,
+                            budget,
+                            seed,
+                            run_dir if config.save_models and main else None,
+                            scorer,
+                        )
                     records.append(record)
-                    atomic_write_json(run_dir / RESULTS_FILE, payload)
-                    if on_result is not None:
+                    write_results()
+                    if main:
+                        remove_checkpoints(checkpoints)
+                    if on_result is not None and main:
                         on_result(record)
     return run_dir
 
@@ -261,7 +389,7 @@ def run_cell(
     if monitor is not None:
         record["quality_curve"] = [[seconds, value] for seconds, value in monitor.curve]
     if run_dir is not None:
-        folder = run_dir / "models" / f"{label}-k{budget}-seed{seed}"
+        folder = run_dir / "models" / cell_name(label, budget, seed)
         model.save(folder)
         record["model_dir"] = str(folder.relative_to(run_dir))
     return record

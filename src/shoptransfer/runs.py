@@ -72,7 +72,10 @@ def run_folder(output_dir: str | Path, name: str, finished: Callable[[], int]) -
     except BaseException as exc:
         count = finished()
         if count:
-            exc.add_note(f"the run folder {folder} keeps the {count} cell(s) that finished")
+            exc.add_note(
+                f"the run folder {folder} keeps the {count} cell(s) that finished; "
+                f"continue it with: shoptransfer run --resume {folder}"
+            )
         else:
             shutil.rmtree(folder, ignore_errors=True)
             for parent in made:  # the deepest first; stops at one that holds something
@@ -81,6 +84,47 @@ def run_folder(output_dir: str | Path, name: str, finished: Callable[[], int]) -
                 except OSError:
                     break
         raise
+
+
+@contextmanager
+def resumed_folder(folder: Path, finished: Callable[[], int]) -> Iterator[Path]:
+    """An existing run folder for the ``with`` block; it is kept whatever happens, and an error
+    says how many cells it holds and how to continue it."""
+    try:
+        yield folder
+    except BaseException as exc:
+        exc.add_note(
+            f"the run folder {folder} keeps the {finished()} cell(s) that finished; "
+            f"continue it with: shoptransfer run --resume {folder}"
+        )
+        raise
+
+
+def cell_name(label: str, budget: Any, seed: int) -> str:
+    """A cell's folder name, under ``models/`` and ``checkpoints/``."""
+    return f"{label}-k{budget}-seed{seed}"
+
+
+def remove_orphans(run_dir: Path, finished: set[str]) -> list[str]:
+    """Remove what an interrupted run left behind and return it (paths relative to
+    ``run_dir``): the temporary files and staging folders of atomic writes cut short, the
+    checkpoints of ``finished`` cells, and the models of cells not in ``finished`` (a model
+    saved before its cell was recorded)."""
+    orphans = [p for p in run_dir.rglob(".*.tmp") if not any(".tmp" in q.name for q in p.parents)]
+    for kind, keep in (("checkpoints", False), ("models", True)):
+        folder = run_dir / kind
+        if folder.is_dir():
+            orphans += [p for p in folder.iterdir() if (p.name in finished) != keep]
+    removed = []
+    for path in sorted(set(orphans)):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path.relative_to(run_dir)))
+    return removed
 
 
 def environment() -> dict[str, Any]:

@@ -25,9 +25,18 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.precision import check_precision, computing_in
+from shoptransfer.checkpoints import (
+    load_checkpoint,
+    next_checkpoint,
+    random_states,
+    restore_random_states,
+    save_checkpoint,
+)
 from shoptransfer.data.examples import Examples
+from shoptransfer.errors import ConfigError
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
+from shoptransfer.parallel import is_main, processes, shard, sum_gradients
 from shoptransfer.progress import duration, progress, report
 
 MISSING = -1  # in a multi-task label matrix: this example has no label for this head
@@ -213,6 +222,12 @@ class Trainer:
         The validation score is :func:`validation_metric` on ``validation`` (macro-F1; for a
         regression, minus the RMSE), or ``validation_score(model)`` when given (a ranking
         metric, say); the best epoch's weights are kept.
+
+        Inside a :func:`~shoptransfer.checkpoints.checkpointing` scope the state is saved after
+        every epoch, and a fit that finds its checkpoint continues from it (a finished fit
+        returns at once), ending exactly where an uninterrupted fit would. A
+        ``validation_score`` with ``checkpoint_state()`` and ``restore_checkpoint(state)`` has
+        its own state saved with it.
         """
         s = self.settings
         if train.labels is None:
@@ -222,7 +237,17 @@ class Trainer:
                 "micro-batches do not combine with objectives on target batches (their "
                 "statistics need the whole batch)"
             )
+        rank, size = processes()
+        if size > 1 and (objectives or target is not None):
+            raise ConfigError(
+                f"{s.description}: training across processes (--processes, accelerate launch) "
+                "does not combine with objectives on target batches (their statistics need "
+                "the whole batch); run this recipe in one process"
+            )
         generator = torch.Generator().manual_seed(s.seed)
+        # across processes, each draws its examples' BPR negatives from its own generator, so
+        # that the batch order, drawn from ``generator``, stays the same in every process
+        negatives = generator if size == 1 else torch.Generator().manual_seed(s.seed + 1 + rank)
         groups = parameter_groups or self._default_groups(model)
         for objective in objectives:
             extra = [p for p in objective.parameters() if p.requires_grad]
@@ -240,13 +265,71 @@ class Trainer:
                 else max(0.0, (total - step) / max(1, total - warmup))
             ),
         )
-        target_stream = (
-            target.endless_batches(s.batch_size, generator) if target is not None else None
-        )
         history: list[dict[str, float]] = []
         best_score, best_state, stale, step = -math.inf, None, 0, 0
+        checkpoint = next_checkpoint()
+        saved = load_checkpoint(checkpoint)
+        target_stream = (
+            TargetStream(target, s.batch_size, generator, saved["target_stream"] if saved else None)
+            if target is not None
+            else None
+        )
+        first_epoch = 0
+        if saved is not None:
+            for epoch in range(saved["epoch"]):  # what the finished epochs made trainable
+                if on_epoch_start is not None:
+                    on_epoch_start(epoch)
+            model.load_state_dict(saved["model"])
+            for objective, state in zip(objectives, saved["objectives"], strict=True):
+                objective.load_state_dict(state)
+            if hasattr(validation_score, "restore_checkpoint"):
+                validation_score.restore_checkpoint(saved["validation_score"])
+            restore_random_states(saved["random"])
+            generator.set_state(saved["generator"])
+            negatives.set_state(saved["negatives"])
+            self.examples_seen = saved["examples_seen"]
+            history = saved["history"]
+            if saved["finished"]:
+                model.eval()
+                return history
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            best_score, best_state, stale, step = (
+                saved["best_score"],
+                saved["best_state"],
+                saved["stale"],
+                saved["step"],
+            )
+            first_epoch = saved["epoch"]
+
+        def save(epoch: int, finished: bool) -> None:
+            if checkpoint is None or not is_main():  # one process writes; all read
+                return
+            state = {
+                "epoch": epoch,
+                "finished": finished,
+                "model": model.state_dict(),
+                "objectives": [objective.state_dict() for objective in objectives],
+                "validation_score": validation_score.checkpoint_state()
+                if hasattr(validation_score, "checkpoint_state")
+                else None,
+                "random": random_states(),
+                "generator": generator.get_state(),
+                "negatives": negatives.get_state(),
+                "target_stream": target_stream.state() if target_stream is not None else None,
+                "examples_seen": self.examples_seen,
+                "history": history,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "best_score": best_score,
+                "best_state": best_state,
+                "stale": stale,
+                "step": step,
+            }
+            save_checkpoint(checkpoint, state)
+
         started = time.perf_counter()
-        for epoch in progress(range(s.epochs), s.description):
+        for epoch in progress(range(first_epoch, s.epochs), s.description):
             if on_epoch_start is not None:
                 on_epoch_start(epoch)
             parameter_counts = _parameter_counts(model)
@@ -255,24 +338,28 @@ class Trainer:
                 objective.train()
             losses: dict[str, list[float]] = {"loss": [], "auxiliary": []}
             observed: dict[str, list[float]] = {}
-            for batch in train.batches(s.batch_size, generator):
+            for whole in train.batches(s.batch_size, generator):
+                batch = shard(whole, rank, size)  # this process's slice of the batch
                 target_batch = next(target_stream) if target_stream is not None else None
-                units = _units(model, batch) + (
+                units = (_units(model, batch) if len(batch["labels"]) else 0) + (
                     _units(model, target_batch) if target_batch is not None else 0
                 )
                 optimizer.zero_grad()
                 loss, auxiliary = torch.zeros(()), torch.zeros(())
-                for part, share in micro_batches(batch, s.micro_batch_size):
+                scale = _weight(batch) / _weight(whole)  # the slice's share of the batch
+                for part, share in micro_batches(batch, s.micro_batch_size) if scale else ():
                     part_loss, part_auxiliary = self._loss(
-                        model, part, target_batch, objectives, step / total, generator
+                        model, part, target_batch, objectives, step / total, negatives
                     )
-                    (share * (part_loss + part_auxiliary)).backward()
-                    loss = loss + share * part_loss.detach()
-                    auxiliary = auxiliary + share * part_auxiliary.detach()
+                    (scale * share * (part_loss + part_auxiliary)).backward()
+                    loss = loss + scale * share * part_loss.detach()
+                    auxiliary = auxiliary + scale * share * part_auxiliary.detach()
+                if size > 1:  # the whole batch's gradient and loss, in every process
+                    sum_gradients(_trained(optimizer), [loss, auxiliary])
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                self.examples_seen += len(batch["labels"])
+                self.examples_seen += len(whole["labels"])
                 record_step(units, *parameter_counts)
                 losses["loss"].append(loss.item())
                 losses["auxiliary"].append(auxiliary.item())
@@ -284,6 +371,7 @@ class Trainer:
                 "train_loss": float(np.mean(losses["loss"])),
                 "auxiliary_loss": float(np.mean(losses["auxiliary"])),
                 "seconds": time.perf_counter() - started,
+                "examples": len(train),  # trained on this epoch, over all processes
                 **{key: float(np.mean(values)) for key, values in observed.items()},
             }
             epoch_finished(as_predictor, model)
@@ -308,9 +396,11 @@ class Trainer:
                     report(f"{s.description}: stopped early, no validation gain in {stale} epochs")
             if stopping:
                 break
+            save(epoch + 1, finished=False)
         if best_state is not None:
             model.load_state_dict(best_state, strict=False)
         model.eval()
+        save(len(history), finished=True)
         return history
 
     def _loss(
@@ -350,6 +440,62 @@ class Trainer:
             step = Step(model, batch, source_features, target_batch, target_features, fraction)
             auxiliary = sum((objective(step) for objective in objectives), auxiliary)
         return loss, auxiliary
+
+
+class TargetStream:
+    """Shuffled target batches, reshuffled after each pass, forever (as
+    :meth:`Examples.endless_batches`), whose position a checkpoint can keep: the generator's
+    state when the current pass began and the batches taken from it since."""
+
+    def __init__(
+        self,
+        examples: Examples,
+        batch_size: int,
+        generator: torch.Generator,
+        state: tuple[torch.Tensor, int] | None = None,
+    ) -> None:
+        self.examples, self.batch_size, self.generator = examples, batch_size, generator
+        self.began: torch.Tensor | None = None
+        self.taken = 0
+        self._pass: Iterator[dict[str, Any]] | None = None
+        if state is not None:  # the pass replayed from where it began, without the generator
+            self.began, taken = state
+            replay = torch.Generator()
+            replay.set_state(self.began)
+            self._pass = examples.batches(batch_size, replay)
+            for _ in range(taken):
+                next(self._pass)
+            self.taken = taken
+
+    def __iter__(self) -> TargetStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        while True:
+            if self._pass is None:
+                self.began, self.taken = self.generator.get_state(), 0
+                self._pass = self.examples.batches(self.batch_size, self.generator)
+            try:
+                batch = next(self._pass)
+            except StopIteration:
+                self._pass = None
+                continue
+            self.taken += 1
+            return batch
+
+    def state(self) -> tuple[torch.Tensor, int] | None:
+        return (self.began, self.taken) if self._pass is not None else None
+
+
+def _weight(batch: dict[str, Any]) -> float:
+    """What a batch's mean loss is weighted by: its examples, or their weights."""
+    weights = batch.get("weights")
+    return float(weights.sum()) if weights is not None else float(len(batch["labels"]))
+
+
+def _trained(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:
+    """The parameters the optimiser may step (those that require gradients), in its order."""
+    return [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
 
 
 def micro_batches(batch: dict[str, Any], size: int) -> Iterator[tuple[dict[str, Any], float]]:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,6 +61,7 @@ from shoptransfer.backbones.language_model import (
 )
 from shoptransfer.backbones.registry import backbone_modality, frozen_only
 from shoptransfer.backbones.text import load_tokenizer
+from shoptransfer.checkpoints import keeping_random_states, stage_checkpoints
 from shoptransfer.data.domain import Domain
 from shoptransfer.data.readers import read_extra_texts
 from shoptransfer.errors import ConfigError, DataError
@@ -150,6 +152,14 @@ class EncoderTransfer(BackboneRecipe):
     )
     batch_size: int = option(
         16, "examples per step (and unlabeled target examples per step)", minimum=1, group="source"
+    )
+    micro_batch_size: int = option(
+        0,
+        "examples through the model at once, their gradients summed into one step of "
+        "batch_size (0: the whole batch; gradient accumulation, also in each process of a "
+        "--processes run); not with objectives on target batches",
+        minimum=0,
+        group="source",
     )
     learning_rate: float = option(
         3e-5, "AdamW learning rate of the encoder", above=0, group="source"
@@ -567,6 +577,7 @@ class EncoderTransfer(BackboneRecipe):
         values: dict[str, Any] = {
             "epochs": self.epochs,
             "batch_size": self.batch_size,
+            "micro_batch_size": self.micro_batch_size,
             "learning_rate": self.learning_rate,
             "head_learning_rate": self.head_learning_rate,
             "weight_decay": self.weight_decay,
@@ -916,7 +927,14 @@ class EncoderTransfer(BackboneRecipe):
                 return
         train, validation = split_source(source, self.validation_fraction, self.seed)
         scorer = self._scorer(data, inputs, outputs) if self.selects_label_free() else None
-        with training_clock() as clock, measure() as meter:
+        # a shared stage trains in its own checkpoint folder and leaves the random states as a
+        # reuse would, so the fits after it do not depend on whether it was trained here
+        with (
+            stage_checkpoints(key) if reuse else nullcontext(),
+            keeping_random_states() if reuse else nullcontext(),
+            training_clock() as clock,
+            measure() as meter,
+        ):
             self.history_ = Trainer(self._settings("source")).fit(
                 model,
                 Examples(inputs(train), outputs.labels(train)),
@@ -1028,6 +1046,13 @@ class CandidateScorer:
         scores = self.score(model)
         self.scores.append(scores)
         return scores[self.criterion]
+
+    def checkpoint_state(self) -> list[dict[str, float]]:
+        """What a trainer's checkpoint keeps of the scorer: the scores so far."""
+        return list(self.scores)
+
+    def restore_checkpoint(self, scores: list[dict[str, float]]) -> None:
+        self.scores = list(scores)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import nullcontext
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.checkpoints import keeping_random_states, stage_checkpoints
 from shoptransfer.data.interactions import InteractionDomain
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.metering import StageCache, measure, training_clock
@@ -198,7 +200,13 @@ class TextSequential(SASRec):
             self.history_ += history
             return
         model = ranking_model(encoder, items, source.n_items, self.hidden, self.temperature)
-        with training_clock() as clock, measure() as meter:
+        shared = stages is not None  # trained apart, as in transfer's source stage
+        with (
+            stage_checkpoints(key) if shared else nullcontext(),
+            keeping_random_states() if shared else nullcontext(),
+            training_clock() as clock,
+            measure() as meter,
+        ):
             history = self._train(
                 model,
                 source,
