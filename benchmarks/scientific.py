@@ -251,11 +251,13 @@ def recover(payload: dict[str, Any], run_dir: Path, shared_cores: bool) -> None:
             f"{run_dir}: not a run folder of this benchmark (no results.json named scientific)"
         )
     records = results["results"]
+    config = results["config"]
+    labels = [entry.get("label") or entry["name"] for entry in config["recipes"]]
     setting = (
         SOURCES_SETTING
-        if any(SOURCE_MARK in r["label"] for r in records)
+        if any(SOURCE_MARK in label for label in labels)
         else SETTING
-        if all(str(r["budget"]) == "all" for r in records)
+        if [str(b) for b in config["budgets"]] == ["all"]
         else BUDGET_SETTING
     )
     cell = payload["settings"].get(setting, {"runs": []})
@@ -403,6 +405,18 @@ def markdown(payload: dict[str, Any]) -> str:
     timing = timing_sentence(payload)
     if timing:
         lines.append(f"\n{timing}")
+    recovered = [
+        run["run_dir"]
+        for cell in payload["settings"].values()
+        for run in cell["runs"]
+        if run.get("wall_seconds") is None
+    ]
+    if recovered:
+        lines.append(
+            f"\nCells of {len(recovered)} run folder(s) were added with `--recover` (their "
+            "invocation stopped, or another saved the file last): their train seconds are in "
+            "the JSON; their wall clock is not in the sentence above."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -423,6 +437,17 @@ def cell_values(
         if key in metrics:
             out.append(float(metrics[key]))
     return out
+
+
+def by_seed(
+    records: list[dict[str, Any]], label: str, budget: Any, metrics: str = "metrics"
+) -> dict[int, float]:
+    """NDCG@10 of ``label`` at ``budget`` (test, or ``validation_metrics``), by seed."""
+    return {
+        r["seed"]: float(r[metrics]["ndcg@10"])
+        for r in records
+        if r["label"] == label and r["status"] == "ok" and str(r["budget"]) == str(budget)
+    }
 
 
 def _budget_records(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -489,20 +514,26 @@ def budget_tables(payload: dict[str, Any]) -> list[str]:
         lines.append(f"| {label} | {stage} | " + " | ".join(cells) + " |")
     lines += [
         "\nBest transfer recipe against the best model without a source stage at each budget, "
-        "each picked by mean validation NDCG@10 among those run with every seed; "
+        "each picked by mean validation NDCG@10 over the seeds it ran, compared on the seeds "
+        "both ran; "
         "\"beyond spread\": transfer's mean − std above scratch's mean + std.\n",
         "| users | best without source | NDCG@10 | best transfer | NDCG@10 | relative | "
-        "beyond spread |",
-        "|---|---|---|---|---|---|---|",
+        "beyond spread | seeds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    seeds = len(payload.get("seeds", SEEDS))
     for budget in budgets:
 
         def best(group: list[str], budget: Any = budget) -> str | None:
-            done = [label for label in group if len(cell_values(records, label, budget)) >= seeds]
+            """By mean validation NDCG@10 on the seeds every run member of ``group`` has."""
+            valid = {
+                label: found
+                for label in group
+                if (found := by_seed(records, label, budget, "validation_metrics"))
+            }
+            common = set.intersection(*(set(v) for v in valid.values())) if valid else set()
             score = {
-                label: np.mean(cell_values(records, label, budget, part="validation"))
-                for label in done
+                label: np.mean([v[s] for s in common] if common else list(v.values()))
+                for label, v in valid.items()
             }
             return max(score, key=score.get) if score else None
 
@@ -510,11 +541,17 @@ def budget_tables(payload: dict[str, Any]) -> list[str]:
         transfer = best([label for label in labels if label not in SCRATCH])
         if scratch is None or transfer is None:
             continue
-        a, b = cell_values(records, transfer, budget), cell_values(records, scratch, budget)
+        # compared on the seeds both have (the same users at a seed)
+        mine, theirs = by_seed(records, transfer, budget), by_seed(records, scratch, budget)
+        common = sorted(set(mine) & set(theirs))
+        if not common:
+            continue
+        a, b = [mine[s] for s in common], [theirs[s] for s in common]
         relative = np.mean(a) / np.mean(b) - 1
+        beyond = ("yes" if _beyond(a, b) else "no") if len(common) > 1 else "— (1 seed)"
         lines.append(
             f"| {_share(budget)} | {scratch} | {pm(b, digits=4)} | {transfer} | {pm(a, digits=4)}"
-            f" | {relative * 100:+.1f} % | {'yes' if _beyond(a, b) else 'no'} |"
+            f" | {relative * 100:+.1f} % | {beyond} | {len(common)} |"
         )
     lines += cold_start_table(records, labels, budgets)
     return lines
@@ -591,24 +628,29 @@ def sources_table(payload: dict[str, Any]) -> list[str]:
         "Test NDCG@10, mean ± std over seeds; the gap is between each source's item texts and "
         "Scientific's on the frozen text backbone (proxy A-distance: 0 = indistinguishable, "
         "2 = separable).\n",
-        "| model | source | users | NDCG@10 | Recall@10 | without source | A-distance | MMD |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | source | users | NDCG@10 | Recall@10 | seeds | without source (same seeds) "
+        "| A-distance | MMD |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     # MovieLens alone: the budgets table's cells of the same models (the same runs)
     movielens = [(model, "movielens-100k", model) for model in SOURCE_MODELS]
     others = sorted({tuple(r["label"].split(SOURCE_MARK)) for r in cell["records"]})
     budget_runs = payload["settings"].get(BUDGET_SETTING, {}).get("runs", [])
-    gaps.setdefault("movielens-100k", next((r.get("domain_gap") for r in budget_runs), None))
+    measured = [run["domain_gap"] for run in budget_runs if run.get("domain_gap")]
+    gaps.setdefault("movielens-100k", measured[0] if measured else None)
     for model, source, label in movielens + [(m, s, f"{m}{SOURCE_MARK}{s}") for m, s in others]:
         for budget in budgets:
             scratch = WITHOUT_SOURCE.get(model)
-            base = cell_values(records, scratch, budget) if scratch else []
+            mine = by_seed(records, label, budget)
+            theirs = by_seed(records, scratch, budget) if scratch else {}
+            base = [theirs[seed] for seed in sorted(set(mine) & set(theirs))]
             gap = gaps.get(source) or {}
             lines.append(
                 f"| {model} | {source} | {_share(budget)} | "
                 f"{pm(cell_values(records, label, budget), digits=4)} | "
                 f"{pm(cell_values(records, label, budget, 'recall@10'), digits=4)} | "
-                f"{pm(base, digits=4)} | {gap.get('proxy_a_distance', float('nan')):.2f} | "
+                f"{', '.join(str(seed) for seed in sorted(mine))} | {pm(base, digits=4)} | "
+                f"{gap.get('proxy_a_distance', float('nan')):.2f} | "
                 f"{gap.get('mmd', float('nan')):.4f} |"
             )
     return lines
