@@ -87,6 +87,28 @@ def write_reviews_csv(path: Path, n_repeat: int = 2, prefix: str = "") -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of scratch-tfidf trained on the review sample (fast: no backbone)."""
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+
+    folder = tmp_path_factory.mktemp("tfidf-run")
+    target = write_reviews_csv(folder / "kitchen.csv", n_repeat=3)
+    config = parse_config(
+        {
+            "name": "tfidf",
+            "target": {"path": str(target), "text": "review", "label": "sentiment"},
+            "recipes": ["scratch-tfidf"],
+            "budgets": ["all"],
+            "seeds": [0],
+            "output_dir": str(folder / "runs"),
+        },
+        "test",
+    )
+    return run_experiment(config, show_progress=False)
+
+
 @pytest.fixture()
 def review_csvs(tmp_path: Path) -> tuple[Path, Path]:
     source = write_reviews_csv(tmp_path / "books.csv", n_repeat=2, prefix="book: ")

@@ -16,16 +16,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from shoptransfer.api import run_experiment
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.cli import app, main
-from shoptransfer.config import parse_config
 from shoptransfer.errors import ConfigError
 from shoptransfer.explain import explain, explanations_html, without_words, word_spans
 from shoptransfer.recipes.neural import NeuralPredictor
 from shoptransfer.training import Classifier
-
-from .conftest import write_reviews_csv
 
 pytest.importorskip("captum")
 
@@ -80,24 +76,6 @@ def test_chinese_words_are_single_characters() -> None:
     text = "锅很好 good pan"
     assert [text[s:e] for s, e in word_spans(text)] == ["锅", "很", "好", "good", "pan"]
     assert without_words(text, word_spans(text), [1, 3]) == "锅好  pan"
-
-
-@pytest.fixture(scope="module")
-def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("explain-run")
-    target = write_reviews_csv(folder / "kitchen.csv", n_repeat=3)
-    config = parse_config(
-        {
-            "name": "explain",
-            "target": {"path": str(target), "text": "review", "label": "sentiment"},
-            "recipes": ["scratch-tfidf"],
-            "budgets": ["all"],
-            "seeds": [0],
-            "output_dir": str(folder / "runs"),
-        },
-        "test",
-    )
-    return run_experiment(config, show_progress=False)
 
 
 def test_predict_explain_names_the_words_that_decided_and_writes_html(

@@ -18,14 +18,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from shoptransfer.api import run_experiment
 from shoptransfer.batch import Job, model_fingerprint, partial_folder, predict_file, read_rows
 from shoptransfer.cli import app
-from shoptransfer.config import parse_config
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.tfidf_scoring import load_tfidf_scorer
-
-from .conftest import write_reviews_csv
 
 TEXTS = [
     "great pan, love it",
@@ -36,24 +32,6 @@ TEXTS = [
     "junk, returned it",
     "love the handle",
 ]
-
-
-@pytest.fixture(scope="module")
-def tfidf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tfidf-run")
-    target = write_reviews_csv(folder / "kitchen.csv", n_repeat=3)
-    config = parse_config(
-        {
-            "name": "tfidf",
-            "target": {"path": str(target), "text": "review", "label": "sentiment"},
-            "recipes": ["scratch-tfidf"],
-            "budgets": ["all"],
-            "seeds": [0],
-            "output_dir": str(folder / "runs"),
-        },
-        "test",
-    )
-    return run_experiment(config, show_progress=False)
 
 
 def model_of(run_dir: Path) -> tuple[Any, str]:
