@@ -420,13 +420,17 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cell_values(
-    records: list[dict[str, Any]], label: str, budget: Any, key: str = "ndcg@10", part: str = ""
-) -> list[float]:
-    """``key`` by seed of ``label`` at ``budget``: test metrics, ``validation`` ones, or
+def by_seed(
+    records: list[dict[str, Any]],
+    label: str,
+    budget: Any,
+    key: str = "ndcg@10",
+    part: str = "",
+) -> dict[int, float]:
+    """``key`` of ``label`` at ``budget`` by seed: test metrics, ``validation`` ones, or
     those of the ``cold_start`` cases."""
-    out = []
-    for r in sorted(records, key=lambda r: r["seed"]):
+    out = {}
+    for r in records:
         if r["label"] != label or r["status"] != "ok" or str(r["budget"]) != str(budget):
             continue
         metrics = {
@@ -435,19 +439,16 @@ def cell_values(
             "cold_start": r.get("cold_start", {}).get("metrics", {}),
         }[part]
         if key in metrics:
-            out.append(float(metrics[key]))
+            out[r["seed"]] = float(metrics[key])
     return out
 
 
-def by_seed(
-    records: list[dict[str, Any]], label: str, budget: Any, metrics: str = "metrics"
-) -> dict[int, float]:
-    """NDCG@10 of ``label`` at ``budget`` (test, or ``validation_metrics``), by seed."""
-    return {
-        r["seed"]: float(r[metrics]["ndcg@10"])
-        for r in records
-        if r["label"] == label and r["status"] == "ok" and str(r["budget"]) == str(budget)
-    }
+def cell_values(
+    records: list[dict[str, Any]], label: str, budget: Any, key: str = "ndcg@10", part: str = ""
+) -> list[float]:
+    """:func:`by_seed`'s values, in seed order."""
+    found = by_seed(records, label, budget, key, part)
+    return [found[seed] for seed in sorted(found)]
 
 
 def _budget_records(payload: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
@@ -528,7 +529,7 @@ def budget_tables(payload: dict[str, Any]) -> list[str]:
             valid = {
                 label: found
                 for label in group
-                if (found := by_seed(records, label, budget, "validation_metrics"))
+                if (found := by_seed(records, label, budget, part="validation"))
             }
             common = set.intersection(*(set(v) for v in valid.values())) if valid else set()
             score = {
