@@ -187,7 +187,8 @@ class PrivateSteps:
             if len(rows) == 0:
                 yield None, 0
                 continue
-            yield next(examples.subset(rows).batches(len(rows))), len(rows)
+            # the generator shuffles within the sample and lets photos be augmented, as usual
+            yield next(examples.subset(rows).batches(len(rows), generator)), len(rows)
 
     def step(self) -> None:
         """Clip each example's gradient, add the noise, step the wrapped optimiser.
