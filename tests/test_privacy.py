@@ -262,3 +262,41 @@ def test_a_missing_opacus_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = make_recipe("frozen-features", privacy={"epsilon": 8})
     with pytest.raises(ConfigError, match=r"needs Opacus: pip install 'shoptransfer\[privacy\]'"):
         recipe.validate(separable_domain())
+
+
+def test_the_comparison_shows_the_largest_epsilon_of_a_rows_seeds() -> None:
+    from shoptransfer.evaluation.compare import analyse, format_comparison
+
+    def cell(label: str, seed: int, spent: float | None) -> dict[str, Any]:
+        return {
+            "recipe": label,
+            "label": label,
+            "family": "feature-based",
+            "budget": 0,
+            "seed": seed,
+            "status": "ok",
+            "metrics": {"accuracy": 0.8, "macro_f1": 0.8},
+            "train_seconds": 1.0,
+            "peak_rss_mb": 10.0,
+            "train_flops_estimate": 1e9,
+            "trainable_parameters": 10,
+            **({"fitted": {"privacy": {"epsilon": spent}}} if spent is not None else {}),
+        }
+
+    cells = [cell("private", 0, 2.5), cell("private", 1, 2.75), cell("plain", 0, None)]
+    rows = analyse(cells)
+    by_label = {row["label"]: row for row in rows}
+    assert by_label["private"]["epsilon"] == 2.75
+    assert "epsilon" not in by_label["plain"]
+    table = format_comparison(rows).splitlines()
+    assert "ε" in table[0]
+    assert "2.75" in next(line for line in table if line.startswith("private"))
+    assert "∞" in next(line for line in table if line.startswith("plain"))
+    assert "ε" not in format_comparison(analyse([cell("plain", 0, None)])).splitlines()[0]
+
+    from shoptransfer.evaluation.html_report import ReportRun, render_report
+
+    page = render_report([ReportRun("private run", {"results": cells})])
+    assert "ε (privacy)" in page and "2.75" in page
+    plain = render_report([ReportRun("plain run", {"results": [cell("plain", 0, None)]})])
+    assert "ε (privacy)" not in plain
