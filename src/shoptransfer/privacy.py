@@ -173,7 +173,6 @@ class PrivateSteps:
         )
         self.steps_taken = 0
         self.unused: list[nn.Parameter] = []  # trainable, but the loss never reaches them
-        self.largest_norm = 0.0  # of an example's gradient before clipping, over all steps
 
     def batches(
         self, examples: Any, generator: torch.Generator
@@ -200,14 +199,6 @@ class PrivateSteps:
             if p.grad is None and getattr(p, "grad_sample", None) is None:
                 p.requires_grad_(False)
                 self.unused.append(p)
-        norms = [
-            p.grad_sample.reshape(len(p.grad_sample), -1).norm(dim=1)
-            for p in self.optimizer.params
-            if getattr(p, "grad_sample", None) is not None
-        ]
-        if norms:
-            per_example = torch.stack(norms, dim=1).norm(dim=1)
-            self.largest_norm = max(self.largest_norm, float(per_example.max()))
         self.optimizer.step()
         self._account()
 
