@@ -253,8 +253,12 @@ def markdown(payload: dict[str, Any]) -> str:
             )
     lines += ["", "## Goals", ""]
     for goal, result in summ["goals"].items():
-        value = result.get("drop_points", result.get("auc"))
-        lines.append(f"- {goal}: {'met' if result['met'] else 'NOT met'} ({value})")
+        measured = (
+            f"accuracy {-result['drop_points']:+.2f} points against ε = ∞"
+            if "drop_points" in result
+            else f"AUC {result['auc']:.3f}"
+        )
+        lines.append(f"- {goal}: {'met' if result['met'] else 'NOT met'} ({measured})")
     lines += [
         "",
         "## Notes",
