@@ -301,3 +301,10 @@ def test_the_comparison_shows_the_largest_epsilon_of_a_rows_seeds() -> None:
     assert "ε (privacy)" in page and "2.75" in page
     plain = render_report([ReportRun("plain run", {"results": [cell("plain", 0, None)]})])
     assert "ε (privacy)" not in plain
+
+
+def test_the_prv_accountant_meets_the_target_too() -> None:
+    trainer, _ = private_fit(epochs=2, epsilon=3.0, accountant="prv")
+    report = trainer.privacy_report
+    assert report is not None and report["accountant"] == "prv"
+    assert 2.5 < report["epsilon"] <= 3.0 + 0.05  # PRV's estimate, within its tolerance
