@@ -17,6 +17,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from shoptransfer.errors import ConfigError
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.parallel import is_main, processes, shard, sum_gradients
+from shoptransfer.privacy import PrivacySettings, PrivateSteps, quiet_hooks
 from shoptransfer.progress import duration, progress, report
 
 MISSING = -1  # in a multi-task label matrix: this example has no label for this head
@@ -176,6 +178,9 @@ class TrainingSettings:
     # 0: a step's batch goes through the model at once; n: n examples at a time, their
     # gradients summed into the same step (memory of n examples, the batch's gradient)
     micro_batch_size: int = 0
+    # DP-SGD (:mod:`shoptransfer.privacy`): Poisson-sampled batches, per-example clipping and
+    # noise for a target (epsilon, delta); None: ordinary training
+    privacy: PrivacySettings | None = None
 
 
 class Trainer:
@@ -191,6 +196,8 @@ class Trainer:
     def __init__(self, settings: TrainingSettings) -> None:
         self.settings = settings
         self.examples_seen = 0
+        # a private fit's spending (:meth:`PrivateSteps.report`): epsilon, delta, noise, steps
+        self.privacy_report: dict[str, Any] | None = None
 
     def _default_groups(self, model: Classifier) -> list[dict[str, Any]]:
         s = self.settings
@@ -237,7 +244,9 @@ class Trainer:
                 "micro-batches do not combine with objectives on target batches (their "
                 "statistics need the whole batch)"
             )
-        rank, size = processes()
+        _, size = processes()
+        if s.privacy is not None:
+            _check_private(s, objectives, target, size, on_epoch_start)
         if size > 1 and (objectives or target is not None):
             raise ConfigError(
                 f"{s.description}: training across processes (--processes, accelerate launch) "
@@ -245,9 +254,6 @@ class Trainer:
                 "the whole batch); run this recipe in one process"
             )
         generator = torch.Generator().manual_seed(s.seed)
-        # across processes, each draws its examples' BPR negatives from its own generator, so
-        # that the batch order, drawn from ``generator``, stays the same in every process
-        negatives = generator if size == 1 else torch.Generator().manual_seed(s.seed + 1 + rank)
         groups = parameter_groups or self._default_groups(model)
         for objective in objectives:
             extra = [p for p in objective.parameters() if p.requires_grad]
@@ -256,6 +262,51 @@ class Trainer:
         optimizer = torch.optim.AdamW(groups, weight_decay=s.weight_decay)
         steps_per_epoch = -(-len(train) // s.batch_size)
         total = max(1, steps_per_epoch * s.epochs)
+        private = (
+            PrivateSteps(s.privacy, model, optimizer, len(train), s.batch_size, total, s.seed)
+            if s.privacy is not None
+            else None
+        )
+        try:
+            return self._fit(
+                model,
+                train,
+                validation,
+                target,
+                objectives,
+                on_epoch_start,
+                as_predictor,
+                validation_score,
+                generator,
+                optimizer,
+                private,
+                total,
+            )
+        finally:
+            if private is not None:
+                self.privacy_report = private.report()
+                private.close()
+
+    def _fit(
+        self,
+        model: Classifier,
+        train: Examples,
+        validation: Examples | None,
+        target: Examples | None,
+        objectives: Sequence[Objective],
+        on_epoch_start: Callable[[int], None] | None,
+        as_predictor: Callable[[Classifier], Any] | None,
+        validation_score: Callable[[Classifier], float] | None,
+        generator: torch.Generator,
+        optimizer: torch.optim.Optimizer,
+        private: PrivateSteps | None,
+        total: int,
+    ) -> list[dict[str, float]]:
+        s = self.settings
+        rank, size = processes()
+        # across processes, each draws its examples' BPR negatives from its own generator, so
+        # that the batch order, drawn from ``generator``, stays the same in every process
+        negatives = generator if size == 1 else torch.Generator().manual_seed(s.seed + 1 + rank)
         warmup = int(total * s.warmup_fraction)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -288,6 +339,8 @@ class Trainer:
             generator.set_state(saved["generator"])
             negatives.set_state(saved["negatives"])
             self.examples_seen = saved["examples_seen"]
+            if private is not None:
+                private.restore(saved["privacy"])
             history = saved["history"]
             if saved["finished"]:
                 model.eval()
@@ -318,6 +371,7 @@ class Trainer:
                 "negatives": negatives.get_state(),
                 "target_stream": target_stream.state() if target_stream is not None else None,
                 "examples_seen": self.examples_seen,
+                "privacy": private.state() if private is not None else None,
                 "history": history,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -338,25 +392,38 @@ class Trainer:
                 objective.train()
             losses: dict[str, list[float]] = {"loss": [], "auxiliary": []}
             observed: dict[str, list[float]] = {}
-            for whole in train.batches(s.batch_size, generator):
+            for whole in _epoch_batches(train, s.batch_size, generator, private):
+                if whole is None:  # a private step whose Poisson draw took no example
+                    assert private is not None
+                    private.empty_step()
+                    scheduler.step()
+                    step += 1
+                    continue
                 batch = shard(whole, rank, size)  # this process's slice of the batch
                 target_batch = next(target_stream) if target_stream is not None else None
                 units = (_units(model, batch) if len(batch["labels"]) else 0) + (
                     _units(model, target_batch) if target_batch is not None else 0
                 )
-                optimizer.zero_grad()
+                if private is not None:
+                    private.zero_grad()
+                else:
+                    optimizer.zero_grad()
                 loss, auxiliary = torch.zeros(()), torch.zeros(())
                 scale = _weight(batch) / _weight(whole)  # the slice's share of the batch
                 for part, share in micro_batches(batch, s.micro_batch_size) if scale else ():
                     part_loss, part_auxiliary = self._loss(
                         model, part, target_batch, objectives, step / total, negatives
                     )
-                    (scale * share * (part_loss + part_auxiliary)).backward()
+                    with quiet_hooks() if private is not None else nullcontext():
+                        (scale * share * (part_loss + part_auxiliary)).backward()
                     loss = loss + scale * share * part_loss.detach()
                     auxiliary = auxiliary + scale * share * part_auxiliary.detach()
                 if size > 1:  # the whole batch's gradient and loss, in every process
                     sum_gradients(_trained(optimizer), [loss, auxiliary])
-                optimizer.step()
+                if private is not None:
+                    private.step()  # each example's gradient clipped, then the noise
+                else:
+                    optimizer.step()
                 scheduler.step()
                 step += 1
                 self.examples_seen += len(whole["labels"])
@@ -368,12 +435,16 @@ class Trainer:
                         observed.setdefault(key, []).append(value)
             record = {
                 "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses["loss"])),
-                "auxiliary_loss": float(np.mean(losses["auxiliary"])),
+                "train_loss": float(np.mean(losses["loss"])) if losses["loss"] else math.nan,
+                "auxiliary_loss": float(np.mean(losses["auxiliary"]))
+                if losses["auxiliary"]
+                else math.nan,
                 "seconds": time.perf_counter() - started,
                 "examples": len(train),  # trained on this epoch, over all processes
                 **{key: float(np.mean(values)) for key, values in observed.items()},
             }
+            if private is not None:
+                record["epsilon"] = private.epsilon()
             epoch_finished(as_predictor, model)
             score = None
             if validation_score is not None:
@@ -427,7 +498,11 @@ class Trainer:
                 loss = (logits.reshape(len(labels)) - labels) ** 2
             else:
                 loss = nn.functional.cross_entropy(logits, labels, reduction="none")
-            if "weights" in batch:
+            if "weights" in batch and self.settings.privacy is not None:
+                # each example's own weight: a batch-wide normaliser would tie the examples'
+                # gradients together, and clipping bounds each one's alone
+                loss = (loss * batch["weights"]).mean()
+            elif "weights" in batch:
                 loss = (loss * batch["weights"]).sum() / batch["weights"].sum()
             else:
                 loss = loss.mean()
@@ -440,6 +515,45 @@ class Trainer:
             step = Step(model, batch, source_features, target_batch, target_features, fraction)
             auxiliary = sum((objective(step) for objective in objectives), auxiliary)
         return loss, auxiliary
+
+
+def _check_private(
+    settings: TrainingSettings,
+    objectives: Sequence[Objective],
+    target: Examples | None,
+    processes: int,
+    on_epoch_start: Callable[[int], None] | None,
+) -> None:
+    """A ConfigError for what DP-SGD cannot bound per example."""
+    where = f"{settings.description}: privacy"
+    refused = [
+        what
+        for what, used in (
+            ("objectives or target batches (their losses mix examples)", objectives or target),
+            ("micro-batches", settings.micro_batch_size),
+            ("several processes", processes > 1),
+            ("layers unfrozen during training", on_epoch_start is not None),
+            ("the multi-task loss", settings.loss == "multi-task"),
+        )
+        if used
+    ]
+    if refused:
+        raise ConfigError(f"{where} does not combine with {refused[0]}")
+
+
+def _epoch_batches(
+    train: Examples,
+    batch_size: int,
+    generator: torch.Generator,
+    private: PrivateSteps | None,
+) -> Iterator[dict[str, Any] | None]:
+    """One epoch's batches: shuffled ones, or a private fit's Poisson samples (None: a draw
+    that took no example)."""
+    if private is None:
+        yield from train.batches(batch_size, generator)
+        return
+    for batch, _ in private.batches(train, generator):
+        yield batch
 
 
 class TargetStream:

@@ -126,6 +126,9 @@ def analyse(
         for cost in ("train_seconds", "peak_rss_mb", "train_flops_estimate"):
             entry[cost] = float(np.mean([c.get(cost, 0.0) for c in cells]))
         entry["trainable_parameters"] = cells[0]["trainable_parameters"]
+        spent = [c.get("fitted", {}).get("privacy") for c in cells]
+        if any(spent):  # the largest ε any seed's model spent
+            entry["epsilon"] = max(s["epsilon"] for s in spent if s)
         out.append(entry)
     sign = 1.0 if higher_is_better else -1.0
     for entry in out:
@@ -191,6 +194,11 @@ def _mean_pm(entry: dict[str, Any], column: Column) -> str:
     return mean
 
 
+def epsilon_text(entry: dict[str, Any]) -> str:
+    """The differential-privacy ε a row's models spent, or ∞ (trained without privacy)."""
+    return f"{entry['epsilon']:.2f}" if "epsilon" in entry else "∞"
+
+
 def format_comparison(
     rows: list[dict[str, Any]],
     gap: dict[str, float] | None = None,
@@ -212,6 +220,9 @@ def format_comparison(
         "to scratch",
         "verdict",
     ]
+    private = any("epsilon" in e for e in rows)
+    if private:  # differential privacy: the ε each model spent (∞: trained without it)
+        header.insert(2 + len(columns), "ε")
     lines = [header]
     for e in rows:
         if "skipped" in e:
@@ -234,6 +245,7 @@ def format_comparison(
                 result_label(e),
                 str(e["budget"]),
                 *(_mean_pm(e, c) for c in columns),
+                *([epsilon_text(e)] if private else []),
                 f"{e['train_seconds']:.1f}",
                 f"{e['peak_rss_mb']:.0f}",
                 f"{e['trainable_parameters']:,}",

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from shoptransfer.evaluation.compare import analyse
+from shoptransfer.evaluation.compare import analyse, epsilon_text
 from shoptransfer.evaluation.report import Column, budget_order, result_label
 
 REPORT_FILE = "report.html"
@@ -484,7 +484,7 @@ def _summary_table(run: ReportRun, rows: list[dict[str, Any]]) -> str:
     lines = []
     for entry in rows:
         if "skipped" in entry:
-            lines.append([result_label(entry), str(entry["budget"]), "—", "—", "—", "—", "skipped"])
+            lines.append([result_label(entry), str(entry["budget"]), *["—"] * 4, "skipped", "—"])
             continue
         verdict = "scratch baseline" if _is_baseline(entry) else ""
         if entry.get("negative_transfer"):
@@ -503,6 +503,7 @@ def _summary_table(run: ReportRun, rows: list[dict[str, Any]]) -> str:
                 f"{entry.get('peak_rss_mb', 0.0):.0f}",
                 f"{entry.get('train_flops_estimate', 0.0) / 1e9:.1f}",
                 verdict,
+                epsilon_text(entry),
             ]
         )
     header = [
@@ -513,13 +514,15 @@ def _summary_table(run: ReportRun, rows: list[dict[str, Any]]) -> str:
         "peak MB",
         "GFLOPs",
         "verdict",
+        "ε (privacy)",
     ]
     # a cost no cell recorded (an earlier runner's file) is left out rather than shown as 0
     costs = {3: "train_seconds", 4: "peak_rss_mb", 5: "train_flops_estimate"}
     keep = [
         n
         for n in range(len(header))
-        if n not in costs or any(entry.get(costs[n]) for entry in rows)
+        if (n not in costs or any(entry.get(costs[n]) for entry in rows))
+        and (n < 7 or any("epsilon" in entry for entry in rows))  # ε: only for private runs
     ]
     return _table([header[n] for n in keep], [[line[n] for n in keep] for line in lines])
 

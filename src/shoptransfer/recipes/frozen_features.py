@@ -45,6 +45,8 @@ from shoptransfer.backbones.inputs import (
 from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.heads import Outputs
 from shoptransfer.objectives.coral import coral_transform
+from shoptransfer.privacy import HELP as PRIVACY_HELP
+from shoptransfer.privacy import PrivacySettings, privacy_settings, require_opacus
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
 from shoptransfer.recipes.label_shift import (
     bias_shift,
@@ -131,6 +133,26 @@ class FrozenFeatures(BackboneRecipe):
         maximum=1,
         group="self-training",
     )
+
+    privacy: dict[str, Any] | None = option(None, PRIVACY_HELP, group="privacy")
+
+    def __post_init__(self) -> None:
+        self.privacy_settings()  # a bad privacy mapping is an error when the recipe is made
+
+    def privacy_settings(self) -> PrivacySettings | None:
+        """The ``privacy`` option, checked (a ConfigError naming the key otherwise)."""
+        return privacy_settings(self.privacy, f"recipe '{self.name}': privacy")
+
+    def validate(self, source: Any) -> None:
+        super().validate(source)
+        if self.privacy_settings() is not None:
+            if self.recolor:  # the source's own covariance whitens every example
+                raise ConfigError(f"recipe '{self.name}': privacy is for frozen-features only")
+            if self.solver != "adamw":
+                raise ConfigError(
+                    f"recipe '{self.name}': privacy trains by DP-SGD; it needs solver 'adamw'"
+                )
+            require_opacus()
 
     def fitted(self) -> dict[str, Any]:
         return dict(getattr(self, "_fitted", {}))
@@ -225,8 +247,12 @@ class FrozenFeatures(BackboneRecipe):
             seed=self.seed,
             description=self.name,
             loss=outputs.loss,
+            privacy=self.privacy_settings(),
         )
-        Trainer(settings).fit(model, examples, held_out, as_predictor=as_predictor)
+        trainer = Trainer(settings)
+        trainer.fit(model, examples, held_out, as_predictor=as_predictor)
+        if trainer.privacy_report is not None:
+            self._fitted["privacy"] = trainer.privacy_report
         return self._shifted(as_predictor(model), model, examples, data)
 
     def _check_target_reading(self, outputs: Outputs, data: FitData) -> None:

@@ -76,6 +76,8 @@ from shoptransfer.evaluation.label_free import (
 from shoptransfer.heads import Outputs
 from shoptransfer.metering import measure, training_clock
 from shoptransfer.objectives import ObjectiveConfig, list_objectives, make_objective
+from shoptransfer.privacy import HELP as PRIVACY_HELP
+from shoptransfer.privacy import PrivacySettings, combined, privacy_settings, require_opacus
 from shoptransfer.progress import report
 from shoptransfer.recipes.base import BackboneRecipe, FitData, Predictor, option, register_recipe
 from shoptransfer.recipes.neural import NeuralPredictor, split_source
@@ -279,7 +281,12 @@ class EncoderTransfer(BackboneRecipe):
         "combination is trained, the best kept",
         group="selection",
     )
+    privacy: dict[str, Any] | None = option(None, PRIVACY_HELP, group="privacy")
     history_: list[dict[str, Any]] = dataclasses.field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+    # each private Trainer fit's spending (source stage, target stage)
+    privacy_reports_: list[dict[str, Any]] = dataclasses.field(
         default_factory=list, init=False, repr=False, compare=False
     )
     fitted_: dict[str, Any] = dataclasses.field(
@@ -299,6 +306,11 @@ class EncoderTransfer(BackboneRecipe):
         self.objectives = [dict(o) if isinstance(o, dict) else o for o in self.objectives]
         self.objective_configs()  # a bad entry is an error when the recipe is made
         self.grid_settings()
+        self.privacy_settings()
+
+    def privacy_settings(self) -> PrivacySettings | None:
+        """The ``privacy`` option, checked (a ConfigError naming the key otherwise)."""
+        return privacy_settings(self.privacy, f"recipe '{self.name}': privacy")
 
     def fitted(self) -> dict[str, Any]:
         """The epoch and setting the last fit chose, with every candidate's scores (only when
@@ -455,12 +467,36 @@ class EncoderTransfer(BackboneRecipe):
                 f"recipe '{self.name}': {language_model[0]} reads the tokens of a trainable text "
                 "backbone; it needs encoder: backbone and a text backbone"
             )
+        self._check_privacy()
         masking = [what for what in language_model if what != "distillation_word_dropout"]
         if masking and load_tokenizer(self.backbone).mask_token_id is None:  # before any work
             raise ConfigError(
                 f"recipe '{self.name}': {masking[0]} masks tokens, but backbone "
                 f"'{self.backbone}' has no mask token in its tokenizer"
             )
+
+    def _check_privacy(self) -> None:
+        """A ConfigError for pieces DP-SGD cannot bound per example (their losses mix examples,
+        or they train on what the accountant does not count), or for a missing Opacus."""
+        if self.privacy_settings() is None:
+            return
+        refused = [
+            what
+            for what, used in (
+                ("objectives", bool(self.objectives)),
+                ("stages: joint", self.stages == "joint"),
+                ("self-training", self.self_training_rounds > 0),
+                ("self-distillation", self.distillation_epochs > 0),
+                ("dapt_epochs", self.dapt_epochs > 0),
+                ("gradual_unfreezing", self.gradual_unfreezing),
+                ("selection_grid", bool(self.selection_grid)),
+                ("micro_batch_size", self.micro_batch_size > 0),
+            )
+            if used
+        ]
+        if refused:
+            raise ConfigError(f"recipe '{self.name}': privacy does not combine with {refused[0]}")
+        require_opacus()
 
     def validate(self, source: Domain) -> None:
         self._check(source)
@@ -585,6 +621,7 @@ class EncoderTransfer(BackboneRecipe):
             "seed": self.seed,
             "description": f"{self.name} on {stage}",
             "loss": self.outputs_.loss,
+            "privacy": self.privacy_settings(),
         }
         if stage == "target":
             values.update(
@@ -598,6 +635,7 @@ class EncoderTransfer(BackboneRecipe):
 
     def fit(self, data: FitData) -> Predictor:
         self.fitted_, self.language_model_head_ = {}, None
+        self.privacy_reports_ = []
         if self.selection_grid:
             return self._fit_grid(data)
         source, target, unlabeled, cache = data.source, data.target, data.unlabeled, data.cache
@@ -643,7 +681,8 @@ class EncoderTransfer(BackboneRecipe):
         if heads:
             model.head = heads[0].head  # predict the target with the target's own head
         elif data.has_target_labels:
-            Trainer(self._settings("target")).fit(
+            trainer = Trainer(self._settings("target"))
+            trainer.fit(
                 model,
                 Examples(inputs(target), outputs.labels(target)),
                 objectives=in_stage("target"),
@@ -652,6 +691,10 @@ class EncoderTransfer(BackboneRecipe):
                     model, self.target_learning_rate, self.target_learning_rate
                 ),
             )
+            if trainer.privacy_report is not None:
+                self.privacy_reports_.append({"stage": "target", **trainer.privacy_report})
+        if self.privacy_reports_:
+            self.fitted_["privacy"] = combined(self.privacy_reports_)
         self._record_epochs()
         self._record_texts(data, self.aligns())
         return as_predictor(model)
@@ -919,9 +962,11 @@ class EncoderTransfer(BackboneRecipe):
         if reuse:
             kept = data.stages.get(key)
             if kept is not None:
-                state, history = kept
+                state, history, spent = kept
                 model.load_state_dict(state)
                 self.history_ = list(history)
+                if spent is not None:
+                    self.privacy_reports_.append(spent)
                 if self.gradual_unfreezing:
                     self._unfreezer(model, 1)(0)  # everything the source stage unfroze
                 return
@@ -935,7 +980,8 @@ class EncoderTransfer(BackboneRecipe):
             training_clock() as clock,
             measure() as meter,
         ):
-            self.history_ = Trainer(self._settings("source")).fit(
+            trainer = Trainer(self._settings("source"))
+            self.history_ = trainer.fit(
                 model,
                 Examples(inputs(train), outputs.labels(train)),
                 Examples(inputs(validation), outputs.labels(validation)),
@@ -951,10 +997,14 @@ class EncoderTransfer(BackboneRecipe):
             if scorer is not None:  # every criterion's scores beside each epoch's record
                 for record, scores in zip(self.history_, scorer.scores, strict=True):
                     record["selection_scores"] = scores
+        spent = None
+        if trainer.privacy_report is not None:
+            spent = {"stage": "source", **trainer.privacy_report}
+            self.privacy_reports_.append(spent)
         if reuse:
             state = {k: v.clone() for k, v in model.state_dict().items()}
             data.stages.put(
-                key, (state, list(self.history_)), clock.seconds, meter.flops, clock.curve
+                key, (state, list(self.history_), spent), clock.seconds, meter.flops, clock.curve
             )
 
     def _self_train(
