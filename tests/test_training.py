@@ -87,3 +87,19 @@ def test_micro_batches_refuse_objectives_on_target_batches() -> None:
     settings = TrainingSettings(epochs=1, batch_size=16, micro_batch_size=4)
     with pytest.raises(ValueError, match="micro-batches"):
         Trainer(settings).fit(Classifier(2, 8), blobs(32, 0), target=blobs(32, 1))
+
+
+def test_warmup_then_linear_decay_rises_then_falls_to_zero() -> None:
+    from shoptransfer.schedules import warmup_then_linear_decay
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    scheduler = warmup_then_linear_decay(optimizer, total_steps=10, warmup_fraction=0.2)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert optimizer.param_groups[0]["lr"] == 0.0

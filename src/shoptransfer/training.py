@@ -40,6 +40,7 @@ from shoptransfer.metering import epoch_finished, record_step
 from shoptransfer.parallel import is_main, processes, shard, sum_gradients
 from shoptransfer.privacy import PrivacySettings, PrivateSteps, quiet_hooks
 from shoptransfer.progress import duration, progress, report
+from shoptransfer.schedules import warmup_then_linear_decay
 
 MISSING = -1  # in a multi-task label matrix: this example has no label for this head
 
@@ -307,15 +308,7 @@ class Trainer:
         # across processes, each draws its examples' BPR negatives from its own generator, so
         # that the batch order, drawn from ``generator``, stays the same in every process
         negatives = generator if size == 1 else torch.Generator().manual_seed(s.seed + 1 + rank)
-        warmup = int(total * s.warmup_fraction)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: (
-                (step + 1) / (warmup + 1)
-                if step < warmup
-                else max(0.0, (total - step) / max(1, total - warmup))
-            ),
-        )
+        scheduler = warmup_then_linear_decay(optimizer, total, s.warmup_fraction)
         history: list[dict[str, float]] = []
         best_score, best_state, stale, step = -math.inf, None, 0, 0
         checkpoint = next_checkpoint()

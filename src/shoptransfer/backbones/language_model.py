@@ -37,6 +37,7 @@ from shoptransfer.errors import ConfigError
 from shoptransfer.files import atomic_write_bytes, atomic_write_json
 from shoptransfer.metering import charge_reused
 from shoptransfer.progress import progress
+from shoptransfer.schedules import warmup_then_linear_decay
 
 MASK_RATE = 0.15
 IGNORED = -100  # label of a token the loss skips
@@ -250,15 +251,7 @@ def adapt_language_model(
         trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
     steps = max(1, math.ceil(len(unique) / settings.batch_size) * settings.epochs)
-    warmup = int(steps * settings.warmup_fraction)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            (step + 1) / (warmup + 1)
-            if step < warmup
-            else max(0.0, (steps - step) / max(1, steps - warmup))
-        ),
-    )
+    scheduler = warmup_then_linear_decay(optimizer, steps, settings.warmup_fraction)
     encoder.train()
     head.train()
     epochs: list[dict[str, float]] = []
