@@ -79,9 +79,7 @@ class MultiInputs:
         return MultiInputs(self.kinds, {n: [v[i] for i in idx] for n, v in self.values.items()})
 
     def joined(self, other: MultiInputs) -> MultiInputs:
-        return MultiInputs(
-            self.kinds, {n: v + other.values[n] for n, v in self.values.items()}
-        )
+        return MultiInputs(self.kinds, {n: v + other.values[n] for n, v in self.values.items()})
 
 
 @dataclass
@@ -164,7 +162,9 @@ class MultiInputDomain(Domain):
             if kind == "image":
                 columns.append([None if v is None else self._digest(v) for v in column])
             else:
-                columns.append([None if v is None else " ".join(v.casefold().split()) for v in column])
+                columns.append(
+                    [None if v is None else " ".join(v.casefold().split()) for v in column]
+                )
         return list(zip(*columns))
 
     def _digest(self, path: str) -> bytes:
@@ -200,7 +200,10 @@ def read_multi_input_table(
         raise DataError(f"{table}: no inputs; expected at least one text or image column")
     for input_name, (kind, _) in inputs.items():
         if kind not in INPUT_KINDS:
-            raise DataError(f"{table}: input '{input_name}' is of kind '{kind}'; expected one of {list(INPUT_KINDS)}")
+            raise DataError(
+                f"{table}: input '{input_name}' is of kind '{kind}'; expected one of "
+                f"{list(INPUT_KINDS)}"
+            )
     rows, lines, columns = read_rows(table, format, encoding)
     wanted = [column for _, column in inputs.values()] + ([label] if label is not None else [])
     require_columns(table, wanted, columns)

@@ -247,9 +247,7 @@ class Fusion(Recipe):
     inputs: list[str] | tuple[str, ...] = option(
         (), "the domain's inputs the model reads (default: all of them)", group="inputs"
     )
-    text_backbone: str = option(
-        "minilm-l6", "frozen backbone of the text inputs", group="backbone"
-    )
+    text_backbone: str = option("minilm-l6", "frozen backbone of the text inputs", group="backbone")
     image_backbone: str = option(
         "efficientnet-lite0", "frozen backbone of the image inputs", group="backbone"
     )
@@ -292,7 +290,9 @@ class Fusion(Recipe):
         choices=MISSING_INPUTS,
         group="fusion",
     )
-    epochs: int = option(100, "concat: most epochs (early stopping on source validation)", minimum=1)
+    epochs: int = option(
+        100, "concat: most epochs (early stopping on source validation)", minimum=1
+    )
     batch_size: int = option(32, "examples per step", minimum=1)
     learning_rate: float = option(1e-3, "AdamW learning rate", above=0)
     weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
@@ -444,7 +444,9 @@ class Fusion(Recipe):
             weight, bias, report = fit_logistic_head(
                 x, labels[rows], weights[rows], n_classes, self.seed
             )
-            held_out = out_of_fold_logits(x, labels[rows], weights[rows], report, n_classes, self.seed)
+            held_out = out_of_fold_logits(
+                x, labels[rows], weights[rows], report, n_classes, self.seed
+            )
             logits = held_out if held_out is not None else x @ weight.T + bias
             temperature = fit_temperature(logits, labels[rows])
             log_probabilities = np.zeros((len(labels), n_classes), dtype=np.float32)
@@ -481,7 +483,7 @@ class Fusion(Recipe):
         )
         self._fitted["stacking_head"] = head_report
         with torch.no_grad():
-            for probe, (weight, bias, temperature) in zip(encoder.probes, probes):
+            for probe, (weight, bias, _) in zip(encoder.probes, probes):
                 probe.weight.copy_(torch.from_numpy(weight))
                 probe.bias.copy_(torch.from_numpy(bias))
             encoder.temperatures.copy_(torch.tensor([t for _, _, t in probes]))
@@ -532,7 +534,5 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     ``labels`` under ``softmax(logits / T)`` (Guo et al. 2017, temperature scaling)."""
     scores = torch.from_numpy(np.asarray(logits, dtype=np.float32))
     target = torch.from_numpy(labels).long()
-    losses = [
-        float(nn.functional.cross_entropy(scores / float(t), target)) for t in TEMPERATURES
-    ]
+    losses = [float(nn.functional.cross_entropy(scores / float(t), target)) for t in TEMPERATURES]
     return float(TEMPERATURES[int(np.argmin(losses))])

@@ -103,7 +103,9 @@ def reading_warnings(part: dict[str, Any]) -> list[str]:
                 f"{part['path']}: {total} {what}{'s' if total > 1 else ''} {done} while reading "
                 f"({reasons})"
             )
-    missing = {name: counts for name, counts in (part.get("missing_inputs") or {}).items() if counts}
+    missing = {
+        name: counts for name, counts in (part.get("missing_inputs") or {}).items() if counts
+    }
     if missing:
         total = sum(sum(counts.values()) for counts in missing.values())
         reasons = "; ".join(
