@@ -288,3 +288,35 @@ def test_multi_inputs_from_a_mapping_fill_missing_names() -> None:
     assert inputs.values == {"photo": [None, None], "title": ["a", None]}
     with pytest.raises(DataError, match="input 'title' has 1 values, the others 2"):
         MultiInputs.of({"photo": "image", "title": "text"}, {"photo": ["x", "y"], "title": ["a"]})
+
+
+def test_fusion_transfers_from_a_source_with_the_domain_gap_measured(
+    products: tuple[Path, Path], tiny_backbone: str, tmp_path: Path
+) -> None:
+    """men -> women in miniature: a multi-input source, its inputs checked against the
+    target's; budget 0 trains on the source alone, budget 2 adds target labels."""
+    from shoptransfer.api import compare
+
+    train, test = products
+    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+    config = parse_config(
+        {
+            "source": {"path": str(train), "inputs": inputs},
+            "target": {"path": str(test), "inputs": inputs},
+            "recipes": [{"name": "fusion", "text_backbone": tiny_backbone, "epochs": 5}],
+            "budgets": [0, 2],
+            "image_size": 32,
+            "max_length": 16,
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "fused.yaml",
+    )
+    results = json.loads((compare(config, show_progress=False) / "results.json").read_text())
+    assert [r["status"] for r in results["results"]] == ["ok", "ok"]
+    assert results["data"]["source"]["missing_inputs"]["title"] == {"empty cell": 3}
+    assert np.isfinite(results["domain_gap"]["proxy_a_distance"])
+    renamed = {"photo": config.target.inputs["photo"], "name": config.target.inputs["title"]}
+    config.target = config.target.model_copy(update={"inputs": renamed})
+    with pytest.raises(DataError, match="the target's inputs .* differ from the source's"):
+        compare(config, show_progress=False)

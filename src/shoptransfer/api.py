@@ -255,7 +255,7 @@ def _predict_inputs(
             for i, text in zip(rows, cleaned):
                 column[i] = text
         values[name] = column
-    probabilities = predictor.predict_proba(values)
+    probabilities = predictor.predict_proba(values)  # type: ignore[arg-type]
     labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
     return labels, probabilities, predictor.classes
 

@@ -903,7 +903,7 @@ def _print_fused_predictions(
             f"{len(texts)} --text and {len(images)} --image given; a fused model pairs the n-th "
             "of each: give as many of both, or only one kind"
         )
-    inputs = {names[kind]: values for kind, values in given.items() if values}
+    inputs = {str(names[kind]): values for kind, values in given.items() if values}
     labels, probabilities, classes = predict_inputs(run_dir, inputs, model=chosen.name)
     typer.echo(f"model: {chosen.name}", err=True)
     size = counts.pop()

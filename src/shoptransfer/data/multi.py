@@ -156,7 +156,7 @@ class MultiInputDomain(Domain):
         return self._with(self.values.joined(other.inputs), None, self.name)
 
     def example_keys(self) -> list[tuple[Any, ...]]:
-        columns = []
+        columns: list[list[Any]] = []
         for name, kind in self.values.kinds.items():
             column = self.values.values[name]
             if kind == "image":

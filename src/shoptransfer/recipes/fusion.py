@@ -115,6 +115,8 @@ class StackingEncoder(nn.Module):
     log-probabilities (zero where the input is missing), beside the mask: what the stacking
     head reads."""
 
+    temperatures: torch.Tensor
+
     def __init__(self, sizes: Sequence[int], n_classes: int) -> None:
         super().__init__()
         self.sizes = [int(s) for s in sizes]
@@ -199,10 +201,10 @@ class FusionPredictor(Predictor):
                     f"the model reads inputs {kinds}; these hold {inputs.kinds} ({lacking[0]} "
                     "differs)"
                 )
-            inputs = MultiInputs(kinds, {name: inputs.values[name] for name in kinds})
+            picked = MultiInputs(kinds, {name: inputs.values[name] for name in kinds})
         else:
-            inputs = MultiInputs.of(kinds, inputs)
-        features, mask = input_features(inputs, self.encoders, self.cache)
+            picked = MultiInputs.of(kinds, inputs)
+        features, mask = input_features(picked, self.encoders, self.cache)
         return np.hstack([*features, mask]).astype(np.float32)
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
@@ -482,13 +484,15 @@ class Fusion(Recipe):
             self.seed,
         )
         self._fitted["stacking_head"] = head_report
+        head: nn.Linear = model.head  # type: ignore[assignment]
         with torch.no_grad():
             for probe, (weight, bias, _) in zip(encoder.probes, probes):
-                probe.weight.copy_(torch.from_numpy(weight))
-                probe.bias.copy_(torch.from_numpy(bias))
+                linear: nn.Linear = probe  # type: ignore[assignment]
+                linear.weight.copy_(torch.from_numpy(weight))
+                linear.bias.copy_(torch.from_numpy(bias))
             encoder.temperatures.copy_(torch.tensor([t for _, _, t in probes]))
-            model.head.weight.copy_(torch.from_numpy(head_weight))
-            model.head.bias.copy_(torch.from_numpy(head_bias))
+            head.weight.copy_(torch.from_numpy(head_weight))
+            head.bias.copy_(torch.from_numpy(head_bias))
 
 
 def out_of_fold_logits(
