@@ -278,6 +278,14 @@ class Fusion(Recipe):
         "linear", "concat: 'linear' or 'mlp' (one hidden layer)", choices=HEADS, group="fusion"
     )
     hidden_size: int = option(256, "concat with head mlp: hidden units", minimum=1, group="fusion")
+    solver: str = option(
+        "adamw",
+        "concat: 'adamw' (mini-batches, modality dropout per batch, early stopping on a source "
+        "validation split) or 'lbfgs' (linear head only: the L-BFGS linear probe with the L2 "
+        "strength by cross-validation, on the examples plus copies with one input hidden)",
+        choices=("adamw", "lbfgs"),
+        group="fusion",
+    )
     modality_dropout: float = option(
         0.25,
         "in training, the chance each present input of an example is hidden (never all of "
@@ -319,6 +327,12 @@ class Fusion(Recipe):
                 f"recipe '{self.name}' reads several inputs per example; domain "
                 f"'{source.name}' holds {source.holds}: give the domain inputs: "
                 "{name: {text: column}, ...}"
+            )
+        if self.solver == "lbfgs" and (self.combine != "concat" or self.head != "linear"):
+            raise ConfigError(
+                f"recipe '{self.name}': solver 'lbfgs' fits a linear head over the concatenated "
+                f"features; expected combine 'concat' and head 'linear' (got '{self.combine}', "
+                f"'{self.head}')"
             )
         unknown = [name for name in self.inputs if name not in kinds]
         if unknown or len(set(self.inputs)) < len(self.inputs):
@@ -367,7 +381,7 @@ class Fusion(Recipe):
             if not data.has_target_labels:
                 raise DataError(f"recipe '{self.name}': no source and no target labels")
             train, validation, target = target, None, None
-        elif self.combine == "stacking":
+        elif self.combine == "stacking" or self.solver == "lbfgs":
             train, validation = source, None
         else:
             train, validation = split_source(source, self.validation_fraction, self.seed)
@@ -407,6 +421,9 @@ class Fusion(Recipe):
 
         if self.combine == "stacking":
             self._fit_stacking(model, training, list(kinds), len(classes))
+            return as_predictor(model)
+        if self.solver == "lbfgs":
+            self._fit_probe(model, training, len(classes))
             return as_predictor(model)
         settings = TrainingSettings(
             epochs=self.epochs,
@@ -463,23 +480,16 @@ class Fusion(Recipe):
                 "out_of_fold": held_out is not None,
             }
         z = np.hstack([*stacked, mask]).astype(np.float32)
-        rows_z, labels_z, weights_z = [z], [labels], [weights]
-        if self.modality_dropout > 0:  # copies with one present input hidden
-            for column in range(len(sizes)):
-                several = (mask[:, column] > 0) & (mask.sum(axis=1) > 1)
-                if not several.any():
-                    continue
-                copy = z[several].copy()
-                block = slice(column * n_classes, (column + 1) * n_classes)
-                copy[:, block] = 0.0
-                copy[:, len(sizes) * n_classes + column] = 0.0
-                rows_z.append(copy)
-                labels_z.append(labels[several])
-                weights_z.append(weights[several] * self.modality_dropout)
+        hidden = self._hidden_copies(mask)
+        copies = z[[row for row, _ in hidden]]
+        for i, (_, column) in enumerate(hidden):
+            copies[i, column * n_classes : (column + 1) * n_classes] = 0.0
+            copies[i, len(sizes) * n_classes + column] = 0.0
+        rows = [row for row, _ in hidden]
         head_weight, head_bias, head_report = fit_logistic_head(
-            np.vstack(rows_z),
-            np.concatenate(labels_z),
-            np.concatenate(weights_z),
+            np.vstack([z, copies]),
+            np.concatenate([labels, labels[rows]]),
+            np.concatenate([weights, weights[rows] * self.modality_dropout]),
             n_classes,
             self.seed,
         )
@@ -493,6 +503,50 @@ class Fusion(Recipe):
             encoder.temperatures.copy_(torch.tensor([t for _, _, t in probes]))
             head.weight.copy_(torch.from_numpy(head_weight))
             head.bias.copy_(torch.from_numpy(head_bias))
+
+    def _hidden_copies(self, mask: np.ndarray) -> list[tuple[int, int]]:
+        """Modality dropout for the closed-form fits: (example, input) for a copy of each
+        example with one of its present inputs hidden, where it has another one (none when
+        ``modality_dropout`` is 0; the copies are weighted by it)."""
+        if self.modality_dropout == 0:
+            return []
+        several = mask.sum(axis=1) > 1
+        return [
+            (int(row), column)
+            for column in range(mask.shape[1])
+            for row in np.flatnonzero(several & (mask[:, column] > 0))
+        ]
+
+    def _fit_probe(self, model: Classifier, training: Examples, n_classes: int) -> None:
+        """The linear head over the concatenated features by the L-BFGS linear probe
+        (:func:`~shoptransfer.recipes.frozen_features.fit_logistic_head`), on the training
+        examples and their copies with one input hidden. A missing input reads zeros: under a
+        linear head a learned vector would only add the mask column's per-class shift."""
+        packed = np.asarray(training.inputs, dtype=np.float32)
+        labels, weights = training.labels, training.weights
+        assert labels is not None and weights is not None
+        encoder: FusionEncoder = model.encoder  # type: ignore[assignment]
+        width = sum(encoder.sizes)
+        hidden = self._hidden_copies(packed[:, width:])
+        rows = [row for row, _ in hidden]
+        copies = packed[rows]
+        for i, (_, column) in enumerate(hidden):
+            copies[i, width + column] = 0.0
+        encoder.eval()
+        with torch.no_grad():
+            z = encoder.embed({"features": torch.from_numpy(np.vstack([packed, copies]))})
+        weight, bias, report = fit_logistic_head(
+            z.numpy(),
+            np.concatenate([labels, labels[rows]]),
+            np.concatenate([weights, weights[rows] * self.modality_dropout]),
+            n_classes,
+            self.seed,
+        )
+        self._fitted["head"] = {**report, "hidden_copies": len(rows)}
+        head: nn.Linear = model.head  # type: ignore[assignment]
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(weight))
+            head.bias.copy_(torch.from_numpy(bias))
 
 
 def out_of_fold_logits(
