@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shoptransfer.data.domain import Domain
-from shoptransfer.data.images import inspect_image
+from shoptransfer.data.images import inspect_images
 from shoptransfer.data.readers import label_cell, read_rows, require_columns, text_cell
 from shoptransfer.errors import DataError
 from shoptransfer.pii import scrub_texts
@@ -213,7 +213,7 @@ def read_multi_input_table(
     converted: Counter[str] = Counter()
     values: dict[str, list[str | None]] = {n: [] for n in inputs}
     labels: list[str] = []
-    checked: dict[Path, tuple[str | None, list[str]]] = {}
+    kept: list[tuple[str, dict[str, str | None], dict[str, str]]] = []
     for row, line in zip(rows, lines):
         tag = label_cell(table, line, label, row.get(label)).strip() if label is not None else ""
         if label is not None and not tag:
@@ -230,17 +230,30 @@ def read_multi_input_table(
             else:
                 file = Path(cell.strip())
                 file = file if file.is_absolute() else base / file
-                if not file.is_file():
-                    cells[input_name], reasons[input_name] = None, "file not found"
-                    continue
-                if file not in checked:
-                    checked[file] = inspect_image(file)
-                problem, notes = checked[file]
-                if problem is not None:
-                    cells[input_name], reasons[input_name] = None, problem
-                else:
+                if file.is_file():
                     cells[input_name] = str(file)
-                    converted.update(notes)
+                else:
+                    cells[input_name], reasons[input_name] = None, "file not found"
+        kept.append((tag, cells, reasons))
+    # every named photo opened once (in worker processes for many): what cannot be decoded
+    # is a missing input too
+    photos = sorted(
+        {
+            cells[n]
+            for _, cells, _ in kept
+            for n, (kind, _) in inputs.items()
+            if kind == "image" and cells[n] is not None
+        }
+    )
+    verdicts = dict(zip(photos, inspect_images([Path(p) for p in photos])))  # type: ignore[arg-type]
+    for tag, cells, reasons in kept:
+        for input_name, (kind, _) in inputs.items():
+            photo = cells[input_name]
+            if kind != "image" or photo is None:
+                continue
+            problem, notes = verdicts[photo]
+            if problem is not None:
+                cells[input_name], reasons[input_name] = None, problem
         if all(value is None for value in cells.values()):
             dropped["no input"] += 1
             continue
@@ -249,6 +262,9 @@ def read_multi_input_table(
         for input_name, value in cells.items():
             values[input_name].append(value)
         labels.append(tag)
+    for photo in {v for n, (kind, _) in inputs.items() if kind == "image" for v in values[n]}:
+        if photo is not None:
+            converted.update(verdicts[photo][1])
     if not labels:
         detail = f" ({sum(dropped.values())} dropped: {dict(dropped)})" if dropped else ""
         raise DataError(f"{table}: no usable rows{detail}")
