@@ -26,6 +26,7 @@ safetensors, the backbones and settings in ``model.json``.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -231,7 +232,15 @@ class FusionPredictor(Predictor):
                 f"{path}: the saved weights do not match the model "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
-        encoders = {name: encoder_from_spec(s) for name, s in spec["encoders"].items()}
+        built: dict[str, Any] = {}  # one encoder per backbone setting, as in training
+        for backbone in spec["encoders"].values():
+            key = json.dumps(backbone, sort_keys=True)
+            if key not in built:
+                built[key] = encoder_from_spec(backbone)
+        encoders = {
+            name: built[json.dumps(backbone, sort_keys=True)]
+            for name, backbone in spec["encoders"].items()
+        }
         return cls(classes, model, spec, encoders)
 
 
@@ -486,10 +495,12 @@ class Fusion(Recipe):
             copies[i, column * n_classes : (column + 1) * n_classes] = 0.0
             copies[i, len(sizes) * n_classes + column] = 0.0
         rows = [row for row, _ in hidden]
-        head_weight, head_bias, head_report = fit_logistic_head(
+        head_weight, head_bias, head_report = fit_copies_too(
             np.vstack([z, copies]),
-            np.concatenate([labels, labels[rows]]),
-            np.concatenate([weights, weights[rows] * self.modality_dropout]),
+            labels,
+            weights,
+            rows,
+            self.modality_dropout,
             n_classes,
             self.seed,
         )
@@ -535,18 +546,42 @@ class Fusion(Recipe):
         encoder.eval()
         with torch.no_grad():
             z = encoder.embed({"features": torch.from_numpy(np.vstack([packed, copies]))})
-        weight, bias, report = fit_logistic_head(
-            z.numpy(),
-            np.concatenate([labels, labels[rows]]),
-            np.concatenate([weights, weights[rows] * self.modality_dropout]),
-            n_classes,
-            self.seed,
+        weight, bias, report = fit_copies_too(
+            z.numpy(), labels, weights, rows, self.modality_dropout, n_classes, self.seed
         )
         self._fitted["head"] = {**report, "hidden_copies": len(rows)}
         head: nn.Linear = model.head  # type: ignore[assignment]
         with torch.no_grad():
             head.weight.copy_(torch.from_numpy(weight))
             head.bias.copy_(torch.from_numpy(bias))
+
+
+def fit_copies_too(
+    x: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    copied: list[int],
+    copy_weight: float,
+    n_classes: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The logistic head over features ``x``: the examples first, then copies of the examples
+    at ``copied`` (weight ``copy_weight``). The L2 strength is cross-validated on the examples
+    alone (a copy beside its original in another fold would leak), then the head is refitted
+    with it on examples and copies."""
+    n = len(labels)
+    weight, bias, report = fit_logistic_head(x[:n], labels, weights, n_classes, seed)
+    if not copied:
+        return weight, bias, report
+    weight, bias, _ = fit_logistic_head(
+        x,
+        np.concatenate([labels, labels[copied]]),
+        np.concatenate([weights, weights[copied] * copy_weight]),
+        n_classes,
+        seed,
+        inverse_l2=report["inverse_l2"],
+    )
+    return weight, bias, report
 
 
 def out_of_fold_logits(
