@@ -347,3 +347,17 @@ def test_fusion_transfers_from_a_source_with_the_domain_gap_measured(
     config.target = config.target.model_copy(update={"inputs": renamed})
     with pytest.raises(DataError, match="the target's inputs .* differ from the source's"):
         compare(config, show_progress=False)
+
+
+def test_a_json_lines_table_reads_null_as_a_missing_input(tmp_path: Path) -> None:
+    product_photo(COLOURS["red"], 0).save(tmp_path / "red.jpg")
+    rows = [
+        {"image": "red.jpg", "title": "crimson shirt", "label": "red"},
+        {"image": None, "title": "navy watch", "label": "blue"},
+        {"title": "forest shoe", "label": "green"},
+    ]
+    table = tmp_path / "products.jsonl"
+    table.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    domain = read_multi_input_table(table, INPUTS)
+    assert domain.inputs.values["photo"] == [str(tmp_path / "red.jpg"), None, None]
+    assert domain.missing == {"photo": {"empty cell": 2}, "title": {}}
