@@ -159,7 +159,10 @@ def test_every_registered_recipe_runs_from_a_users_csv(
     source, target = review_csvs
     fast = {"epochs": 1, "target_epochs": 1}
     recipes = []
-    for cls in list_recipes("classification"):
+    # a recipe that reads several inputs per example (fusion) runs from a table with inputs:
+    # (tests/test_fusion.py); on this table of texts it is refused in one line
+    one_input = [cls for cls in list_recipes("classification") if not cls.several_inputs]
+    for cls in one_input:
         options = {k: v for k, v in fast.items() if k in cls.options()}
         if cls.name == "ia3":
             options["peft_target_modules"] = ["key", "value", "intermediate.dense"]
@@ -181,7 +184,7 @@ def test_every_registered_recipe_runs_from_a_users_csv(
     run_dir = run_experiment(config, show_progress=False)
     results = json.loads((run_dir / "results.json").read_text())["results"]
     ran = {r["recipe"] for r in results if r["status"] == "ok"}
-    assert ran == {cls.name for cls in list_recipes("classification")}
+    assert ran == {cls.name for cls in one_input}
     # the language-model step: trained once (the first cell), then reused by every later one
     udalm = [r["fitted"]["language_model"] for r in results if r["recipe"] == "udalm"]
     assert [lm["reused"] for lm in udalm] == [False, True]

@@ -29,7 +29,7 @@ def test_defaults_and_recipe_shorthand() -> None:
         (
             {"source": {"path": "a", "column": "t"}, "target": {"path": "b"}},
             "unknown key 'source.column'; allowed keys: encoding, format, image, image_root, "
-            "label, name, path, scrub_pii, text",
+            "inputs, label, name, path, scrub_pii, text",
         ),
         ({"source": {"path": "a"}}, "missing key 'target'"),
         ({**MINIMAL, "budgets": [-1]}, "key 'budgets'"),

@@ -7,7 +7,7 @@ The CLI is a thin shell over these functions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +196,17 @@ def model_reads(model_dir: Path) -> str:
 
 
 def predict(
-    run_dir: str | Path, texts: Sequence[str], model: str | None = None, onnx: bool = False
+    run_dir: str | Path,
+    texts: Sequence[str] | Mapping[str, Sequence[str | None]],
+    model: str | None = None,
+    onnx: bool = False,
 ) -> tuple[Any, Any, Any]:
     """Labels and probabilities for ``texts`` (or image paths, for an image model); also
     returns the classes (probability columns).
+
+    A fused model (recipe ``fusion``) reads a mapping of input name -> values instead (a text
+    or an image path each, ``None`` where missing; an input left out is missing throughout),
+    such as ``{"photo": ["shirt.jpg"], "title": ["Men Blue Shirt"]}``.
 
     A regression model returns its numbers (a list, the same as an array) and no classes; a
     multi-task model returns the three per task, each a dict keyed by the task's name.
@@ -208,12 +215,49 @@ def predict(
 
     Texts are scrubbed of personal data first (:func:`shoptransfer.pii.scrub`), as training
     texts are when read: the model sees placeholders where it learned them."""
+    reads = model_reads(choose_model(run_dir, model))
+    if isinstance(texts, Mapping) or reads == "inputs":
+        return _predict_inputs(run_dir, texts, model, onnx, reads)
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"input {i + 1} is empty; expected some text to classify")
-    if model_reads(choose_model(run_dir, model)) == "texts":
+    if reads == "texts":
         texts = scrub_texts(texts)[0]
     return labelled(load_classifier(run_dir, model, onnx), texts)
+
+
+def _predict_inputs(
+    run_dir: str | Path, inputs: Any, model: str | None, onnx: bool, reads: str
+) -> tuple[Any, Any, Any]:
+    """:func:`predict` for a fused model: a mapping of input name -> values, its texts
+    scrubbed of personal data."""
+    folder = choose_model(run_dir, model)
+    if reads != "inputs":
+        raise ConfigError(
+            f"model {folder.name} reads {reads}; give a list of them, not a mapping of inputs"
+        )
+    if not isinstance(inputs, Mapping):
+        kinds = read_model_metadata(folder)[1]["spec"].get("inputs", {})
+        raise ConfigError(
+            f"model {folder.name} reads several inputs {kinds}; give a mapping of input name -> "
+            "values"
+        )
+    if onnx:
+        raise ConfigError(f"model {folder.name} is a fused model; it has no ONNX export")
+    predictor = load_predictor(folder)
+    kinds = predictor.inputs  # type: ignore[attr-defined]
+    values = {}
+    for name, column in inputs.items():
+        column = [v if isinstance(v, str) and v.strip() else None for v in column]
+        if kinds.get(name) == "text":
+            rows = [i for i, v in enumerate(column) if v is not None]
+            cleaned = scrub_texts([column[i] for i in rows])[0]  # type: ignore[misc]
+            for i, text in zip(rows, cleaned):
+                column[i] = text
+        values[name] = column
+    probabilities = predictor.predict_proba(values)  # type: ignore[arg-type]
+    labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
+    return labels, probabilities, predictor.classes
 
 
 def explain_predictions(

@@ -584,7 +584,11 @@ def predict(
     ] = None,
     image: Annotated[
         list[Path] | None,
-        typer.Option("--image", help="an image file, or a folder of them (repeatable)"),
+        typer.Option(
+            "--image",
+            help="an image file, or a folder of them (repeatable); a fused model pairs the "
+            "n-th --image with the n-th --text (photo and title of one product)",
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="classes shown per input", min=1)] = 1,
     model: Annotated[
@@ -686,6 +690,13 @@ def predict(
 
     chosen = choose_model(run_dir, model)
     reads = model_reads(chosen)
+    if reads == "inputs":
+        if explaining or onnx:
+            raise ConfigError(
+                f"model {chosen.name} is a fused model; --explain and --onnx read one input"
+            )
+        _print_fused_predictions(run_dir, chosen, text or [], image or [], top_k, as_json)
+        return
     if image and (text or input):
         raise ConfigError("give texts (--text/--input) or images (--image), not both")
     if image and reads != "images":
@@ -856,6 +867,64 @@ def _print_predictions(
             preview = _preview(item)
             typer.echo(
                 f"{shown}\t{preview}" if top_k > 1 else f"{label}\t{row.max():.3f}\t{preview}"
+            )
+
+
+def _print_fused_predictions(
+    run_dir: Path, chosen: Path, texts: list[str], images: list[Path], top_k: int, as_json: bool
+) -> None:
+    """Predictions of a fused model: the n-th --text and the n-th --image are one example's
+    title and photo (the model's first text and first image input); either may be left out."""
+    from shoptransfer.api import predict as predict_inputs
+    from shoptransfer.errors import ConfigError, DataError
+    from shoptransfer.recipes.base import read_model_metadata
+
+    kinds = read_model_metadata(chosen)[1]["spec"]["inputs"]
+    names = {
+        kind: next((n for n, k in kinds.items() if k == kind), None) for kind in kinds.values()
+    }
+    given = {"text": [str(t) for t in texts], "image": [str(p) for p in images]}
+    for kind, values in given.items():
+        if values and names.get(kind) is None:
+            flag = "--text" if kind == "text" else "--image"
+            raise ConfigError(
+                f"model {chosen.name} reads {kinds}; it has no {kind} input for {flag}"
+            )
+    for path in images:
+        if not path.is_file():
+            raise DataError(
+                f"{path}: image file not found (a fused model pairs one file per --image)"
+            )
+    counts = {len(v) for v in given.values() if v}
+    if not counts:
+        raise ConfigError("nothing to classify: give --text and/or --image")
+    if len(counts) > 1:
+        raise ConfigError(
+            f"{len(texts)} --text and {len(images)} --image given; a fused model pairs the n-th "
+            "of each: give as many of both, or only one kind"
+        )
+    inputs = {str(names[kind]): values for kind, values in given.items() if values}
+    labels, probabilities, classes = predict_inputs(run_dir, inputs, model=chosen.name)
+    typer.echo(f"model: {chosen.name}", err=True)
+    size = counts.pop()
+    for n in range(size):
+        example = {name: values[n] for name, values in inputs.items()}
+        row = probabilities[n]
+        best = row.argsort()[::-1][:top_k]
+        if as_json:
+            record: dict[str, Any] = {
+                **example,
+                "label": labels[n],
+                "probabilities": dict(zip(classes, map(float, row))),
+            }
+            if top_k > 1:
+                record["top"] = [[classes[i], float(row[i])] for i in best]
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            shown = ", ".join(f"{classes[i]} {row[i]:.3f}" for i in best)
+            preview = " | ".join(_preview(value) for value in example.values())
+            typer.echo(
+                f"{shown}\t{preview}" if top_k > 1 else f"{labels[n]}\t{row.max():.3f}\t{preview}"
             )
 
 

@@ -16,6 +16,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from shoptransfer.backbones.image import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
@@ -33,6 +34,9 @@ ENCODING_HELP = (
 )
 
 
+HEAD_NAME = re.compile(r"[A-Za-z0-9._-]+")  # a head's or an input's name
+
+
 class _Strict(BaseModel):
     # strict: no value changes type on the way in (true is not 1, "3" is not 3); no NaN or
     # infinity where a number is expected
@@ -45,6 +49,22 @@ SCRUB_PII_HELP = (
     "cache sees it; the replacements are counted in results.json (false: keep the texts as "
     "they are)"
 )
+
+
+class InputConfig(_Strict):
+    """One input of a multi-input domain: a text column or a column of image file paths."""
+
+    text: str | None = Field(None, description="column holding this input's text")
+    image: str | None = Field(None, description="column holding this input's image file paths")
+
+    @model_validator(mode="after")
+    def _one_column(self) -> InputConfig:
+        if (self.image is None) == (self.text is None):
+            raise ValueError("expected exactly one of text: <column> or image: <column>")
+        return self
+
+    def kind_and_column(self) -> tuple[str, str]:
+        return ("image", self.image) if self.image is not None else ("text", str(self.text))
 
 
 class DomainConfig(_Strict):
@@ -74,13 +94,39 @@ class DomainConfig(_Strict):
     vectors: str | None = Field(
         None, description="array or column holding precomputed vectors (a feature domain)"
     )
+    inputs: dict[str, InputConfig] | None = Field(
+        None,
+        description="several inputs per example, read from one table: {input name: {text: "
+        "column} or {image: column}}, e.g. {photo: {image: image}, title: {text: "
+        "productDisplayName}}; a row's missing input is kept and counted (the fusion recipe "
+        "reads them)",
+    )
     label: str | None = Field("label", description="column holding the label (null: unlabeled)")
     name: str | None = Field(None, description="domain name (default: the file or folder name)")
     encoding: Encoding = Field("utf-8", description=ENCODING_HELP)
     scrub_pii: bool = Field(True, description=SCRUB_PII_HELP)
 
-
-HEAD_NAME = re.compile(r"[A-Za-z0-9._-]+")
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(
+        cls, value: dict[str, InputConfig] | None, info: ValidationInfo
+    ) -> dict[str, InputConfig] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("expected at least one input: {name: {text: column}}")
+        for name in value:
+            if not HEAD_NAME.fullmatch(name):
+                raise ValueError(
+                    f"input name '{name}' may hold only letters, digits and the characters . _ -"
+                )
+        given = [key for key in ("image", "vectors") if info.data.get(key) is not None]
+        if given or info.data.get("format") not in (None, "csv", "tsv", "jsonl", "parquet"):
+            raise ValueError(
+                "inputs name a table's columns; expected no "
+                f"{given[0] if given else 'format ' + repr(info.data.get('format'))} beside it"
+            )
+        return value
 
 
 class TableDomainConfig(_Strict):

@@ -328,10 +328,12 @@ class Service:
         else:
             self.folder = model_folder(self.run_dir, settings.model)
             self.reads = model_reads(self.folder)
-            if self.reads == "vectors":
+            if self.reads in ("vectors", "inputs"):
+                what = "precomputed vectors" if self.reads == "vectors" else "several inputs"
                 raise ConfigError(
-                    f"model {self.folder.name} reads precomputed vectors; serve a model that "
-                    "reads texts or images"
+                    f"model {self.folder.name} reads {what}; serve a model that reads texts or "
+                    "images (a fused model predicts through `shoptransfer predict` and "
+                    "shoptransfer.api.predict)"
                 )
             exported = export_folder(self.run_dir, self.folder.name)
             has_export = (exported / EXPORT_FILE).exists()

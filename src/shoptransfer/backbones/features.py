@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from shoptransfer.backbones.cache import EmbeddingCache
+from shoptransfer.backbones.inputs import input_features
+from shoptransfer.data.multi import MultiInputs
 
 
 def default_backbone(holds: str) -> str:
@@ -31,6 +33,11 @@ def gap_features(
 
     source_inputs = source.inputs  # type: ignore[attr-defined]
     target_inputs = target.inputs  # type: ignore[attr-defined]
+    if isinstance(source_inputs, MultiInputs):  # each input through its kind's default backbone
+        return tuple(  # type: ignore[return-value]
+            np.hstack(input_features(inputs, _default_encoders(inputs, image_size), cache)[0])
+            for inputs in (source_inputs, target_inputs)
+        )
     if isinstance(source_inputs, np.ndarray):
         scale = np.vstack([source_inputs, target_inputs]).std(axis=0) + 1e-6
         return source_inputs / scale, target_inputs / scale
@@ -40,3 +47,12 @@ def gap_features(
         image_size=image_size,
     )
     return cache.encode(encoder, source_inputs), cache.encode(encoder, target_inputs)
+
+
+def _default_encoders(inputs: MultiInputs, image_size: int | None) -> dict[str, object]:
+    from shoptransfer.backbones import make_encoder
+
+    return {
+        name: make_encoder(default_backbone(kind + "s"), image_size=image_size)
+        for name, kind in inputs.kinds.items()
+    }

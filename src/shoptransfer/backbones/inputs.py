@@ -16,6 +16,7 @@ from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.image import ImageEncoder
 from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.data.domain import Domain, FeatureDomain
+from shoptransfer.data.multi import MultiInputs
 from shoptransfer.data.pixels import ImageInputs
 
 
@@ -45,6 +46,31 @@ def frozen_features(
 ) -> np.ndarray:
     """Features of texts (or image paths) from a frozen encoder, through the cache if given."""
     return cache.encode(encoder, inputs) if cache is not None else encoder.encode(inputs)
+
+
+def input_features(
+    inputs: MultiInputs, encoders: dict[str, Any], cache: EmbeddingCache | None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frozen features of each input ``encoders`` names (name -> encoder), in that order, each
+    computed once per distinct text or image through the cache and zero where the input is
+    missing; and the mask of present inputs (examples x inputs, 1.0 where present)."""
+    features, mask = [], np.zeros((len(inputs), len(encoders)), dtype=np.float32)
+    for column, (name, encoder) in enumerate(encoders.items()):
+        present = inputs.present(name)
+        values = [v for v in inputs.values[name] if v is not None]
+        encoded = frozen_features(encoder, values, cache) if values else None
+        size = encoder.hidden_size if encoded is None else encoded.shape[1]
+        matrix = np.zeros((len(inputs), size), dtype=np.float32)
+        if encoded is not None:
+            matrix[present] = encoded
+        features.append(matrix)
+        mask[:, column] = present
+    return features, mask
+
+
+def input_kind_encoder(kind: str, text: Callable[[], Any], image: Callable[[], Any]) -> Any:
+    """The encoder of an input of ``kind`` (``text`` or ``image``): ``text()`` or ``image()``."""
+    return image() if kind == "image" else text()
 
 
 def domain_inputs(
@@ -105,7 +131,10 @@ def encoder_from_spec(spec: dict[str, Any], pretrained: bool = True) -> Any:
 
 
 def saved_model_reads(metadata: dict[str, Any]) -> str:
-    """What a saved model (its ``model.json``) reads: 'texts', 'images' or 'vectors'."""
+    """What a saved model (its ``model.json``) reads: 'texts', 'images', 'vectors', or 'inputs'
+    (several named inputs per example: a fused model)."""
+    if metadata.get("kind") == "fusion":
+        return "inputs"
     spec = metadata.get("spec", {})
     backbone = spec.get("backbone") or spec.get("frozen_backbone")
     if backbone is not None:

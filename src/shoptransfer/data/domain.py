@@ -281,6 +281,12 @@ def shared_label_vocabulary(source: Domain, target: Domain) -> list[str]:
             f"{target.where}: the target holds {target.holds} but the source holds "
             f"{source.holds}; expected the same kind"
         )
+    if getattr(source, "input_kinds", None) != getattr(target, "input_kinds", None):
+        raise DataError(
+            f"{target.where}: the target's inputs {getattr(target, 'input_kinds', None)} differ "
+            f"from the source's {getattr(source, 'input_kinds', None)}; expected the same names "
+            "and kinds"
+        )
     if (
         isinstance(source, FeatureDomain)
         and isinstance(target, FeatureDomain)

@@ -140,6 +140,16 @@ def inspect_image(path: Path) -> tuple[str | None, list[str]]:
     return None, notes
 
 
+def inspect_images(files: Sequence[Path]) -> list[tuple[str | None, list[str]]]:
+    """:func:`inspect_image` of each file, in worker processes from :data:`PARALLEL_FROM`
+    files."""
+    if len(files) >= PARALLEL_FROM:
+        workers = loader_workers(len(files))
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(inspect_image, files, chunksize=256))
+    return [inspect_image(path) for path in files]
+
+
 def _sort_out(
     candidates: list[tuple[Path, str | None]],
 ) -> tuple[list[str], list[str | None], dict[str, int], dict[str, int]]:
@@ -147,13 +157,7 @@ def _sort_out(
     labels: list[str | None] = []
     dropped: Counter[str] = Counter()
     converted: Counter[str] = Counter()
-    files = [path for path, _ in candidates]
-    if len(files) >= PARALLEL_FROM:
-        workers = loader_workers(len(files))
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            verdicts = list(pool.map(inspect_image, files, chunksize=256))
-    else:
-        verdicts = [inspect_image(path) for path in files]
+    verdicts = inspect_images([path for path, _ in candidates])
     for (path, label), (problem, notes) in zip(candidates, verdicts):
         if problem is not None:
             dropped[problem] += 1

@@ -8,6 +8,7 @@ from typing import Any
 from shoptransfer.data.domain import Domain, TextDomain
 from shoptransfer.data.features import FEATURE_FORMATS, read_features
 from shoptransfer.data.images import read_image_folder, read_image_table
+from shoptransfer.data.multi import MultiInputDomain, read_multi_input_table
 from shoptransfer.data.readers import TABLE_FORMATS, read_blitzer, read_table
 from shoptransfer.errors import DataError
 
@@ -15,7 +16,7 @@ from shoptransfer.errors import DataError
 def scrubbed(domain: Domain, entry: Any) -> Domain:
     """``domain``, its texts scrubbed of personal data unless the entry says ``scrub_pii:
     false`` (photos and vectors are kept as they are)."""
-    if isinstance(domain, TextDomain) and getattr(entry, "scrub_pii", True):
+    if isinstance(domain, TextDomain | MultiInputDomain) and getattr(entry, "scrub_pii", True):
         domain.scrub_pii()
     return domain
 
@@ -35,6 +36,16 @@ def _read_as_is(entry: Any) -> Domain:
     texts.
     """
     path = Path(entry.path).expanduser()
+    if getattr(entry, "inputs", None) is not None:
+        return read_multi_input_table(
+            path,
+            {name: spec.kind_and_column() for name, spec in entry.inputs.items()},
+            label=entry.label,
+            root=entry.image_root,
+            name=entry.name,
+            format=entry.format,
+            encoding=entry.encoding,
+        )
     if entry.image is not None:
         return read_image_table(
             path,

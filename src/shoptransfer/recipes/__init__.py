@@ -3,6 +3,7 @@
 from shoptransfer.recipes import (  # noqa: F401  (importing registers the recipes)
     auto,
     frozen_features,
+    fusion,
     presets,
     scratch_transformer,
     tfidf,

@@ -375,6 +375,8 @@ class Recipe(ABC):
     description: ClassVar[str]
     uses_source: ClassVar[bool] = True
     tasks: ClassVar[tuple[str, ...]] = ("classification",)  # the tasks it can learn
+    # whether it reads a multi-input domain (several named inputs per example)
+    several_inputs: ClassVar[bool] = False
     seed: int = option(0, "random seed of splits, initialisation and batch order", minimum=0)
 
     @abstractmethod

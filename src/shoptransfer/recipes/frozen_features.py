@@ -438,8 +438,11 @@ def fit_logistic_head(
     weights: np.ndarray | None,
     n_classes: int,
     seed: int = 0,
+    inverse_l2: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Multinomial logistic regression ``(weight, bias)`` over raw features ``x``.
+
+    ``inverse_l2``: the inverse L2 strength to use, without cross-validation.
 
     Features are standardised; the inverse L2 strength ``C`` is chosen by stratified
     cross-validation along :data:`INVERSE_L2_GRID` (:func:`search_grid`: strong L2 first, the
@@ -461,7 +464,9 @@ def fit_logistic_head(
     most_folds = 3 if len(labels) >= FEWER_FOLDS_FROM else 5
     folds = min(most_folds, int(np.bincount(labels)[present].min()))
     scores: dict[float, float] = {}
-    if folds >= 2:
+    if inverse_l2 is not None:
+        chosen = inverse_l2
+    elif folds >= 2:
         weights = np.ones(len(labels)) if weights is None else weights
         split = list(
             StratifiedKFold(folds, shuffle=True, random_state=seed).split(standard, labels)
@@ -469,10 +474,10 @@ def fit_logistic_head(
         # from strong to weak regularisation, each fold's fit starting from its previous solution
         models = [LogisticRegression(max_iter=500, warm_start=True) for _ in split]
 
-        def cross_validated(inverse_l2: float) -> float:
+        def cross_validated(strength: float) -> float:
             correct = 0.0
             for model, (fit_rows, held_rows) in zip(models, split):
-                model.set_params(C=inverse_l2)
+                model.set_params(C=strength)
                 model.fit(standard[fit_rows], labels[fit_rows], weights[fit_rows])
                 correct += float((model.predict(standard[held_rows]) == labels[held_rows]).mean())
             return correct / folds
@@ -490,8 +495,8 @@ def fit_logistic_head(
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
     weight[present] = coef / scale
     bias[present] = intercept - (coef / scale) @ mean
-    report = {"inverse_l2": chosen, "folds": folds}
-    if folds >= 2:
+    report = {"inverse_l2": chosen, "folds": folds if inverse_l2 is None else 0}
+    if scores:
         report.update({f"cv_accuracy@{c}": round(v, 4) for c, v in scores.items()})
     return weight, bias, report
 

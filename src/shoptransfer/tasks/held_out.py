@@ -44,7 +44,17 @@ def describe_domain(domain: Domain, part_of: str | None = None) -> dict[str, Any
             if read_here and getattr(domain, "converted", None)
             else {}
         ),
-        **({"pii_scrubbed": domain.scrubbed} if read_here and domain.holds == "texts" else {}),
+        **({"inputs": domain.input_kinds} if hasattr(domain, "input_kinds") else {}),
+        **(
+            {"missing_inputs": domain.missing}
+            if read_here and getattr(domain, "missing", None) is not None
+            else {}
+        ),
+        **(
+            {"pii_scrubbed": domain.scrubbed}
+            if read_here and domain.holds in ("texts", "inputs")
+            else {}
+        ),
         **({"annotations": _summary(domain)} if domain.annotations else {}),
         "data_hash": domain.data_hash(),
     }
@@ -93,6 +103,19 @@ def reading_warnings(part: dict[str, Any]) -> list[str]:
                 f"{part['path']}: {total} {what}{'s' if total > 1 else ''} {done} while reading "
                 f"({reasons})"
             )
+    missing = {
+        name: counts for name, counts in (part.get("missing_inputs") or {}).items() if counts
+    }
+    if missing:
+        total = sum(sum(counts.values()) for counts in missing.values())
+        reasons = "; ".join(
+            f"{name}: " + ", ".join(f"{reason} {count}" for reason, count in counts.items())
+            for name, counts in missing.items()
+        )
+        lines.append(
+            f"{part['path']}: {total} input{'s' if total > 1 else ''} missing, kept as missing "
+            f"({reasons})"
+        )
     return lines
 
 
@@ -136,13 +159,32 @@ def hold_out_test(
 
 def check_recipes(config: Any, data: TaskData, recipes: list[Any]) -> None:
     """Each recipe's settings against the data, and budget 0 against a missing source."""
+    reference = data.source if data.source is not None else data.pool
     for recipe in recipes:
+        check_inputs(recipe, reference)
         if data.source is None and recipe.uses_source and 0 in config.budgets:
             raise ConfigError(
                 f"recipe '{recipe.name}' at budget 0 trains on the source only, and the "
                 "experiment has no source; remove budget 0 or add a source"
             )
         recipe.validate(data.source if data.source is not None else data.pool)
+
+
+def check_inputs(recipe: Any, domain: Domain) -> None:
+    """A ConfigError when ``recipe`` reads one input per example and ``domain`` holds several,
+    or the other way round."""
+    several = domain.holds == "inputs"
+    if several and not getattr(recipe, "several_inputs", False):
+        names = ", ".join(getattr(domain, "input_kinds", {}))
+        raise ConfigError(
+            f"recipe '{recipe.name}' reads one input per example; domain '{domain.name}' holds "
+            f"several ({names}): use recipe 'fusion' (its option inputs picks one or more)"
+        )
+    if getattr(recipe, "several_inputs", False) and not several:
+        raise ConfigError(
+            f"recipe '{recipe.name}' reads several inputs per example; domain '{domain.name}' "
+            f"holds {domain.holds}: give the domain inputs: {{name: {{text: column}}, ...}}"
+        )
 
 
 def quality_sample(config: Any, test: Domain) -> Domain:
