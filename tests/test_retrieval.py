@@ -4,6 +4,7 @@ pairs, zero-shot classification, saving, and the errors a user can cause."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def test_info_nce_is_low_for_aligned_pairs_and_high_for_shuffled_ones() -> None:
     shuffled = loss(a, a[torch.randperm(32)]).item()
     assert aligned < 0.1
     assert shuffled > np.log(32) - 1  # about chance: log(batch)
-    assert float(loss.scale) == pytest.approx(20.0)
+    assert loss.scale.item() == pytest.approx(20.0)
 
 
 def paired_features(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +219,7 @@ def test_saved_heads_load_back_and_embed_the_same(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         loaded.embed_text_features(texts), retriever.embed_text_features(texts)
     )
-    assert float(loaded.loss.scale) == pytest.approx(float(retriever.loss.scale))  # type: ignore[union-attr]
+    assert loaded.loss.scale.item() == pytest.approx(retriever.loss.scale.item())  # type: ignore[union-attr]
     (folder / "heads.safetensors").write_bytes(b"not weights")
     with pytest.raises(DataError, match="heads.safetensors"):
         CrossModalRetriever.load(folder)
@@ -266,3 +267,64 @@ def test_a_pairs_table_names_a_missing_column_and_counts_rows_without_a_title(
     assert pairs.dropped == {"missing title": 1}
     with pytest.raises(DataError, match=r"pairs.csv: no column 'title'"):
         read_pairs(table, image="photo", text="title")
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def write_pairs_table(root: Path, count: int = 16) -> Path:
+    from PIL import Image
+
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+    lines = ["photo,name,kind"]
+    for i in range(count):
+        colour = list(colours)[i % 3]
+        Image.new("RGB", (48, 64), colours[colour]).save(root / f"p{i}.png")
+        lines.append(f"p{i}.png,Brand{i} {colour} item,{colour}")
+    lines.append("p0.png,,red")  # no title: left out and counted
+    table = root / "pairs.csv"
+    table.write_text("\n".join(lines) + "\n")
+    return table
+
+
+def test_cli_trains_saves_and_searches_and_names_bad_input_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from .test_cli_input import one_line, shoptransfer
+
+    monkeypatch.setenv("SHOPTRANSFER_CACHE", str(tmp_path / "cache"))
+    table = write_pairs_table(tmp_path)
+    heads = tmp_path / "heads"
+    train = ["train-retrieval", str(table), "-o", str(heads), "--image-column", "photo"]
+    train += ["--text-column", "name", "--label-column", "kind", "--epochs", "3"]
+    train += ["--test-fraction", "0.25", "--candidates", "4", "-q"]
+    status, out, err = shoptransfer(monkeypatch, capsys, *train)
+    assert status == 0, err
+    assert "title -> photo among 4: R@1" in out
+    assert "zero-shot accuracy" in out
+    assert one_line(err) == f"warning: {table}: rows left out: 1 missing title"
+    saved = json.loads((heads / "metrics.json").read_text())
+    assert (saved["train_pairs"], saved["test_pairs"]) == (12, 4)
+    assert saved["dropped"] == {"missing title": 1}
+
+    search = ["search", str(heads), str(table), "--image-column", "photo", "--text-column", "name"]
+    status, out, err = shoptransfer(monkeypatch, capsys, *search, "--text", "red item", "-k", "3")
+    assert status == 0, err
+    assert [line.split(". ")[0] for line in out.splitlines()] == ["1", "2", "3"]
+
+    for args, message in [
+        ([*train[:6], "--text-column", "title"], "pairs.csv: no column 'title'"),
+        (search, "give one query"),
+        (["search", str(tmp_path / "none"), str(table), "--text", "red"], "no such folder"),
+        ([*search, "--photo", str(tmp_path / "missing.png")], "missing.png: photo file not found"),
+    ]:
+        status, _, err = shoptransfer(monkeypatch, capsys, *args)
+        assert status == 2, err
+        assert message in one_line(err)
+
+
+def test_api_refuses_an_unknown_setting_before_reading_anything(tmp_path: Path) -> None:
+    from shoptransfer.api import train_retriever
+
+    with pytest.raises(ConfigError, match="unknown retriever setting 'epoch'"):
+        train_retriever(tmp_path / "absent.csv", tmp_path / "out", epoch=3)
