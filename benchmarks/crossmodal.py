@@ -187,7 +187,9 @@ class Features:
         return self.photo[idx], self.title[titles][idx]
 
 
-def zero_shot(model: Any, photos: np.ndarray, labels: list[str], types: list[str], cache: Any) -> dict:
+def zero_shot(
+    model: Any, photos: np.ndarray, labels: list[str], types: list[str], cache: Any
+) -> dict:
     from shoptransfer.evaluation import classification_metrics
 
     scores = model.zero_shot_scores(photos, [name.lower() for name in types], cache)
