@@ -347,3 +347,20 @@ def test_crossmodal_markdown_is_computed_from_the_records() -> None:
     assert "| men -> women | label words masked | photo → title | 10.0 | 30.0 | 25.0 |" in text
     assert "55.0 % — met" in text
     assert "Not run yet" in text
+
+
+@needs_data
+def test_crossmodal_classification_configs_validate_on_the_same_rows(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    import crossmodal
+
+    monkeypatch.setattr(crossmodal, "RUNS", tmp_path)
+    for modality in crossmodal.MODALITIES:
+        config = parse_config(crossmodal.classification_config(modality, [0]), "t")
+        assert config.budgets == crossmodal.BUDGETS
+    photos, titles = (
+        (tmp_path / "data" / "crossmodal" / name).read_text().splitlines()
+        for name in ("photos-top20.csv", "titles-masked-top20.csv")
+    )
+    assert [row.split(",")[0] for row in photos] == [row.split(",")[0] for row in titles]

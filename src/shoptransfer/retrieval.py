@@ -159,7 +159,9 @@ class CrossModalRetriever:
         )
 
     def text_encoder(self) -> Any:
-        return make_encoder(self.text_backbone, max_length=self.max_length)
+        return make_encoder(
+            self.text_backbone, max_length=self.max_length, precision=self.precision
+        )
 
     def image_features(
         self, paths: Sequence[str], cache: EmbeddingCache | None = None, show_progress: bool = False
