@@ -305,7 +305,17 @@ def test_cli_trains_saves_and_searches_and_names_bad_input_in_one_line(
     assert one_line(err) == f"warning: {table}: rows left out: 1 missing title"
     saved = json.loads((heads / "metrics.json").read_text())
     assert (saved["train_pairs"], saved["test_pairs"]) == (12, 4)
-    assert saved["dropped"] == {"missing title": 1}
+    assert saved["dropped"] == {str(table): {"missing title": 1}}
+
+    other = tmp_path / "other"
+    other.mkdir()
+    transfer = [*train[:2], "-o", str(tmp_path / "heads2"), *train[4:8], "--epochs", "2"]
+    transfer += ["--test", str(write_pairs_table(other, count=6)), "--candidates", "3", "-q"]
+    status, out, err = shoptransfer(monkeypatch, capsys, *transfer)
+    assert status == 0, err
+    assert "16 pairs trained on, 6 tested on" in out
+    assert "title -> photo among 3: R@1" in out
+    assert len(err.strip().splitlines()) == 2  # a warning per table
 
     search = ["search", str(heads), str(table), "--image-column", "photo", "--text-column", "name"]
     status, out, err = shoptransfer(monkeypatch, capsys, *search, "--text", "red item", "-k", "3")

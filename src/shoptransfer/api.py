@@ -44,7 +44,7 @@ from shoptransfer.recommenders.item_index import (
 )
 from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
-from shoptransfer.retrieval import CrossModalRetriever, read_pairs
+from shoptransfer.retrieval import CrossModalRetriever, check_pairs, read_pairs
 from shoptransfer.runner import read_run_config, run
 from shoptransfer.runs import RESULTS_FILE, check_folder, choose_model, load_results, saved_cells
 from shoptransfer.selection import select
@@ -746,6 +746,7 @@ def train_retriever(
     text: str = "title",
     label: str | None = None,
     root: str | Path | None = None,
+    test: str | Path | None = None,
     test_fraction: float = 0.2,
     candidates: int = 1000,
     split_seed: int = 0,
@@ -754,10 +755,11 @@ def train_retriever(
 ) -> dict[str, Any]:
     """Train cross-modal projection heads on a table of (photo, title) pairs and measure them.
 
-    ``test_fraction`` of the pairs (seeded by ``split_seed``) is held out: Recall@1/5/10 and
-    MRR of title → photo and photo → title search, each query among ``candidates`` held-out
-    pairs; with a ``label`` column, zero-shot accuracy of the held-out photos against the
-    classes' names too. The heads train on the other pairs and are saved to ``output`` (with
+    ``test_fraction`` of the pairs (seeded by ``split_seed``) is held out, or all pairs train
+    and ``test`` (a second table with the same columns: another product group) is the test
+    set: Recall@1/5/10 and MRR of title → photo and photo → title search on it, each query
+    among ``candidates`` test pairs; with a ``label`` column, zero-shot accuracy of the test
+    photos against the classes' names too. The heads are saved to ``output`` (with
     ``metrics.json``: the metrics, the settings and the rows left out by reason). ``settings``
     are :class:`~shoptransfer.retrieval.CrossModalRetriever`'s (a ConfigError names an
     unknown one). Returns what ``metrics.json`` holds.
@@ -775,33 +777,41 @@ def train_retriever(
     retriever = CrossModalRetriever(**settings)
     retriever.check()
     table = read_pairs(pairs, image=image, text=text, label=label, root=root)
-    order = np.random.default_rng(split_seed).permutation(len(table))
-    held = int(round(test_fraction * len(table)))
-    if held < 2 or len(table) - held < 2:
-        raise DataError(
-            f"{pairs}: {len(table)} usable pairs; a test_fraction of {test_fraction} leaves "
-            "too few to train on or to test (at least 2 each)"
-        )
-    test, train = table.subset(order[:held]), table.subset(order[held:])
+    dropped = {str(pairs): table.dropped}
+    if test is not None:
+        train = table
+        held_out = read_pairs(test, image=image, text=text, label=label, root=root)
+        dropped[str(test)] = held_out.dropped
+    else:
+        order = np.random.default_rng(split_seed).permutation(len(table))
+        held = int(round(test_fraction * len(table)))
+        if held < 2 or len(table) - held < 2:
+            raise DataError(
+                f"{pairs}: {len(table)} usable pairs; a test_fraction of {test_fraction} "
+                "leaves too few to train on or to test (at least 2 each)"
+            )
+        held_out, train = table.subset(order[:held]), table.subset(order[held:])
     cache = EmbeddingCache()
     with showing_progress(show_progress):
         retriever.fit(train.photos, train.titles, cache, show_progress)
-        photos = retriever.image_features(test.photos, cache, show_progress)
-        titles = retriever.text_features(test.titles, cache, show_progress)
+        photos = retriever.image_features(held_out.photos, cache, show_progress)
+        titles = retriever.text_features(held_out.titles, cache, show_progress)
+    check_pairs(len(photos), len(titles))
     metrics: dict[str, Any] = dict(retriever.evaluate_features(photos, titles, candidates))
-    if test.labels is not None:
-        classes = sorted(set(table.labels or []))
+    if held_out.labels is not None:
+        classes = sorted(set(table.labels or []) | set(held_out.labels))
         scores = retriever.zero_shot_scores(photos, classes, cache)
         predicted = [classes[i] for i in scores.argmax(axis=1)]
         metrics["zero_shot_accuracy"] = float(
-            np.mean([p == t for p, t in zip(predicted, test.labels)])
+            np.mean([p == t for p, t in zip(predicted, held_out.labels)])
         )
     retriever.save(output)
     record = {
         "pairs": str(pairs),
+        "test": str(test) if test is not None else f"{test_fraction:g} of the pairs",
         "train_pairs": len(train),
-        "test_pairs": len(test),
-        "dropped": table.dropped,
+        "test_pairs": len(held_out),
+        "dropped": {where: counts for where, counts in dropped.items() if counts},
         "settings": retriever.settings(),
         "metrics": metrics,
     }

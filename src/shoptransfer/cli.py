@@ -451,8 +451,16 @@ def train_retrieval(
     ),
     text_backbone: Annotated[str, typer.Option(help="frozen text backbone")] = "minilm-l6",
     epochs: Annotated[int, typer.Option(help="most epochs of the heads", min=1)] = 40,
+    test: Annotated[
+        Path | None,
+        typer.Option(
+            "--test",
+            help="a second table of pairs (another product group) to test on; the first "
+            "then trains on all its pairs",
+        ),
+    ] = None,
     test_fraction: Annotated[
-        float, typer.Option(help="share of the pairs held out for the metrics")
+        float, typer.Option(help="share of the pairs held out for the metrics (without --test)")
     ] = 0.2,
     candidates: Annotated[
         int, typer.Option(help="pairs each held-out query is ranked among", min=2)
@@ -462,7 +470,7 @@ def train_retrieval(
 ) -> None:
     """Train projection heads that put photos and titles in one space (symmetric InfoNCE on
     frozen backbones), measure title -> photo and photo -> title search (Recall@1/5/10) on
-    held-out pairs, and save the heads for `search`."""
+    held-out pairs or another group's (--test), and save the heads for `search`."""
     from shoptransfer.api import train_retriever
 
     record = train_retriever(
@@ -472,6 +480,7 @@ def train_retrieval(
         text=text_column,
         label=label_column,
         root=root,
+        test=test,
         test_fraction=test_fraction,
         candidates=candidates,
         show_progress=not quiet,
@@ -480,11 +489,11 @@ def train_retrieval(
         epochs=epochs,
         seed=seed,
     )
-    if record["dropped"]:
-        left = ", ".join(f"{count} {why}" for why, count in record["dropped"].items())
-        typer.echo(f"warning: {pairs}: rows left out: {left}", err=True)
+    for where, counts in record["dropped"].items():
+        left = ", ".join(f"{count} {why}" for why, count in counts.items())
+        typer.echo(f"warning: {where}: rows left out: {left}", err=True)
     metrics = record["metrics"]
-    typer.echo(f"{record['train_pairs']} pairs trained on, {record['test_pairs']} held out")
+    typer.echo(f"{record['train_pairs']} pairs trained on, {record['test_pairs']} tested on")
     for direction in ("title_to_photo", "photo_to_title"):
         found = metrics[direction]
         typer.echo(
