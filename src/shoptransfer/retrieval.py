@@ -73,6 +73,9 @@ class Projection(nn.Module):
     """Standardised frozen features → a unit vector of the shared space: a linear map, or an
     MLP with one hidden layer (``hidden`` > 0)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, inputs: int, dim: int, hidden: int = 0) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(inputs))
@@ -402,8 +405,8 @@ class CrossModalRetriever:
         with torch.no_grad():
             retriever.loss.log_scale.copy_(tensors["log_scale"])
         retriever.history = list(meta.get("history", []))
-        for part in (retriever.image, retriever.text, retriever.loss):
-            part.eval()
+        for module in (retriever.image, retriever.text, retriever.loss):
+            module.eval()
         return retriever
 
 
@@ -424,7 +427,7 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.photos)
 
-    def subset(self, idx: Sequence[int]) -> Pairs:
+    def subset(self, idx: Sequence[int] | np.ndarray) -> Pairs:
         return Pairs(
             [self.photos[i] for i in idx],
             [self.titles[i] for i in idx],
