@@ -3,6 +3,7 @@ classification of photos by class names, and men -> women.
 
     OMP_NUM_THREADS=2 nice -n 10 .venv/bin/python benchmarks/crossmodal.py --fresh --shared-cores
     .venv/bin/python benchmarks/crossmodal.py --part retrieval --seeds 0   # some cells
+    .venv/bin/python benchmarks/crossmodal.py --redo "all products" --seeds 0   # rerun cells
     .venv/bin/python benchmarks/crossmodal.py --markdown   # rewrites the .md from the JSON
 
 Data: ../shared/data/fashion_products (22,048 Myntra products, a photo of about 60x80 pixels
@@ -508,6 +509,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["retrieval", "classification"], help="one part only")
     parser.add_argument("--seeds", nargs="*", type=int, default=SEEDS, help="seeds (0 1 2)")
+    parser.add_argument(
+        "--redo", nargs="*", default=[], help="settings whose records (at --seeds) to rerun"
+    )
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
     parser.add_argument("--fresh", action="store_true", help="start a new results file")
     parser.add_argument("--out", default="crossmodal", help="results file name (in results/)")
@@ -523,6 +527,17 @@ def main() -> None:
         return
     payload = open_results("crossmodal", args.out, args.fresh)
     payload.setdefault("retrieval", {"records": []})
+    unknown = sorted(set(args.redo) - set(SETTINGS) - set(MODALITIES))
+    if unknown:
+        parser.error(f"unknown settings {unknown}: {list(SETTINGS)}, {list(MODALITIES)}")
+    payload["retrieval"]["records"] = [
+        r
+        for r in payload["retrieval"]["records"]
+        if not (r["setting"] in args.redo and r["seed"] in args.seeds)
+    ]
+    for modality in set(args.redo) & set(MODALITIES):
+        cell = payload["settings"].get(modality, {"records": []})
+        cell["records"] = [r for r in cell["records"] if r["seed"] not in args.seeds]
     payload["cpu"] = cpu_name()
     started = time.perf_counter()
     if args.part in (None, "retrieval"):
