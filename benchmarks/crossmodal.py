@@ -1,7 +1,7 @@
 """Cross-modal transfer on Myntra product photos and titles: search across the two, zero-shot
 classification of photos by class names, and men -> women.
 
-    OMP_NUM_THREADS=2 nice -n 10 .venv/bin/python benchmarks/crossmodal.py --fresh --shared-cores
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/crossmodal.py --fresh --shared-cores
     .venv/bin/python benchmarks/crossmodal.py --part retrieval --seeds 0   # some cells
     .venv/bin/python benchmarks/crossmodal.py --redo "all products" --seeds 0   # rerun cells
     .venv/bin/python benchmarks/crossmodal.py --markdown   # rewrites the .md from the JSON
@@ -47,6 +47,9 @@ them held out as 1 block of 1,000 + queries; seed 0), title -> photo Recall@1 / 
   linear, learning rate 3e-4                17.7 / 48.4 / 63.7    17.3 / 45.0 / 59.5
 The MLP and 512-d heads gain at most 1.6 points at 2-3x the training time; Lite2 gains about
 4 points of Recall@10 at about 7x the feature cost. Early stopping ends at 8-17 epochs.
+
+Threads: one (OMP_NUM_THREADS=1). With two threads on the two shared, oversubscribed cores the
+heads trained about 10x slower (418 s against 42 s for one fit).
 
 Classification (photo only, title only, fused, at 5 / 20 / 100 / all labels per class, label
 words masked) is :func:`classification_part`, to be filled once the fusion recipes are in the
@@ -399,7 +402,7 @@ def finish(payload: dict[str, Any], out: str) -> None:
 def markdown(payload: dict[str, Any]) -> str:
     lines = [
         "# Cross-modal transfer: Myntra product photos and titles\n",
-        "Command: `OMP_NUM_THREADS=2 nice -n 10 .venv/bin/python benchmarks/crossmodal.py "
+        "Command: `OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/crossmodal.py "
         "--shared-cores` (protocol in the script's docstring). Frozen EfficientNet-Lite0 "
         "(128 px, bf16) photo features and MiniLM-L6 title features; linear projection heads "
         "trained with symmetric InfoNCE (`shoptransfer.retrieval.CrossModalRetriever`). Mean ± "
