@@ -298,3 +298,69 @@ def test_explain_markdown_is_the_committed_results_computed_from_their_json() ->
             assert ratio == pytest.approx(top / random, rel=0.01)
         else:
             assert ratio is None
+
+
+def test_crossmodal_masks_every_spelling_of_the_label_words_and_keeps_the_rest() -> None:
+    import crossmodal
+
+    words = crossmodal.label_words(["Tshirts", "Casual Shoes", "Watches", "Perfume and Body Mist"])
+    assert {"tshirts", "t-shirt", "tee", "casual", "shoe", "shoes", "watch", "mist"} <= words
+    assert "and" not in words
+    cases = {
+        "Puma Men's Toe Crusher Black T-shirt": "Puma Men's Toe Crusher Black",
+        "Woodland Men Brown Casual Shoes": "Woodland Men Brown",
+        "Casio Edifice Men Multi-Dial Watch EF-328D": "Casio Edifice Men Multi-Dial EF-328D",
+        "Davidoff Men Cool Water Perfume and Body Mist": "Davidoff Men Cool Water and",
+        "Spice Art Women Black Clutch": "Spice Art Women Black Clutch",
+    }
+    for title, masked in cases.items():
+        assert crossmodal.mask_label_words(title, words) == masked
+
+
+def test_crossmodal_markdown_is_computed_from_the_records() -> None:
+    import crossmodal
+
+    def record(setting: str, titles: str, seed: int, recall10: float) -> dict[str, Any]:
+        found = {"recall@1": 0.1, "recall@5": 0.3, "recall@10": recall10, "mrr": 0.2}
+        found.update(blocks=4, candidates=1000, left_out=410)
+        return {
+            "setting": setting, "titles": titles, "seed": seed, "status": "ok",
+            "title_to_photo": found, "photo_to_title": found, "train_seconds": 12.0,
+            "zero_shot": {"accuracy": 0.5, "macro_f1": 0.4, "photos": 3000, "classes": 20},
+        }  # fmt: skip
+
+    payload = {
+        "retrieval": {
+            "records": [record("all products", "whole", s, r) for s, r in ((0, 0.5), (1, 0.6))]
+            + [record("men -> women", "masked", 0, 0.25)]
+        },
+        "settings": {},
+    }
+    payload["goal_check"] = crossmodal.check_goal(payload)
+    assert payload["goal_check"]["title_to_photo_recall@10"] == pytest.approx(0.55)
+    assert payload["goal_check"]["met"]
+    text = crossmodal.markdown(payload)
+    assert (
+        "| all products | titles whole | title → photo | 10.0 ± 0.0 | 30.0 ± 0.0 | 55.0 ± 7.1 |"
+        in text
+    )
+    assert "| men -> women | label words masked | photo → title | 10.0 | 30.0 | 25.0 |" in text
+    assert "55.0 % — met" in text
+    assert "Not run yet" in text
+
+
+@needs_data
+def test_crossmodal_classification_configs_validate_on_the_same_rows(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    import crossmodal
+
+    monkeypatch.setattr(crossmodal, "RUNS", tmp_path)
+    for modality in crossmodal.MODALITIES:
+        config = parse_config(crossmodal.classification_config(modality, [0]), "t")
+        assert config.budgets == crossmodal.BUDGETS
+    photos, titles = (
+        (tmp_path / "data" / "crossmodal" / name).read_text().splitlines()
+        for name in ("photos-top20.csv", "titles-masked-top20.csv")
+    )
+    assert [row.split(",")[0] for row in photos] == [row.split(",")[0] for row in titles]

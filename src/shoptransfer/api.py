@@ -44,6 +44,7 @@ from shoptransfer.recommenders.item_index import (
 )
 from shoptransfer.recommenders.neural import NeuralRanker
 from shoptransfer.recommenders.ratings import RatingPredictor
+from shoptransfer.retrieval import CrossModalRetriever, check_pairs, read_pairs
 from shoptransfer.runner import read_run_config, run
 from shoptransfer.runs import RESULTS_FILE, check_folder, choose_model, load_results, saved_cells
 from shoptransfer.selection import select
@@ -63,9 +64,11 @@ __all__ = [
     "recommend",
     "Recommender",
     "run_experiment",
+    "search_pairs",
     "select_backbone",
     "task_class",
     "track_run",
+    "train_retriever",
     "write_report",
 ]
 
@@ -774,3 +777,123 @@ def _full_history(domain: InteractionDomain, user: int) -> np.ndarray:
         row = int(rows[0])
         return np.append(domain.test.histories[row], domain.test.targets[row]).astype(np.int64)
     return np.asarray(domain.train[user], dtype=np.int64)
+
+
+RETRIEVAL_METRICS_FILE = "metrics.json"
+
+
+def train_retriever(
+    pairs: str | Path,
+    output: str | Path,
+    *,
+    image: str = "image",
+    text: str = "title",
+    label: str | None = None,
+    root: str | Path | None = None,
+    test: str | Path | None = None,
+    test_fraction: float = 0.2,
+    candidates: int = 1000,
+    split_seed: int = 0,
+    show_progress: bool = True,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Train cross-modal projection heads on a table of (photo, title) pairs and measure them.
+
+    ``test_fraction`` of the pairs (seeded by ``split_seed``) is held out, or all pairs train
+    and ``test`` (a second table with the same columns: another product group) is the test
+    set: Recall@1/5/10 and MRR of title → photo and photo → title search on it, each query
+    among ``candidates`` test pairs; with a ``label`` column, zero-shot accuracy of the test
+    photos against the classes' names too. The heads are saved to ``output`` (with
+    ``metrics.json``: the metrics, the settings and the rows left out by reason). ``settings``
+    are :class:`~shoptransfer.retrieval.CrossModalRetriever`'s (a ConfigError names an
+    unknown one). Returns what ``metrics.json`` holds.
+    """
+    unknown = sorted(set(settings) - set(CrossModalRetriever.SETTINGS))
+    if unknown:
+        raise ConfigError(
+            f"unknown retriever setting {unknown[0]!r}; expected one of "
+            f"{list(CrossModalRetriever.SETTINGS)}"
+        )
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction {test_fraction}: expected above 0 and below 1")
+    if candidates < 2:
+        raise ConfigError(f"candidates {candidates}: expected at least 2 pairs to rank")
+    retriever = CrossModalRetriever(**settings)
+    retriever.check()
+    table = read_pairs(pairs, image=image, text=text, label=label, root=root)
+    dropped = {str(pairs): table.dropped}
+    if test is not None:
+        train = table
+        held_out = read_pairs(test, image=image, text=text, label=label, root=root)
+        dropped[str(test)] = held_out.dropped
+    else:
+        order = np.random.default_rng(split_seed).permutation(len(table))
+        held = int(round(test_fraction * len(table)))
+        if held < 2 or len(table) - held < 2:
+            raise DataError(
+                f"{pairs}: {len(table)} usable pairs; a test_fraction of {test_fraction} "
+                "leaves too few to train on or to test (at least 2 each)"
+            )
+        held_out, train = table.subset(order[:held]), table.subset(order[held:])
+    cache = EmbeddingCache()
+    with showing_progress(show_progress):
+        retriever.fit(train.photos, train.titles, cache, show_progress)
+        photos = retriever.image_features(held_out.photos, cache, show_progress)
+        titles = retriever.text_features(held_out.titles, cache, show_progress)
+    check_pairs(len(photos), len(titles))
+    metrics: dict[str, Any] = dict(retriever.evaluate_features(photos, titles, candidates))
+    if held_out.labels is not None:
+        classes = sorted(set(table.labels or []) | set(held_out.labels))
+        scores = retriever.zero_shot_scores(photos, classes, cache)
+        predicted = [classes[i] for i in scores.argmax(axis=1)]
+        metrics["zero_shot_accuracy"] = float(
+            np.mean([p == t for p, t in zip(predicted, held_out.labels)])
+        )
+    retriever.save(output)
+    record = {
+        "pairs": str(pairs),
+        "test": str(test) if test is not None else f"{test_fraction:g} of the pairs",
+        "train_pairs": len(train),
+        "test_pairs": len(held_out),
+        "dropped": {where: counts for where, counts in dropped.items() if counts},
+        "settings": retriever.settings(),
+        "metrics": metrics,
+    }
+    atomic_write_json(Path(output) / RETRIEVAL_METRICS_FILE, record)
+    return record
+
+
+def search_pairs(
+    model_dir: str | Path,
+    pairs: str | Path,
+    *,
+    query_text: str | None = None,
+    query_photo: str | Path | None = None,
+    image: str = "image",
+    text: str = "title",
+    root: str | Path | None = None,
+    k: int = 10,
+) -> list[dict[str, Any]]:
+    """Search a table of (photo, title) pairs with saved retrieval heads: the ``k`` photos
+    closest to ``query_text``, or the ``k`` titles closest to the photo ``query_photo``; each
+    result is the pair's photo, title and cosine similarity, best first."""
+    if (query_text is None) == (query_photo is None):
+        raise ConfigError("give one query: a text to find photos for, or a photo to find titles")
+    if query_text is not None and not query_text.strip():
+        raise DataError("the query text is empty; expected some words to search photos with")
+    if query_photo is not None and not Path(query_photo).is_file():
+        raise DataError(f"{query_photo}: photo file not found")
+    retriever = CrossModalRetriever.load(model_dir)
+    table = read_pairs(pairs, image=image, text=text, root=root)
+    cache = EmbeddingCache()
+    if query_text is not None:
+        query = retriever.embed_texts([query_text], cache)
+        candidates = retriever.embed_images(table.photos, cache)
+    else:
+        query = retriever.embed_images([str(query_photo)], cache)
+        candidates = retriever.embed_texts(table.titles, cache)
+    top, scores = retriever.search(query, candidates, k)
+    return [
+        {"photo": table.photos[i], "title": table.titles[i], "similarity": float(score)}
+        for i, score in zip(top[0], scores[0])
+    ]

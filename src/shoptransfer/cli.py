@@ -428,6 +428,114 @@ def select(
     typer.echo(f"\nrun folder: {run_dir}")
 
 
+PairColumns = {
+    "image": typer.Option("--image-column", help="column of the photo paths"),
+    "text": typer.Option("--text-column", help="column of the titles (texts paired with photos)"),
+    "root": typer.Option("--root", help="folder of relative photo paths (default: the table's)"),
+}
+
+
+@app.command("train-retrieval")
+def train_retrieval(
+    pairs: Annotated[Path, typer.Argument(help="a CSV/TSV/JSONL/Parquet table of photo, title")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="folder for the trained heads")],
+    image_column: Annotated[str, PairColumns["image"]] = "image",
+    text_column: Annotated[str, PairColumns["text"]] = "title",
+    label_column: Annotated[
+        str | None,
+        typer.Option("--label-column", help="a class column: also scores zero-shot accuracy"),
+    ] = None,
+    root: Annotated[Path | None, PairColumns["root"]] = None,
+    image_backbone: Annotated[str, typer.Option(help="frozen image backbone")] = (
+        "efficientnet-lite0"
+    ),
+    text_backbone: Annotated[str, typer.Option(help="frozen text backbone")] = "minilm-l6",
+    epochs: Annotated[int, typer.Option(help="most epochs of the heads", min=1)] = 40,
+    test: Annotated[
+        Path | None,
+        typer.Option(
+            "--test",
+            help="a second table of pairs (another product group) to test on; the first "
+            "then trains on all its pairs",
+        ),
+    ] = None,
+    test_fraction: Annotated[
+        float, typer.Option(help="share of the pairs held out for the metrics (without --test)")
+    ] = 0.2,
+    candidates: Annotated[
+        int, typer.Option(help="pairs each held-out query is ranked among", min=2)
+    ] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of the heads' training")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Train projection heads that put photos and titles in one space (symmetric InfoNCE on
+    frozen backbones), measure title -> photo and photo -> title search (Recall@1/5/10) on
+    held-out pairs or another group's (--test), and save the heads for `search`."""
+    from shoptransfer.api import train_retriever
+
+    record = train_retriever(
+        pairs,
+        output,
+        image=image_column,
+        text=text_column,
+        label=label_column,
+        root=root,
+        test=test,
+        test_fraction=test_fraction,
+        candidates=candidates,
+        show_progress=not quiet,
+        image_backbone=image_backbone,
+        text_backbone=text_backbone,
+        epochs=epochs,
+        seed=seed,
+    )
+    for where, counts in record["dropped"].items():
+        left = ", ".join(f"{count} {why}" for why, count in counts.items())
+        typer.echo(f"warning: {where}: rows left out: {left}", err=True)
+    metrics = record["metrics"]
+    typer.echo(f"{record['train_pairs']} pairs trained on, {record['test_pairs']} tested on")
+    for direction in ("title_to_photo", "photo_to_title"):
+        found = metrics[direction]
+        typer.echo(
+            f"{direction.replace('_to_', ' -> ')} among {found['candidates']}: "
+            + ", ".join(f"R@{k} {100 * found[f'recall@{k}']:.1f} %" for k in (1, 5, 10))
+        )
+    if "zero_shot_accuracy" in metrics:
+        typer.echo(f"zero-shot accuracy: {100 * metrics['zero_shot_accuracy']:.1f} %")
+    typer.echo(f"heads: {output}")
+
+
+@app.command()
+def search(
+    model_dir: Annotated[Path, typer.Argument(help="heads saved by `train-retrieval`")],
+    pairs: Annotated[Path, typer.Argument(help="the table of photos and titles to search")],
+    text: Annotated[str | None, typer.Option("--text", "-t", help="find photos for a text")] = None,
+    photo: Annotated[
+        Path | None, typer.Option("--photo", help="find titles for a photo file")
+    ] = None,
+    image_column: Annotated[str, PairColumns["image"]] = "image",
+    text_column: Annotated[str, PairColumns["text"]] = "title",
+    root: Annotated[Path | None, PairColumns["root"]] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="results shown", min=1)] = 10,
+) -> None:
+    """Search a table of photos and titles across the two: the photos closest to a text, or
+    the titles closest to a photo, with heads from `train-retrieval`."""
+    from shoptransfer.api import search_pairs
+
+    found = search_pairs(
+        model_dir,
+        pairs,
+        query_text=text,
+        query_photo=photo,
+        image=image_column,
+        text=text_column,
+        root=root,
+        k=top_k,
+    )
+    for rank, hit in enumerate(found, 1):
+        typer.echo(f"{rank}. {hit['similarity']:.3f}  {hit['photo']}  {hit['title']}")
+
+
 @app.command()
 def demo(
     source: Annotated[
