@@ -561,18 +561,17 @@ def budget_tables(payload: dict[str, Any]) -> list[str]:
 def cold_start_table(
     records: list[dict[str, Any]], labels: list[str], budgets: list[Any]
 ) -> list[str]:
-    cases = {
-        b: next(
-            (
+    cases = {  # the budget's users differ per seed, and so do its cold-start cases
+        b: sorted(
+            {
                 r["cold_start"]["cases"]
                 for r in records
                 if str(r["budget"]) == str(b) and "cold_start" in r
-            ),
-            None,
+            }
         )
         for b in budgets
     }
-    budgets = [b for b in budgets if cases[b]]
+    budgets = [b for b in budgets if cases[b] and cases[b][-1]]
     if not budgets:
         return []
     lines = [
@@ -580,7 +579,7 @@ def cold_start_table(
         "Test cases whose item occurs in no training history of the budget's users (an id model "
         "has learned nothing about it). Recall@10 on those cases, mean ± std over seeds; "
         "NDCG@10 in the JSON.\n",
-        "| model | " + " | ".join(f"{_share(b)} ({cases[b]:,} cases)" for b in budgets) + " |",
+        "| model | " + " | ".join(f"{_share(b)} ({_span(cases[b])} cases)" for b in budgets) + " |",
         "|---|" + "---|" * len(budgets),
     ]
     for label in labels:
@@ -607,6 +606,11 @@ def cold_start_table(
     if ratios:
         lines.append("\nBest text model against the best id model: " + "; ".join(ratios) + ".")
     return lines
+
+
+def _span(counts: list[int]) -> str:
+    """``counts`` as one number, or their range over the seeds."""
+    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
 
 
 def sources_table(payload: dict[str, Any]) -> list[str]:
