@@ -364,3 +364,38 @@ def test_crossmodal_classification_configs_validate_on_the_same_rows(
         for name in ("photos-top20.csv", "titles-masked-top20.csv")
     )
     assert [row.split(",")[0] for row in photos] == [row.split(",")[0] for row in titles]
+
+
+def test_privacy_selection_picks_the_best_held_out_settings_and_the_cells_use_them() -> None:
+    import privacy
+
+    # every candidate of the grid; C only where DP clips
+    assert len(privacy.candidates(8.0)) == 2 * len(privacy.candidates(None))
+    assert all("max_grad_norm" not in c for c in privacy.candidates(None))
+    small, large = {"batch_size": 64, "learning_rate": 0.01}, {"batch_size": 512}
+    grid = [
+        {"settings": small, "held_out_accuracy": 0.80},
+        {"settings": large, "held_out_accuracy": 0.84},
+        {"settings": {"batch_size": 256}, "held_out_accuracy": 0.84},  # a tie: the earlier wins
+    ]
+    assert privacy.best(grid) == large
+    pick = {"batch_size": 512, "epochs": 60, "learning_rate": 0.2, "max_grad_norm": 0.1}
+    payload = {"selection": {"E->D": {"8": {"grid": [], "chosen": pick}}}}
+    options = privacy.cell_options(payload, "E->D", 8.0)
+    assert options["batch_size"] == 512 and options["epochs"] == 60
+    assert options["learning_rate"] == 0.2
+    assert options["privacy"] == {"epsilon": 8.0, "max_grad_norm": 0.1}
+    # without a selection (another pair, or fashion): the fixed settings
+    assert privacy.cell_options(payload, "B->K", 8.0)["privacy"]["max_grad_norm"] == 1.0
+    assert privacy.cell_options(payload, "B->K", None)["batch_size"] == 64
+    assert "privacy" not in privacy.cell_options(payload, "E->D", None)
+
+
+def test_privacy_markdown_is_the_committed_results_computed_from_their_json() -> None:
+    import json
+
+    import privacy
+
+    results = BENCHMARKS / "results"
+    payload = json.loads((results / "privacy.json").read_text())
+    assert privacy.markdown(payload) == (results / "privacy.md").read_text()
