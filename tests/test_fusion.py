@@ -455,3 +455,23 @@ def test_fine_tuned_fusion_refuses_several_processes(
     monkeypatch.setattr(fusion_module, "processes", lambda: (0, 2))
     with pytest.raises(ConfigError, match="train_top trains in one process"):
         fusion(tiny_backbone, train_top=1).fit(FitData(None, train))
+
+
+def test_examples_of_several_inputs_batch_subset_and_join_in_step() -> None:
+    from shoptransfer.training import Examples
+
+    kinds = {"photo": "image", "title": "text"}
+    first = MultiInputs(kinds, {"photo": ["a.jpg", None], "title": ["red shirt", "blue watch"]})
+    second = MultiInputs(kinds, {"photo": [None], "title": ["green shoe"]})
+    joined = Examples.concatenate(
+        [Examples(first, np.array([0, 1])), Examples(second, np.array([2]))]
+    )
+    assert joined.inputs.values["title"] == ["red shirt", "blue watch", "green shoe"]
+    part = joined.subset([2, 0])
+    assert part.inputs.values["photo"] == [None, "a.jpg"] and part.labels.tolist() == [2, 0]
+    batches = list(joined.batches(2))
+    assert [b["inputs"].values["title"] for b in batches] == [
+        ["red shirt", "blue watch"],
+        ["green shoe"],
+    ]
+    assert [b["labels"].tolist() for b in batches] == [[0, 1], [2]]
