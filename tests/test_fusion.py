@@ -361,3 +361,117 @@ def test_a_json_lines_table_reads_null_as_a_missing_input(tmp_path: Path) -> Non
     domain = read_multi_input_table(table, INPUTS)
     assert domain.inputs.values["photo"] == [str(tmp_path / "red.jpg"), None, None]
     assert domain.missing == {"photo": {"empty cell": 2}, "title": {}}
+
+
+def test_fine_tuned_fusion_trains_the_top_layers_only_and_reloads_identically(
+    products: tuple[Path, Path], tiny_backbone: str, tmp_path: Path
+) -> None:
+    import torch
+    from safetensors import safe_open
+
+    from shoptransfer.backbones.image import ImageEncoder
+    from shoptransfer.backbones.text import TextEncoder
+
+    train, test = (read_multi_input_table(p, INPUTS) for p in products)
+    recipe = fusion(tiny_backbone, train_top=1, epochs=3, batch_size=8, backbone_learning_rate=1e-2)
+    recipe.validate(train)
+    cache = EmbeddingCache(tmp_path / "cache")
+    predictor = recipe.fit(FitData(None, train, cache=cache))
+    assert len(cache.bottom) > 0  # the frozen bottoms were computed once per input and kept
+    backbones = predictor.model.encoder.backbones
+    pretrained = {
+        "text": TextEncoder(tiny_backbone, max_length=16),
+        "image": ImageEncoder("efficientnet-lite0", image_size=32),
+    }
+    for kind, before in pretrained.items():
+        after = backbones[kind].layers()
+        for depth, (old, new) in enumerate(zip(before.layers(), after, strict=True)):
+            same = all(
+                torch.equal(a, b) for a, b in zip(old.parameters(), new.parameters(), strict=True)
+            )
+            assert same == (depth < len(after) - 1), (kind, depth)  # only the top layer moved
+    probabilities = predictor.predict_proba(test.inputs)
+    assert probabilities.shape == (len(test), 3)
+    assert predictor.trainable_parameters < sum(p.numel() for p in predictor.model.parameters())
+    folder = predictor.save(tmp_path / "model")
+    with safe_open(str(folder / "model.safetensors"), "pt") as saved:
+        names = list(saved.keys())
+    assert not any("_conv_stem" in n or "embeddings" in n for n in names)  # bottoms rebuilt
+    assert any("_conv_head" in n for n in names) and any("layer.1." in n for n in names)
+    reloaded = load_predictor(folder)
+    assert reloaded.trainable_parameters == predictor.trainable_parameters
+    assert np.array_equal(reloaded.predict_proba(test.inputs), probabilities)
+    # a missing input still predicts: the photo alone, the title alone
+    photos = [p for p in test.inputs.values["photo"] if p is not None]
+    only_photo = reloaded.predict_proba({"photo": photos})
+    only_title = reloaded.predict_proba({"title": ["navy steel watch", "crimson cotton shirt"]})
+    assert only_photo.shape == (len(photos), 3) and only_title.shape == (2, 3)
+    assert np.allclose(only_photo.sum(axis=1), 1.0) and np.allclose(only_title.sum(axis=1), 1.0)
+
+
+def test_fine_tuned_fusion_runs_through_compare_and_refuses_what_it_cannot_do(
+    products: tuple[Path, Path], tiny_backbone: str, tmp_path: Path
+) -> None:
+    from shoptransfer.api import compare
+
+    train, test = products
+    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+
+    def config(recipes: list) -> object:
+        return parse_config(
+            {
+                "target": {"path": str(train), "inputs": inputs},
+                "target_test": {"path": str(test), "inputs": inputs},
+                "recipes": recipes,
+                "budgets": [4],
+                "image_size": 32,
+                "max_length": 16,
+                "output_dir": str(tmp_path / "runs"),
+                "cache_dir": str(tmp_path / "cache"),
+            },
+            "fused.yaml",
+        )
+
+    tuned = {"name": "fusion", "text_backbone": tiny_backbone, "train_top": 2, "epochs": 2}
+    results = json.loads(
+        (compare(config([tuned]), show_progress=False) / "results.json").read_text()
+    )
+    assert [r["status"] for r in results["results"]] == ["ok"]
+    for refused, message in [
+        ({"combine": "stacking"}, "expected combine 'concat' and solver 'adamw'"),
+        ({"solver": "lbfgs"}, "expected combine 'concat' and solver 'adamw'"),
+        ({"train_top": 3}, "has 3 layers .*expected train_top at most 2"),
+    ]:
+        with pytest.raises(ConfigError, match=f"recipe 'fusion': train_top .*{message}"):
+            compare(config([{**tuned, **refused}]), show_progress=False)
+
+
+def test_fine_tuned_fusion_refuses_several_processes(
+    products: tuple[Path, Path], tiny_backbone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shoptransfer.recipes.fusion as fusion_module
+
+    train = read_multi_input_table(products[0], INPUTS)
+    monkeypatch.setattr(fusion_module, "processes", lambda: (0, 2))
+    with pytest.raises(ConfigError, match="train_top trains in one process"):
+        fusion(tiny_backbone, train_top=1).fit(FitData(None, train))
+
+
+def test_examples_of_several_inputs_batch_subset_and_join_in_step() -> None:
+    from shoptransfer.training import Examples
+
+    kinds = {"photo": "image", "title": "text"}
+    first = MultiInputs(kinds, {"photo": ["a.jpg", None], "title": ["red shirt", "blue watch"]})
+    second = MultiInputs(kinds, {"photo": [None], "title": ["green shoe"]})
+    joined = Examples.concatenate(
+        [Examples(first, np.array([0, 1])), Examples(second, np.array([2]))]
+    )
+    assert joined.inputs.values["title"] == ["red shirt", "blue watch", "green shoe"]
+    part = joined.subset([2, 0])
+    assert part.inputs.values["photo"] == [None, "a.jpg"] and part.labels.tolist() == [2, 0]
+    batches = list(joined.batches(2))
+    assert [b["inputs"].values["title"] for b in batches] == [
+        ["red shirt", "blue watch"],
+        ["green shoe"],
+    ]
+    assert [b["labels"].tolist() for b in batches] == [[0, 1], [2]]

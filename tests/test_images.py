@@ -193,6 +193,11 @@ def test_cached_bottom_layers_give_the_full_forward(catalogue) -> None:
     features.sum().backward()
     assert cached.model._conv_stem.weight.grad is None
     assert cached.model._conv_head.weight.grad is not None
+    with torch.no_grad():  # image files: decoded where their bottom is not stored yet
+        cached.eval()
+        from_files = cached.embed_files(train.paths[:12])
+        assert torch.allclose(from_files[:10], cached.embed(batch), atol=1e-5)
+        assert torch.allclose(from_files, full.embed_files(train.paths[:12]), atol=1e-2)
 
 
 @pytest.mark.integration

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,21 @@ class ImageEncoder(nn.Module):
         """Pooled features of ``batch["pixels"]`` (the interface a Classifier's encoder has)."""
         if not self.cached_layers:
             return self(batch["pixels"])
-        return self(self._stored_bottom(batch["paths"], batch["pixels"]), self.cached_layers)
+        pixels = batch["pixels"]
+        stored = self._stored_bottom(batch["paths"], lambda rows: pixels[rows])
+        return self(stored, self.cached_layers)
+
+    def embed_files(self, paths: Sequence[str]) -> torch.Tensor:
+        """Pooled features of the image files at ``paths``, decoded without augmentation;
+        with cached bottom layers only the files whose states are not stored yet are decoded."""
+
+        def decoded(rows: Sequence[int]) -> torch.Tensor:
+            chosen = ImageInputs([paths[i] for i in rows], self.preprocessing, augment=False)
+            return next(pixel_batches(chosen, [np.arange(len(rows))], augment=False))
+
+        if not self.cached_layers:
+            return self(decoded(range(len(paths))))
+        return self(self._stored_bottom(paths, decoded), self.cached_layers)
 
     def cache_frozen_bottom(self, layers: int, store: BottomStore | None = None) -> None:
         """Compute the bottom ``layers`` (stem first) once per image and keep the result.
@@ -201,7 +215,11 @@ class ImageEncoder(nn.Module):
         self.cached_layers = layers
         self.bottom_store = store if store is not None else BottomStore()
 
-    def _stored_bottom(self, paths: Sequence[str], pixels: torch.Tensor) -> torch.Tensor:
+    def _stored_bottom(
+        self, paths: Sequence[str], pixels_of: Callable[[list[int]], torch.Tensor]
+    ) -> torch.Tensor:
+        """The cached bottom layers' states of ``paths``; ``pixels_of(rows)``: the pixels of
+        the paths at ``rows`` (read only for those not stored yet)."""
         store = self.bottom_store
         identity = tuple(sorted(self.identity().items()))
         precision = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
@@ -213,7 +231,7 @@ class ImageEncoder(nn.Module):
             with torch.no_grad():
                 for layer in bottom:
                     layer.eval()  # no drop-connect below: the frozen layers as in evaluation
-                x = pixels[missing]
+                x = pixels_of(missing)
                 for index in range(self.cached_layers):
                     x = self._run_layer(index, x)
                 for layer, mode in zip(bottom, modes):

@@ -68,6 +68,14 @@ def input_features(
     return features, mask
 
 
+def trained_features(encoder: Any, values: Sequence[str]) -> Any:
+    """Features of texts (or image paths) from an encoder that trains (with gradients): the
+    texts tokenised, the image files decoded without augmentation."""
+    if isinstance(encoder, ImageEncoder):
+        return encoder.embed_files(values)
+    return encoder.embed({"texts": list(values)})
+
+
 def input_kind_encoder(kind: str, text: Callable[[], Any], image: Callable[[], Any]) -> Any:
     """The encoder of an input of ``kind`` (``text`` or ``image``): ``text()`` or ``image()``."""
     return image() if kind == "image" else text()

@@ -1,8 +1,9 @@
 """Examples a model trains on or scores: inputs of any kind, labels and weights, in batches.
 
 The one place that knows what an input is: texts become ``texts`` in a batch, a float matrix
-``features``, an integer matrix (left-padded item histories) ``ids``, and image files
-``pixels`` (decoded in worker processes, augmented when shuffled) with their ``paths``.
+``features``, an integer matrix (left-padded item histories) ``ids``, image files ``pixels``
+(decoded in worker processes, augmented when shuffled) with their ``paths``, and several named
+inputs per example (:class:`~shoptransfer.data.multi.MultiInputs`) ``inputs``, as they are.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from shoptransfer.data.multi import MultiInputs
 from shoptransfer.data.pixels import ImageInputs, pixel_batches
 
 
 @dataclass
 class Examples:
     """Inputs (texts, a feature matrix, an integer matrix such as left-padded item
-    histories, or :class:`ImageInputs`), labels and optional per-example weights.
+    histories, :class:`ImageInputs`, or :class:`MultiInputs`), labels and optional
+    per-example weights.
 
     Labels are class ids, numbers (a regression's floats), or a matrix of class ids with a
     column per head of a multi-task model (-1 where an example has none)."""
 
-    inputs: list[str] | np.ndarray | ImageInputs
+    inputs: list[str] | np.ndarray | ImageInputs | MultiInputs
     labels: np.ndarray | None = None
     weights: np.ndarray | None = None
 
@@ -56,7 +59,9 @@ class Examples:
             pixels = pixel_batches(self.inputs, chunks, augment=augment, seed=seed)
         for idx in chunks:
             batch: dict[str, Any] = {}
-            if pixels is not None:
+            if isinstance(self.inputs, MultiInputs):
+                batch["inputs"] = self.inputs.take(idx)
+            elif pixels is not None:
                 batch["pixels"] = next(pixels)
                 batch["paths"] = [self.inputs[i] for i in idx]
             elif isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu":
@@ -105,8 +110,12 @@ class Examples:
     @staticmethod
     def concatenate(parts: Sequence[Examples]) -> Examples:
         first = parts[0].inputs
-        inputs: list[str] | np.ndarray | ImageInputs
-        if isinstance(first, ImageInputs):
+        inputs: list[str] | np.ndarray | ImageInputs | MultiInputs
+        if isinstance(first, MultiInputs):
+            inputs = first
+            for part in parts[1:]:
+                inputs = inputs.joined(part.inputs)  # type: ignore[arg-type]
+        elif isinstance(first, ImageInputs):
             paths = [path for p in parts for path in p.inputs]
             inputs = ImageInputs(paths, first.preprocessing, first.augment)
         elif isinstance(first, np.ndarray):
@@ -131,8 +140,10 @@ class Examples:
     def subset(self, indices: Sequence[int] | np.ndarray) -> Examples:
         """The examples at ``indices`` (in that order), of the same kind."""
         idx = np.asarray(indices, dtype=np.int64)
-        inputs: list[str] | np.ndarray | ImageInputs
-        if isinstance(self.inputs, ImageInputs):
+        inputs: list[str] | np.ndarray | ImageInputs | MultiInputs
+        if isinstance(self.inputs, MultiInputs):
+            inputs = self.inputs.take(idx)
+        elif isinstance(self.inputs, ImageInputs):
             inputs = ImageInputs(
                 [self.inputs[i] for i in idx], self.inputs.preprocessing, self.inputs.augment
             )

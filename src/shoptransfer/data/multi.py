@@ -75,7 +75,7 @@ class MultiInputs:
         """A boolean per example: whether input ``name`` is there."""
         return np.array([v is not None for v in self.values[name]], dtype=bool)
 
-    def take(self, idx: Sequence[int]) -> MultiInputs:
+    def take(self, idx: Sequence[int] | np.ndarray) -> MultiInputs:
         return MultiInputs(self.kinds, {n: [v[i] for i in idx] for n, v in self.values.items()})
 
     def joined(self, other: MultiInputs) -> MultiInputs:

@@ -18,9 +18,17 @@ through the embedding cache. Two ways to combine them (``combine``):
   out-of-fold ones, plus copies with one input hidden (weight ``modality_dropout``), so it
   also learns what to do when an input is missing.
 
+``train_top`` (concat with AdamW only) fine-tunes the backbones too: the top ``train_top``
+layers of the text and of the image backbone train with the fusion head (at
+``backbone_learning_rate``), their bottom layers stay frozen and are computed once per text or
+photo (the frozen-bottom store the single-input fine-tune recipes use). The inputs' features
+then come from the trained layers in every batch; the same head, modality dropout and missing
+inputs apply.
+
 ``inputs`` picks the inputs a model reads (default: all), so photo-only, title-only and fused
-models sit side by side in one ``compare``. Saved as kind ``fusion``: every weight in
-safetensors, the backbones and settings in ``model.json``.
+models sit side by side in one ``compare``. Saved as kind ``fusion``: every trained weight in
+safetensors (a fine-tuned backbone's frozen bottom is rebuilt from its pretrained weights), the
+backbones and settings in ``model.json``.
 """
 
 from __future__ import annotations
@@ -43,11 +51,14 @@ from shoptransfer.backbones.inputs import (
     encoder_spec,
     input_features,
     input_kind_encoder,
+    trained_features,
 )
-from shoptransfer.backbones.precision import PRECISIONS
+from shoptransfer.backbones.precision import PRECISIONS, check_precision
+from shoptransfer.backbones.registry import frozen_only
 from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.multi import MultiInputs
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.parallel import processes
 from shoptransfer.recipes.base import (
     FitData,
     Predictor,
@@ -70,7 +81,9 @@ LOG_PROBABILITY_FLOOR = -30.0  # a class a probe never saw: its log-probability,
 class FusionEncoder(nn.Module):
     """Concatenation of each input's features (layer-normalised; a missing input reads a
     learned or zero vector) and the mask of present inputs; an MLP layer on top with ``head:
-    mlp``. Reads ``batch["features"]``: the inputs' features side by side, then the mask."""
+    mlp``. Reads ``batch["features"]``: the inputs' frozen features side by side, then the
+    mask; or, given ``backbones`` (kind -> backbone whose top layers train) and ``inputs`` (name
+    -> kind), ``batch["inputs"]`` (:class:`MultiInputs`) through those backbones."""
 
     def __init__(
         self,
@@ -79,10 +92,15 @@ class FusionEncoder(nn.Module):
         hidden_size: int = 256,
         missing: str = "learned",
         modality_dropout: float = 0.0,
+        backbones: Mapping[str, nn.Module] | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.sizes = [int(s) for s in sizes]
         self.modality_dropout = modality_dropout
+        # one backbone per kind, shared by the inputs of that kind (none: frozen features)
+        self.backbones = nn.ModuleDict(dict(backbones)) if backbones else None
+        self.inputs = dict(inputs or {})
         self.missing = nn.ParameterList(
             nn.Parameter(torch.zeros(size), requires_grad=missing == "learned")
             for size in self.sizes
@@ -96,7 +114,10 @@ class FusionEncoder(nn.Module):
         self.hidden_size = hidden_size if head == "mlp" else width
 
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
-        parts, mask = split_packed(batch["features"], self.sizes)
+        if "inputs" in batch:
+            parts, mask = self.encoded(batch["inputs"])
+        else:
+            parts, mask = split_packed(batch["features"], self.sizes)
         if self.training and self.modality_dropout > 0:
             hidden = torch.rand_like(mask) < self.modality_dropout
             kept = mask * (~hidden).float()
@@ -109,6 +130,23 @@ class FusionEncoder(nn.Module):
             fused.append(present * normed + (1 - present) * missing)
         joined = torch.cat([*fused, mask], dim=1)
         return self.mlp(joined) if self.mlp is not None else joined
+
+    def encoded(self, inputs: MultiInputs) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Each input's features through its backbone (zero where missing), and the mask."""
+        assert self.backbones is not None
+        parts = []
+        mask = torch.zeros(len(inputs), len(self.inputs))
+        for column, (name, kind) in enumerate(self.inputs.items()):
+            present = inputs.present(name)
+            rows = np.flatnonzero(present)
+            part = torch.zeros(len(inputs), self.sizes[column])
+            if len(rows):
+                values = [v for v in inputs.values[name] if v is not None]
+                features = trained_features(self.backbones[kind], values).float()
+                part = part.index_copy(0, torch.from_numpy(rows), features)
+            parts.append(part)
+            mask[:, column] = torch.from_numpy(present.astype(np.float32))
+        return parts, mask
 
 
 class StackingEncoder(nn.Module):
@@ -146,20 +184,55 @@ def split_packed(features: torch.Tensor, sizes: Sequence[int]) -> tuple[list[tor
     return parts, features[:, sum(sizes) :]
 
 
-def build_fusion_model(spec: Mapping[str, Any], n_classes: int) -> Classifier:
-    """The network ``spec`` (a fused model's ``model.json`` spec) describes, untrained."""
+def build_fusion_model(
+    spec: Mapping[str, Any], n_classes: int, encoders: Mapping[str, Any] | None = None
+) -> Classifier:
+    """The network ``spec`` (a fused model's ``model.json`` spec) describes, untrained; with
+    ``train_top`` in the spec, over ``encoders`` (input name -> backbone), all but their top
+    ``train_top`` layers frozen."""
     encoder: nn.Module
+    top = int(spec.get("train_top", 0))
     if spec["combine"] == "stacking":
         encoder = StackingEncoder(spec["sizes"], n_classes)
     else:
+        backbones = None
+        if top:
+            assert encoders is not None
+            backbones = {spec["inputs"][name]: e for name, e in encoders.items()}
+            for backbone in backbones.values():
+                backbone.requires_grad_(False)
+                for layer in backbone.layers()[-top:]:
+                    layer.requires_grad_(True)
         encoder = FusionEncoder(
             spec["sizes"],
             spec["head"],
             spec["hidden_size"],
             spec["missing"],
             spec["modality_dropout"],
+            backbones,
+            spec["inputs"],
         )
-    return Classifier(n_classes, encoder.hidden_size, encoder)  # type: ignore[arg-type]
+    precision = spec.get("precision", "fp32")
+    return Classifier(n_classes, encoder.hidden_size, encoder, precision)  # type: ignore[arg-type]
+
+
+def frozen_bottom_names(model: Classifier, top: int) -> set[str]:
+    """The state-dict names of the fine-tuned backbones' frozen layers (below the top ``top``):
+    not saved, since they are the pretrained weights the loader rebuilds."""
+    backbones = getattr(model.encoder, "backbones", None)
+    if not top or backbones is None:
+        return set()
+    trained = {
+        id(tensor)
+        for backbone in backbones.values()
+        for layer in backbone.layers()[-top:]
+        for tensor in [*layer.parameters(), *layer.buffers()]
+    }
+    return {
+        name
+        for name, tensor in model.state_dict(keep_vars=True).items()
+        if name.startswith("encoder.backbones.") and id(tensor) not in trained
+    }
 
 
 @register_model
@@ -192,8 +265,8 @@ class FusionPredictor(Predictor):
         """What the model reads: input name -> kind (``text`` or ``image``)."""
         return dict(self.spec["inputs"])
 
-    def packed(self, inputs: MultiInputs | Mapping[str, Sequence[str | None]]) -> np.ndarray:
-        """The feature matrix the network reads for ``inputs``."""
+    def picked(self, inputs: MultiInputs | Mapping[str, Sequence[str | None]]) -> MultiInputs:
+        """The inputs the model reads, from ``inputs``."""
         kinds = self.inputs
         if isinstance(inputs, MultiInputs):
             lacking = [name for name in kinds if inputs.kinds.get(name) != kinds[name]]
@@ -205,11 +278,16 @@ class FusionPredictor(Predictor):
             picked = MultiInputs(kinds, {name: inputs.values[name] for name in kinds})
         else:
             picked = MultiInputs.of(kinds, inputs)
-        features, mask = input_features(picked, self.encoders, self.cache)
-        return np.hstack([*features, mask]).astype(np.float32)
+        return picked
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
-        logits = predict_logits(self.model, Examples(self.packed(inputs)))
+        picked = self.picked(inputs)
+        if self.spec.get("train_top"):  # the backbones read the inputs themselves
+            examples = Examples(picked)
+        else:
+            features, mask = input_features(picked, self.encoders, self.cache)
+            examples = Examples(np.hstack([*features, mask]).astype(np.float32))
+        logits = predict_logits(self.model, examples)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     @property
@@ -217,21 +295,18 @@ class FusionPredictor(Predictor):
         return int(sum(p.numel() for p in self.model.parameters() if p.requires_grad))
 
     def _save_weights(self, folder: Path) -> dict[str, Any]:
-        state = {k: t.detach().contiguous().clone() for k, t in self.model.state_dict().items()}
+        frozen = frozen_bottom_names(self.model, int(self.spec.get("train_top", 0)))
+        state = {
+            k: t.detach().contiguous().clone()
+            for k, t in self.model.state_dict().items()
+            if k not in frozen
+        }
         save_file(state, str(folder / "model.safetensors"))
         return {"spec": self.spec}
 
     @classmethod
     def load(cls, folder: Path, metadata: dict[str, Any], **context: Any) -> FusionPredictor:
         spec, classes = metadata["spec"], list(metadata["classes"])
-        model = build_fusion_model(spec, len(classes))
-        path = folder / "model.safetensors"
-        missing, unexpected = model.load_state_dict(read_weights(path), strict=False)
-        if missing or unexpected:
-            raise DataError(
-                f"{path}: the saved weights do not match the model "
-                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-            )
         built: dict[str, Any] = {}  # one encoder per backbone setting, as in training
         for backbone in spec["encoders"].values():
             key = json.dumps(backbone, sort_keys=True)
@@ -241,6 +316,17 @@ class FusionPredictor(Predictor):
             name: built[json.dumps(backbone, sort_keys=True)]
             for name, backbone in spec["encoders"].items()
         }
+        model = build_fusion_model(spec, len(classes), encoders)
+        path = folder / "model.safetensors"
+        missing, unexpected = model.load_state_dict(read_weights(path), strict=False)
+        missing = [
+            k for k in missing if k not in frozen_bottom_names(model, spec.get("train_top", 0))
+        ]
+        if missing or unexpected:
+            raise DataError(
+                f"{path}: the saved weights do not match the model "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         return cls(classes, model, spec, encoders)
 
 
@@ -309,6 +395,20 @@ class Fusion(Recipe):
         choices=MISSING_INPUTS,
         group="fusion",
     )
+    train_top: int = option(
+        0,
+        "concat with solver adamw: top layers of each backbone (text and image) that train "
+        "with the head, their bottom layers frozen and computed once per input (0: frozen "
+        "features)",
+        minimum=0,
+        group="fine-tuning",
+    )
+    backbone_learning_rate: float = option(
+        3e-5,
+        "train_top: AdamW learning rate of the backbones' top layers",
+        above=0,
+        group="fine-tuning",
+    )
     epochs: int = option(
         100, "concat: most epochs (early stopping on source validation)", minimum=1
     )
@@ -349,6 +449,38 @@ class Fusion(Recipe):
                 f"recipe '{self.name}': option 'inputs' is {self.inputs}; expected each of the "
                 f"domain's inputs {list(kinds)} at most once"
             )
+        if self.train_top:
+            self._check_train_top(self.read_inputs(kinds))
+
+    def _check_train_top(self, kinds: Mapping[str, str]) -> None:
+        """A ConfigError for what cannot fine-tune: stacking, the L-BFGS head, a frozen-only
+        backbone, or more top layers than a backbone has above its first layer."""
+        where = f"recipe '{self.name}': train_top {self.train_top}"
+        if self.combine != "concat" or self.solver != "adamw":
+            raise ConfigError(
+                f"{where} trains the backbones with the concat head by AdamW; expected combine "
+                f"'concat' and solver 'adamw' (got '{self.combine}', '{self.solver}')"
+            )
+        from shoptransfer.backbones import make_encoder
+
+        for kind in sorted(set(kinds.values())):
+            backbone = self.image_backbone if kind == "image" else self.text_backbone
+            if frozen_only(backbone):
+                raise ConfigError(
+                    f"{where}: backbone '{backbone}' is frozen only (its package computes the "
+                    "features); use train_top 0 or a trainable backbone"
+                )
+            # the architecture is enough to count the layers: no pretrained weights
+            layers = len(
+                make_encoder(
+                    backbone, image_size=self.image_size or None, pretrained=False
+                ).layers()
+            )
+            if self.train_top >= layers:
+                raise ConfigError(
+                    f"{where}: backbone '{backbone}' has {layers} layers (the first, its "
+                    f"embeddings or stem, stays frozen); expected train_top at most {layers - 1}"
+                )
 
     def read_inputs(self, kinds: Mapping[str, str]) -> dict[str, str]:
         """The inputs this recipe reads: name -> kind."""
@@ -395,11 +527,24 @@ class Fusion(Recipe):
         else:
             train, validation = split_source(source, self.validation_fraction, self.seed)
 
+        if self.train_top and processes()[1] > 1:  # a batch's inputs are not split by process
+            raise ConfigError(
+                f"recipe '{self.name}': train_top trains in one process; run it without "
+                "--processes (or accelerate launch)"
+            )
+        tuned = list({id(e): e for e in encoders.values()}.values()) if self.train_top else []
+        for encoder in tuned:  # the frozen bottom computed once per text or photo
+            encoder.cache_frozen_bottom(
+                len(encoder.layers()) - self.train_top, cache.bottom if cache is not None else None
+            )
+
         def examples(domain: Any, weight: float = 1.0) -> Examples:
             picked = MultiInputs(kinds, {n: domain.inputs.values[n] for n in kinds})
+            weights = np.full(len(domain), weight, dtype=np.float32)
+            if tuned:  # the backbones read the inputs in each batch
+                return Examples(picked, domain.label_ids(classes), weights)
             features, mask = input_features(picked, encoders, cache)
             packed = np.hstack([*features, mask]).astype(np.float32)
-            weights = np.full(len(domain), weight, dtype=np.float32)
             return Examples(packed, domain.label_ids(classes), weights)
 
         parts = [examples(train)]
@@ -422,8 +567,10 @@ class Fusion(Recipe):
             "modality_dropout": self.modality_dropout,
             "sizes": sizes,
         }
+        if tuned:
+            spec.update(train_top=self.train_top, precision=check_precision(self.precision))
         torch.manual_seed(self.seed)
-        model = build_fusion_model(spec, len(classes))
+        model = build_fusion_model(spec, len(classes), encoders)
 
         def as_predictor(m: Classifier) -> FusionPredictor:
             return FusionPredictor(classes, m, spec, encoders, cache)
@@ -445,7 +592,21 @@ class Fusion(Recipe):
             description=self.name,
         )
         held_out = examples(validation) if validation is not None else None
-        Trainer(settings).fit(model, training, held_out, as_predictor=as_predictor)
+        groups = None
+        if tuned:  # the backbones' top layers at their own learning rate
+            in_backbones = {id(p) for e in tuned for p in e.parameters()}
+            trained = [p for p in model.parameters() if p.requires_grad]
+            head = [p for p in trained if id(p) not in in_backbones]
+            tops = [p for p in trained if id(p) in in_backbones]
+            groups = [
+                {"params": head, "lr": self.learning_rate},
+                {"params": tops, "lr": self.backbone_learning_rate},
+            ]
+        Trainer(settings).fit(
+            model, training, held_out, parameter_groups=groups, as_predictor=as_predictor
+        )
+        for encoder in tuned:  # predictions run the whole backbone, as a reloaded model does
+            encoder.cached_layers = 0
         return as_predictor(model)
 
     def _fit_stacking(
