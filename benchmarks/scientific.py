@@ -872,7 +872,8 @@ def main() -> None:
         development_experiment(args, *domains())
         return
     payload = open_results("scientific", args.out, args.fresh)
-    payload["seeds"] = args.seeds
+    # the seeds of every invocation so far (one invocation per seed resumes the file)
+    payload["seeds"] = sorted({*payload.get("seeds", []), *args.seeds})
     if args.absorb or args.recover:
         for name in args.absorb:
             absorb(payload, load_json(RESULTS / f"{name}.json"))
