@@ -413,7 +413,7 @@ def test_crossmodal_classification_goal_and_cells_not_run() -> None:
     payload["classification_goal_check"] = crossmodal.check_classification_goal(payload)
     assert not payload["classification_goal_check"]["met"]
     text = crossmodal.classification_markdown(payload)
-    assert "| fused (concat) | not run | 72.5 ± 0.7 | not run | not run | 2 |" in text
+    assert "| fused (concat) | not run | 72.5 ± 0.7 | not run | not run | 0 / 2 / 0 / 0 |" in text
     assert "| fused (stacking) | not run | not run | not run | not run | 0 |" in text
     assert "fused 72.5 against photo only 70.0 (+2.5 points) — NOT met" in text
     del payload["settings"]["fused (concat)"]
