@@ -1,9 +1,12 @@
 """Cross-modal transfer on Myntra product photos and titles: search across the two, zero-shot
-classification of photos by class names, and men -> women.
+classification of photos by class names, classification from the photo, the title and both
+fused, and men -> women.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/crossmodal.py --fresh --shared-cores
     .venv/bin/python benchmarks/crossmodal.py --part retrieval --seeds 0   # some cells
     .venv/bin/python benchmarks/crossmodal.py --redo "all products" --seeds 0   # rerun cells
+    .venv/bin/python benchmarks/crossmodal.py --part classification --modalities \
+        "fused (concat)" "fused (stacking)" --budgets 5 20 100   # the fused rows, some budgets
     .venv/bin/python benchmarks/crossmodal.py --markdown   # rewrites the .md from the JSON
 
 Data: ../shared/data/fashion_products (22,048 Myntra products, a photo of about 60x80 pixels
@@ -53,9 +56,27 @@ heads trained about 10x slower (418 s against 42 s for one fit).
 
 Classification (:func:`classification_part`): the 20 largest article types, a fixed 20 % test
 split (the runner's ``test_fraction`` and ``split_seed`` 0, as benchmarks/fashion.py), 5 / 20 /
-100 / all labels per class, seeds 0, 1, 2; a linear probe (``frozen-features``, L-BFGS) on the
-photo features (``sqrt-l2``) and on the masked titles' features, run by the library's runner.
-The fused rows join through :data:`MODALITIES` once the fusion recipes are in the library.
+100 / all labels per class, seeds 0, 1, 2, titles with the label words masked, run by the
+library's runner; an entry of :data:`MODALITIES` per row: a linear probe (``frozen-features``,
+L-BFGS) on the photo features (``sqrt-l2``) and on the masked titles' features; the ``fusion``
+recipe on a table of both (the same rows in the same order, so the same split and draws):
+``solver: lbfgs`` (each input's features layer-normalised, concatenated with the mask of
+present inputs, the same L-BFGS linear probe, trained on the examples plus copies with one input
+hidden at weight 0.25), and ``combine: stacking``. Its backbones, image size, text length and
+precision are the probes' (:data:`FUSED_BACKBONES`), so every feature comes from the cache.
+Goal (:data:`CLASSIFICATION_GOAL`): fused (concat) macro-F1 >= the best single modality's + 3
+points at 20 per class. Measured (3 seeds): 83.9 against photo only 79.4 (+4.5, met); at 5 per
+class 74.3 against 69.7, at 100 89.6 against 85.7, with all labels 93.3 against 89.6. Stacking
+is below concat up to 100 per class, far below at 5 (60.1 ± 10.1: its head learns from
+out-of-fold predictions of probes trained on 4 examples per class), and slightly above it with
+all labels (93.7).
+
+Men -> women (:func:`shift_part`, ``--part shift``): benchmarks/fashion.py's shift protocol (the
+10 article types both have; train on the men's products, test on all the women's, budget 0) with
+the photo and the masked title; the ``fusion`` linear probe on the photo, the title and both
+(one recipe: the rows differ only in ``inputs``). Measured (3 seeds), accuracy / macro-F1 %:
+photo 91.9 / 90.6, title 54.8 / 43.9, both 93.4 / 91.9 (fashion.py's Lite2 260 px photo probe:
+93.1 / 91.9).
 Writes benchmarks/results/crossmodal.json and .md (``--out`` names other files).
 """
 
@@ -84,6 +105,7 @@ from common import (
     values,
 )
 from common import recorded as common_recorded
+from fashion import SHIFT_TYPES
 
 SEEDS = [0, 1, 2]
 TEST_FRACTION, SPLIT_SEED = 0.2, 0
@@ -296,80 +318,237 @@ def retrieval_part(payload: dict[str, Any], args: argparse.Namespace) -> None:
 
 BUDGETS: list[int | str] = [5, 20, 100, "all"]
 PROBE = {"name": "frozen-features", "solver": "lbfgs"}
-# modality -> the probe's backbone options; the fused entries join once the fusion recipes land
+# the fusion recipe's backbones: the same settings as the single-modality probes (cache hits)
+FUSED_BACKBONES = {
+    "image_backbone": FEATURES["image_backbone"],
+    "image_size": FEATURES["image_size"],
+    "text_backbone": FEATURES["text_backbone"],
+    "max_length": FEATURES["max_length"],
+    "precision": FEATURES["precision"],
+}
+# modality -> the recipe entry of its classifier (its table: :func:`classification_tables`)
 MODALITIES: dict[str, dict[str, Any]] = {
     "photo only": {
+        **PROBE,
         "backbone": FEATURES["image_backbone"],
         "image_size": FEATURES["image_size"],
         "precision": FEATURES["precision"],
         "feature_transform": "sqrt-l2",
     },
     "title only": {
+        **PROBE,
         "backbone": FEATURES["text_backbone"],
         "max_length": FEATURES["max_length"],
         "precision": FEATURES["precision"],
     },
+    "fused (concat)": {"name": "fusion", "solver": "lbfgs", **FUSED_BACKBONES},
+    "fused (stacking)": {"name": "fusion", "combine": "stacking", **FUSED_BACKBONES},
 }
+SINGLE = ["photo only", "title only"]
+FUSED = "fused (concat)"
+GOAL_BUDGET, GOAL_MARGIN = 20, 0.03
+CLASSIFICATION_GOAL = (
+    f"fused (concat) macro-F1 >= best single modality + {100 * GOAL_MARGIN:.0f} points at "
+    f"{GOAL_BUDGET} labels per class, label words masked"
+)
+
+
+def entry_label(modality: str) -> str:
+    """The label the runner gives the records of ``modality``'s recipe entry."""
+    entry = MODALITIES[modality]
+    return str(entry.get("label", entry["name"]))
 
 
 def classification_tables() -> dict[str, Path]:
-    """The 20 largest article types as a photo table and a table of masked titles, the same
-    rows in the same order (so the runner's split is the same), written once."""
+    """The 20 largest article types as a photo table, a table of masked titles and a table of
+    both (the inputs of the fused models), the same rows in the same order (so the runner's
+    split is the same), written once."""
     table = products()
     words = label_words(top_types(table))
     keep = table[table.articleType.isin(top_types(table))].copy()
     keep["title"] = [mask_label_words(t, words) or "-" for t in keep.productDisplayName]
     out = RUNS / "data" / "crossmodal"
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"photo only": out / "photos-top20.csv", "title only": out / "titles-masked-top20.csv"}
-    columns = {
-        "photo only": ["id", "image", "articleType"],
-        "title only": ["id", "title", "articleType"],
+    files = {
+        "photos-top20.csv": ["id", "image", "articleType"],
+        "titles-masked-top20.csv": ["id", "title", "articleType"],
+        "photos-titles-masked-top20.csv": ["id", "image", "title", "articleType"],
     }
-    for modality, path in paths.items():
-        text = keep[columns[modality]].to_csv(index=False)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-    return paths
+    for name, columns in files.items():
+        text = keep[columns].to_csv(index=False)
+        if not (out / name).exists() or (out / name).read_text() != text:
+            (out / name).write_text(text)
+    paths = {"photo only": out / "photos-top20.csv", "title only": out / "titles-masked-top20.csv"}
+    return {m: paths.get(m, out / "photos-titles-masked-top20.csv") for m in MODALITIES}
 
 
-def classification_config(modality: str, seeds: list[int]) -> dict[str, Any]:
+def classification_config(
+    modality: str, seeds: list[int], budgets: list[int | str] | None = None
+) -> dict[str, Any]:
     path = classification_tables()[modality]
+    root = str(require_data("fashion_products"))
     if modality == "photo only":
-        target = {"path": str(path), "image": "image", "label": "articleType"}
-        target["image_root"] = str(require_data("fashion_products"))
+        target = {"path": str(path), "image": "image", "image_root": root}
+    elif modality == "title only":
+        target = {"path": str(path), "text": "title"}
     else:
-        target = {"path": str(path), "text": "title", "label": "articleType"}
+        inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+        target = {"path": str(path), "inputs": inputs, "image_root": root}
+    slug = re.sub(r"[^a-z]+", "-", modality).strip("-")
     return {
-        "name": f"crossmodal-{modality.replace(' ', '-')}",
-        "target": {**target, "name": "articleType"},
+        "name": f"crossmodal-{slug}",
+        "target": {**target, "label": "articleType", "name": "articleType"},
         "test_fraction": TEST_FRACTION,
         "split_seed": SPLIT_SEED,
-        "budgets": BUDGETS,
+        "budgets": list(budgets or BUDGETS),
         "seeds": seeds,
-        "recipes": [{**PROBE, **MODALITIES[modality]}],
+        "recipes": [MODALITIES[modality]],
     }
 
 
 def classification_part(payload: dict[str, Any], args: argparse.Namespace) -> None:
-    """Photo only, title only (label words masked) and — once the fusion recipes are in the
-    library (issue 20, parts 1-2) — fused classifiers of the 20 largest article types at
-    5 / 20 / 100 / all labels per class, through the library's runner (``run_setting``, as
-    benchmarks/fashion.py), into ``payload["settings"]`` (a setting per modality).
-
-    The fused entries go into :data:`MODALITIES` (a multi-input table of the photo and the
-    masked title, the fusion recipe's options) and their rows appear in the table unchanged.
-    """
+    """Photo only, title only (label words masked) and the fused classifiers (the ``fusion``
+    recipe on both: concatenation into the L-BFGS linear probe, and stacking of each input's
+    calibrated probabilities) of the 20 largest article types at 5 / 20 / 100 / all labels per
+    class (``--budgets`` runs some), through the library's runner (``run_setting``, as
+    benchmarks/fashion.py), into ``payload["settings"]`` (a setting per modality, an entry of
+    :data:`MODALITIES` each). Cells already recorded are not run again."""
+    budgets = [b for b in BUDGETS if str(b) in {str(x) for x in args.budgets}]
     for modality in MODALITIES:
-        missing = [
-            s
-            for s in args.seeds
-            if not all(common_recorded(payload, modality, "frozen-features", s, b) for b in BUDGETS)
-        ]
-        if missing:
-            config = classification_config(modality, missing)
+        if args.modalities and modality not in args.modalities:
+            continue
+        label = entry_label(modality)
+        runs: dict[tuple, list[int]] = {}  # the budgets a seed lacks -> those seeds
+        for seed in args.seeds:
+            missing = [b for b in budgets if not common_recorded(payload, modality, label, seed, b)]
+            if missing:
+                runs.setdefault(tuple(missing), []).append(seed)
+        for missing, seeds in runs.items():
+            config = classification_config(modality, seeds, list(missing))
             run_setting(payload, modality, config, shared_cores=args.shared_cores)
             finish(payload, args.out)
+
+
+# -- men -> women with fusion: train on the men's products of the 10 shared types ------------
+
+SHIFT = "men -> women, 10 shared types"
+# entry label -> the fusion recipe's inputs (one recipe for all three rows: the same head)
+SHIFT_ENTRIES = {"photo-only": ["photo"], "title-only": ["title"], "fused-concat": []}
+
+
+def shift_tables() -> dict[str, Path]:
+    """The men's and the women's products of the 10 article types both have (benchmarks/
+    fashion.py's shift part), photo and masked title, written once."""
+    table = products()
+    words = label_words(top_types(table))
+    out = RUNS / "data" / "crossmodal"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for gender in ("men", "women"):
+        keep = table[table.articleType.isin(SHIFT_TYPES) & (table.gender == gender.capitalize())]
+        keep = keep.assign(
+            title=[mask_label_words(t, words) or "-" for t in keep.productDisplayName]
+        )
+        paths[gender] = out / f"{gender}-shared-types-photos-titles-masked.csv"
+        text = keep[["id", "image", "title", "articleType"]].to_csv(index=False)
+        if not paths[gender].exists() or paths[gender].read_text() != text:
+            paths[gender].write_text(text)
+    return paths
+
+
+def shift_config(labels: list[str], seeds: list[int]) -> dict[str, Any]:
+    """Train on the men's photos and titles, test on all the women's (budget 0, as
+    benchmarks/fashion.py's shift part); the ``fusion`` linear probe on the photo, the title
+    and both."""
+    paths = shift_tables()
+    root = str(require_data("fashion_products"))
+    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+
+    def domain(gender: str) -> dict[str, Any]:
+        path = str(paths[gender])
+        return {"path": path, "inputs": inputs, "image_root": root, "label": "articleType"}
+
+    entry = MODALITIES[FUSED]
+    return {
+        "name": "crossmodal-men-to-women",
+        "source": {**domain("men"), "name": "men"},
+        "target": {**domain("women"), "name": "women"},
+        "target_test": {**domain("women"), "name": "women"},
+        "transductive": False,
+        "budgets": [0],
+        "seeds": seeds,
+        "recipes": [
+            {
+                **entry,
+                "label": label,
+                **({"inputs": SHIFT_ENTRIES[label]} if SHIFT_ENTRIES[label] else {}),
+            }
+            for label in labels
+        ],
+    }
+
+
+def shift_part(payload: dict[str, Any], args: argparse.Namespace) -> None:
+    """Men -> women (:data:`SHIFT`) for the seeds not recorded yet."""
+    seeds = [
+        s
+        for s in args.seeds
+        if not all(common_recorded(payload, SHIFT, label, s, 0) for label in SHIFT_ENTRIES)
+    ]
+    if seeds:
+        config = shift_config(list(SHIFT_ENTRIES), seeds)
+        run_setting(payload, SHIFT, config, shared_cores=args.shared_cores)
+        finish(payload, args.out)
+
+
+def shift_markdown(payload: dict[str, Any]) -> str:
+    records = payload.get("settings", {}).get(SHIFT, {}).get("records", [])
+    if not records:
+        return "Not run."
+    lines = [
+        f"Trained on the men's products of the {len(SHIFT_TYPES)} article types both have, "
+        "tested on all the women's of those types (benchmarks/fashion.py's shift, here with "
+        "Lite0 128 px photo features); the `fusion` linear probe (`solver: lbfgs`) on the photo, "
+        "the masked title, and both.\n",
+        "| model | accuracy % | macro-F1 % | seeds |",
+        "|---|---|---|---|",
+    ]
+    for label in SHIFT_ENTRIES:
+        accuracy = values(records, label, "accuracy")
+        if accuracy:
+            f1 = values(records, label, "macro_f1")
+            shown = label.replace("-", " ").replace(" concat", " (concat)")
+            lines.append(f"| {shown} | {pm(accuracy, 100)} | {pm(f1, 100)} | {len(f1)} |")
+    return "\n".join(lines)
+
+
+def classification_scores(
+    payload: dict[str, Any], modality: str, key: str, budget: int | str
+) -> list[float]:
+    records = payload.get("settings", {}).get(modality, {}).get("records", [])
+    return values(records, entry_label(modality), key, budget=budget)
+
+
+def check_classification_goal(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Fused (concat) against the best single modality at :data:`GOAL_BUDGET` labels per
+    class (mean macro-F1 over the seeds each has), or ``None`` before all three are run."""
+    means = {}
+    for modality in [*SINGLE, FUSED]:
+        found = classification_scores(payload, modality, "macro_f1", GOAL_BUDGET)
+        if not found:
+            return None
+        means[modality] = (float(np.mean(found)), len(found))
+    best = max(SINGLE, key=lambda m: means[m][0])
+    fused, seeds = means[FUSED]
+    return {
+        "budget": GOAL_BUDGET,
+        "fused_macro_f1": fused,
+        "fused_seeds": seeds,
+        "best_single": best,
+        "best_single_macro_f1": means[best][0],
+        "gain": fused - means[best][0],
+        "met": fused >= means[best][0] + GOAL_MARGIN,
+    }
 
 
 # -- results, from the results file ------------------------------------------------------------
@@ -397,6 +576,8 @@ def finish(payload: dict[str, Any], out: str) -> None:
         protocol=__doc__.split("Data: ")[1].split("Writes")[0].strip(),
         goal=GOAL,
         goal_check=check_goal(payload),
+        classification_goal=CLASSIFICATION_GOAL,
+        classification_goal_check=check_classification_goal(payload),
     )
     save(out, payload, markdown(payload))
 
@@ -466,6 +647,8 @@ def markdown(payload: dict[str, Any]) -> str:
     lines += [
         "\n## 3. Classification: photo only, title only, fused (label words masked)\n",
         classification_markdown(payload),
+        "\n## 4. Men → women classification (label words masked)\n",
+        shift_markdown(payload),
     ]
     timing = timing_sentence(payload)
     if timing:
@@ -477,27 +660,50 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 def classification_markdown(payload: dict[str, Any]) -> str:
-    """The classification table from ``payload["settings"]`` (the runner's records)."""
+    """The classification tables from ``payload["settings"]`` (the runner's records): a row
+    per modality, a column per labels-per-class budget; "not run" where a cell has no record."""
     settings = payload.get("settings", {})
     if not settings:
         return "Not run yet."
     lines = [
-        f"The {TOP_TYPES} largest article types; a fixed 20 % test split; a linear probe "
-        "(`frozen-features`, L-BFGS, L2 strength by cross-validation) on each modality's frozen "
-        "features; titles with the label words masked. Fused: waits for the fusion recipes "
-        "(issue 20, parts 1–2).\n",
-        "| labels per class | "
-        + " | ".join(f"{m} accuracy % | {m} macro-F1 %" for m in MODALITIES)
-        + " |",
-        "|---|" + "---|---|" * len(MODALITIES),
+        f"The {TOP_TYPES} largest article types; a fixed 20 % test split (3,311 products); titles "
+        "with the label words masked. Photo only, title only: a linear probe (`frozen-features`, "
+        "L-BFGS, L2 strength by cross-validation) on the modality's frozen features. Fused "
+        "(concat): the `fusion` recipe on both inputs, each input's features layer-normalised "
+        "and concatenated with the mask of present inputs into the same L-BFGS linear probe "
+        "(`solver: lbfgs`; trained on the examples plus copies with one input hidden, weight "
+        "0.25). Fused (stacking): `fusion` with `combine: stacking`, a linear probe per input, "
+        "temperature-calibrated on out-of-fold logits, and a logistic regression over their "
+        "log-probabilities. Same backbones, image size and precision as the single-modality "
+        "probes (the features come from the same cache entries).",
     ]
-    for budget in BUDGETS:
-        cells = []
+    for key, shown in (("macro_f1", "macro-F1 %"), ("accuracy", "accuracy %")):
+        lines += [
+            f"\n{shown}:\n",
+            "| model | " + " | ".join(f"{b} per class" for b in BUDGETS) + " | seeds (by budget) |",
+            "|---|" + "---|" * len(BUDGETS) + "---|",
+        ]
         for modality in MODALITIES:
-            records = settings.get(modality, {}).get("records", [])
-            for key in ("accuracy", "macro_f1"):
-                cells.append(pm(values(records, "frozen-features", key, budget=budget), 100))
-        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
+            cells, seeds = [], []
+            for budget in BUDGETS:
+                found = classification_scores(payload, modality, key, budget)
+                cells.append(pm(found, 100) if found else "not run")
+                seeds.append(len(found))
+            # the seeds per budget, one number where every budget has the same
+            shown_seeds = str(seeds[0]) if len(set(seeds)) == 1 else " / ".join(map(str, seeds))
+            lines.append(f"| {modality} | " + " | ".join(cells) + f" | {shown_seeds} |")
+    goal = payload.get("classification_goal_check")
+    if goal:
+        lines.append(
+            f"\nGoal ({CLASSIFICATION_GOAL}): fused {100 * goal['fused_macro_f1']:.1f} against "
+            f"{goal['best_single']} {100 * goal['best_single_macro_f1']:.1f} "
+            f"({100 * goal['gain']:+.1f} points) — {'met' if goal['met'] else 'NOT met'}."
+        )
+    lines.append(
+        "\nPublished anchor, other data (product categorisation, arXiv 1907.00420): title 82.7 → "
+        "title + image + description 88.2 F1. There the title is the stronger input; here, with "
+        "the label words masked, the photo is."
+    )
     return "\n".join(lines)
 
 
@@ -512,10 +718,18 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["retrieval", "classification"], help="one part only")
+    parser.add_argument(
+        "--part", choices=["retrieval", "classification", "shift"], help="one part only"
+    )
     parser.add_argument("--seeds", nargs="*", type=int, default=SEEDS, help="seeds (0 1 2)")
     parser.add_argument(
         "--redo", nargs="*", default=[], help="settings whose records (at --seeds) to rerun"
+    )
+    parser.add_argument(
+        "--budgets", nargs="*", default=BUDGETS, help="classification: labels per class to run"
+    )
+    parser.add_argument(
+        "--modalities", nargs="*", default=[], help=f"classification: some of {list(MODALITIES)}"
     )
     parser.add_argument("--markdown", action="store_true", help="rewrite the .md only")
     parser.add_argument("--fresh", action="store_true", help="start a new results file")
@@ -533,8 +747,13 @@ def main() -> None:
     payload = open_results("crossmodal", args.out, args.fresh)
     payload.setdefault("retrieval", {"records": []})
     unknown = sorted(set(args.redo) - set(SETTINGS) - set(MODALITIES))
+    unknown += sorted(set(args.modalities) - set(MODALITIES))
+    unknown += sorted({str(b) for b in args.budgets} - {str(b) for b in BUDGETS})
     if unknown:
-        parser.error(f"unknown settings {unknown}: {list(SETTINGS)}, {list(MODALITIES)}")
+        parser.error(
+            f"unknown settings, modalities or budgets {unknown}: {list(SETTINGS)}, "
+            f"{list(MODALITIES)}, {BUDGETS}"
+        )
     payload["retrieval"]["records"] = [
         r
         for r in payload["retrieval"]["records"]
@@ -549,6 +768,8 @@ def main() -> None:
         retrieval_part(payload, args)
     if args.part in (None, "classification"):
         classification_part(payload, args)
+    if args.part in (None, "shift"):
+        shift_part(payload, args)
     add_invocation(payload, sys.argv[1:], started, args.shared_cores)
     finish(payload, args.out)
 

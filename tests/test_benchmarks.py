@@ -359,11 +359,65 @@ def test_crossmodal_classification_configs_validate_on_the_same_rows(
     for modality in crossmodal.MODALITIES:
         config = parse_config(crossmodal.classification_config(modality, [0]), "t")
         assert config.budgets == crossmodal.BUDGETS
-    photos, titles = (
+    fused = parse_config(crossmodal.classification_config("fused (concat)", [0], [5, 20]), "t")
+    assert fused.budgets == [5, 20] and list(fused.target.inputs) == ["photo", "title"]
+    photos, titles, both = (
         (tmp_path / "data" / "crossmodal" / name).read_text().splitlines()
-        for name in ("photos-top20.csv", "titles-masked-top20.csv")
+        for name in (
+            "photos-top20.csv",
+            "titles-masked-top20.csv",
+            "photos-titles-masked-top20.csv",
+        )
     )
-    assert [row.split(",")[0] for row in photos] == [row.split(",")[0] for row in titles]
+    ids = [row.split(",")[0] for row in photos]
+    assert ids == [row.split(",")[0] for row in titles] == [row.split(",")[0] for row in both]
+    shift = parse_config(crossmodal.shift_config(list(crossmodal.SHIFT_ENTRIES), [0]), "t")
+    assert shift.budgets == [0] and shift.target.path == shift.target_test.path
+    inputs = {entry.label: entry.options.get("inputs") for entry in shift.recipes}
+    assert inputs == {"photo-only": ["photo"], "title-only": ["title"], "fused-concat": None}
+
+
+def test_crossmodal_fused_entries_read_the_single_probes_cached_features() -> None:
+    import crossmodal
+
+    photo, title = crossmodal.MODALITIES["photo only"], crossmodal.MODALITIES["title only"]
+    for modality in ("fused (concat)", "fused (stacking)"):
+        entry = crossmodal.MODALITIES[modality]
+        assert entry["image_backbone"] == photo["backbone"]
+        assert entry["text_backbone"] == title["backbone"]
+        assert entry["image_size"] == photo["image_size"]
+        assert entry["max_length"] == title["max_length"]
+        assert entry["precision"] == photo["precision"] == title["precision"]
+
+
+def test_crossmodal_classification_goal_and_cells_not_run() -> None:
+    import crossmodal
+
+    def record(label: str, budget: int, seed: int, f1: float) -> dict[str, Any]:
+        metrics = {"macro_f1": f1, "accuracy": f1}
+        return {"label": label, "budget": budget, "seed": seed, "status": "ok", "metrics": metrics}
+
+    probe = crossmodal.entry_label("photo only")
+    fused = [record("fusion", 20, 0, 0.72), record("fusion", 20, 1, 0.76)]
+    payload: dict[str, Any] = {
+        "settings": {
+            "photo only": {"records": [record(probe, 20, s, 0.70) for s in (0, 1)]},
+            "title only": {"records": [record(probe, 20, 0, 0.50)]},
+            "fused (concat)": {"records": fused},
+        }
+    }
+    goal = crossmodal.check_classification_goal(payload)
+    assert goal["best_single"] == "photo only"
+    assert goal["gain"] == pytest.approx(0.04) and goal["met"]
+    payload["settings"]["fused (concat)"]["records"][1]["metrics"]["macro_f1"] = 0.73
+    payload["classification_goal_check"] = crossmodal.check_classification_goal(payload)
+    assert not payload["classification_goal_check"]["met"]
+    text = crossmodal.classification_markdown(payload)
+    assert "| fused (concat) | not run | 72.5 ± 0.7 | not run | not run | 0 / 2 / 0 / 0 |" in text
+    assert "| fused (stacking) | not run | not run | not run | not run | 0 |" in text
+    assert "fused 72.5 against photo only 70.0 (+2.5 points) — NOT met" in text
+    del payload["settings"]["fused (concat)"]
+    assert crossmodal.check_classification_goal(payload) is None
 
 
 def test_privacy_selection_picks_the_best_held_out_settings_and_the_cells_use_them() -> None:
