@@ -217,24 +217,33 @@ def run_models(payload: dict[str, Any], args: argparse.Namespace) -> None:
     )
     default = SOURCE_MODELS if args.part == "sources" else list(MODELS)
     for source, suffix in runs:
-        missing = {
-            label: [
-                s
-                for s in args.seeds
-                if not all(recorded(payload, setting, label + suffix, s, b) for b in budgets)
-            ]
-            for label in args.only or default
-        }
-        for label, seeds in missing.items():
-            if not seeds:
+        # the budgets each (label, seed) still lacks; one run per set of missing budgets, so a
+        # recorded cell is not trained again (one run shares the source's pre-training)
+        groups: dict[tuple[Any, ...], tuple[set[str], set[int]]] = {}
+        for label in args.only or default:
+            lacking = False
+            for s in args.seeds:
+                left = tuple(
+                    b for b in budgets if not recorded(payload, setting, label + suffix, s, b)
+                )
+                if left:
+                    lacking = True
+                    labels, seeds = groups.setdefault(left, (set(), set()))
+                    labels.add(label)
+                    seeds.add(s)
+            if not lacking:
                 print(f"{label}{suffix}: recorded before, skipped")
-        labels = [label for label, seeds in missing.items() if seeds]
-        if labels:
-            seeds = sorted({s for label in labels for s in missing[label]})
+        for left, (labels, seeds) in groups.items():
             run_setting(
                 payload,
                 setting,
-                experiment_config(labels, seeds, budgets, source, suffix),
+                experiment_config(
+                    [label for label in args.only or default if label in labels],
+                    sorted(seeds),
+                    list(left),
+                    source,
+                    suffix,
+                ),
                 compare=True,
                 shared_cores=args.shared_cores,
                 show=ranking_text,

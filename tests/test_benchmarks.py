@@ -453,3 +453,31 @@ def test_privacy_markdown_is_the_committed_results_computed_from_their_json() ->
     results = BENCHMARKS / "results"
     payload = json.loads((results / "privacy.json").read_text())
     assert privacy.markdown(payload) == (results / "privacy.md").read_text()
+
+
+def test_scientific_runs_only_the_budgets_a_label_still_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+
+    import scientific
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(scientific, "run_setting", lambda p, s, config, **k: calls.append(config))
+    monkeypatch.setattr(scientific, "_finish", lambda payload, out: None)
+    monkeypatch.setattr(scientific, "source_domains", lambda name: [{"path": name}])
+
+    def record(label: str, budget: float, seed: int) -> dict[str, Any]:
+        return {"label": label, "budget": budget, "seed": seed, "status": "ok"}
+
+    setting = scientific.BUDGET_SETTING
+    recorded = [record("text-seq", 0.05, 1), record("sasrec", 0.05, 1), record("sasrec", 0.1, 1)]
+    payload: dict[str, Any] = {"settings": {setting: {"records": recorded}}}
+    args = argparse.Namespace(
+        part="budgets", budgets=[0.05, 0.1], seeds=[1], only=["sasrec", "text-seq"], out="x"
+    )
+    args.shared_cores = False
+    scientific.run_models(payload, args)
+    assert [(c["budgets"], c["seeds"], [r["label"] for r in c["recipes"]]) for c in calls] == [
+        ([0.1], [1], ["text-seq"])
+    ]
