@@ -471,3 +471,72 @@ def test_examples_of_several_inputs_batch_subset_and_join_in_step() -> None:
         ["green shoe"],
     ]
     assert [b["labels"].tolist() for b in batches] == [[0, 1], [2]]
+
+
+def test_fusion_aligns_the_fused_embedding_with_unlabelled_target_examples(
+    products: tuple[Path, Path], tiny_backbone: str, tmp_path: Path
+) -> None:
+    """CORAL and DANN on the fused embedding (the mlp head's hidden layer): each run is ok,
+    and CORAL's loss changes the model (the same batches at weight 0 predict otherwise)."""
+    from shoptransfer.api import compare, predict
+
+    train, test = products
+    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+    fused = {
+        "name": "fusion",
+        "text_backbone": tiny_backbone,
+        "epochs": 5,
+        "head": "mlp",
+        "hidden_size": 16,
+    }
+    config = parse_config(
+        {
+            "source": {"path": str(train), "inputs": inputs},
+            "target": {"path": str(test), "inputs": inputs},
+            "recipes": [
+                {**fused, "label": "off", "objectives": [{"name": "coral", "weight": 0.0}]},
+                {**fused, "label": "coral", "objectives": [{"name": "coral", "weight": 10.0}]},
+                {**fused, "label": "dann", "objectives": ["dann"]},
+            ],
+            "budgets": [0],
+            "image_size": 32,
+            "max_length": 16,
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "fused.yaml",
+    )
+    run_dir = compare(config, show_progress=False)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [r["status"] for r in results["results"]] == ["ok", "ok", "ok"]
+    examples = {"photo": [str(test.parent / "blue-1-3.jpg")], "title": ["navy steel watch"]}
+    scores = {
+        label: predict(run_dir, examples, model=f"{label}-k0-seed0")[1]
+        for label in ("off", "coral", "dann")
+    }
+    # the same batches, source and target, with and without CORAL's loss
+    assert not np.allclose(scores["off"], scores["coral"])
+    assert np.allclose(scores["dann"].sum(), 1.0)
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        (
+            {"solver": "lbfgs", "head": "linear", "objectives": ["coral"]},
+            "expected combine 'concat' and solver",
+        ),
+        ({"combine": "stacking", "objectives": ["mmd"]}, "expected combine 'concat' and solver"),
+        ({"objectives": ["l2-sp"]}, "'l2-sp' is not an alignment objective"),
+        ({"objectives": ["mlm"]}, "'mlm' is not an alignment objective"),
+        ({"objectives": ["nope"]}, "nope"),
+        ({"objectives": ["coral"], "head": "linear"}, "nothing below the head trains"),
+    ],
+)
+def test_fusion_refuses_objectives_it_cannot_train_in_one_line(
+    options: dict, words: str, products: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    train = read_multi_input_table(products[0], INPUTS)
+    with pytest.raises(ConfigError, match=words) as caught:
+        fusion(tiny_backbone, **{"head": "mlp", **options}).validate(train)
+    assert "\n" not in str(caught.value)
