@@ -540,3 +540,19 @@ def test_fusion_refuses_objectives_it_cannot_train_in_one_line(
     with pytest.raises(ConfigError, match=words) as caught:
         fusion(tiny_backbone, **{"head": "mlp", **options}).validate(train)
     assert "\n" not in str(caught.value)
+
+
+def test_fine_tuned_fusion_aligns_with_an_objective(
+    products: tuple[Path, Path], tiny_backbone: str, tmp_path: Path
+) -> None:
+    """train_top with DANN: the backbones' top layers train under the alignment loss too."""
+    train, test = (read_multi_input_table(p, INPUTS) for p in products)
+    recipe = fusion(tiny_backbone, train_top=1, epochs=2, batch_size=8, objectives=["dann"])
+    recipe.validate(train)
+    unlabeled = test.without_labels()
+    cache = EmbeddingCache(tmp_path / "cache")
+    predictor = recipe.fit(FitData(train, None, unlabeled=unlabeled, cache=cache))
+    probabilities = predictor.predict_proba(test.inputs)
+    assert probabilities.shape == (len(test), 3) and np.allclose(probabilities.sum(axis=1), 1)
+    with pytest.raises(DataError, match=r"objectives \['dann'\] align with unlabeled target"):
+        recipe.fit(FitData(train, None, cache=cache))
