@@ -187,11 +187,7 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
     )
     assert isinstance(photo_only.exception, ConfigError)
     assert "no text input for --text" in str(photo_only.exception)
-    # serving and ONNX export read one input: refused in one line
-    from shoptransfer.serving import ServeSettings, Service
-
-    with pytest.raises(ConfigError, match="fused-k4-seed0 reads several inputs; serve a model"):
-        Service(ServeSettings(str(run_dir), model="fused-k4-seed0"))
+    # ONNX export reads one input: refused in one line (serving: tests/test_fusion_serve.py)
     exported = runner.invoke(app, ["export", str(run_dir), "--model", "fused-k4-seed0"])
     assert isinstance(exported.exception, ConfigError)
     assert "is a fusion model" in str(exported.exception)
@@ -475,3 +471,88 @@ def test_examples_of_several_inputs_batch_subset_and_join_in_step() -> None:
         ["green shoe"],
     ]
     assert [b["labels"].tolist() for b in batches] == [[0, 1], [2]]
+
+
+def test_fusion_aligns_the_fused_embedding_with_unlabelled_target_examples(
+    products: tuple[Path, Path], tiny_backbone: str, tmp_path: Path
+) -> None:
+    """CORAL and DANN on the fused embedding (the mlp head's hidden layer): each run is ok,
+    and CORAL's loss changes the model (the same batches at weight 0 predict otherwise)."""
+    from shoptransfer.api import compare, predict
+
+    train, test = products
+    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+    fused = {
+        "name": "fusion",
+        "text_backbone": tiny_backbone,
+        "epochs": 5,
+        "head": "mlp",
+        "hidden_size": 16,
+    }
+    config = parse_config(
+        {
+            "source": {"path": str(train), "inputs": inputs},
+            "target": {"path": str(test), "inputs": inputs},
+            "recipes": [
+                {**fused, "label": "off", "objectives": [{"name": "coral", "weight": 0.0}]},
+                {**fused, "label": "coral", "objectives": [{"name": "coral", "weight": 10.0}]},
+                {**fused, "label": "dann", "objectives": ["dann"]},
+            ],
+            "budgets": [0],
+            "image_size": 32,
+            "max_length": 16,
+            "output_dir": str(tmp_path / "runs"),
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        "fused.yaml",
+    )
+    run_dir = compare(config, show_progress=False)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [r["status"] for r in results["results"]] == ["ok", "ok", "ok"]
+    examples = {"photo": [str(test.parent / "blue-1-3.jpg")], "title": ["navy steel watch"]}
+    scores = {
+        label: predict(run_dir, examples, model=f"{label}-k0-seed0")[1]
+        for label in ("off", "coral", "dann")
+    }
+    # the same batches, source and target, with and without CORAL's loss
+    assert not np.allclose(scores["off"], scores["coral"])
+    assert np.allclose(scores["dann"].sum(), 1.0)
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        (
+            {"solver": "lbfgs", "head": "linear", "objectives": ["coral"]},
+            "expected combine 'concat' and solver",
+        ),
+        ({"combine": "stacking", "objectives": ["mmd"]}, "expected combine 'concat' and solver"),
+        ({"objectives": ["l2-sp"]}, "'l2-sp' is not an alignment objective"),
+        ({"objectives": ["mlm"]}, "'mlm' is not an alignment objective"),
+        ({"objectives": ["nope"]}, "nope"),
+        ({"objectives": ["coral"], "head": "linear"}, "nothing below the head trains"),
+    ],
+)
+def test_fusion_refuses_objectives_it_cannot_train_in_one_line(
+    options: dict, words: str, products: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    train = read_multi_input_table(products[0], INPUTS)
+    with pytest.raises(ConfigError, match=words) as caught:
+        fusion(tiny_backbone, **{"head": "mlp", **options}).validate(train)
+    assert "\n" not in str(caught.value)
+
+
+def test_fine_tuned_fusion_aligns_with_an_objective(
+    products: tuple[Path, Path], tiny_backbone: str, tmp_path: Path
+) -> None:
+    """train_top with DANN: the backbones' top layers train under the alignment loss too."""
+    train, test = (read_multi_input_table(p, INPUTS) for p in products)
+    recipe = fusion(tiny_backbone, train_top=1, epochs=2, batch_size=8, objectives=["dann"])
+    recipe.validate(train)
+    unlabeled = test.without_labels()
+    cache = EmbeddingCache(tmp_path / "cache")
+    predictor = recipe.fit(FitData(train, None, unlabeled=unlabeled, cache=cache))
+    probabilities = predictor.predict_proba(test.inputs)
+    assert probabilities.shape == (len(test), 3) and np.allclose(probabilities.sum(axis=1), 1)
+    with pytest.raises(DataError, match=r"objectives \['dann'\] align with unlabeled target"):
+        recipe.fit(FitData(train, None, cache=cache))

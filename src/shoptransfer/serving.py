@@ -12,6 +12,8 @@ request is a 4xx JSON answer ``{"field": ..., "error": ...}`` naming what was wr
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import io
 import json
@@ -328,19 +330,25 @@ class Service:
         else:
             self.folder = model_folder(self.run_dir, settings.model)
             self.reads = model_reads(self.folder)
-            if self.reads in ("vectors", "inputs"):
-                what = "precomputed vectors" if self.reads == "vectors" else "several inputs"
+            if self.reads == "vectors":
                 raise ConfigError(
-                    f"model {self.folder.name} reads {what}; serve a model that reads texts or "
-                    "images (a fused model predicts through `shoptransfer predict` and "
-                    "shoptransfer.api.predict)"
+                    f"model {self.folder.name} reads precomputed vectors; serve a model that "
+                    "reads texts, images or several inputs"
+                )
+            if self.reads == "inputs" and settings.onnx:
+                raise ConfigError(
+                    f"model {self.folder.name} is a fused model; it has no ONNX export to serve"
                 )
             exported = export_folder(self.run_dir, self.folder.name)
-            has_export = (exported / EXPORT_FILE).exists()
+            has_export = (exported / EXPORT_FILE).exists() and self.reads != "inputs"
             onnx = has_export if settings.onnx is None else settings.onnx
-            self.classifier = load_classifier(
-                self.run_dir, self.folder.name, onnx, settings.onnx_precision
-            )
+            if self.reads == "inputs":  # a fused model: its input name -> "text" or "image"
+                self.classifier = load_predictor(self.folder)
+                self.input_kinds: dict[str, str] = dict(self.classifier.inputs)
+            else:
+                self.classifier = load_classifier(
+                    self.run_dir, self.folder.name, onnx, settings.onnx_precision
+                )
             _, metadata = read_model_metadata(self.folder)
             # the ONNX model served, else PyTorch for a neural model, else the model's kind
             neural = metadata.get("kind") == "neural"
@@ -388,6 +396,12 @@ class Service:
         if self.recommender is not None:
             first = self.recommender.domain.users[0]
             self.recommender.recommend(user=first, k=1)
+        elif self.reads == "inputs":
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "warm-up.png"
+                _blank_image().save(path)
+                kinds = self.input_kinds.items()
+                self.classify([{n: WARM_UP_TEXT if k == "text" else str(path) for n, k in kinds}])
         elif self.reads == "images":
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "warm-up.png"
@@ -398,9 +412,16 @@ class Service:
         self.warm_up_seconds = time.perf_counter() - start
         self.ready = True
 
-    def classify(self, inputs: list[str]) -> list[dict[str, Any]]:
+    def classify(self, inputs: list[Any]) -> list[dict[str, Any]]:
         """One prediction per input (texts, scrubbed of personal data as training texts are,
-        or image files), as :class:`Prediction` holds."""
+        or image files; for a fused model, a mapping of input name -> text or image file, a
+        name left out missing), as :class:`Prediction` holds."""
+        if self.reads == "inputs":
+            labels, probabilities, classes = self._classify_fused(inputs)
+            return [
+                {"label": label, "probabilities": _probabilities(classes, row)}
+                for label, row in zip(labels, probabilities)
+            ]
         if self.reads == "texts":
             inputs = scrub_texts(inputs)[0]
         with showing_progress(False), self.model_lock:
@@ -424,6 +445,23 @@ class Service:
             {"label": label, "probabilities": _probabilities(classes, row)}
             for label, row in zip(labels, probabilities)
         ]
+
+    def _classify_fused(self, examples: list[dict[str, str]]) -> tuple[list[str], Any, Any]:
+        """A fused model's labels, probabilities and classes for examples given as mappings
+        of input name -> value; texts scrubbed of personal data."""
+        columns: dict[str, list[str | None]] = {}
+        for name, kind in self.input_kinds.items():
+            column = [example.get(name) for example in examples]
+            if kind == "text":
+                rows = [i for i, value in enumerate(column) if value is not None]
+                cleaned = scrub_texts([column[i] for i in rows])[0]  # type: ignore[misc]
+                for i, text in zip(rows, cleaned):
+                    column[i] = text
+            columns[name] = column
+        with showing_progress(False), self.model_lock:
+            probabilities = self.classifier.predict_proba(columns)
+        classes = self.classifier.classes
+        return [classes[i] for i in probabilities.argmax(axis=1)], probabilities, classes
 
     def explain(self, inputs: list[str], method: str) -> list[dict[str, Any]]:
         """Each input's explanation (texts scrubbed of personal data first), one at a time:
@@ -667,6 +705,8 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
             raise RequestError(
                 None, f"{loaded.model} is a {loaded.task} model; use /v1/recommend", 409
             )
+        if loaded.reads == "inputs":
+            raise RequestError(None, f"model {loaded.model} is a fused model; no explanations", 409)
         async with _inputs(request, loaded) as inputs:
             rows = await asyncio.to_thread(loaded.explain, inputs, method)
         return {"model": loaded.model, "backend": loaded.backend, "explanations": rows}
@@ -751,12 +791,14 @@ class _inputs:
         if self.folder is not None:
             self.folder.cleanup()
 
-    async def _texts(self) -> list[str]:
+    async def _texts(self) -> list[Any]:
         settings = self.service.settings
         try:
             body = json.loads(await self.request.body())
         except (ValueError, UnicodeDecodeError):
             raise RequestError("body", 'not JSON; send {"texts": [...]} or upload images') from None
+        if self.service.reads == "inputs":
+            return await self._fused(body)
         try:
             parsed = TextsRequest.model_validate(body)
         except ValidationError as exc:
@@ -797,6 +839,11 @@ class _inputs:
         if unexpected:
             raise RequestError(unexpected[0], "unexpected field; upload files as 'images'")
         uploads = form.getlist("images")
+        if self.service.reads == "inputs":
+            raise RequestError(
+                "images",
+                f'model {self.service.model} is a fused model; send JSON {{"inputs": ...}}',
+            )
         if self.service.reads != "images":
             raise RequestError("images", f"model {self.service.model} reads texts; send JSON")
         if not uploads:
@@ -821,6 +868,75 @@ class _inputs:
             path.write_bytes(data)
             paths.append(str(path))
         return paths
+
+    async def _fused(self, body: Any) -> list[dict[str, str]]:
+        """A fused model's examples from ``{"inputs": {name: value}}`` (one) or ``{"inputs":
+        [{...}, ...]}`` (many): a text for a text input, a base64-encoded image file for an
+        image input; a name left out (or null) is missing, but each example needs one."""
+        settings, kinds = self.service.settings, self.service.input_kinds
+        expected = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
+        if not isinstance(body, dict) or set(body) != {"inputs"}:
+            raise RequestError(
+                "body", f'send {{"inputs": {{name: value}}}} for the inputs {expected}'
+            )
+        given = body["inputs"]
+        one = isinstance(given, dict)
+        examples = [given] if one else given
+        if not isinstance(examples, list) or not examples:
+            raise RequestError("inputs", "give a mapping of input name -> value, or a list of them")
+        if len(examples) > settings.max_items:
+            raise RequestError(
+                "inputs", f"{len(examples)} examples; at most {settings.max_items}", 413
+            )
+        self.folder = tempfile.TemporaryDirectory(prefix="shoptransfer-serve-")
+        parsed: list[dict[str, str]] = []
+        for i, example in enumerate(examples):
+            where = "inputs" if one else f"inputs[{i}]"
+            if not isinstance(example, dict):
+                raise RequestError(where, "not a mapping of input name -> value")
+            unknown = sorted(set(example) - set(kinds))
+            if unknown:
+                raise RequestError(
+                    f"{where}.{unknown[0]}", f"unknown input; the model reads {expected}"
+                )
+            values: dict[str, str] = {}
+            for name, value in example.items():
+                field = f"{where}.{name}"
+                if value is None:
+                    continue
+                if not isinstance(value, str) or not value.strip():
+                    raise RequestError(field, "expected a non-empty string (or null: missing)")
+                if kinds[name] == "text":
+                    if len(value) > settings.max_text_chars:
+                        raise RequestError(
+                            field,
+                            f"{len(value)} characters; at most {settings.max_text_chars}",
+                            413,
+                        )
+                    if "\x00" in value:
+                        raise RequestError(field, "holds a NUL character")
+                    values[name] = value
+                    continue
+                try:
+                    data = base64.b64decode(value, validate=True)
+                except (binascii.Error, ValueError):
+                    raise RequestError(
+                        field, "not base64; send the image file base64-encoded"
+                    ) from None
+                if len(data) > settings.max_image_bytes:
+                    raise RequestError(
+                        field, f"over {settings.max_image_bytes} bytes; at most that", 413
+                    )
+                suffix = await asyncio.to_thread(
+                    _checked_image, data, settings.max_image_pixels, field
+                )
+                path = Path(self.folder.name) / f"{i}-{name}{suffix}"
+                path.write_bytes(data)
+                values[name] = str(path)
+            if not values:
+                raise RequestError(where, f"no input given; give at least one of {expected}")
+            parsed.append(values)
+        return parsed
 
 
 def _checked_image(data: bytes, max_pixels: int, field: str) -> str:

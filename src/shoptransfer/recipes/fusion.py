@@ -58,6 +58,7 @@ from shoptransfer.backbones.registry import frozen_only
 from shoptransfer.backbones.text import TRUNCATIONS
 from shoptransfer.data.multi import MultiInputs
 from shoptransfer.errors import ConfigError, DataError
+from shoptransfer.objectives import ObjectiveConfig, make_objective
 from shoptransfer.parallel import processes
 from shoptransfer.recipes.base import (
     FitData,
@@ -73,6 +74,8 @@ from shoptransfer.runs import read_weights
 from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings, predict_logits
 
 COMBINES = ("concat", "stacking")
+# the objectives that align the fused embedding with unlabeled target examples
+ALIGNMENT_OBJECTIVES = ("coral", "dann", "mcc", "mmd")
 HEADS = ("linear", "mlp")
 MISSING_INPUTS = ("learned", "zero")
 LOG_PROBABILITY_FLOOR = -30.0  # a class a probe never saw: its log-probability, not -1e4
@@ -425,8 +428,49 @@ class Fusion(Recipe):
         minimum=0,
     )
 
+    objectives: list[Any] = option(
+        (),
+        "concat with solver adamw, head mlp or train_top: alignment losses on the fused "
+        "embedding with unlabeled target examples, each a name or {name, weight, ...}: "
+        + ", ".join(ALIGNMENT_OBJECTIVES),
+        group="objectives",
+    )
+
+    def __post_init__(self) -> None:
+        self.objectives = [dict(o) if isinstance(o, dict) else o for o in self.objectives]
+
     def fitted(self) -> dict[str, Any]:
         return dict(getattr(self, "_fitted", {}))
+
+    def objective_configs(self) -> list[ObjectiveConfig]:
+        """The configured alignment objectives, checked: a ConfigError in one line for a
+        setting, a non-alignment objective, or stacking and the L-BFGS head."""
+        if not isinstance(self.objectives, list | tuple):
+            raise ConfigError(
+                f"recipe '{self.name}': objectives must be a list; got {self.objectives!r}"
+            )
+        where = f"recipe '{self.name}': objectives"
+        configs = [make_objective(o, where) for o in self.objectives]
+        names = [c.name for c in configs]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"{where}: an objective is listed twice ({names})")
+        other = [c.name for c in configs if c.name not in ALIGNMENT_OBJECTIVES]
+        if other:
+            raise ConfigError(
+                f"{where}: '{other[0]}' is not an alignment objective; fusion takes "
+                f"{list(ALIGNMENT_OBJECTIVES)}"
+            )
+        if configs and (self.combine != "concat" or self.solver != "adamw"):
+            raise ConfigError(
+                f"{where} train the concat head by AdamW; expected combine 'concat' and solver "
+                f"'adamw' (got '{self.combine}', '{self.solver}')"
+            )
+        if configs and self.head == "linear" and not self.train_top:
+            raise ConfigError(
+                f"{where} align the fused embedding, and with head 'linear' and train_top 0 "
+                "nothing below the head trains; use head 'mlp' or train_top 1 or more"
+            )
+        return configs
 
     def validate(self, source: Any) -> None:
         super().validate(source)
@@ -451,6 +495,7 @@ class Fusion(Recipe):
             )
         if self.train_top:
             self._check_train_top(self.read_inputs(kinds))
+        self.objective_configs()
 
     def _check_train_top(self, kinds: Mapping[str, str]) -> None:
         """A ConfigError for what cannot fine-tune: stacking, the L-BFGS head, a frozen-only
@@ -538,14 +583,15 @@ class Fusion(Recipe):
                 len(encoder.layers()) - self.train_top, cache.bottom if cache is not None else None
             )
 
-        def examples(domain: Any, weight: float = 1.0) -> Examples:
+        def examples(domain: Any, weight: float = 1.0, labelled: bool = True) -> Examples:
             picked = MultiInputs(kinds, {n: domain.inputs.values[n] for n in kinds})
-            weights = np.full(len(domain), weight, dtype=np.float32)
+            labels = domain.label_ids(classes) if labelled else None
+            weights = np.full(len(domain), weight, dtype=np.float32) if labelled else None
             if tuned:  # the backbones read the inputs in each batch
-                return Examples(picked, domain.label_ids(classes), weights)
+                return Examples(picked, labels, weights)
             features, mask = input_features(picked, encoders, cache)
             packed = np.hstack([*features, mask]).astype(np.float32)
-            return Examples(packed, domain.label_ids(classes), weights)
+            return Examples(packed, labels, weights)
 
         parts = [examples(train)]
         if target is not None and len(target):
@@ -592,6 +638,16 @@ class Fusion(Recipe):
             description=self.name,
         )
         held_out = examples(validation) if validation is not None else None
+        configs = self.objective_configs()
+        built = [c.build(model) for c in configs]
+        unlabeled = None
+        if built:  # alignment: unlabeled target examples beside each training batch
+            if data.unlabeled is None or not len(data.unlabeled):
+                raise DataError(
+                    f"recipe '{self.name}': objectives {[c.name for c in configs]} align with "
+                    "unlabeled target examples; the target has none"
+                )
+            unlabeled = examples(data.unlabeled, labelled=False)
         groups = None
         if tuned:  # the backbones' top layers at their own learning rate
             in_backbones = {id(p) for e in tuned for p in e.parameters()}
@@ -603,7 +659,13 @@ class Fusion(Recipe):
                 {"params": tops, "lr": self.backbone_learning_rate},
             ]
         Trainer(settings).fit(
-            model, training, held_out, parameter_groups=groups, as_predictor=as_predictor
+            model,
+            training,
+            held_out,
+            target=unlabeled,
+            objectives=built,
+            parameter_groups=groups,
+            as_predictor=as_predictor,
         )
         for encoder in tuned:  # predictions run the whole backbone, as a reloaded model does
             encoder.cached_layers = 0
