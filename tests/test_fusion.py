@@ -22,6 +22,20 @@ TITLES = {"red": "crimson cotton shirt", "green": "forest trail shoe", "blue": "
 INPUTS = {"photo": ("image", "image"), "title": ("text", "title")}
 
 
+DOMAIN_INPUTS = {"photo": {"image": "image"}, "title": {"text": "title"}}  # a config's inputs
+
+
+def tiny_run(root: Path) -> dict[str, object]:
+    """A config's settings for runs on the tiny products: small photos and texts, the run
+    folder and the embedding cache under ``root``."""
+    return {
+        "image_size": 32,
+        "max_length": 16,
+        "output_dir": str(root / "runs"),
+        "cache_dir": str(root / "cache"),
+    }
+
+
 def write_products(folder: Path, per_class: int = 8, seed: int = 0) -> Path:
     """A table of products: a photo (coloured by class) and a title (words of the class).
 
@@ -91,13 +105,12 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
     from shoptransfer.cli import app
 
     train, test = products
-    domain = {"inputs": {"photo": {"image": "image"}, "title": {"text": "title"}}}
+    domain = {"inputs": DOMAIN_INPUTS}
     config = {
         "name": "fused",
         "target": {"path": str(train), **domain},
         "target_test": {"path": str(test), **domain},
-        "image_size": 32,
-        "max_length": 16,
+        **tiny_run(tmp_path),
         "budgets": [4],
         "seeds": [0],
         "recipes": [
@@ -117,8 +130,6 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
                 "epochs": 20,
             },
         ],
-        "output_dir": str(tmp_path / "runs"),
-        "cache_dir": str(tmp_path / "cache"),
     }
     path = tmp_path / "fused.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -321,17 +332,14 @@ def test_fusion_transfers_from_a_source_with_the_domain_gap_measured(
     from shoptransfer.api import compare
 
     train, test = products
-    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+    inputs = DOMAIN_INPUTS
     config = parse_config(
         {
             "source": {"path": str(train), "inputs": inputs},
             "target": {"path": str(test), "inputs": inputs},
             "recipes": [{"name": "fusion", "text_backbone": tiny_backbone, "epochs": 5}],
             "budgets": [0, 2],
-            "image_size": 32,
-            "max_length": 16,
-            "output_dir": str(tmp_path / "runs"),
-            "cache_dir": str(tmp_path / "cache"),
+            **tiny_run(tmp_path),
         },
         "fused.yaml",
     )
@@ -411,7 +419,7 @@ def test_fine_tuned_fusion_runs_through_compare_and_refuses_what_it_cannot_do(
     from shoptransfer.api import compare
 
     train, test = products
-    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+    inputs = DOMAIN_INPUTS
 
     def config(recipes: list) -> object:
         return parse_config(
@@ -420,10 +428,7 @@ def test_fine_tuned_fusion_runs_through_compare_and_refuses_what_it_cannot_do(
                 "target_test": {"path": str(test), "inputs": inputs},
                 "recipes": recipes,
                 "budgets": [4],
-                "image_size": 32,
-                "max_length": 16,
-                "output_dir": str(tmp_path / "runs"),
-                "cache_dir": str(tmp_path / "cache"),
+                **tiny_run(tmp_path),
             },
             "fused.yaml",
         )
@@ -481,7 +486,7 @@ def test_fusion_aligns_the_fused_embedding_with_unlabelled_target_examples(
     from shoptransfer.api import compare, predict
 
     train, test = products
-    inputs = {"photo": {"image": "image"}, "title": {"text": "title"}}
+    inputs = DOMAIN_INPUTS
     fused = {
         "name": "fusion",
         "text_backbone": tiny_backbone,
@@ -499,10 +504,7 @@ def test_fusion_aligns_the_fused_embedding_with_unlabelled_target_examples(
                 {**fused, "label": "dann", "objectives": ["dann"]},
             ],
             "budgets": [0],
-            "image_size": 32,
-            "max_length": 16,
-            "output_dir": str(tmp_path / "runs"),
-            "cache_dir": str(tmp_path / "cache"),
+            **tiny_run(tmp_path),
         },
         "fused.yaml",
     )

@@ -18,7 +18,7 @@ from shoptransfer.api import predict, run_experiment  # noqa: E402
 from shoptransfer.config import load_config  # noqa: E402
 from shoptransfer.errors import ConfigError  # noqa: E402
 from shoptransfer.serving import ServeSettings, Service, create_app  # noqa: E402
-from tests.test_fusion import write_products  # noqa: E402
+from tests.test_fusion import DOMAIN_INPUTS, tiny_run, write_products  # noqa: E402
 
 MODEL = "fused-k4-seed0"
 
@@ -27,20 +27,17 @@ MODEL = "fused-k4-seed0"
 def fused_run(tmp_path_factory: pytest.TempPathFactory, tiny_backbone: str) -> Path:
     root = tmp_path_factory.mktemp("serve-fused")
     train, test = write_products(root / "train"), write_products(root / "test", 4, seed=1)
-    domain = {"inputs": {"photo": {"image": "image"}, "title": {"text": "title"}}}
+    domain = {"inputs": DOMAIN_INPUTS}
     config = {
         "name": "fused",
         "target": {"path": str(train), **domain},
         "target_test": {"path": str(test), **domain},
-        "image_size": 32,
-        "max_length": 16,
+        **tiny_run(root),
         "budgets": [4],
         "seeds": [0],
         "recipes": [
             {"name": "fusion", "label": "fused", "text_backbone": tiny_backbone, "epochs": 5}
         ],
-        "output_dir": str(root / "runs"),
-        "cache_dir": str(root / "cache"),
     }
     (root / "fused.yaml").write_text(yaml.safe_dump(config))
     return run_experiment(load_config(root / "fused.yaml"), show_progress=False)
