@@ -130,8 +130,20 @@ ADAPTATION.update(
         },
     }
 )
+# Issue 19, part 2: longer inputs. The source-only model at 256 and 512 tokens (head+tail) with
+# texts batched by length (a batch is padded to its longest review), and at 128 tokens batched
+# by length, so that what the batching alone changes is one row.
+GROUPED = {"group_by_length": True}
+ADAPTATION.update(
+    {
+        "source-only-grouped": {**PLAIN, "label": "source-only-grouped", **GROUPED},
+        "source-only-256": {**PLAIN, "label": "source-only-256", **GROUPED, "max_length": 256},
+        "source-only-512": {**PLAIN, "label": "source-only-512", **GROUPED, "max_length": 512},
+    }
+)
+LENGTHS = ["source-only-grouped", "source-only-256", "source-only-512"]
 # each piece of issue 19 alone, on 4 pairs (one per source); the full combination on all 12
-ABLATION = ["distil", "dapt-source-only", "dapt-self-training", "udalm"]
+ABLATION = ["distil", "dapt-source-only", "dapt-self-training", "udalm", *LENGTHS]
 ABLATION_PAIRS = ["D->E", "B->K", "E->B", "K->D"]
 BASELINE = "scratch-tfidf"  # the baseline run's one entry
 METHODS = [BASELINE, "frozen-features", "source-only", MAIN, *ABLATION, "udalm-distil"]

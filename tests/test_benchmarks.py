@@ -36,6 +36,11 @@ def test_blitzer_pair_is_budget_zero_with_the_target_as_test_set() -> None:
     assert blitzer.recipe_entry("udalm", "K->B")["dapt_extra_texts"] == files
     assert "dapt_extra_texts" not in entries["distil"].options
     assert blitzer.method_pairs("udalm") == blitzer.ABLATION_PAIRS
+    # longer inputs: the source-only model at 512 tokens, texts batched by length
+    longest = entries["source-only-512"].options
+    assert (longest["max_length"], longest["group_by_length"]) == (512, True)
+    assert longest["self_training_rounds"] == 0
+    assert blitzer.method_pairs("source-only-256") == blitzer.ABLATION_PAIRS
     baseline = parse_config(blitzer.baseline_config("B->K", [0]), "t")
     assert baseline.source is None and baseline.target.path == config.source.path
     assert baseline.target_test.path == config.target.path

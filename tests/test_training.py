@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from shoptransfer.training import Classifier, Examples, Trainer, TrainingSettings, predict_logits
+from shoptransfer.training import (
+    Classifier,
+    Examples,
+    Objective,
+    Step,
+    Trainer,
+    TrainingSettings,
+    predict_logits,
+)
 
 
 def blobs(n: int, seed: int) -> Examples:
@@ -103,3 +111,73 @@ def test_warmup_then_linear_decay_rises_then_falls_to_zero() -> None:
     assert rates[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert all(a > b for a, b in zip(rates[2:], rates[3:]))
     assert optimizer.param_groups[0]["lr"] == 0.0
+
+
+class LengthEncoder(torch.nn.Module):
+    """Features from a text's length; remembers the texts of every batch it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+        self.seen: list[list[str]] = []
+
+    def embed(self, batch: dict) -> torch.Tensor:
+        self.seen.append(list(batch["texts"]))
+        lengths = torch.tensor([[len(t) / 100.0, 1.0] for t in batch["texts"]])
+        return lengths * self.scale
+
+
+def texts_of_many_lengths(n: int) -> Examples:
+    rng = np.random.default_rng(0)
+    texts = [f"{i:03d} " + "word " * int(rng.integers(1, 200)) for i in range(n)]
+    return Examples(texts, np.array([len(t) > 500 for t in texts], dtype=np.int64))
+
+
+def spread(batches: list[list[str]]) -> float:
+    """Mean over batches of (longest - shortest) characters: the padding a batch costs."""
+    return float(np.mean([max(map(len, b)) - min(map(len, b)) for b in batches]))
+
+
+def test_texts_grouped_by_length_cover_every_example_once_with_less_padding() -> None:
+    examples = texts_of_many_lengths(640)
+    grouped = [
+        b["texts"] for b in examples.batches(16, torch.Generator().manual_seed(3), by_length=True)
+    ]
+    shuffled = [b["texts"] for b in examples.batches(16, torch.Generator().manual_seed(3))]
+    assert sorted(t for b in grouped for t in b) == sorted(examples.inputs)
+    assert [len(b) for b in grouped] == [16] * 40
+    assert spread(grouped) < spread(shuffled) / 4
+    # the batches are shuffled, not served shortest first
+    longest = [max(map(len, b)) for b in grouped]
+    assert longest != sorted(longest)
+    # the same generator, the same batches; and the default order is the plain permutation
+    again = [
+        b["texts"] for b in examples.batches(16, torch.Generator().manual_seed(3), by_length=True)
+    ]
+    assert again == grouped
+    permutation = torch.randperm(640, generator=torch.Generator().manual_seed(3)).numpy()
+    assert shuffled[0] == [examples.inputs[i] for i in permutation[:16]]
+
+
+def test_trainer_groups_training_and_target_texts_by_length_when_asked() -> None:
+    class Alignment(Objective):
+        """Reads the target batch's features (so the encoder sees it); adds nothing."""
+
+        last_metrics: dict[str, float] = {}
+
+        def forward(self, step: Step) -> torch.Tensor:
+            return step.target_features.sum() * 0.0
+
+    spreads = {}
+    for grouped in (False, True):
+        torch.manual_seed(0)
+        encoder = LengthEncoder()
+        model = Classifier(2, 2, encoder=encoder)
+        settings = TrainingSettings(
+            epochs=1, batch_size=16, learning_rate=1e-2, group_by_length=grouped
+        )
+        train = texts_of_many_lengths(320)
+        Trainer(settings).fit(model, train, target=train, objectives=[Alignment()])
+        assert len(encoder.seen) == 2 * 20  # each step: a training batch and a target batch
+        spreads[grouped] = spread(encoder.seen)
+    assert spreads[True] < spreads[False] / 4

@@ -179,6 +179,8 @@ class TrainingSettings:
     # 0: a step's batch goes through the model at once; n: n examples at a time, their
     # gradients summed into the same step (memory of n examples, the batch's gradient)
     micro_batch_size: int = 0
+    # shuffled texts in batches of similar length (less padding: pays at a high max_length)
+    group_by_length: bool = False
     # DP-SGD (:mod:`shoptransfer.privacy`): Poisson-sampled batches, per-example clipping and
     # noise for a target (epsilon, delta); None: ordinary training
     privacy: PrivacySettings | None = None
@@ -314,7 +316,13 @@ class Trainer:
         checkpoint = next_checkpoint()
         saved = load_checkpoint(checkpoint)
         target_stream = (
-            TargetStream(target, s.batch_size, generator, saved["target_stream"] if saved else None)
+            TargetStream(
+                target,
+                s.batch_size,
+                generator,
+                saved["target_stream"] if saved else None,
+                by_length=s.group_by_length,
+            )
             if target is not None
             else None
         )
@@ -385,7 +393,9 @@ class Trainer:
                 objective.train()
             losses: dict[str, list[float]] = {"loss": [], "auxiliary": []}
             observed: dict[str, list[float]] = {}
-            for whole in _epoch_batches(train, s.batch_size, generator, private):
+            for whole in _epoch_batches(
+                train, s.batch_size, generator, private, s.group_by_length
+            ):
                 if whole is None:  # a private step whose Poisson draw took no example
                     assert private is not None
                     private.empty_step()
@@ -539,11 +549,12 @@ def _epoch_batches(
     batch_size: int,
     generator: torch.Generator,
     private: PrivateSteps | None,
+    by_length: bool = False,
 ) -> Iterator[dict[str, Any] | None]:
-    """One epoch's batches: shuffled ones, or a private fit's Poisson samples (None: a draw
-    that took no example)."""
+    """One epoch's batches: shuffled ones (of texts of similar length with ``by_length``), or
+    a private fit's Poisson samples (None: a draw that took no example)."""
     if private is None:
-        yield from train.batches(batch_size, generator)
+        yield from train.batches(batch_size, generator, by_length)
         return
     for batch, _ in private.batches(train, generator):
         yield batch
@@ -560,8 +571,10 @@ class TargetStream:
         batch_size: int,
         generator: torch.Generator,
         state: tuple[torch.Tensor, int] | None = None,
+        by_length: bool = False,
     ) -> None:
         self.examples, self.batch_size, self.generator = examples, batch_size, generator
+        self.by_length = by_length
         self.began: torch.Tensor | None = None
         self.taken = 0
         self._pass: Iterator[dict[str, Any]] | None = None
@@ -569,7 +582,7 @@ class TargetStream:
             self.began, taken = state
             replay = torch.Generator()
             replay.set_state(self.began)
-            self._pass = examples.batches(batch_size, replay)
+            self._pass = examples.batches(batch_size, replay, by_length)
             for _ in range(taken):
                 next(self._pass)
             self.taken = taken
@@ -581,7 +594,9 @@ class TargetStream:
         while True:
             if self._pass is None:
                 self.began, self.taken = self.generator.get_state(), 0
-                self._pass = self.examples.batches(self.batch_size, self.generator)
+                self._pass = self.examples.batches(
+                    self.batch_size, self.generator, self.by_length
+                )
             try:
                 batch = next(self._pass)
             except StopIteration:

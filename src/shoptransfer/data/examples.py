@@ -36,11 +36,17 @@ class Examples:
         return len(self.inputs)
 
     def batches(
-        self, batch_size: int, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        by_length: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Mini-batches, shuffled when a generator is given.
 
-        Images are decoded in worker processes and, when shuffled (training), augmented.
+        Shuffled item histories always come in batches of similar length; shuffled texts do
+        when ``by_length`` is set (a batch is padded to its longest text, so mixing a long
+        review into every batch multiplies the work at a high ``max_length``). Images are
+        decoded in worker processes and, when shuffled (training), augmented.
         """
         n = len(self)
         order = (
@@ -49,7 +55,7 @@ class Examples:
             else np.arange(n)
         )
         starts = list(range(0, n, batch_size))
-        if generator is not None and self._is_sequences():
+        if generator is not None and (self._is_sequences() or (by_length and self._is_texts())):
             order, starts = self._bucketed(order, batch_size, generator)
         chunks = [order[start : start + batch_size] for start in starts]
         pixels: Iterator[torch.Tensor] | None = None
@@ -80,16 +86,22 @@ class Examples:
     def _is_sequences(self) -> bool:
         return isinstance(self.inputs, np.ndarray) and self.inputs.dtype.kind in "iu"
 
+    def _is_texts(self) -> bool:
+        return isinstance(self.inputs, list)
+
     def _bucketed(
         self, order: np.ndarray, batch_size: int, generator: torch.Generator
     ) -> tuple[np.ndarray, list[int]]:
-        """Shuffled batches of histories of similar length (less padding to compute on).
+        """Shuffled batches of inputs of similar length (less padding to compute on): item
+        histories by their items, texts by their characters.
 
-        Each run of 16 shuffled batches is sorted by history length and cut into batches;
-        the batches are then shuffled.
+        Each run of 16 shuffled batches is sorted by length and cut into batches; the batches
+        are then shuffled.
         """
-        assert isinstance(self.inputs, np.ndarray)
-        lengths = (self.inputs != 0).sum(axis=1)
+        if isinstance(self.inputs, np.ndarray):
+            lengths = (self.inputs != 0).sum(axis=1)
+        else:
+            lengths = np.array([len(text) for text in self.inputs])
         chunk = batch_size * 16
         parts = []
         for start in range(0, len(order), chunk):
@@ -101,11 +113,11 @@ class Examples:
         return order, [int(x) for x in starts]
 
     def endless_batches(
-        self, batch_size: int, generator: torch.Generator
+        self, batch_size: int, generator: torch.Generator, by_length: bool = False
     ) -> Iterator[dict[str, Any]]:
         """Shuffled mini-batches, reshuffled after each pass, forever."""
         while True:
-            yield from self.batches(batch_size, generator)
+            yield from self.batches(batch_size, generator, by_length)
 
     @staticmethod
     def concatenate(parts: Sequence[Examples]) -> Examples:
