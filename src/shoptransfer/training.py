@@ -393,9 +393,7 @@ class Trainer:
                 objective.train()
             losses: dict[str, list[float]] = {"loss": [], "auxiliary": []}
             observed: dict[str, list[float]] = {}
-            for whole in _epoch_batches(
-                train, s.batch_size, generator, private, s.group_by_length
-            ):
+            for whole in _epoch_batches(train, s.batch_size, generator, private, s.group_by_length):
                 if whole is None:  # a private step whose Poisson draw took no example
                     assert private is not None
                     private.empty_step()
@@ -594,9 +592,7 @@ class TargetStream:
         while True:
             if self._pass is None:
                 self.began, self.taken = self.generator.get_state(), 0
-                self._pass = self.examples.batches(
-                    self.batch_size, self.generator, self.by_length
-                )
+                self._pass = self.examples.batches(self.batch_size, self.generator, self.by_length)
             try:
                 batch = next(self._pass)
             except StopIteration:
