@@ -149,6 +149,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
             "option 'ngram_max' is 0; expected an integer >= 1",
         ),
         ({"seeds": [-1]}, "key 'seeds.0': Input should be greater than or equal to 0"),
+        ({"ensemble_seeds": True}, "ensemble_seeds needs at least two seeds (seeds: [0])"),
         ({"budgets": [True]}, "key 'budgets': budget True is not valid"),
     ],
 )
@@ -293,3 +294,50 @@ def test_without_a_source_the_backbone_is_the_source_and_recipes_train_on_target
     result = cli("run", str(config_path), cwd=tmp_path)
     assert result.returncode == 2 and "has no source" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_seed_ensembles_average_the_seeds_test_probabilities(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    import numpy as np
+
+    from shoptransfer.evaluation.metrics import classification_metrics
+
+    config_path = write_config(
+        tmp_path,
+        *review_csvs,
+        tiny_backbone,
+        recipes=[{"name": "frozen-features", "epochs": 3}, "scratch-tfidf"],
+        budgets=[2],
+        seeds=[0, 1, 2],
+        ensemble_seeds=True,
+    )
+    result = CliRunner().invoke(app, ["run", str(config_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert all("test_probabilities" not in r for r in results["results"])
+    ensembles = {e["label"]: e for e in results["seed_ensembles"]}
+    assert set(ensembles) == {"frozen-features", "scratch-tfidf"}
+    frozen = ensembles["frozen-features"]
+    assert frozen["seeds"] == [0, 1, 2] and frozen["budget"] == 2
+    records = [r for r in results["results"] if r["label"] == "frozen-features"]
+    probabilities = [np.load(run_dir / r["predictions_file"]) for r in records]
+    assert all(p.shape == probabilities[0].shape and p.shape[1] == 2 for p in probabilities)
+    assert np.allclose(probabilities[0].sum(axis=1), 1.0, atol=1e-5)
+    # by hand: the task's test labels against the argmax of the seeds' mean probabilities
+    from shoptransfer.backbones.cache import EmbeddingCache
+    from shoptransfer.tasks import make_task
+
+    data = make_task(load_config(config_path)).prepare(EmbeddingCache(tmp_path / "cache"))
+    labels = data.test.label_ids(results["classes"])
+    expected = classification_metrics(
+        labels, np.mean(probabilities, axis=0).argmax(axis=1), results["classes"]
+    )
+    assert frozen["metrics"]["accuracy"] == pytest.approx(expected["accuracy"])
+    assert frozen["metrics"]["macro_f1"] == pytest.approx(expected["macro_f1"])
+    assert frozen["mean_of_seeds"]["accuracy"] == pytest.approx(
+        np.mean([r["metrics"]["accuracy"] for r in records])
+    )
+    assert frozen["train_seconds"] == pytest.approx(sum(r["train_seconds"] for r in records))
+    assert "frozen-features at 2 labels/class, 3 seeds together: accuracy" in result.output

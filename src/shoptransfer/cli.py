@@ -644,7 +644,11 @@ def _run_and_report(
     experiment: Any, quiet: bool, title: str, resume: Path | None = None, force: bool = False
 ) -> None:
     from shoptransfer.api import run_experiment, task_class
-    from shoptransfer.evaluation.report import format_picks, format_table
+    from shoptransfer.evaluation.report import (
+        format_picks,
+        format_seed_ensembles,
+        format_table,
+    )
     from shoptransfer.parallel import is_main
     from shoptransfer.runs import load_results
 
@@ -665,6 +669,11 @@ def _run_and_report(
     picks = format_picks(results["results"])
     if picks:
         typer.echo(f"\n{picks}")
+    together = format_seed_ensembles(
+        results.get("seed_ensembles", []), task.columns, task.budget_header
+    )
+    if together:
+        typer.echo(f"\n{together}")
     typer.echo(f"\nrun folder: {run_dir}")
     _print_outputs(experiment, run_dir)
 

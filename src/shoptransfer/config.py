@@ -460,6 +460,12 @@ class ExperimentConfig(HeldOutConfig):
     domain_gap: bool = Field(
         False, description="measure the source-target gap on frozen features (compare does)"
     )
+    ensemble_seeds: bool = Field(
+        False,
+        description="also score, per recipe and budget, the seeds' models together (their "
+        "test probabilities averaged; costs no training, the seeds' models are the ensemble); "
+        "each cell's test probabilities are kept in predictions/ of the run folder",
+    )
     candidates: list[str] | None = Field(
         None,
         description="backbones `shoptransfer select` ranks for this target (default: backbone); "
@@ -487,6 +493,15 @@ class ExperimentConfig(HeldOutConfig):
     @classmethod
     def _budgets(cls, value: Any) -> Any:
         return _checked_budgets(value)
+
+    @model_validator(mode="after")
+    def _ensemble_needs_seeds(self) -> ExperimentConfig:
+        if self.ensemble_seeds and len(self.seeds) < 2:
+            raise ValueError(
+                f"ensemble_seeds needs at least two seeds (seeds: {self.seeds}); list more, "
+                "such as [0, 1, 2]"
+            )
+        return self
 
 
 class ExampleBudgetsConfig(HeldOutConfig):

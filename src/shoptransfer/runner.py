@@ -12,13 +12,16 @@ last epoch, with the numbers an uninterrupted run gives.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from shoptransfer.backbones.cache import EmbeddingCache
@@ -35,7 +38,7 @@ from shoptransfer.backbones.text import text_length_limit
 from shoptransfer.catalogue import make_recipe
 from shoptransfer.checkpoints import CHECKPOINTS, checkpointing, remove_checkpoints
 from shoptransfer.errors import ConfigError, DataError
-from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from shoptransfer.metering import QualityMonitor, StageCache, measure, monitoring
 from shoptransfer.parallel import is_main, share
 from shoptransfer.recipes.base import FitData
@@ -51,8 +54,10 @@ from shoptransfer.runs import (
     run_folder,
 )
 from shoptransfer.tasks import Task, TaskData, make_task
+from shoptransfer.tasks.base import TEST_PROBABILITIES
 
 LENGTH_SETTINGS = ("max_length", "text_max_length")  # tokens per text a text backbone reads
+PREDICTIONS = "predictions"  # the run folder's test probabilities per cell (ensemble_seeds)
 
 
 def _capped_length(backbone: str | None, key: str, value: Any) -> dict[str, Any] | None:
@@ -297,6 +302,7 @@ def run(
         # trained stages the run's fits share (a source stage across budgets, a pre-training
         # across recipes); each reuse is charged its full cost to the cell that reuses it
         stages = StageCache(limit=max(4, len(config.recipes)))
+        ensembles = bool(getattr(config, "ensemble_seeds", False))
         for seed in config.seeds:
             recipes = build_recipes(config, seed)
             for budget in config.budgets:
@@ -327,6 +333,7 @@ def run(
                             seed,
                             run_dir if config.save_models and main else None,
                             scorer,
+                            run_dir / PREDICTIONS if ensembles and main else None,
                         )
                     records.append(record)
                     write_results()
@@ -334,7 +341,42 @@ def run(
                         remove_checkpoints(checkpoints)
                     if on_result is not None and main:
                         on_result(record)
+        if ensembles and main:
+            payload["seed_ensembles"] = seed_ensembles(records, run_dir, task, data)
+            write_results()
     return run_dir
+
+
+def seed_ensembles(
+    records: list[dict[str, Any]], run_dir: Path, task: Task, data: TaskData
+) -> list[dict[str, Any]]:
+    """Per recipe entry and budget with two or more finished seeds: the metrics of their
+    models' test probabilities averaged, beside the seeds' mean."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record["status"] == "ok" and "predictions_file" in record:
+            groups[(record["label"], str(record["budget"]))].append(record)
+    out = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        probabilities = [np.load(run_dir / r["predictions_file"]) for r in members]
+        metrics = task.ensemble(probabilities, data)
+        numbers = [k for k, v in metrics.items() if isinstance(v, int | float)]
+        out.append(
+            {
+                "label": members[0]["label"],
+                "recipe": members[0]["recipe"],
+                "budget": members[0]["budget"],
+                "seeds": [r["seed"] for r in members],
+                "metrics": metrics,
+                "mean_of_seeds": {
+                    k: float(np.mean([r["metrics"][k] for r in members])) for k in numbers
+                },
+                "train_seconds": round(sum(r["train_seconds"] for r in members), 3),
+            }
+        )
+    return out
 
 
 def run_cell(
@@ -347,8 +389,10 @@ def run_cell(
     seed: int,
     run_dir: Path | None = None,
     scorer: Callable[[Any], float] | None = None,
+    predictions_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one recipe at one budget and seed, evaluate it, and save its model."""
+    """Train one recipe at one budget and seed, evaluate it, and save its model (into
+    ``run_dir``) and its test probabilities (into ``predictions_dir``)."""
     record: dict[str, Any] = {
         "recipe": recipe.name,
         "label": label,
@@ -371,6 +415,7 @@ def run_cell(
         started = time.perf_counter()
         evaluation = task.evaluate(model, data, fit_data.target)
         predict_seconds = time.perf_counter() - started
+    probabilities = evaluation.pop(TEST_PROBABILITIES, None)
     record.update(
         {
             "status": "ok",
@@ -388,6 +433,12 @@ def run_cell(
     )
     if monitor is not None:
         record["quality_curve"] = [[seconds, value] for seconds, value in monitor.curve]
+    if predictions_dir is not None and probabilities is not None:
+        path = predictions_dir / f"{cell_name(label, budget, seed)}.npy"
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(probabilities, dtype=np.float32))
+        atomic_write_bytes(path, buffer.getvalue())
+        record["predictions_file"] = str(path.relative_to(predictions_dir.parent))
     if run_dir is not None:
         folder = run_dir / "models" / cell_name(label, budget, seed)
         model.save(folder)

@@ -127,6 +127,29 @@ def format_table(
     return "\n".join(out)
 
 
+def format_seed_ensembles(
+    ensembles: list[dict[str, Any]],
+    columns: Sequence[Column] = CLASSIFICATION_COLUMNS,
+    budget_header: str = "labels/class",
+) -> str:
+    """One line per seed ensemble (``ensemble_seeds``): each column's metric of the averaged
+    probabilities beside the seeds' mean; '' when there are none."""
+    lines = []
+    for ensemble in ensembles:
+        numbers = ", ".join(
+            f"{c.header} {ensemble['metrics'][c.key] * c.scale:.{c.digits}f} "
+            f"(seeds' mean {ensemble['mean_of_seeds'][c.key] * c.scale:.{c.digits}f})"
+            for c in columns
+            if c.key in ensemble["metrics"]
+        )
+        seeds = len(ensemble["seeds"])
+        lines.append(
+            f"{ensemble['label']} at {ensemble['budget']} {budget_header}, {seeds} seeds "
+            f"together: {numbers}"
+        )
+    return "\n".join(lines)
+
+
 def format_picks(records: list[dict[str, Any]]) -> str:
     """One line per cell of a recipe that chose what to train (``auto``): what it picked,
     whether that transfers, each candidate's score and how they were scored; '' when no

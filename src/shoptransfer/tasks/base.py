@@ -18,6 +18,10 @@ from shoptransfer.errors import ConfigError
 from shoptransfer.evaluation.report import Column
 from shoptransfer.heads import Outputs
 
+# the key of an evaluation's test probabilities (classification): the runner keeps them for
+# seed ensembles (``ensemble_seeds``) and never writes them into a record
+TEST_PROBABILITIES = "test_probabilities"
+
 
 @dataclass
 class TaskData:
@@ -63,7 +67,12 @@ class Task(ABC):
 
     @abstractmethod
     def evaluate(self, model: Any, data: TaskData, trained_on: Any = None) -> dict[str, Any]:
-        """``{"metrics": {...}}`` on the test data (and other keys a task records)."""
+        """``{"metrics": {...}}`` on the test data (and other keys a task records; under
+        ``TEST_PROBABILITIES`` the predicted probabilities, which are not recorded)."""
+
+    def ensemble(self, probabilities: list[Any], data: TaskData) -> dict[str, Any]:
+        """The metrics of several models' test probabilities averaged (``ensemble_seeds``)."""
+        raise ConfigError(f"the {self.name} task has no seed ensembles")
 
     def check(self, data: TaskData, recipes: list[Any]) -> None:
         """Raise a ConfigError for settings that cannot work; called before any training."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import numpy as np
+
 from shoptransfer.backbones.cache import EmbeddingCache
 from shoptransfer.backbones.features import gap_features
 from shoptransfer.data import read_domain
@@ -19,7 +21,7 @@ from shoptransfer.errors import ConfigError, DataError
 from shoptransfer.evaluation.compare import domain_gap
 from shoptransfer.evaluation.metrics import classification_metrics
 from shoptransfer.evaluation.report import Column
-from shoptransfer.tasks.base import Task, TaskData, register_task
+from shoptransfer.tasks.base import TEST_PROBABILITIES, Task, TaskData, register_task
 from shoptransfer.tasks.held_out import (
     check_recipes,
     describe_data,
@@ -110,7 +112,17 @@ class ClassificationTask(Task):
         probabilities = model.predict_proba(data.test.inputs)
         labels = data.test.label_ids(data.classes)
         predicted = probabilities.argmax(axis=1)
-        return {"metrics": classification_metrics(labels, predicted, data.classes)}
+        return {
+            "metrics": classification_metrics(labels, predicted, data.classes),
+            # for the runner's seed ensembles; not written into a record
+            TEST_PROBABILITIES: probabilities,
+        }
+
+    def ensemble(self, probabilities: list[np.ndarray], data: TaskData) -> dict[str, Any]:
+        """The metrics of several models' test probabilities averaged (an ensemble)."""
+        mean = np.mean(np.stack(probabilities), axis=0)
+        labels = data.test.label_ids(data.classes)
+        return classification_metrics(labels, mean.argmax(axis=1), data.classes)
 
     def quality_scorer(self, data: TaskData) -> Callable[[Any], float] | None:
         if not self.config.track_quality:
