@@ -486,3 +486,26 @@ def test_scientific_runs_only_the_budgets_a_label_still_lacks(
     assert [(c["budgets"], c["seeds"], [r["label"] for r in c["recipes"]]) for c in calls] == [
         ([0.1], [1], ["text-seq"])
     ]
+
+
+def test_padding_counts_what_a_pass_computes() -> None:
+    import padding
+
+    texts = [f"{i} " + "x" * (i % 50) for i in range(64)]
+    lengths = {text: len(text) for text in texts}
+    random, random_attention = padding.pass_cost(lengths, texts, grouped=False)
+    grouped, grouped_attention = padding.pass_cost(lengths, texts, grouped=True)
+    assert sum(lengths.values()) <= grouped < random
+    assert grouped_attention < random_attention
+    payload = {
+        "lengths": {
+            "128": {
+                "books": {
+                    "real_tokens": 100,
+                    "random": {"positions": 300, "attention": 900},
+                    "grouped": {"positions": 150, "attention": 300},
+                }
+            }
+        }
+    }
+    assert "| 128 | 100 | 300 | 150 (1.50× real) | 2.00× | 3.00× |" in padding.markdown(payload)
