@@ -197,6 +197,7 @@ def adaptation_config(pair: str, labels: list[str], seeds: list[int]) -> dict[st
         "transductive": False,  # the pool is the test set: its reviews are the unlabeled target
         "budgets": [0],
         "seeds": seeds,
+        "ensemble_seeds": len(seeds) > 1,  # the seeds' models together, beside each seed
         "recipes": [recipe_entry(label, pair) for label in labels],
     }
 
@@ -259,6 +260,20 @@ def table(payload: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
         return out
     for pair, cell in payload.get("cells", {}).items():
         out[pair] = {m: list(cell[m]["seeds"]) for m in METHODS if m in cell}
+    return out
+
+
+def ensembles(payload: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """pair -> method -> accuracy % of its seeds' models together (a run's ``seed_ensembles``;
+    the latest run of a pair wins)."""
+    out: dict[str, dict[str, float]] = {}
+    if not is_current(payload):
+        return out
+    for pair, cell in payload["settings"].items():
+        for run in cell["runs"]:
+            for ensemble in run.get("seed_ensembles", []):
+                accuracy = 100 * ensemble["metrics"]["accuracy"]
+                out.setdefault(pair, {})[ensemble["label"]] = accuracy
     return out
 
 
@@ -398,6 +413,20 @@ def markdown(payload: dict[str, Any]) -> str:
         mark = "" if complete else " (pairs so far)"
         avg = f"{average:.1f}{mark}" if average is not None else "—"
         lines.append(f"| **{name}** (ours) | " + " | ".join(row) + f" | {avg} |")
+    together = ensembles(payload)
+    if together:
+        lines.append(
+            "\nThe seeds' models together (their target probabilities averaged, "
+            "`ensemble_seeds`; no more training, the seeds' cost together), where a run held "
+            "every seed of a pair:\n"
+        )
+        lines += [header, "|" + "---|" * (len(PAIRS) + 2)]
+        for name in METHODS:
+            row = [together.get(pair, {}).get(name) for pair in PAIRS]
+            known = [v for v in row if v is not None]
+            if known:
+                cells = " | ".join("—" if v is None else f"{v:.1f}" for v in row)
+                lines.append(f"| {name} (seeds together) | {cells} | {np.mean(known):.1f} |")
     lines.append("\nWall-clock seconds per pair (every method and seed of the pair):\n")
     lines.append("| pair | " + " | ".join(PAIRS) + " | total |")
     lines.append("|" + "---|" * (len(PAIRS) + 2))

@@ -157,6 +157,7 @@ def add_run(
         "cores_shared": shared_cores,
         "data": results["data"],
         **({"domain_gap": results["domain_gap"]} if "domain_gap" in results else {}),
+        **({"seed_ensembles": results["seed_ensembles"]} if "seed_ensembles" in results else {}),
         "versions": results.get("versions"),
         "machine": results.get("machine"),
     }

@@ -93,6 +93,12 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     assert "86.5 ± 0.7" in text and "96.5 ± 0.7" in text
     assert "self-training 91.5, source-only 89.5, i.e. +2.0 from self-training" in text
     assert "| seconds |" in text and " 246 |" in text
+    assert "seeds together" not in text  # no run held an ensemble
+    together = {"label": "udalm-distil", "metrics": {"accuracy": 0.9123}, "seeds": [0, 1]}
+    payload["settings"]["B->K"]["runs"][0]["seed_ensembles"] = [together]
+    text = blitzer.markdown(payload)
+    row = next(line for line in text.splitlines() if "udalm-distil (seeds together)" in line)
+    assert row.endswith("| — | 91.2 |") and row.count("—") == 11 and "| — | 91.2 | — |" in row
 
 
 @needs_data
