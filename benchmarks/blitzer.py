@@ -330,9 +330,9 @@ def notes(payload: dict[str, Any]) -> list[str]:
     if is_current(payload):
         out.append(
             "Each pair is its own run, so a source's fine-tuning is trained in every pair of that "
-            "source (the runner's stage cache lives for one run), and `source-only` trains it "
-            "once more (the cache keys a source stage by every option, self_training_rounds "
-            "included); seconds per pair are the runs' wall clocks."
+            "source (the runner's stage cache lives for one run); within a run, entries that "
+            "differ only after the source stage (source-only, self-training, distil) train it "
+            "once and each is charged its full cost; seconds per pair are the runs' wall clocks."
         )
         cost = {m: method_seconds(payload, m) for m in METHODS}
         out.append(
