@@ -263,6 +263,19 @@ def table(payload: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def source_validation(payload: dict[str, Any], methods: list[str]) -> dict[str, list[float]]:
+    """method -> source validation macro-F1 of each cell's kept source epoch (where recorded)."""
+    out: dict[str, list[float]] = {}
+    if not is_current(payload):
+        return out
+    for cell in payload["settings"].values():
+        for record in cell["records"]:
+            stage = (record.get("fitted") or {}).get("source_stage", {})
+            if record["label"] in methods and "validation_macro_f1" in stage:
+                out.setdefault(record["label"], []).append(stage["validation_macro_f1"])
+    return out
+
+
 def ensembles(payload: dict[str, Any]) -> dict[str, dict[str, float]]:
     """pair -> method -> accuracy % of its seeds' models together (a run's ``seed_ensembles``;
     the latest run of a pair wins)."""
@@ -362,6 +375,16 @@ def notes(payload: dict[str, Any]) -> list[str]:
             "../shared/data/blitzer_reviews/README.md); "
             + ", ".join(ABLATION)
             + f" ran on {', '.join(ABLATION_PAIRS)} only."
+        )
+    validation = source_validation(payload, ["source-only", *LENGTHS])
+    if len(validation) > 1:
+        out.append(
+            "Source validation macro-F1 of the kept source epoch (what the rule may choose a "
+            "length by), mean over the cells run: "
+            + ", ".join(
+                f"{m} {100 * np.mean(v):.1f} ({len(v)} cells)" for m, v in validation.items()
+            )
+            + "."
         )
     fixed = [m for m in METHODS if all(max(s[m]) == min(s[m]) for s in scores.values() if m in s)]
     fixed = [m for m in fixed if any(m in s and len(s[m]) > 1 for s in scores.values())]

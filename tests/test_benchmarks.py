@@ -94,6 +94,11 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     assert "self-training 91.5, source-only 89.5, i.e. +2.0 from self-training" in text
     assert "| seconds |" in text and " 246 |" in text
     assert "seeds together" not in text  # no run held an ensemble
+    for record in payload["settings"]["B->K"]["records"]:
+        if record["label"] in ("source-only", "source-only-512"):
+            value = 0.9 if record["label"] == "source-only" else 0.8 + 0.02 * record["seed"]
+            record["fitted"] = {"source_stage": {"validation_macro_f1": value}}
+    assert "source-only 90.0 (2 cells), source-only-512 81.0 (2 cells)" in blitzer.markdown(payload)
     together = {"label": "udalm-distil", "metrics": {"accuracy": 0.9123}, "seeds": [0, 1]}
     payload["settings"]["B->K"]["runs"][0]["seed_ensembles"] = [together]
     text = blitzer.markdown(payload)

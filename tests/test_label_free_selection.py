@@ -20,11 +20,19 @@ def fit_data() -> FitData:
     return FitData(source, unlabeled=target.without_labels())
 
 
-def test_default_selection_is_unchanged_and_records_nothing() -> None:
+def test_default_selection_is_unchanged_and_records_the_source_stage_only() -> None:
     recipe = make_recipe("mlp-dann", **FAST)
     recipe.fit(fit_data())
-    assert recipe.fitted() == {}
-    assert all("validation_macro_f1" in r for r in recipe.history_)
+    scores = [r["validation_macro_f1"] for r in recipe.history_]
+    assert len(scores) == FAST["epochs"]
+    kept = max(i for i, score in enumerate(scores) if score == max(scores))  # ties: the later
+    assert recipe.fitted() == {
+        "source_stage": {
+            "epochs": FAST["epochs"],
+            "kept_epoch": kept + 1,
+            "validation_macro_f1": max(scores),
+        }
+    }
 
 
 @pytest.mark.parametrize("criterion", ["im", "dev"])

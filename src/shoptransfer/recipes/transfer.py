@@ -678,6 +678,7 @@ class EncoderTransfer(BackboneRecipe):
             self._source_stage_fit(
                 model, data, outputs, inputs, target_stream, source_objectives, as_predictor
             )
+            self._record_source_stage()
         if self.self_training_rounds:
             self._self_train(
                 model, source, unlabeled, inputs, in_stage("self-training"), as_predictor
@@ -822,6 +823,25 @@ class EncoderTransfer(BackboneRecipe):
         if data.has_target_labels and self.stages == "sequential":
             seen["target_stage"] = {"target_labelled": size(data.target)}
         self.fitted_["texts_seen"] = seen
+
+    def _record_source_stage(self) -> None:
+        """Note in ``fitted_`` the source stage's epochs, the one kept and its validation
+        score: what a choice between settings reads when no target label may be read."""
+        scored = [
+            (key, record[key])
+            for record in self.history_
+            for key in sorted(record)
+            if key.startswith("validation_")
+        ]
+        if not scored or len(scored) != len(self.history_):
+            return
+        values = [value for _, value in scored]
+        kept = max(i for i, value in enumerate(values) if value == max(values))  # ties: later
+        self.fitted_["source_stage"] = {
+            "epochs": len(values),
+            "kept_epoch": kept + 1,
+            scored[kept][0]: values[kept],
+        }
 
     def _record_epochs(self) -> None:
         """Note in ``fitted_`` the source epoch a label-free criterion chose, and every epoch's
