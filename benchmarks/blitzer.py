@@ -276,6 +276,20 @@ def source_validation(payload: dict[str, Any], methods: list[str]) -> dict[str, 
     return out
 
 
+def pii_counts(payload: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """domain -> personal-data spans replaced when it was read, by kind (from the runs)."""
+    out: dict[str, dict[str, int]] = {}
+    if not is_current(payload):
+        return out
+    for cell in payload["settings"].values():
+        for run in cell["runs"]:
+            for part in ("source", "target"):
+                described = run.get("data", {}).get(part, {})
+                if described.get("pii_scrubbed"):
+                    out[described["name"]] = described["pii_scrubbed"]
+    return out
+
+
 def ensembles(payload: dict[str, Any]) -> dict[str, dict[str, float]]:
     """pair -> method -> accuracy % of its seeds' models together (a run's ``seed_ensembles``;
     the latest run of a pair wins)."""
@@ -367,15 +381,28 @@ def notes(payload: dict[str, Any]) -> list[str]:
             f"source cost {min(later):.0f}-{max(later):.0f} s. {shared} include other jobs "
             "sharing the 2 cores."
         )
-    new = [m for m in [*ABLATION, "udalm-distil"] if any(m in s for s in scores.values())]
-    if new:
+    ran = [m for m in METHODS if any(m in s for s in scores.values())]
+    adapted = [m for m in ran if ADAPTATION.get(m, {}).get("dapt_epochs")]
+    if adapted:
         out.append(
-            f"{', '.join(new)}: the language-model step read both domains' unlabeled_fdumtl.txt, "
-            "the FDU-MTL stand-in for the papers' unlabelled sets (not the standard protocol's; "
-            "../shared/data/blitzer_reviews/README.md); "
-            + ", ".join(ABLATION)
-            + f" ran on {', '.join(ABLATION_PAIRS)} only."
+            f"{', '.join(adapted)}: the language-model step read both domains' "
+            "unlabeled_fdumtl.txt, the FDU-MTL stand-in for the papers' unlabelled sets (not the "
+            "standard protocol's; ../shared/data/blitzer_reviews/README.md)."
         )
+    scrubbed = pii_counts(payload)
+    if scrubbed:
+        out.append(
+            "Reviews are read as the library reads text by default, personal data replaced by "
+            "typed placeholders (the papers read them raw); spans replaced per domain: "
+            + "; ".join(
+                f"{name} " + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+                for name, kinds in sorted(scrubbed.items())
+            )
+            + "."
+        )
+    ablation = [m for m in ABLATION if m in ran]
+    if ablation:
+        out.append(f"{', '.join(ablation)}: run on {', '.join(ABLATION_PAIRS)} only (ablation).")
     validation = source_validation(payload, ["source-only", *LENGTHS])
     if len(validation) > 1:
         out.append(

@@ -94,6 +94,9 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     assert "self-training 91.5, source-only 89.5, i.e. +2.0 from self-training" in text
     assert "| seconds |" in text and " 246 |" in text
     assert "seeds together" not in text  # no run held an ensemble
+    runs = payload["settings"]["B->K"]["runs"]
+    runs[0]["data"] = {"target": {"name": "kitchen", "pii_scrubbed": {"name": 2, "url": 1}}}
+    assert "kitchen name 2, url 1." in blitzer.markdown(payload)
     for record in payload["settings"]["B->K"]["records"]:
         if record["label"] in ("source-only", "source-only-512"):
             value = 0.9 if record["label"] == "source-only" else 0.8 + 0.02 * record["seed"]
