@@ -181,3 +181,18 @@ def test_trainer_groups_training_and_target_texts_by_length_when_asked() -> None
         assert len(encoder.seen) == 2 * 20  # each step: a training batch and a target batch
         spreads[grouped] = spread(encoder.seen)
     assert spreads[True] < spreads[False] / 4
+
+
+@pytest.mark.parametrize(("max_length", "largest"), [(None, 64), (128, 64), (256, 32), (512, 16)])
+def test_prediction_batches_hold_fewer_texts_when_the_encoder_reads_more(
+    max_length: int | None, largest: int
+) -> None:
+    encoder = LengthEncoder()
+    encoder.max_length = max_length
+    model = Classifier(2, 2, encoder=encoder)
+    examples = texts_of_many_lengths(100)
+    logits = predict_logits(model, examples)
+    assert max(len(batch) for batch in encoder.seen) == largest
+    # the same outputs, in input order, whatever the batches
+    whole = model({"texts": examples.inputs}).detach().numpy()
+    np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-6)

@@ -664,6 +664,19 @@ def epoch_line(
     return ", ".join(parts)
 
 
+# prediction batches are sized for texts of this many tokens: a text encoder that reads more
+# gets proportionally fewer texts per batch, so peak memory does not grow with max_length
+PREDICTION_BATCH_LENGTH = 128
+
+
+def prediction_batch_size(model: Classifier, batch_size: int) -> int:
+    """``batch_size`` texts at up to 128 tokens; fewer for an encoder that reads more."""
+    length = getattr(model.encoder, "max_length", None)
+    if not isinstance(length, int) or length <= PREDICTION_BATCH_LENGTH:
+        return batch_size
+    return max(1, batch_size * PREDICTION_BATCH_LENGTH // length)
+
+
 @torch.no_grad()
 def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) -> Any:
     """The model's outputs for every example, in input order, without gradients: logits (a
@@ -671,7 +684,8 @@ def predict_logits(model: Classifier, examples: Examples, batch_size: int = 64) 
     was_training = model.training
     model.eval()
     examples, order = Examples(examples.inputs).in_order()  # texts of similar length together
-    outputs = [model(batch) for batch in examples.batches(batch_size)]
+    size = prediction_batch_size(model, batch_size)
+    outputs = [model(batch) for batch in examples.batches(size)]
     model.train(was_training)
     if not outputs:  # nothing to predict: a dummy row gives the shapes
         empty = model.head(torch.zeros(1, model.head.in_features))
@@ -688,7 +702,8 @@ def predict_features(
     was_training = model.training
     model.eval()
     examples, order = Examples(examples.inputs).in_order()
-    features = [model.features(batch) for batch in examples.batches(batch_size)]
+    size = prediction_batch_size(model, batch_size)
+    features = [model.features(batch) for batch in examples.batches(size)]
     model.train(was_training)
     if not features:
         raise ValueError("no examples to predict")
