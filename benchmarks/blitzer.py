@@ -403,6 +403,27 @@ def notes(payload: dict[str, Any]) -> list[str]:
     ablation = [m for m in ABLATION if m in ran]
     if ablation:
         out.append(f"{', '.join(ablation)}: run on {', '.join(ABLATION_PAIRS)} only (ablation).")
+    memory = (
+        {
+            m: [
+                r["peak_rss_mb"]
+                for cell in payload["settings"].values()
+                for r in cell["records"]
+                if r["label"] == m and r["status"] == "ok" and "peak_rss_mb" in r
+            ]
+            for m in ["source-only", *LENGTHS]
+        }
+        if is_current(payload)
+        else {}
+    )
+    if sum(bool(v) for v in memory.values()) > 1:
+        out.append(
+            "Peak resident memory of the process while a cell ran (MB; it includes what earlier "
+            "cells of the run kept, such as their frozen-layer states, up to 3 GiB), mean over "
+            "the cells run: "
+            + ", ".join(f"{m} {np.mean(v):,.0f}" for m, v in memory.items() if v)
+            + "."
+        )
     validation = source_validation(payload, ["source-only", *LENGTHS])
     if len(validation) > 1:
         out.append(
