@@ -41,6 +41,7 @@ def test_blitzer_pair_is_budget_zero_with_the_target_as_test_set() -> None:
     assert (longest["max_length"], longest["group_by_length"]) == (512, True)
     assert longest["self_training_rounds"] == 0
     assert blitzer.method_pairs("source-only-256") == blitzer.ABLATION_PAIRS
+    assert entries["udalm-distil"].options["max_length"] == 256
     baseline = parse_config(blitzer.baseline_config("B->K", [0]), "t")
     assert baseline.source is None and baseline.target.path == config.source.path
     assert baseline.target_test.path == config.target.path
