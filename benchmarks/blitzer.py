@@ -324,13 +324,14 @@ def pair_seconds(payload: dict[str, Any]) -> dict[str, float]:
     return {pair: cell["seconds"] for pair, cell in payload.get("cells", {}).items()}
 
 
-def method_seconds(payload: dict[str, Any], method: str) -> list[float]:
-    """Training seconds of each (pair, seed) cell of ``method`` (reused stages included)."""
+def method_values(payload: dict[str, Any], method: str, key: str) -> list[float]:
+    """``key`` of each finished (pair, seed) cell of ``method`` that records it (such as
+    ``train_seconds``, reused stages included, or ``peak_rss_mb``)."""
     return [
-        r["train_seconds"]
+        r[key]
         for cell in payload["settings"].values()
         for r in cell["records"]
-        if r["label"] == method and r["status"] == "ok"
+        if r["label"] == method and r["status"] == "ok" and key in r
     ]
 
 
@@ -371,7 +372,7 @@ def notes(payload: dict[str, Any]) -> list[str]:
             "differ only after the source stage (source-only, self-training, distil) train it "
             "once and each is charged its full cost; seconds per pair are the runs' wall clocks."
         )
-        cost = {m: method_seconds(payload, m) for m in METHODS}
+        cost = {m: method_values(payload, m, "train_seconds") for m in METHODS}
         out.append(
             "Mean training seconds per pair and seed (a reused stage counted in full): "
             + ", ".join(f"{m} {np.mean(s):.0f}" for m, s in cost.items() if s)
@@ -413,16 +414,9 @@ def notes(payload: dict[str, Any]) -> list[str]:
     ablation = [m for m in ABLATION if m in ran]
     if ablation:
         out.append(f"{', '.join(ablation)}: run on {', '.join(ABLATION_PAIRS)} only (ablation).")
+    lengths = ["source-only", *LENGTHS]
     memory = (
-        {
-            m: [
-                r["peak_rss_mb"]
-                for cell in payload["settings"].values()
-                for r in cell["records"]
-                if r["label"] == m and r["status"] == "ok" and "peak_rss_mb" in r
-            ]
-            for m in ["source-only", *LENGTHS]
-        }
+        {m: method_values(payload, m, "peak_rss_mb") for m in lengths}
         if is_current(payload)
         else {}
     )
