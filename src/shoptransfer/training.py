@@ -559,8 +559,8 @@ def _epoch_batches(
 
 
 class TargetStream:
-    """Shuffled target batches, reshuffled after each pass, forever (as
-    :meth:`Examples.endless_batches`), whose position a checkpoint can keep: the generator's
+    """Shuffled target batches (:meth:`Examples.batches`), reshuffled after each pass, forever,
+    whose position a checkpoint can keep: the generator's
     state when the current pass began and the batches taken from it since."""
 
     def __init__(

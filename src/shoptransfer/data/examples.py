@@ -112,13 +112,6 @@ class Examples:
         starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
         return order, [int(x) for x in starts]
 
-    def endless_batches(
-        self, batch_size: int, generator: torch.Generator, by_length: bool = False
-    ) -> Iterator[dict[str, Any]]:
-        """Shuffled mini-batches, reshuffled after each pass, forever."""
-        while True:
-            yield from self.batches(batch_size, generator, by_length)
-
     @staticmethod
     def concatenate(parts: Sequence[Examples]) -> Examples:
         first = parts[0].inputs
