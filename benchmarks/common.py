@@ -124,7 +124,9 @@ def run_setting(
 
     started = time.perf_counter()
     runner = compare_run if compare else run_experiment
-    run_dir = runner(parsed, show_progress=False, on_result=progress)
+    # progress on: each training epoch prints a line (epoch, validation score, ETA) on stderr,
+    # so a long benchmark's log shows it is alive; bars are drawn only on a terminal
+    run_dir = runner(parsed, show_progress=True, on_result=progress)
     return add_run(payload, setting, run_dir, time.perf_counter() - started, compare, shared_cores)
 
 
