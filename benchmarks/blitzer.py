@@ -169,6 +169,11 @@ RULE = (
     "hyper-parameters are recipe defaults fixed before the 12-pair run; self-training follows "
     "a fixed schedule. No target labels are read except to score the final predictions."
 )
+# the earlier runner's 12-pair table (results/blitzer.json: 128 tokens, reviews read raw, 3 seeds),
+# whose rows the runner's tables show beside their own
+EARLIER = "blitzer"
+EARLIER_ROWS = ["source-only", MAIN]
+LAST = "udalm-distil"  # issue 19's full combination, set against the earlier table's best
 DEVELOPMENT_PAIR = "B->K"  # its seed-0 target accuracy was printed during development
 # pairs of the earlier runner's table measured while other jobs shared the cores (its own record)
 EARLIER_SHARED = ["B->D", "B->K"]
@@ -271,6 +276,13 @@ def table(payload: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
     for pair, cell in payload.get("cells", {}).items():
         out[pair] = {m: list(cell[m]["seeds"]) for m in METHODS if m in cell}
     return out
+
+
+def earlier_scores() -> dict[str, dict[str, list[float]]]:
+    """pair -> method -> accuracy % by seed of the earlier runner's table, or nothing where that
+    file is absent or is itself the runner's (then its rows are the table's own)."""
+    earlier = load_json(RESULTS / f"{EARLIER}.json")
+    return table(earlier) if earlier and not is_current(earlier) else {}
 
 
 def source_validation(payload: dict[str, Any], methods: list[str]) -> dict[str, list[float]]:
@@ -442,6 +454,16 @@ def notes(payload: dict[str, Any]) -> list[str]:
     fixed = [m for m in fixed if any(m in s and len(s[m]) > 1 for s in scores.values())]
     if fixed:
         out.append(f"{', '.join(fixed)}: the same accuracy for every seed (deterministic).")
+    earlier = earlier_scores() if is_current(payload) else {}
+    pairs = [p for p in PAIRS if LAST in scores.get(p, {}) and MAIN in earlier.get(p, {})]
+    if pairs:
+        last = np.mean([np.mean(scores[p][LAST]) for p in pairs])
+        before = np.mean([np.mean(earlier[p][MAIN]) for p in pairs])
+        out.append(
+            f"{LAST} against the earlier table's {MAIN} (results/{EARLIER}.json) on the "
+            f"{len(pairs)} pair(s) it ran ({', '.join(pairs)}): {last:.1f} vs {before:.1f} "
+            f"({last - before:+.1f} points)."
+        )
     main, plain = averages(scores, MAIN), averages(scores, "source-only")
     if main is not None and plain is not None:
         pairs = [p for p in PAIRS if MAIN in scores.get(p, {})]
@@ -488,6 +510,13 @@ def markdown(payload: dict[str, Any]) -> str:
         mark = "" if complete else " (pairs so far)"
         avg = f"{average:.1f}{mark}" if average is not None else "—"
         lines.append(f"| **{name}** (ours) | " + " | ".join(row) + f" | {avg} |")
+    earlier = earlier_scores() if is_current(payload) else {}
+    for name in EARLIER_ROWS if earlier else []:
+        row = [pm(earlier.get(pair, {}).get(name, [])) for pair in PAIRS]
+        average = averages(earlier, name)
+        avg = f"{average:.1f}" if average is not None else "—"
+        label = f"{name} (earlier table: 128 tokens, raw text, results/{EARLIER}.json)"
+        lines.append(f"| {label} | " + " | ".join(row) + f" | {avg} |")
     together = ensembles(payload)
     if together:
         lines.append(

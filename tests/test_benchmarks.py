@@ -3,6 +3,7 @@ validate, they express each protocol, and their markdown is computed from the re
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,29 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     text = blitzer.markdown(payload)
     row = next(line for line in text.splitlines() if "udalm-distil (seeds together)" in line)
     assert row.endswith("| — | 91.2 |") and row.count("—") == 11 and "| — | 91.2 | — |" in row
+
+
+def test_blitzer_tables_show_the_earlier_runners_rows(monkeypatch: Any, tmp_path: Path) -> None:
+    monkeypatch.setattr(blitzer, "RESULTS", tmp_path)
+    payload: dict[str, Any] = {"schema": common.SCHEMA, "settings": {}, "invocations": []}
+    records = [_record("udalm-distil", seed, 0.90 + 0.01 * seed) for seed in (0, 1)]
+    payload["settings"]["K->D"] = {"records": records, "runs": [{"wall_seconds": 1.0}]}
+    assert "earlier table" not in blitzer.markdown(payload)  # no earlier file
+    earlier = {
+        "cells": {
+            "K->D": {"self-training": {"seeds": [84.0, 85.0]}, "source-only": {"seeds": [83.0]}},
+            "B->K": {"self-training": {"seeds": [91.0, 92.0]}},
+        }
+    }
+    (tmp_path / "blitzer.json").write_text(json.dumps(earlier))
+    text = blitzer.markdown(payload)
+    row = next(line for line in text.splitlines() if line.startswith("| self-training (earlier"))
+    assert "| 91.5 ± 0.7 |" in row and "| 84.5 ± 0.7 |" in row and row.endswith("| 88.0 |")
+    # set against the earlier self-training on the pairs both ran: 90.5 vs 84.5
+    assert "on the 1 pair(s) it ran (K->D): 90.5 vs 84.5 (+6.0 points)" in text
+    # a file of the runner under that name is the table itself, not an earlier one
+    (tmp_path / "blitzer.json").write_text(json.dumps(payload))
+    assert "earlier table" not in blitzer.markdown(payload)
 
 
 @needs_data
