@@ -51,7 +51,10 @@ length was chosen on the ablation pairs' seed-0 target accuracy, so those 4 are 
 pairs for it, as B->K is for the recipe's defaults. The extra
 unlabelled files are a stand-in for the papers' unlabelled sets (../shared/data/blitzer_reviews/
 README.md), filtered as that README says; the language-model step is cached on disk and shared by
-a pair, its reverse and every seed (its time charged to each cell).
+a pair, its reverse and every seed (its time charged to each cell). The issue's runs go into
+results/blitzer_issue19 (``--out blitzer_issue19``; the 12-pair rerun one pair per invocation:
+``--pairs 'K->D' --only udalm-distil --seeds 0 1 2``), whose tables show the earlier table's
+source-only and self-training rows (results/blitzer.json, 128 tokens, reviews read raw) beside.
 Writes benchmarks/results/blitzer.json and .md (``--out`` names other files).
 """
 
