@@ -82,7 +82,7 @@ def test_head_is_tied_to_the_input_word_embeddings(tiny_backbone: str) -> None:
 
 
 def test_mlm_loss_falls_on_held_out_target_text_and_is_cached(
-    tiny_backbone: str, tmp_path: Path
+    tiny_backbone: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     encoder = TextEncoder(tiny_backbone, max_length=24)
     torch.manual_seed(0)
@@ -92,6 +92,9 @@ def test_mlm_loss_falls_on_held_out_target_text_and_is_cached(
     assert adaptation.head is not None and not adaptation.reused
     after = evaluate_masked_lm(encoder, adaptation.head, HELD_OUT)
     assert after < before - 1.0  # measured: 10.3 -> 8.4
+    # each epoch says it ran (a long step shows in a log that it is alive)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "language model" in line]
+    assert len(lines) == 30 and lines[-1].startswith("language model: epoch 30/30, MLM loss ")
     assert encoder.identity()["adapted"] == adaptation.key
     # the same texts in another order: the cached weights, its time charged again
     again = TextEncoder(tiny_backbone, max_length=24)

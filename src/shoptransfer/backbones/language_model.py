@@ -36,7 +36,7 @@ from shoptransfer.backbones.text import TextEncoder
 from shoptransfer.errors import ConfigError
 from shoptransfer.files import atomic_write_bytes, atomic_write_json
 from shoptransfer.metering import charge_reused
-from shoptransfer.progress import progress
+from shoptransfer.progress import duration, progress, report
 from shoptransfer.schedules import warmup_then_linear_decay
 
 MASK_RATE = 0.15
@@ -268,6 +268,11 @@ def adapt_language_model(
             scheduler.step()
             losses.append(float(loss.detach()))
         epochs.append({"epoch": epoch + 1, "mlm_loss": sum(losses) / max(1, len(losses))})
+        elapsed = time.perf_counter() - started
+        report(
+            f"language model: epoch {epoch + 1}/{settings.epochs}, MLM loss "
+            f"{epochs[-1]['mlm_loss']:.4f}, {len(unique)} texts, {duration(elapsed)} so far"
+        )
     encoder.eval()
     encoder.cached_layers = was_cached
     encoder.adapted = key
