@@ -147,7 +147,9 @@ def test_dapt_recipe_records_its_texts_and_saves_the_adapted_backbone(
     )
 
 
-def test_udalm_trains_with_the_mlm_loss_on_target_batches(tiny_backbone: str) -> None:
+def test_udalm_trains_with_the_mlm_loss_on_target_batches(
+    tiny_backbone: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = make_recipe(
         "udalm", backbone=tiny_backbone, epochs=1, dapt_epochs=1, max_length=16, target_epochs=0
     )
@@ -170,6 +172,10 @@ def test_udalm_trains_with_the_mlm_loss_on_target_batches(tiny_backbone: str) ->
     epoch = recipe.history_[0]
     assert epoch["mlm_loss"] > 0 and epoch["auxiliary_loss"] == pytest.approx(epoch["mlm_loss"])
     assert recipe.fitted()["texts_seen"]["source_stage"]["target_unlabeled"] == 8
+    # each step says how far it is: the language model's epoch, the source stage's
+    logged = capsys.readouterr().err
+    assert "language model: epoch 1/1, MLM loss" in logged
+    assert "udalm on source: epoch 1/1, train loss" in logged and "validation macro f1" in logged
 
 
 def test_language_model_pieces_need_a_trainable_text_backbone(tiny_backbone: str) -> None:

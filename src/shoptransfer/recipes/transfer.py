@@ -627,6 +627,7 @@ class EncoderTransfer(BackboneRecipe):
             "patience": self.patience,
             "seed": self.seed,
             "description": f"{self.name} on {stage}",
+            "log_epochs": True,  # a line per epoch on stderr (a run's --quiet hides it)
             "loss": self.outputs_.loss,
             "privacy": self.privacy_settings(),
         }
