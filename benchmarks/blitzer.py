@@ -281,9 +281,12 @@ def table(payload: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def earlier_scores() -> dict[str, dict[str, list[float]]]:
-    """pair -> method -> accuracy % by seed of the earlier runner's table, or nothing where that
-    file is absent or is itself the runner's (then its rows are the table's own)."""
+def earlier_scores(payload: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """pair -> method -> accuracy % by seed of the earlier runner's table, shown beside the
+    runner's ``payload``; nothing where ``payload`` is the earlier file's kind, or that file is
+    absent or is itself the runner's (then its rows are the table's own)."""
+    if not is_current(payload):
+        return {}
     earlier = load_json(RESULTS / f"{EARLIER}.json")
     return table(earlier) if earlier and not is_current(earlier) else {}
 
@@ -370,8 +373,12 @@ def _summarise(payload: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     return payload
 
 
-def notes(payload: dict[str, Any]) -> list[str]:
-    """The notes under the table, every number computed from the results file."""
+def notes(
+    payload: dict[str, Any], earlier: dict[str, dict[str, list[float]]] | None = None
+) -> list[str]:
+    """The notes under the table, every number computed from the results file (and from the
+    earlier runner's table, ``earlier``: :func:`earlier_scores`)."""
+    earlier = earlier or {}
     scores, seconds = table(payload), pair_seconds(payload)
     out = []
     if DEVELOPMENT_PAIR in scores:
@@ -457,14 +464,13 @@ def notes(payload: dict[str, Any]) -> list[str]:
     fixed = [m for m in fixed if any(m in s and len(s[m]) > 1 for s in scores.values())]
     if fixed:
         out.append(f"{', '.join(fixed)}: the same accuracy for every seed (deterministic).")
-    earlier = earlier_scores() if is_current(payload) else {}
-    pairs = [p for p in PAIRS if LAST in scores.get(p, {}) and MAIN in earlier.get(p, {})]
-    if pairs:
-        last = np.mean([np.mean(scores[p][LAST]) for p in pairs])
-        before = np.mean([np.mean(earlier[p][MAIN]) for p in pairs])
+    both = [p for p in PAIRS if LAST in scores.get(p, {}) and MAIN in earlier.get(p, {})]
+    if both:
+        last = np.mean([np.mean(scores[p][LAST]) for p in both])
+        before = np.mean([np.mean(earlier[p][MAIN]) for p in both])
         out.append(
             f"{LAST} against the earlier table's {MAIN} (results/{EARLIER}.json) on the "
-            f"{len(pairs)} pair(s) it ran ({', '.join(pairs)}): {last:.1f} vs {before:.1f} "
+            f"{len(both)} pair(s) it ran ({', '.join(both)}): {last:.1f} vs {before:.1f} "
             f"({last - before:+.1f} points)."
         )
     main, plain = averages(scores, MAIN), averages(scores, "source-only")
@@ -513,7 +519,7 @@ def markdown(payload: dict[str, Any]) -> str:
         mark = "" if complete else " (pairs so far)"
         avg = f"{average:.1f}{mark}" if average is not None else "—"
         lines.append(f"| **{name}** (ours) | " + " | ".join(row) + f" | {avg} |")
-    earlier = earlier_scores() if is_current(payload) else {}
+    earlier = earlier_scores(payload)
     for name in EARLIER_ROWS if earlier else []:
         row = [pm(earlier.get(pair, {}).get(name, [])) for pair in PAIRS]
         average = averages(earlier, name)
@@ -543,7 +549,7 @@ def markdown(payload: dict[str, Any]) -> str:
     if timing:
         lines.append(f"\n{timing}")
     lines.append("\nNotes:\n")
-    lines.extend(f"- {note}" for note in notes(payload))
+    lines.extend(f"- {note}" for note in notes(payload, earlier))
     return "\n".join(lines) + "\n"
 
 
