@@ -41,7 +41,14 @@ def test_blitzer_pair_is_budget_zero_with_the_target_as_test_set() -> None:
     longest = entries["source-only-512"].options
     assert (longest["max_length"], longest["group_by_length"]) == (512, True)
     assert longest["self_training_rounds"] == 0
-    assert blitzer.method_pairs("source-only-256") == blitzer.ABLATION_PAIRS
+    # the 12-pair rerun: self-training at 256 tokens beside its source-only model
+    assert blitzer.method_pairs("source-only-512") == blitzer.ABLATION_PAIRS
+    assert blitzer.method_pairs("udalm-distil") == blitzer.ABLATION_PAIRS
+    assert blitzer.method_pairs("self-training-256") == blitzer.PAIRS
+    assert blitzer.method_pairs("source-only-256") == blitzer.PAIRS
+    rerun = entries["self-training-256"].options
+    assert (rerun["max_length"], rerun["group_by_length"]) == (256, True)
+    assert "self_training_rounds" not in rerun and "dapt_epochs" not in rerun
     assert entries["udalm-distil"].options["max_length"] == 256
     baseline = parse_config(blitzer.baseline_config("B->K", [0]), "t")
     assert baseline.source is None and baseline.target.path == config.source.path
@@ -104,6 +111,13 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
             value = 0.9 if record["label"] == "source-only" else 0.8 + 0.02 * record["seed"]
             record["fitted"] = {"source_stage": {"validation_macro_f1": value}}
     assert "source-only 90.0 (2 cells), source-only-512 81.0 (2 cells)" in blitzer.markdown(payload)
+    # a language-model piece is set against the source-only entry of its length, pair by pair
+    for record in payload["settings"]["B->K"]["records"]:
+        if record["label"] in ("udalm-distil", "source-only-256"):
+            value = 0.85 if record["label"] == "udalm-distil" else 0.9
+            record["fitted"] = {"source_stage": {"validation_macro_f1": value}}
+    expected = "udalm-distil's source validation macro-F1 against source-only-256's on the pairs"
+    assert f"{expected} both ran (B->K): 85.0 vs 90.0" in blitzer.markdown(payload)
     together = {"label": "udalm-distil", "metrics": {"accuracy": 0.9123}, "seeds": [0, 1]}
     payload["settings"]["B->K"]["runs"][0]["seed_ensembles"] = [together]
     text = blitzer.markdown(payload)
@@ -114,7 +128,7 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
 def test_blitzer_tables_show_the_earlier_runners_rows(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setattr(blitzer, "RESULTS", tmp_path)
     payload: dict[str, Any] = {"schema": common.SCHEMA, "settings": {}, "invocations": []}
-    records = [_record("udalm-distil", seed, 0.90 + 0.01 * seed) for seed in (0, 1)]
+    records = [_record("self-training-256", seed, 0.90 + 0.01 * seed) for seed in (0, 1)]
     payload["settings"]["K->D"] = {"records": records, "runs": [{"wall_seconds": 1.0}]}
     assert "earlier table" not in blitzer.markdown(payload)  # no earlier file
     earlier = {
