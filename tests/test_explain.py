@@ -1,11 +1,13 @@
 """Explanations: integrated-gradient attributions sum to f(input) − f(baseline) (completeness),
 for texts and photos; occlusion scores are the probability lost by deleting each word; words
 past the length limit are not read; the words that drive a trained model come first; `predict
---explain` prints them and writes a self-contained HTML page; without Captum, one line."""
+--explain` prints them and writes a self-contained HTML page, and with an --input file adds them
+to each output row; without Captum, one line."""
 
 from __future__ import annotations
 
 import builtins
+import csv
 import json
 import sys
 from pathlib import Path
@@ -120,18 +122,45 @@ def test_integrated_gradients_refused_where_the_model_has_no_gradients(
     assert "use --explain-method occlusion" in line
 
 
-def test_explain_with_an_input_file_is_refused(
+def test_an_input_file_gets_an_explanation_in_each_row(
     tfidf_run: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    path = tmp_path / "in.txt"
-    path.write_text("great\n")
+    from shoptransfer.api import explain_predictions
+
+    table = tmp_path / "in.csv"
+    table.write_text('id,text\na1,the kettle is terrible\na2,""\na3,a great pan that works\n')
+    options = ["--input", str(table), "--id-column", "id", "--explain", "--quiet"]
+    written = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(tfidf_run), *options, "-o", str(written)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in written.read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["a1", "a2", "a3"]
+    first = rows[0]["explanation"]
+    assert first["method"] == "occlusion" and first["for"][0][0] == "terrible"
+    assert rows[1]["explanation"] is None  # an empty row: no prediction, nothing to explain
+    # the same words and scores as explaining the text alone
+    alone = explain_predictions(tfidf_run, ["the kettle is terrible"], method="occlusion")[0]
+    assert first == json.loads(json.dumps(alone.brief()))
+    # in a CSV the explanation is a JSON text
+    as_csv = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["predict", str(tfidf_run), *options, "-o", str(as_csv)])
+    assert result.exit_code == 0, result.output
+    with open(as_csv, newline="") as handle:
+        cells = [row["explanation"] for row in csv.DictReader(handle)]
+    assert json.loads(cells[0]) == first and cells[1] == ""
+    # printed: each prediction followed by its reasons
+    result = CliRunner().invoke(app, ["predict", str(tfidf_run), *options])
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("neg") and lines[1].startswith("  why (occlusion): terrible")
     line = one_line_error(
-        monkeypatch, capsys, "predict", str(tfidf_run), "--input", str(path), "--explain"
+        monkeypatch,
+        capsys,
+        *["predict", str(tfidf_run), "--input", str(table), "--explain-html", "x.html"],
     )
-    assert "not an --input file" in line
+    assert "--explain adds an explanation column" in line
 
 
 def test_without_captum_integrated_gradients_is_one_line(

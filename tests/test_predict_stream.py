@@ -291,8 +291,13 @@ def test_the_encoding_of_an_unfinished_job_must_be_given_again(
     job = Job(source, out, chunk_size=2, show_progress=False, encoding="GB18030")
     with pytest.raises(KeyboardInterrupt):
         run_job(tfidf_run, job, scorer)
-    with pytest.raises(ConfigError, match="--encoding or --top-k differ"):
+    with pytest.raises(ConfigError, match="--encoding, --top-k or --explain differ"):
         run_job(tfidf_run, Job(source, out, resume=True, show_progress=False, encoding="gbk"))
+    # nor may an unfinished job go on explaining rows it began without explanations
+    explaining = Job(source, out, resume=True, show_progress=False, encoding="GB18030")
+    explaining.explain = "occlusion"
+    with pytest.raises(ConfigError, match="or --explain differ"):
+        run_job(tfidf_run, explaining)
     job.resume = True
     assert run_job(tfidf_run, job)["resumed_rows"] == 0
     assert len(pd.read_csv(out)) == 2 * len(CHINESE)

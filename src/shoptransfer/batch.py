@@ -322,9 +322,12 @@ class Columns:
     tasks: list[tuple[str, list[str]]]
     top_k: int
     id_column: str | None
+    explain: str | None = None  # the explanation method of an ``explanation`` column
 
     @classmethod
-    def of(cls, predictor: Any, top_k: int, id_column: str | None) -> Columns:
+    def of(
+        cls, predictor: Any, top_k: int, id_column: str | None, explain: str | None = None
+    ) -> Columns:
         outputs = getattr(predictor, "outputs", None)
         if outputs is not None:  # a PyTorch predictor
             kind, tasks = outputs.kind, [(n, list(c)) for n, c in outputs.tasks]
@@ -333,7 +336,12 @@ class Columns:
         else:  # an ONNX export
             kind, tasks = predictor.kind, list(predictor.tasks)
         classes = list(predictor.classes) if kind == "classes" else []
-        return cls(kind, classes, tasks, min(top_k, len(classes)) if classes else 0, id_column)
+        if explain is not None:
+            from shoptransfer.explain import check_explainable
+
+            check_explainable(kind, explain)
+        top = min(top_k, len(classes)) if classes else 0
+        return cls(kind, classes, tasks, top, id_column, explain)
 
     def names(self) -> list[tuple[str, str]]:
         """(name, type) of each column: ``int``, ``str`` or ``float``."""
@@ -352,6 +360,8 @@ class Columns:
         if self.top_k > 1:
             for i in range(1, self.top_k + 1):
                 names += [(f"top{i}", "str"), (f"top{i}_p", "float")]
+        if self.explain is not None:
+            names.append(("explanation", "str"))  # JSON: Explanation.brief
         return names
 
 
@@ -398,6 +408,14 @@ def score_chunk(
         for i in range(columns.top_k):
             out[f"top{i + 1}"] = spread([columns.classes[k] for k in order[:, i]])
             out[f"top{i + 1}_p"] = spread(np.take_along_axis(table, order[:, i : i + 1], 1)[:, 0])
+    if columns.explain is not None:
+        from shoptransfer.explain import explain
+
+        explained = (
+            explain(predictor, given, "texts", columns.explain, kind=columns.kind) if given else []
+        )
+        briefs = [json.dumps(e.brief(), ensure_ascii=False) for e in explained]
+        out["explanation"] = spread(briefs)
     return out, texts
 
 
@@ -428,8 +446,16 @@ def _write_part(path: Path, fmt: str, columns: Columns, out: dict[str, list[Any]
                     writer.writerow(["" if v is None else v for v in values])
             else:
                 for values in zip(*(out[n] for n in names)):
-                    handle.write(json.dumps(dict(zip(names, values)), ensure_ascii=False) + "\n")
+                    record = _record(dict(zip(names, values)))
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     os.replace(staging, path)
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    """A JSON output row: its explanation (a JSON text in CSV and Parquet) as an object."""
+    if row.get("explanation") is not None:
+        row["explanation"] = json.loads(row["explanation"])
+    return row
 
 
 def _join_parts(parts: list[Path], output: Path, fmt: str, columns: Columns) -> None:
@@ -481,7 +507,7 @@ def _print_chunk(
     lines = []
     for n, text in enumerate(texts):
         if as_json:
-            record = {name: out[name][n] for name, _ in columns.names()}
+            record = _record({name: out[name][n] for name, _ in columns.names()})
             lines.append(json.dumps({"text": text, **record}, ensure_ascii=False))
             continue
         if columns.kind == "value":
@@ -505,6 +531,10 @@ def _print_chunk(
             label = out["label"][n]
             shown = f"{label}\t{out[f'p_{label}'][n]:.3f}"
         lines.append(f"{shown}\t{one_line(text)}")
+        if columns.explain is not None and out["explanation"][n] is not None:
+            from shoptransfer.explain import why_line
+
+            lines.append(why_line(json.loads(out["explanation"][n])))
     sys.stdout.write("\n".join(lines) + ("\n" if lines else ""))
     sys.stdout.flush()
 
@@ -523,6 +553,7 @@ class Job:
     resume: bool = False
     show_progress: bool = True
     encoding: str = "utf-8"  # of a text file (a Parquet file holds its own)
+    explain: str | None = None  # an explanation method: each row also says why
 
 
 def check_job(job: Job) -> None:
@@ -546,7 +577,7 @@ def predict_file(job: Job, predictor: Any, model_fingerprint: str) -> dict[str, 
     """Score every row of ``job.input`` with ``predictor`` a chunk at a time; return the
     summary: rows, empty rows, rows resumed from an earlier run, seconds, rows per second."""
     started = time.perf_counter()
-    columns = Columns.of(predictor, job.top_k, job.id_column)
+    columns = Columns.of(predictor, job.top_k, job.id_column, job.explain)
     check_job(job)
     fmt = output_format(job.output) if job.output is not None else None
     state = _start(job, columns, model_fingerprint) if job.output is not None else None
@@ -601,6 +632,7 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
         "encoding": input_codec(job.encoding),
         "top_k": columns.top_k,
         "columns": [name for name, _ in columns.names()],
+        "explain": job.explain,
     }
     if state_path.is_file():
         if not job.resume:
@@ -624,13 +656,13 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
                 f"--resume: the model differs from the one the unfinished job used; give the "
                 f"same run and --model, or delete {folder} to start again"
             )
-        # a job begun before --encoding existed read UTF-8
-        recorded_settings = {"encoding": "utf-8", **state.get("settings", {})}
+        # a job begun before --encoding (--explain) existed read UTF-8 (explained nothing)
+        recorded_settings = {"encoding": "utf-8", "explain": None, **state.get("settings", {})}
         if recorded_settings != settings:
             raise ConfigError(
-                f"--resume: --column, --id-column, --encoding or --top-k differ from the "
-                f"unfinished job's {recorded_settings}; give the same, or delete {folder} to "
-                "start again"
+                "--resume: --column, --id-column, --encoding, --top-k or --explain differ from "
+                f"the unfinished job's {recorded_settings}; give the same, or delete {folder} "
+                "to start again"
             )
         return dict(state)
     if folder.exists():  # a folder without a state file: nothing finished in it

@@ -749,8 +749,8 @@ def predict(
         typer.Option(
             "--explain",
             help="say why: the words (or the photo region) that added most to the predicted "
-            "class's probability (--text and --image inputs; needs the [explain] extra for "
-            "integrated gradients and photos)",
+            "class's probability (with --input: an explanation column in each row; needs the "
+            "[explain] extra for integrated gradients and photos)",
         ),
     ] = False,
     explain_method: Annotated[
@@ -780,10 +780,10 @@ def predict(
     if input is not None:
         if text or image:
             raise ConfigError("give --input alone, not with --text or --image")
-        if explaining:
+        if explain_html is not None:
             raise ConfigError(
-                "--explain, --explain-method and --explain-html explain --text and --image "
-                "inputs, not an --input file"
+                "--explain-html writes a page for --text and --image inputs; with --input, "
+                "--explain adds an explanation column to each row"
             )
         _predict_file(
             run_dir,
@@ -799,6 +799,7 @@ def predict(
             as_json,
             quiet,
             encoding or "utf-8",
+            explain_method if explaining else None,
         )
         return
     if output is not None or resume or id_column is not None or encoding is not None:
@@ -881,8 +882,10 @@ def _predict_file(
     as_json: bool,
     quiet: bool,
     encoding: str,
+    explain: str | None = None,
 ) -> None:
-    """Score an --input file a chunk at a time; a model that needs no torch never loads it."""
+    """Score an --input file a chunk at a time (``explain``: each row also says why, by that
+    method); a model that needs no torch never loads it (unless explaining)."""
     from shoptransfer.batch import Job, check_job, light_predictor, model_fingerprint, predict_file
     from shoptransfer.errors import ConfigError
 
@@ -897,6 +900,7 @@ def _predict_file(
         resume,
         show_progress=not quiet,
         encoding=encoding,
+        explain=explain,
     )
     check_job(job)
     name, predictor = light_predictor(run_dir, model, onnx)
@@ -923,9 +927,14 @@ def _predict_file(
     typer.echo(
         f"model {name}{' (ONNX export)' if onnx else ''}: {summary['rows']} rows{resumed}, "
         f"{summary['empty']} empty, {summary['seconds']:.1f} s, "
-        f"{summary['rows_per_second'] or 0:.0f} rows/s{where}",
+        f"{_rate(summary['rows_per_second'] or 0)} rows/s{where}",
         err=True,
     )
+
+
+def _rate(per_second: float) -> str:
+    """A rate with as many decimals as a slow one needs (explaining scores a row a second)."""
+    return f"{per_second:.0f}" if per_second >= 10 else f"{per_second:.2g}"
 
 
 def _print_predictions(

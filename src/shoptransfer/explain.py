@@ -67,6 +67,15 @@ class Explanation:
         words = self.words
         return [(words[i], self.scores[i]) for i in order[:k] if sign * self.scores[i] > 0]
 
+    def brief(self, k: int = 5) -> dict[str, Any]:
+        """The method and the ``k`` words that added most (``for``) and the 3 that took most
+        away (``against``), each as [word, score]: what a batch output row holds."""
+        return {
+            "method": self.method,
+            "for": [[word, round(score, 6)] for word, score in self.top(k)],
+            "against": [[word, round(score, 6)] for word, score in self.top(3, sign=-1)],
+        }
+
     def to_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "method": self.method,
@@ -128,9 +137,11 @@ def _require_captum(method: str) -> Any:
     return captum.attr
 
 
-def _class_index(predictor: Any) -> None:
-    outputs = getattr(predictor, "outputs", None)
-    kind = outputs.kind if outputs is not None else getattr(predictor, "kind", "classes")
+def check_explainable(kind: str, method: str) -> None:
+    """Refuse an unknown method, or a model whose output (``kind``: ``classes``, ``value``,
+    ``tasks``) is not one class to explain."""
+    if method not in METHODS:
+        raise ConfigError(f"--explain-method '{method}'; expected one of {list(METHODS)}")
     if kind != "classes":
         raise ConfigError(
             "--explain explains a classifier's class; this model predicts "
@@ -170,15 +181,22 @@ def _network(predictor: Any) -> tuple[Any, Any]:
 
 
 def explain(
-    predictor: Any, inputs: list[str], reads: str, method: str = "auto", steps: int = 50
+    predictor: Any,
+    inputs: list[str],
+    reads: str,
+    method: str = "auto",
+    steps: int = 50,
+    kind: str | None = None,
 ) -> list[Explanation]:
     """An explanation of each input (texts, or image paths when ``reads`` is ``images``) by
     ``method``: ``auto`` is integrated gradients where the model has gradients, else
     occlusion. ``steps``: the integrated-gradients path's steps (more: closer to
-    completeness)."""
-    if method not in METHODS:
-        raise ConfigError(f"--explain-method '{method}'; expected one of {list(METHODS)}")
-    _class_index(predictor)
+    completeness). ``kind``: what the model predicts, where the caller knows it (else read
+    from the predictor)."""
+    if kind is None:
+        outputs = getattr(predictor, "outputs", None)
+        kind = outputs.kind if outputs is not None else getattr(predictor, "kind", "classes")
+    check_explainable(kind, method)
     if method == "auto":
         try:
             _network(predictor)
@@ -370,11 +388,14 @@ def summary_line(explanation: Explanation, k: int = 5) -> str:
             f"  why ({explanation.method}): most of it from rows {box['top']}-{box['bottom']}, "
             f"columns {box['left']}-{box['right']} of the {box['size']}-pixel input"
         )
-    added = ", ".join(f"{word} {score:+.3f}" for word, score in explanation.top(k))
-    taken = ", ".join(f"{word} {score:+.3f}" for word, score in explanation.top(3, sign=-1))
-    return f"  why ({explanation.method}): {added or '-'}" + (
-        f"; against: {taken}" if taken else ""
-    )
+    return why_line(explanation.brief(k))
+
+
+def why_line(brief: dict[str, Any]) -> str:
+    """The printed line of a text's :meth:`Explanation.brief`."""
+    added = ", ".join(f"{word} {score:+.3f}" for word, score in brief["for"])
+    taken = ", ".join(f"{word} {score:+.3f}" for word, score in brief["against"])
+    return f"  why ({brief['method']}): {added or '-'}" + (f"; against: {taken}" if taken else "")
 
 
 def _heat(score: float, largest: float) -> str:
