@@ -202,6 +202,35 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
     exported = runner.invoke(app, ["export", str(run_dir), "--model", "fused-k4-seed0"])
     assert isinstance(exported.exception, ConfigError)
     assert "is a fusion model" in str(exported.exception)
+    # a table of products scored a chunk at a time; photo paths start at the table's folder
+    out = tmp_path / "scored.jsonl"
+    fused = ["predict", str(run_dir), "--model", "fused-k4-seed0", "--input", str(test)]
+    scored = runner.invoke(
+        app,
+        [*fused, "--input-column", "photo=image", "-o", str(out), "--chunk-size", "5", "-q"],
+    )
+    assert scored.exit_code == 0, scored.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    with test.open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(rows) == len(table) and all(row["label"] is not None for row in rows)
+    assert "'photo': {'empty cell': 3, 'file not found': 3}" in scored.stderr
+    assert "'title': {'empty cell': 3}" in scored.stderr
+    # a row scores as it does alone
+    from shoptransfer.api import predict
+
+    n = next(i for i, row in enumerate(table) if row["image"].startswith("blue") and row["title"])
+    alone_inputs = {"photo": [str(test.parent / table[n]["image"])], "title": [table[n]["title"]]}
+    _, probabilities, classes = predict(run_dir, alone_inputs, model="fused-k4-seed0")
+    expected = float(probabilities[0][list(classes).index("blue")])
+    assert rows[n]["p_blue"] == pytest.approx(expected, abs=1e-5)
+    # an input whose column the table lacks: named with the option that chooses it
+    lacking = runner.invoke(app, fused)
+    assert isinstance(lacking.exception, DataError)
+    assert "no column 'photo' (--input-column NAME=COLUMN)" in str(lacking.exception)
+    wrong = runner.invoke(app, [*fused, "--input-column", "colour=image"])
+    assert isinstance(wrong.exception, ConfigError)
+    assert "NAME one of the model's inputs ['photo', 'title']" in str(wrong.exception)
 
 
 @pytest.mark.parametrize(

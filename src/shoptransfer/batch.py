@@ -284,6 +284,82 @@ def read_rows(
     return _parquet_rows(path, column, id_column, chunk_size)
 
 
+def read_input_rows(
+    path: Path, columns: list[str], id_column: str | None, chunk_size: int, encoding: str
+) -> Iterator[tuple[Any, Any]]:
+    """(the cells of ``columns`` as a tuple, id) for every row: one stream of the file per
+    column, read in step (each reader yields every row once, in order)."""
+    if input_format(path) == "txt":
+        raise ConfigError(f"{path} is a .txt file; a fused model reads a table of its inputs")
+    streams = [read_rows(path, column, None, chunk_size, encoding) for column in columns]
+    keys = read_rows(path, columns[0], id_column, chunk_size, encoding)
+    try:
+        for (_, key), *cells in zip(keys, *streams):
+            yield tuple(cell for cell, _ in cells), key
+    except DataError as exc:  # a missing column: name the option that chose it
+        raise DataError(str(exc).replace("(--column)", "(--input-column NAME=COLUMN)")) from None
+
+
+@dataclass(frozen=True)
+class InputColumns:
+    """Where a fused model's inputs sit in an --input table: input name -> (kind, column);
+    relative image paths start at ``base`` (the table's folder, as when training)."""
+
+    inputs: dict[str, tuple[str, str]]
+    base: Path
+
+    def given(
+        self, rows: list[tuple[Any, Any]]
+    ) -> tuple[list[int], dict[str, list[str | None]], dict[str, dict[str, int]]]:
+        """The rows with at least one input, their inputs (``None`` where missing: an empty
+        cell, an image file not found or not decodable; texts scrubbed of personal data), and
+        the missing inputs counted per input and reason."""
+        from shoptransfer.data.images import inspect_images
+
+        cells: list[dict[str, str | None]] = []
+        missing: dict[str, dict[str, int]] = {name: {} for name in self.inputs}
+
+        def lack(name: str, reason: str) -> None:
+            missing[name][reason] = missing[name].get(reason, 0) + 1
+
+        for values, _ in rows:
+            row: dict[str, str | None] = {}
+            for (name, (kind, _)), value in zip(self.inputs.items(), values):
+                if _is_empty(value):
+                    row[name] = None
+                    lack(name, "empty cell")
+                elif kind == "text":
+                    row[name] = str(value)
+                else:
+                    file = Path(str(value).strip())
+                    file = file if file.is_absolute() else self.base / file
+                    row[name] = str(file) if file.is_file() else None
+                    if row[name] is None:
+                        lack(name, "file not found")
+            cells.append(row)
+        photos = sorted(
+            {row[n] for row in cells for n, (kind, _) in self.inputs.items() if kind == "image"}
+            - {None}
+        )
+        verdicts = dict(zip(photos, inspect_images([Path(p) for p in photos])))  # type: ignore[arg-type]
+        for row in cells:
+            for name, (kind, _) in self.inputs.items():
+                if kind == "image" and row[name] is not None:
+                    problem = verdicts[row[name]][0]
+                    if problem is not None:
+                        row[name] = None
+                        lack(name, problem)
+        scored = [i for i, row in enumerate(cells) if any(v is not None for v in row.values())]
+        given = {name: [cells[i][name] for i in scored] for name in self.inputs}
+        for name, (kind, _) in self.inputs.items():
+            if kind == "text":
+                present = [i for i, v in enumerate(given[name]) if v is not None]
+                cleaned = scrub_texts([given[name][i] for i in present])[0]  # type: ignore[misc]
+                for i, text in zip(present, cleaned):
+                    given[name][i] = text
+        return scored, given, {n: c for n, c in missing.items() if c}
+
+
 def count_rows(path: Path) -> int:
     """How many rows the input holds (a CSV's record with line breaks inside counts for
     several: the estimate only draws the progress bar)."""
@@ -369,14 +445,38 @@ def _is_empty(text: Any) -> bool:
     return text is None or (isinstance(text, float) and np.isnan(text)) or not str(text).strip()
 
 
+@dataclass
+class ScoredChunk:
+    """A chunk's output columns, what each row showed (a text, ``""`` when empty; a fused
+    row's inputs), how many rows had something to score, and a fused model's missing inputs
+    counted per input and reason."""
+
+    out: dict[str, list[Any]]
+    shown: list[Any]
+    scored: int
+    missing: dict[str, dict[str, int]]
+
+
 def score_chunk(
-    predictor: Any, columns: Columns, rows: list[tuple[Any, Any]], first_row: int
-) -> tuple[dict[str, list[Any]], list[str]]:
-    """The output columns for a chunk of (text, id) rows numbered from ``first_row``; also the
-    texts (empty ones as ``""``)."""
-    texts = ["" if _is_empty(text) else str(text) for text, _ in rows]
-    scored = [i for i, text in enumerate(texts) if text]
-    given = scrub_texts([texts[i] for i in scored])[0]  # as training texts were read
+    predictor: Any,
+    columns: Columns,
+    rows: list[tuple[Any, Any]],
+    first_row: int,
+    inputs: InputColumns | None = None,
+) -> ScoredChunk:
+    """The output columns for a chunk of (text, id) rows numbered from ``first_row`` (with
+    ``inputs``, a fused model's rows: (cells, id))."""
+    missing: dict[str, dict[str, int]] = {}
+    if inputs is None:
+        texts: list[Any] = ["" if _is_empty(text) else str(text) for text, _ in rows]
+        scored = [i for i, text in enumerate(texts) if text]
+        given: Any = scrub_texts([texts[i] for i in scored])[0]  # as training texts were read
+    else:
+        texts = [
+            {n: None if _is_empty(v) else str(v) for n, v in zip(inputs.inputs, cells)}
+            for cells, _ in rows
+        ]
+        scored, given, missing = inputs.given(rows)
     out: dict[str, list[Any]] = {"row": list(range(first_row, first_row + len(rows)))}
     if columns.id_column is not None:
         out[columns.id_column] = [None if key is None else str(key) for _, key in rows]
@@ -388,21 +488,21 @@ def score_chunk(
         return full
 
     if columns.kind == "value":
-        values = predictor.predict(given) if given else []
+        values = predictor.predict(given) if scored else []
         out["value"] = spread([float(v) for v in np.asarray(values, dtype=np.float64)])
-        return out, texts
+        return ScoredChunk(out, texts, len(scored), missing)
     if columns.kind == "tasks":
-        probabilities = predictor.predict_proba(given) if given else {}
+        probabilities = predictor.predict_proba(given) if scored else {}
         for task, classes in columns.tasks:
             table = np.asarray(probabilities.get(task, np.zeros((0, len(classes)))))
             out[task] = spread([classes[i] for i in table.argmax(axis=1)] if len(table) else [])
             for j, c in enumerate(classes):
                 out[f"p_{task}_{c}"] = spread(table[:, j].tolist())
-        return out, texts
-    table = np.asarray(predictor.predict_proba(given)) if given else np.zeros((0, 1))
-    out["label"] = spread([columns.classes[i] for i in table.argmax(axis=1)] if given else [])
+        return ScoredChunk(out, texts, len(scored), missing)
+    table = np.asarray(predictor.predict_proba(given)) if scored else np.zeros((0, 1))
+    out["label"] = spread([columns.classes[i] for i in table.argmax(axis=1)] if scored else [])
     for j, c in enumerate(columns.classes):
-        out[f"p_{c}"] = spread(table[:, j].tolist() if given else [])
+        out[f"p_{c}"] = spread(table[:, j].tolist() if scored else [])
     if columns.top_k > 1:
         order = np.argsort(-table, axis=1, kind="stable")[:, : columns.top_k]
         for i in range(columns.top_k):
@@ -412,11 +512,11 @@ def score_chunk(
         from shoptransfer.explain import explain
 
         explained = (
-            explain(predictor, given, "texts", columns.explain, kind=columns.kind) if given else []
+            explain(predictor, given, "texts", columns.explain, kind=columns.kind) if scored else []
         )
         briefs = [json.dumps(e.brief(), ensure_ascii=False) for e in explained]
         out["explanation"] = spread(briefs)
-    return out, texts
+    return ScoredChunk(out, texts, len(scored), missing)
 
 
 # writing -----------------------------------------------------------------------------------
@@ -500,16 +600,20 @@ def one_line(text: str) -> str:
     return flat if len(flat) <= 70 else flat[:67] + "..."
 
 
-def _print_chunk(
-    out: dict[str, list[Any]], texts: list[str], columns: Columns, as_json: bool
-) -> None:
+def _print_chunk(chunk: ScoredChunk, columns: Columns, as_json: bool) -> None:
     """Print a chunk's predictions on stdout, one line per input row."""
     lines = []
-    for n, text in enumerate(texts):
+    out = chunk.out
+    for n, shown in enumerate(chunk.shown):
         if as_json:
             record = _record({name: out[name][n] for name, _ in columns.names()})
-            lines.append(json.dumps({"text": text, **record}, ensure_ascii=False))
+            key = "inputs" if isinstance(shown, dict) else "text"
+            lines.append(json.dumps({key: shown, **record}, ensure_ascii=False))
             continue
+        if isinstance(shown, dict):  # a fused row: its inputs side by side
+            text = " | ".join(value for value in shown.values() if value is not None)
+        else:
+            text = shown
         if columns.kind == "value":
             value = out["value"][n]
             shown = "" if value is None else f"{value:.3f}"
@@ -554,6 +658,15 @@ class Job:
     show_progress: bool = True
     encoding: str = "utf-8"  # of a text file (a Parquet file holds its own)
     explain: str | None = None  # an explanation method: each row also says why
+    inputs: InputColumns | None = None  # a fused model's inputs (then ``column`` is unused)
+
+    def rows(self, chunk_size: int | None = None) -> Iterator[tuple[Any, Any]]:
+        """The input's rows, as a stream."""
+        size = chunk_size or self.chunk_size
+        if self.inputs is None:
+            return read_rows(self.input, self.column, self.id_column, size, self.encoding)
+        columns = [column for _, column in self.inputs.inputs.values()]
+        return read_input_rows(self.input, columns, self.id_column, size, self.encoding)
 
 
 def check_job(job: Job) -> None:
@@ -566,7 +679,9 @@ def check_job(job: Job) -> None:
             raise ConfigError(f"--output {job.output} is the input file; name another")
     if job.resume and job.output is None:
         raise ConfigError("--resume needs --output (printed predictions cannot resume)")
-    rows = read_rows(job.input, job.column, job.id_column, job.chunk_size, job.encoding)
+    if job.inputs is not None and job.explain is not None:
+        raise ConfigError("--explain reads one input; a fused model's rows are not explained")
+    rows = job.rows()
     next(iter(rows), None)
     close = getattr(rows, "close", None)
     if close is not None:
@@ -585,26 +700,32 @@ def predict_file(job: Job, predictor: Any, model_fingerprint: str) -> dict[str, 
     done_chunks = state["chunks"] if state else 0
     rows_done = state["rows"] if state else 0
     empty = state["empty"] if state else 0
+    missing: dict[str, dict[str, int]] = state.get("missing_inputs", {}) if state else {}
     resumed = rows_done
     folder = partial_folder(job.output) if job.output is not None else None
     total = count_rows(job.input)
-    rows = read_rows(job.input, job.column, job.id_column, chunk_size, job.encoding)
     with progress_bar("predict", total, "rows", enabled=job.show_progress) as bar:
         bar.update(rows_done)
-        for index, chunk in enumerate(_chunks(rows, chunk_size)):
+        for index, rows in enumerate(_chunks(job.rows(chunk_size), chunk_size)):
             if index < done_chunks:
                 continue
-            out, texts = score_chunk(predictor, columns, chunk, rows_done + 1)
-            empty += sum(1 for text in texts if not text)
-            rows_done += len(chunk)
+            chunk = score_chunk(predictor, columns, rows, rows_done + 1, job.inputs)
+            empty += len(rows) - chunk.scored
+            for name, reasons in chunk.missing.items():
+                for reason, n in reasons.items():
+                    counts = missing.setdefault(name, {})
+                    counts[reason] = counts.get(reason, 0) + n
+            rows_done += len(rows)
             if folder is None:
-                _print_chunk(out, texts, columns, job.as_json)
+                _print_chunk(chunk, columns, job.as_json)
             else:
                 assert state is not None and fmt is not None
-                _write_part(folder / f"part-{index:06d}.{fmt}", fmt, columns, out)
+                _write_part(folder / f"part-{index:06d}.{fmt}", fmt, columns, chunk.out)
                 state.update(chunks=index + 1, rows=rows_done, empty=empty)
+                if missing:
+                    state["missing_inputs"] = missing
                 atomic_write_json(folder / STATE_FILE, state)
-            bar.update(len(chunk))
+            bar.update(len(rows))
     if folder is not None and job.output is not None and fmt is not None:
         parts = sorted(folder.glob(f"part-*.{fmt}"))[: state["chunks"] if state else 0]
         _join_parts(parts, job.output, fmt, columns)
@@ -613,6 +734,7 @@ def predict_file(job: Job, predictor: Any, model_fingerprint: str) -> dict[str, 
     return {
         "rows": rows_done,
         "empty": empty,
+        "missing_inputs": missing,
         "resumed_rows": resumed,
         "seconds": round(seconds, 3),
         "rows_per_second": round((rows_done - resumed) / seconds, 1) if seconds > 0 else None,
@@ -633,6 +755,7 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
         "top_k": columns.top_k,
         "columns": [name for name, _ in columns.names()],
         "explain": job.explain,
+        "inputs": {n: list(kc) for n, kc in job.inputs.inputs.items()} if job.inputs else None,
     }
     if state_path.is_file():
         if not job.resume:
@@ -657,12 +780,17 @@ def _start(job: Job, columns: Columns, model_fingerprint: str) -> dict[str, Any]
                 f"same run and --model, or delete {folder} to start again"
             )
         # a job begun before --encoding (--explain) existed read UTF-8 (explained nothing)
-        recorded_settings = {"encoding": "utf-8", "explain": None, **state.get("settings", {})}
+        recorded_settings = {
+            "encoding": "utf-8",
+            "explain": None,
+            "inputs": None,
+            **state.get("settings", {}),
+        }
         if recorded_settings != settings:
             raise ConfigError(
-                "--resume: --column, --id-column, --encoding, --top-k or --explain differ from "
-                f"the unfinished job's {recorded_settings}; give the same, or delete {folder} "
-                "to start again"
+                "--resume: --column, --input-column, --id-column, --encoding, --top-k or "
+                f"--explain differ from the unfinished job's {recorded_settings}; give the "
+                f"same, or delete {folder} to start again"
             )
         return dict(state)
     if folder.exists():  # a folder without a state file: nothing finished in it

@@ -691,6 +691,15 @@ def predict(
         ),
     ] = None,
     column: Annotated[str, typer.Option(help="text column of an --input table")] = "text",
+    input_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-column",
+            help="NAME=COLUMN: the --input table's column holding a fused model's input NAME "
+            "(repeatable; default: the column named as the input; image paths start at the "
+            "table's folder)",
+        ),
+    ] = None,
     encoding: Annotated[
         str | None,
         typer.Option(
@@ -800,10 +809,13 @@ def predict(
             quiet,
             encoding or "utf-8",
             explain_method if explaining else None,
+            input_column or [],
         )
         return
     if output is not None or resume or id_column is not None or encoding is not None:
         raise ConfigError("--output, --resume, --id-column and --encoding go with --input")
+    if input_column:
+        raise ConfigError("--input-column goes with --input (a fused model's table)")
     from shoptransfer.api import choose_model, model_reads
 
     chosen = choose_model(run_dir, model)
@@ -883,9 +895,11 @@ def _predict_file(
     quiet: bool,
     encoding: str,
     explain: str | None = None,
+    input_columns: list[str] | None = None,
 ) -> None:
     """Score an --input file a chunk at a time (``explain``: each row also says why, by that
-    method); a model that needs no torch never loads it (unless explaining)."""
+    method; ``input_columns``: NAME=COLUMN of a fused model's inputs); a model that needs no
+    torch never loads it (unless explaining)."""
     from shoptransfer.batch import Job, check_job, light_predictor, model_fingerprint, predict_file
     from shoptransfer.errors import ConfigError
 
@@ -902,21 +916,25 @@ def _predict_file(
         encoding=encoding,
         explain=explain,
     )
+    job.inputs = _fused_input_columns(run_dir, model, onnx, input, input_columns or [])
     check_job(job)
     name, predictor = light_predictor(run_dir, model, onnx)
     if predictor is None:  # a model that needs torch
         from shoptransfer.api import load_model, model_reads
 
         reads = model_reads(run_dir / "models" / name)
-        if reads != "texts":
-            raise ConfigError(f"model {name} reads {reads}; --input needs a text model")
+        if reads not in ("texts", "inputs"):
+            raise ConfigError(f"model {name} reads {reads}; --input needs a text or fused model")
         predictor = load_model(run_dir, name)
     elif getattr(predictor, "reads", "texts") != "texts":
         raise ConfigError(f"model {name} reads {predictor.reads}; --input needs a text model")
     summary = predict_file(job, predictor, model_fingerprint(run_dir, name, onnx))
     if summary["empty"]:
+        what = "rows without any input" if job.inputs is not None else "empty input rows"
+        typer.echo(f"warning: {summary['empty']} {what} got an empty prediction", err=True)
+    if summary["missing_inputs"]:
         typer.echo(
-            f"warning: {summary['empty']} empty input rows got an empty prediction", err=True
+            f"warning: inputs missing, read as missing: {summary['missing_inputs']}", err=True
         )
     resumed = (
         f", {summary['resumed_rows']} of them done before --resume"
@@ -930,6 +948,40 @@ def _predict_file(
         f"{_rate(summary['rows_per_second'] or 0)} rows/s{where}",
         err=True,
     )
+
+
+def _fused_input_columns(
+    run_dir: Path, model: str | None, onnx: bool, table: Path, given: list[str]
+) -> Any:
+    """Where a fused model's inputs sit in an --input table (``given``: NAME=COLUMN; other
+    inputs in the column of their own name), or ``None`` for a model of one input."""
+    from shoptransfer.batch import InputColumns
+    from shoptransfer.errors import ConfigError, DataError
+    from shoptransfer.runs import choose_model, read_json
+
+    chosen = choose_model(run_dir, model)
+    saved = chosen / "model.json"  # read without torch: a text model may score without it
+    metadata = read_json(saved) if saved.is_file() else {}
+    if not isinstance(metadata, dict) or metadata.get("kind") != "fusion":
+        if given:
+            raise ConfigError(f"--input-column: model {chosen.name} reads one input; use --column")
+        return None
+    if onnx:
+        raise ConfigError(f"model {chosen.name} is a fused model; it has no ONNX export")
+    kinds = (metadata.get("spec") or {}).get("inputs")
+    if not isinstance(kinds, dict) or not kinds:
+        raise DataError(f"{saved}: key 'spec.inputs' does not name the model's inputs")
+    columns = {name: name for name in kinds}
+    for pair in given:
+        name, _, column = pair.partition("=")
+        if not column or name not in kinds:
+            raise ConfigError(
+                f"--input-column '{pair}': expected NAME=COLUMN with NAME one of the model's "
+                f"inputs {sorted(kinds)}"
+            )
+        columns[name] = column
+    inputs = {name: (kinds[name], columns[name]) for name in kinds}
+    return InputColumns(inputs, table.resolve().parent)
 
 
 def _rate(per_second: float) -> str:
