@@ -320,6 +320,11 @@ def source_validation(
     return out
 
 
+def pairs_mean(by_pair: dict[str, list[float]]) -> float:
+    """The mean over pairs of each pair's mean over seeds (every pair weighs the same)."""
+    return float(np.mean([np.mean(values) for values in by_pair.values()]))
+
+
 def plain_counterpart(method: str) -> str:
     """The source-only entry that reads as many tokens as ``method``: what the rule sets a
     language-model piece against."""
@@ -489,8 +494,8 @@ def notes(
         plain = plain_counterpart(piece)
         common = [p for p in validation[piece] if p in validation.get(plain, {})]
         if common:
-            mine = np.mean([np.mean(validation[piece][p]) for p in common])
-            theirs = np.mean([np.mean(validation[plain][p]) for p in common])
+            mine = pairs_mean({p: validation[piece][p] for p in common})
+            theirs = pairs_mean({p: validation[plain][p] for p in common})
             out.append(
                 f"{piece}'s source validation macro-F1 against {plain}'s on the pairs both ran "
                 f"({', '.join(common)}): {100 * mine:.1f} vs {100 * theirs:.1f} (the rule keeps "
@@ -502,8 +507,8 @@ def notes(
         out.append(f"{', '.join(fixed)}: the same accuracy for every seed (deterministic).")
     both = [p for p in PAIRS if LAST in scores.get(p, {}) and MAIN in earlier.get(p, {})]
     if both:
-        last = np.mean([np.mean(scores[p][LAST]) for p in both])
-        before = np.mean([np.mean(earlier[p][MAIN]) for p in both])
+        last = pairs_mean({p: scores[p][LAST] for p in both})
+        before = pairs_mean({p: earlier[p][MAIN] for p in both})
         out.append(
             f"{LAST} against the earlier table's {MAIN} (results/{EARLIER}.json) on the "
             f"{len(both)} pair(s) it ran ({', '.join(both)}): {last:.1f} vs {before:.1f} "
