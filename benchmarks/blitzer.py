@@ -251,7 +251,9 @@ def accuracy_text(record: dict[str, Any]) -> str:
     return f"accuracy {100 * record['metrics']['accuracy']:.1f} %, {record['train_seconds']:.0f} s"
 
 
-def run_pair(payload: dict[str, Any], pair: str, methods: list[str], args: Any) -> None:
+def run_pair(
+    payload: dict[str, Any], pair: str, methods: list[str], args: Any, stages: Any = None
+) -> None:
     """The methods of one pair not recorded yet, at the seeds not recorded yet."""
     missing = {
         label: [s for s in args.seeds if not recorded(payload, pair, label, s)]
@@ -262,7 +264,9 @@ def run_pair(payload: dict[str, Any], pair: str, methods: list[str], args: Any) 
     if adapting:
         seeds = sorted({s for label in adapting for s in missing[label]})
         config = adaptation_config(pair, adapting, seeds)
-        run_setting(payload, pair, config, shared_cores=args.shared_cores, show=accuracy_text)
+        run_setting(
+            payload, pair, config, shared_cores=args.shared_cores, show=accuracy_text, stages=stages
+        )
         save(args.out, _summarise(payload, args.seeds), markdown(payload))
     if missing.get(BASELINE):
         config = baseline_config(pair, missing[BASELINE])
@@ -416,10 +420,11 @@ def notes(
         )
     if is_current(payload):
         out.append(
-            "Each pair is its own run, so a source's fine-tuning is trained in every pair of that "
-            "source (the runner's stage cache lives for one run); within a run, entries that "
-            "differ only after the source stage (source-only, self-training, distil) train it "
-            "once and each is charged its full cost; seconds per pair are the runs' wall clocks."
+            "Each pair is its own run; entries that differ only after the source stage "
+            "(source-only, self-training, distil) train it once per seed and each is charged its "
+            "full cost, and an invocation given several pairs of one source trains that stage in "
+            "the first of them only (the later pairs' cells charged its full cost too); seconds "
+            "per pair are the runs' wall clocks, so they fall for the later pairs of a source."
         )
         cost = {m: method_values(payload, m, "train_seconds") for m in METHODS}
         out.append(
@@ -710,8 +715,13 @@ def main() -> None:
     for pair in args.redo:
         forget(payload, pair, set(args.only))
     started = time.perf_counter()
+    # the pairs of one source reuse its source stages (per seed and setting) within this
+    # invocation: a pair's run after the first of its source trains only what follows them
+    from shoptransfer.metering import StageCache
+
+    stages = StageCache(limit=2 * max(len(args.seeds), 4))
     for pair in args.pairs:
-        run_pair(payload, pair, args.only, args)
+        run_pair(payload, pair, args.only, args, stages)
     add_invocation(payload, sys.argv[1:], started, args.shared_cores)
     save(args.out, _summarise(payload, args.seeds), markdown(payload))
 

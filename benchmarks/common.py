@@ -103,12 +103,14 @@ def run_setting(
     compare: bool = False,
     shared_cores: bool = False,
     show: Callable[[dict[str, Any]], str] | None = None,
+    stages: Any = None,
 ) -> dict[str, Any]:
     """Run ``config`` (an experiment file's mapping) with ``api.compare`` or
     ``api.run_experiment``, and add its records to ``setting`` of ``payload``.
 
     Records of the same entry, budget and seed recorded before are replaced. Returns the run's
-    entry in ``payload`` (run folder, wall clock, ...).
+    entry in ``payload`` (run folder, wall clock, ...). ``stages``: a StageCache shared with
+    the invocation's other runs (a source stage trained for one pair, reused by the next).
     """
     from shoptransfer.api import compare as compare_run
     from shoptransfer.api import run_experiment
@@ -126,7 +128,7 @@ def run_setting(
     runner = compare_run if compare else run_experiment
     # progress on: each training epoch prints a line (epoch, validation score, ETA) on stderr,
     # so a long benchmark's log shows it is alive; bars are drawn only on a terminal
-    run_dir = runner(parsed, show_progress=True, on_result=progress)
+    run_dir = runner(parsed, show_progress=True, on_result=progress, stages=stages)
     return add_run(payload, setting, run_dir, time.perf_counter() - started, compare, shared_cores)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -250,3 +251,44 @@ def test_reused_source_stage_is_charged_to_every_budget(
     assert len(two["quality_curve"]) == len(zero["quality_curve"]) + 1
     times = [seconds for seconds, _ in two["quality_curve"]]
     assert times == sorted(times)
+
+
+def test_runs_handed_one_stage_cache_share_a_source_stage_across_targets(
+    tmp_path: Path, review_csvs: tuple[Path, Path], tiny_backbone: str
+) -> None:
+    from shoptransfer.api import run_experiment
+    from shoptransfer.config import parse_config
+    from shoptransfer.metering import StageCache
+    from tests.conftest import write_reviews_csv
+
+    source, kitchen = review_csvs
+    dvd = write_reviews_csv(tmp_path / "dvd.csv", n_repeat=2, prefix="film: ")
+
+    def cell(target: Path, stages: StageCache | None, name: str) -> dict[str, Any]:
+        config = parse_config(
+            {
+                "name": name,
+                "source": {"path": str(source), "text": "review", "label": "sentiment"},
+                "target": {"path": str(target), "text": "review", "label": "sentiment"},
+                "backbone": tiny_backbone,
+                "max_length": 16,
+                "recipes": [{"name": "fine-tune", "epochs": 2, "patience": 2}],
+                "budgets": [0],
+                "output_dir": str(tmp_path / "runs"),
+                "cache_dir": str(tmp_path / "cache"),
+                "save_models": False,
+            },
+            "test",
+        )
+        run_dir = run_experiment(config, show_progress=False, stages=stages)
+        [record] = json.loads((run_dir / "results.json").read_text())["results"]
+        return record
+
+    shared = StageCache()
+    first = cell(kitchen, shared, "kitchen")
+    second = cell(dvd, shared, "dvd")
+    alone = cell(dvd, None, "dvd-alone")
+    assert first["reused_stage_seconds"] == 0.0 and alone["reused_stage_seconds"] == 0.0
+    assert second["reused_stage_seconds"] > 0.0  # the source stage trained for the kitchen
+    assert second["metrics"] == alone["metrics"]  # the same as training it again
+    assert second["train_seconds"] >= second["reused_stage_seconds"]

@@ -28,6 +28,7 @@ from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
 from shoptransfer.files import atomic_write_json, atomic_write_text
+from shoptransfer.metering import StageCache
 from shoptransfer.parallel import is_main
 from shoptransfer.pii import scrub_texts
 from shoptransfer.progress import showing_progress
@@ -89,16 +90,20 @@ def run_experiment(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     resume: str | Path | None = None,
     force: bool = False,
+    stages: StageCache | None = None,
 ) -> Path:
     """Run every recipe x budget x seed cell of an experiment (any task); return the run
     folder. ``results.json`` is rewritten after each cell, so an interrupted run keeps the
     cells it finished; ``on_result`` sees each cell's record as it lands. At the end the run
     writes ``report.html`` (config ``report: false`` skips it) and logs its cells to MLflow
     when ``tracking:`` asks for it. ``resume``: an interrupted run's folder to continue
-    (:func:`shoptransfer.runner.run`; ``config`` is usually :func:`run_config` of it)."""
+    (:func:`shoptransfer.runner.run`; ``config`` is usually :func:`run_config` of it).
+    ``stages``: a :class:`~shoptransfer.metering.StageCache` shared by several runs of this
+    process, so that a source stage trained for one target is reused for the next (each reuse
+    charged its full cost to the cell, as within a run)."""
     _check_tracking(config)
     with showing_progress(show_progress):
-        run_dir = run(config, on_result=on_result, resume=resume, force=force)
+        run_dir = run(config, on_result=on_result, resume=resume, force=force, stages=stages)
     if is_main():  # across processes, the main one writes the report
         _finish(config, run_dir)
     return run_dir
@@ -154,15 +159,17 @@ def compare(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     resume: str | Path | None = None,
     force: bool = False,
+    stages: StageCache | None = None,
 ) -> Path:
     """Run the experiment with quality tracking and the domain gap (where the task has them),
     then add the comparison (mean ± std, negative transfer, cost, time to scratch quality) to
-    ``results.json``. ``resume``: an interrupted comparison's folder to continue."""
+    ``results.json``. ``resume``: an interrupted comparison's folder to continue; ``stages``:
+    as for :func:`run_experiment`."""
     extra = {key: True for key in ("track_quality", "domain_gap") if hasattr(config, key)}
     config = config.model_copy(update=extra)
     _check_tracking(config)
     with showing_progress(show_progress):
-        run_dir = run(config, on_result=on_result, resume=resume, force=force)
+        run_dir = run(config, on_result=on_result, resume=resume, force=force, stages=stages)
     if not is_main():  # across processes, the main one analyses and writes
         return run_dir
     results = load_results(run_dir)

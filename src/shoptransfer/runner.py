@@ -192,6 +192,7 @@ def run(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     resume: str | Path | None = None,
     force: bool = False,
+    stages: StageCache | None = None,
 ) -> Path:
     """Run every recipe x budget x seed cell of ``config`` (any task); return the run folder.
 
@@ -204,7 +205,11 @@ def run(
     the others start again from their last epoch checkpoint; what the interruption left behind
     (temporary files, checkpoints of finished cells, models of unfinished ones) is removed and
     listed under ``resumed`` in ``results.json``. A config or data that differ from the run's
-    are an error unless ``force``."""
+    are an error unless ``force``.
+
+    ``stages``: trained stages to share with the other runs of this process that are handed
+    the same cache (a source stage reused by runs with other targets: its key holds the
+    settings and data it depends on); by default the run keeps its own."""
     threads = use_usable_cores()
     resume = Path(resume) if resume is not None else None
     previous = load_results(resume) if resume is not None else None
@@ -301,7 +306,7 @@ def run(
         scorer = task.quality_scorer(data)
         # trained stages the run's fits share (a source stage across budgets, a pre-training
         # across recipes); each reuse is charged its full cost to the cell that reuses it
-        stages = StageCache(limit=max(4, len(config.recipes)))
+        stages = stages if stages is not None else StageCache(limit=max(4, len(config.recipes)))
         ensembles = bool(getattr(config, "ensemble_seeds", False))
         for seed in config.seeds:
             recipes = build_recipes(config, seed)
