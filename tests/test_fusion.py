@@ -202,6 +202,31 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
     exported = runner.invoke(app, ["export", str(run_dir), "--model", "fused-k4-seed0"])
     assert isinstance(exported.exception, ConfigError)
     assert "is a fusion model" in str(exported.exception)
+    # why: each input hidden in turn, each title word deleted in turn (occlusion)
+    why = runner.invoke(
+        app,
+        [
+            *["predict", str(run_dir), "--model", "fused-k4-seed0", "--image", photo],
+            *["--text", "navy steel watch", "--explain", "--json"],
+        ],
+    )
+    assert why.exit_code == 0, why.output
+    explanation = json.loads(why.stdout.strip().splitlines()[-1])["explanation"]
+    assert set(explanation["inputs"]) == {"photo", "title"}
+    assert [w["word"] for w in explanation["words"]["title"]] == ["navy", "steel", "watch"]
+    from shoptransfer.api import predict
+
+    both_p = predict(run_dir, {"photo": [photo], "title": ["navy steel watch"]}, "fused-k4-seed0")
+    title_p = predict(run_dir, {"title": ["navy steel watch"]}, "fused-k4-seed0")
+    label = list(both_p[2]).index(explanation["label"])
+    hidden = float(both_p[1][0][label] - title_p[1][0][label])  # the photo's share
+    assert explanation["inputs"]["photo"] == pytest.approx(hidden, abs=1e-5)
+    photo_only_args = ["predict", str(run_dir), "--model", "fused-k4-seed0", "--image", photo]
+    alone_why = runner.invoke(app, [*photo_only_args, "--explain"])
+    assert alone_why.exit_code == 0, alone_why.output
+    assert "title missing" in alone_why.stdout
+    page = runner.invoke(app, [*photo_only_args, "--explain-html", "x.html"])
+    assert isinstance(page.exception, ConfigError) and "printed" in str(page.exception)
     # a table of products scored a chunk at a time; photo paths start at the table's folder
     out = tmp_path / "scored.jsonl"
     fused = ["predict", str(run_dir), "--model", "fused-k4-seed0", "--input", str(test)]
@@ -217,8 +242,6 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
     assert "'photo': {'empty cell': 3, 'file not found': 3}" in scored.stderr
     assert "'title': {'empty cell': 3}" in scored.stderr
     # a row scores as it does alone
-    from shoptransfer.api import predict
-
     n = next(i for i, row in enumerate(table) if row["image"].startswith("blue") and row["title"])
     alone_inputs = {"photo": [str(test.parent / table[n]["image"])], "title": [table[n]["title"]]}
     _, probabilities, classes = predict(run_dir, alone_inputs, model="fused-k4-seed0")

@@ -23,7 +23,7 @@ from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
 from shoptransfer.evaluation.html_report import REPORT_FILE, ReportRun, render_report
 from shoptransfer.evaluation.ranking import DotProductScorer
-from shoptransfer.explain import Explanation, explain
+from shoptransfer.explain import explain, explain_fused
 from shoptransfer.export.exporter import HeldOut, export_onnx
 from shoptransfer.export.rankers import HeldOutCases, export_ranker, exportable
 from shoptransfer.export.runtime import OnnxPredictor, OnnxRanker, export_folder, open_export
@@ -255,34 +255,57 @@ def _predict_inputs(
     if onnx:
         raise ConfigError(f"model {folder.name} is a fused model; it has no ONNX export")
     predictor = load_predictor(folder)
-    kinds = predictor.inputs  # type: ignore[attr-defined]
-    values = {}
-    for name, column in inputs.items():
-        column = [v if isinstance(v, str) and v.strip() else None for v in column]
-        if kinds.get(name) == "text":
-            rows = [i for i, v in enumerate(column) if v is not None]
-            cleaned = scrub_texts([column[i] for i in rows])[0]  # type: ignore[misc]
-            for i, text in zip(rows, cleaned):
-                column[i] = text
-        values[name] = column
-    probabilities = predictor.predict_proba(values)  # type: ignore[arg-type]
+    probabilities = predictor.predict_proba(fused_values(predictor, inputs))  # type: ignore[arg-type]
     labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
     return labels, probabilities, predictor.classes
 
 
+def fused_values(
+    predictor: Any, inputs: Mapping[str, Sequence[str | None]]
+) -> dict[str, list[str | None]]:
+    """A fused model's inputs as it reads them: an empty value missing (``None``), texts
+    scrubbed of personal data."""
+    kinds = predictor.inputs
+    values = {}
+    for name, column in inputs.items():
+        cells = [v if isinstance(v, str) and v.strip() else None for v in column]
+        if kinds.get(name) == "text":
+            rows = [i for i, v in enumerate(cells) if v is not None]
+            cleaned = scrub_texts([cells[i] for i in rows])[0]  # type: ignore[misc]
+            for i, text in zip(rows, cleaned):
+                cells[i] = text
+        values[name] = cells
+    return values
+
+
 def explain_predictions(
     run_dir: str | Path,
-    inputs: Sequence[str],
+    inputs: Sequence[str] | Mapping[str, Sequence[str | None]],
     model: str | None = None,
     method: str = "auto",
     onnx: bool = False,
     steps: int = 50,
-) -> list[Explanation]:
+) -> list[Any]:
     """Why a run's classifier predicts what it does for each of ``inputs`` (texts, scrubbed of
     personal data as :func:`predict` scrubs them, or image paths): a score per word or pixel
     (:mod:`shoptransfer.explain`). ``method``: ``integrated-gradients``, ``occlusion``, or
-    ``auto`` (integrated gradients where the model has gradients, else occlusion)."""
+    ``auto`` (integrated gradients where the model has gradients, else occlusion).
+
+    A fused model reads a mapping of input name -> values, as :func:`predict` does, and is
+    explained by occlusion: each input hidden, each word of its texts deleted
+    (:class:`~shoptransfer.explain.FusedExplanation`)."""
     reads = model_reads(choose_model(run_dir, model))
+    if reads == "inputs" or isinstance(inputs, Mapping):
+        folder = choose_model(run_dir, model)
+        if reads != "inputs" or not isinstance(inputs, Mapping):
+            raise ConfigError(
+                f"model {folder.name} reads {reads}; a mapping of inputs goes with a fused model"
+            )
+        if onnx:
+            raise ConfigError(f"model {folder.name} is a fused model; it has no ONNX export")
+        predictor = load_predictor(folder)
+        with showing_progress(False):
+            return explain_fused(predictor, fused_values(predictor, inputs), method)
     if reads == "texts":
         inputs = scrub_texts(inputs)[0]
     with showing_progress(False):

@@ -821,11 +821,20 @@ def predict(
     chosen = choose_model(run_dir, model)
     reads = model_reads(chosen)
     if reads == "inputs":
-        if explaining or onnx:
+        if onnx or explain_html is not None:
             raise ConfigError(
-                f"model {chosen.name} is a fused model; --explain and --onnx read one input"
+                f"model {chosen.name} is a fused model; it has no ONNX export, and its "
+                "explanations are printed (--explain), not written as a page"
             )
-        _print_fused_predictions(run_dir, chosen, text or [], image or [], top_k, as_json)
+        _print_fused_predictions(
+            run_dir,
+            chosen,
+            text or [],
+            image or [],
+            top_k,
+            as_json,
+            explain_method if explaining else None,
+        )
         return
     if image and (text or input):
         raise ConfigError("give texts (--text/--input) or images (--image), not both")
@@ -1049,10 +1058,17 @@ def _print_predictions(
 
 
 def _print_fused_predictions(
-    run_dir: Path, chosen: Path, texts: list[str], images: list[Path], top_k: int, as_json: bool
+    run_dir: Path,
+    chosen: Path,
+    texts: list[str],
+    images: list[Path],
+    top_k: int,
+    as_json: bool,
+    explain: str | None = None,
 ) -> None:
     """Predictions of a fused model: the n-th --text and the n-th --image are one example's
-    title and photo (the model's first text and first image input); either may be left out."""
+    title and photo (the model's first text and first image input); either may be left out.
+    ``explain``: the method; each prediction also says which input and words drove it."""
     from shoptransfer.api import predict as predict_inputs
     from shoptransfer.errors import ConfigError, DataError
     from shoptransfer.recipes.base import read_model_metadata
@@ -1082,6 +1098,21 @@ def _print_fused_predictions(
             "of each: give as many of both, or only one kind"
         )
     inputs = {str(names[kind]): values for kind, values in given.items() if values}
+    if explain is not None:
+        from shoptransfer.api import explain_predictions
+
+        explained = explain_predictions(run_dir, inputs, model=chosen.name, method=explain)
+        typer.echo(f"model: {chosen.name}", err=True)
+        for n, explanation in enumerate(explained):
+            example = {name: values[n] for name, values in inputs.items()}
+            if as_json:
+                record = {**example, "explanation": explanation.to_dict()}
+                typer.echo(json.dumps(record, ensure_ascii=False))
+            else:
+                preview = " | ".join(_preview(value) for value in example.values())
+                typer.echo(f"{explanation.label}\t{explanation.probability:.3f}\t{preview}")
+                typer.echo(explanation.line())
+        return
     labels, probabilities, classes = predict_inputs(run_dir, inputs, model=chosen.name)
     typer.echo(f"model: {chosen.name}", err=True)
     size = counts.pop()
