@@ -213,7 +213,8 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
     assert why.exit_code == 0, why.output
     explanation = json.loads(why.stdout.strip().splitlines()[-1])["explanation"]
     assert set(explanation["inputs"]) == {"photo", "title"}
-    assert [w["word"] for w in explanation["words"]["title"]] == ["navy", "steel", "watch"]
+    words = [(w["input"], w["word"]) for w in explanation["words"]]
+    assert words == [("title", "navy"), ("title", "steel"), ("title", "watch")]
     from shoptransfer.api import predict
 
     both_p = predict(run_dir, {"photo": [photo], "title": ["navy steel watch"]}, "fused-k4-seed0")
@@ -247,6 +248,18 @@ def test_run_counts_missing_inputs_compares_fused_with_single_inputs_and_predict
     _, probabilities, classes = predict(run_dir, alone_inputs, model="fused-k4-seed0")
     expected = float(probabilities[0][list(classes).index("blue")])
     assert rows[n]["p_blue"] == pytest.approx(expected, abs=1e-5)
+    # each row explained too: the same shares as explaining the row alone
+    explained = tmp_path / "explained.jsonl"
+    done = runner.invoke(
+        app,
+        [*fused, "--input-column", "photo=image", "-o", str(explained), "--explain", "-q"],
+    )
+    assert done.exit_code == 0, done.output
+    row_why = json.loads(explained.read_text().splitlines()[n])["explanation"]
+    from shoptransfer.api import explain_predictions
+
+    (alone_why,) = explain_predictions(run_dir, alone_inputs, model="fused-k4-seed0")
+    assert row_why["inputs"] == pytest.approx(alone_why.inputs, abs=1e-5)
     # an input whose column the table lacks: named with the option that chooses it
     lacking = runner.invoke(app, fused)
     assert isinstance(lacking.exception, DataError)

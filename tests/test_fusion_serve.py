@@ -14,7 +14,7 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from shoptransfer.api import predict, run_experiment  # noqa: E402
+from shoptransfer.api import explain_predictions, predict, run_experiment  # noqa: E402
 from shoptransfer.config import load_config  # noqa: E402
 from shoptransfer.errors import ConfigError  # noqa: E402
 from shoptransfer.serving import ServeSettings, Service, create_app  # noqa: E402
@@ -114,7 +114,26 @@ def test_a_fused_model_serves_named_inputs_any_of_them_missing(fused_run: Path) 
         )
         assert uploaded.status_code == 422 and "fused model" in uploaded.json()["error"]
         assert client.post("/v1/embed", json={"inputs": {"title": "x"}}).status_code == 409
-        assert client.post("/v1/explain", json={"inputs": {"title": "x"}}).status_code == 409
+        # why: the same explanation as from Python (each input hidden, each title word deleted)
+        why = client.post(
+            "/v1/explain", json={"inputs": {"photo": encoded(photo), "title": "navy steel watch"}}
+        )
+        assert why.status_code == 200, why.text
+        (served_why,) = why.json()["explanations"]
+        (expected,) = explain_predictions(
+            fused_run, {"photo": [str(photo)], "title": ["navy steel watch"]}, model=MODEL
+        )
+        assert served_why["label"] == expected.label
+        assert served_why["inputs"] == pytest.approx(expected.inputs, abs=1e-5)
+        assert [(w["input"], w["word"]) for w in served_why["words"]] == [
+            ("title", "navy"),
+            ("title", "steel"),
+            ("title", "watch"),
+        ]
+        refused = client.post(
+            "/v1/explain?method=integrated-gradients", json={"inputs": {"title": "x"}}
+        )
+        assert refused.status_code in (400, 422) and "occlusion" in refused.json()["error"]
 
 
 def test_a_fused_model_has_no_onnx_to_serve(fused_run: Path) -> None:

@@ -509,11 +509,14 @@ def score_chunk(
             out[f"top{i + 1}"] = spread([columns.classes[k] for k in order[:, i]])
             out[f"top{i + 1}_p"] = spread(np.take_along_axis(table, order[:, i : i + 1], 1)[:, 0])
     if columns.explain is not None:
-        from shoptransfer.explain import explain
+        from shoptransfer.explain import explain, explain_fused
 
-        explained = (
-            explain(predictor, given, "texts", columns.explain, kind=columns.kind) if scored else []
-        )
+        if not scored:
+            explained: list[Any] = []
+        elif inputs is not None:
+            explained = explain_fused(predictor, given, columns.explain)
+        else:
+            explained = explain(predictor, given, "texts", columns.explain, kind=columns.kind)
         briefs = [json.dumps(e.brief(), ensure_ascii=False) for e in explained]
         out["explanation"] = spread(briefs)
     return ScoredChunk(out, texts, len(scored), missing)
@@ -679,8 +682,11 @@ def check_job(job: Job) -> None:
             raise ConfigError(f"--output {job.output} is the input file; name another")
     if job.resume and job.output is None:
         raise ConfigError("--resume needs --output (printed predictions cannot resume)")
-    if job.inputs is not None and job.explain is not None:
-        raise ConfigError("--explain reads one input; a fused model's rows are not explained")
+    if job.inputs is not None and job.explain not in (None, "auto", "occlusion"):
+        raise ConfigError(
+            f"--explain-method '{job.explain}': a fused model is explained by occlusion (hiding "
+            "an input, deleting a word); use auto or occlusion"
+        )
     rows = job.rows()
     next(iter(rows), None)
     close = getattr(rows, "close", None)

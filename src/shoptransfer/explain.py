@@ -120,36 +120,39 @@ class FusedExplanation:
     label: str
     probability: float
     inputs: dict[str, float | None]
-    words: dict[str, list[tuple[str, float]]]
+    words: dict[str, list[tuple[str, int, int, float]]]  # name -> (word, start, end, score)
     method: str = "occlusion"
 
     def to_dict(self) -> dict[str, Any]:
+        """As a text's explanation reads, its words each naming the input they are from."""
         return {
             "method": self.method,
             "label": self.label,
             "probability": self.probability,
             "inputs": self.inputs,
-            "words": {
-                name: [{"word": word, "score": score} for word, score in scored]
+            "words": [
+                {"input": name, "word": w, "start": a, "end": b, "score": v, "read": True}
                 for name, scored in self.words.items()
-            },
+                for w, a, b, v in scored
+            ],
+        }
+
+    def brief(self, k: int = 5) -> dict[str, Any]:
+        """The method, each input's share, and the ``k`` words of each text input that added
+        most, each as [word, score]: what a batch output row holds."""
+        added = {
+            name: [[w, round(v, 6)] for w, _, _, v in sorted(scored, key=lambda x: -x[3]) if v > 0]
+            for name, scored in self.words.items()
+        }
+        return {
+            "method": self.method,
+            "inputs": self.inputs,
+            "for": {name: words[:k] for name, words in added.items()},
         }
 
     def line(self, k: int = 5) -> str:
         """One line: each input's share, then the words of each text input that added most."""
-        shares = ", ".join(
-            f"{name} {score:+.3f}" if score is not None else f"{name} missing"
-            for name, score in self.inputs.items()
-        )
-        words = "; ".join(
-            f"{name} words: "
-            + ", ".join(
-                f"{w} {v:+.3f}" for w, v in sorted(scored, key=lambda x: -x[1])[:k] if v > 0
-            )
-            for name, scored in self.words.items()
-            if any(v > 0 for _, v in scored)
-        )
-        return f"  why (occlusion, input hidden): {shares}" + (f"; {words}" if words else "")
+        return why_line(self.brief(k))
 
 
 def explain_fused(
@@ -188,11 +191,12 @@ def explain_fused(
         for n, name in enumerate(present, start=1):
             shares[name] = float(lost[n])
         at = 1 + len(present)
-        words: dict[str, list[tuple[str, float]]] = {}
+        words: dict[str, list[tuple[str, int, int, float]]] = {}
         for name, found in spans.items():
             text = str(example[name])
             words[name] = [
-                (text[start:end], float(lost[at + j])) for j, (start, end) in enumerate(found)
+                (text[start:end], start, end, float(lost[at + j]))
+                for j, (start, end) in enumerate(found)
             ]
             at += len(found)
         out.append(FusedExplanation(predictor.classes[target], full, shares, words))
@@ -482,7 +486,21 @@ def summary_line(explanation: Explanation, k: int = 5) -> str:
 
 
 def why_line(brief: dict[str, Any]) -> str:
-    """The printed line of a text's :meth:`Explanation.brief`."""
+    """The printed line of a :meth:`Explanation.brief` (or a fused model's
+    :meth:`FusedExplanation.brief`)."""
+    if "inputs" in brief:
+        shares = ", ".join(
+            f"{name} {score:+.3f}" if score is not None else f"{name} missing"
+            for name, score in brief["inputs"].items()
+        )
+        words = "; ".join(
+            f"{name} words: " + ", ".join(f"{w} {v:+.3f}" for w, v in scored)
+            for name, scored in brief["for"].items()
+            if scored
+        )
+        return f"  why ({brief['method']}, input hidden): {shares}" + (
+            f"; {words}" if words else ""
+        )
     added = ", ".join(f"{word} {score:+.3f}" for word, score in brief["for"])
     taken = ", ".join(f"{word} {score:+.3f}" for word, score in brief["against"])
     return f"  why ({brief['method']}): {added or '-'}" + (f"; against: {taken}" if taken else "")

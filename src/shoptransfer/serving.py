@@ -45,6 +45,7 @@ from shoptransfer.api import (
 )
 from shoptransfer.errors import ConfigError, ShopTransferError
 from shoptransfer.explain import explain as explain_inputs
+from shoptransfer.explain import explain_fused
 from shoptransfer.export.runtime import EXPORT_FILE, export_folder, read_card
 from shoptransfer.export.runtime import PRECISIONS as ONNX_PRECISIONS
 from shoptransfer.pii import scrub_texts
@@ -140,6 +141,7 @@ class ClassifyResponse(BaseModel):
 
 
 class ExplainedWord(BaseModel):
+    input: str | None = None  # a fused model's: the input the word is from
     word: str
     start: int
     end: int
@@ -165,6 +167,11 @@ class ExplanationBody(BaseModel):
     baseline_probability: float | None = None
     words: list[ExplainedWord] | None = None
     region: ExplainedRegion | None = None
+    inputs: dict[str, float | None] | None = Field(
+        None,
+        description="a fused model's: the probability lost when each input alone is hidden "
+        "(null: the input was missing)",
+    )
 
 
 class ExplainResponse(BaseModel):
@@ -449,6 +456,15 @@ class Service:
     def _classify_fused(self, examples: list[dict[str, str]]) -> tuple[list[str], Any, Any]:
         """A fused model's labels, probabilities and classes for examples given as mappings
         of input name -> value; texts scrubbed of personal data."""
+        columns = self._fused_columns(examples)
+        with showing_progress(False), self.model_lock:
+            probabilities = self.classifier.predict_proba(columns)
+        classes = self.classifier.classes
+        return [classes[i] for i in probabilities.argmax(axis=1)], probabilities, classes
+
+    def _fused_columns(self, examples: list[dict[str, str]]) -> dict[str, list[str | None]]:
+        """Examples as mappings of input name -> value, as a fused model reads them: a column
+        per input, ``None`` where missing, texts scrubbed of personal data."""
         columns: dict[str, list[str | None]] = {}
         for name, kind in self.input_kinds.items():
             column = [example.get(name) for example in examples]
@@ -458,14 +474,17 @@ class Service:
                 for i, text in zip(rows, cleaned):
                     column[i] = text
             columns[name] = column
-        with showing_progress(False), self.model_lock:
-            probabilities = self.classifier.predict_proba(columns)
-        classes = self.classifier.classes
-        return [classes[i] for i in probabilities.argmax(axis=1)], probabilities, classes
+        return columns
 
-    def explain(self, inputs: list[str], method: str) -> list[dict[str, Any]]:
+    def explain(self, inputs: list[Any], method: str) -> list[dict[str, Any]]:
         """Each input's explanation (texts scrubbed of personal data first), one at a time:
-        explanations are not micro-batched."""
+        explanations are not micro-batched. A fused model's examples are explained by
+        occlusion (each input hidden, each word deleted)."""
+        if self.reads == "inputs":
+            columns = self._fused_columns(inputs)
+            with showing_progress(False), self.model_lock:
+                fused = explain_fused(self.classifier, columns, method)
+            return [explanation.to_dict() for explanation in fused]
         if self.reads == "texts":
             inputs = scrub_texts(inputs)[0]
         with showing_progress(False), self.model_lock:
@@ -705,8 +724,6 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
             raise RequestError(
                 None, f"{loaded.model} is a {loaded.task} model; use /v1/recommend", 409
             )
-        if loaded.reads == "inputs":
-            raise RequestError(None, f"model {loaded.model} is a fused model; no explanations", 409)
         async with _inputs(request, loaded) as inputs:
             rows = await asyncio.to_thread(loaded.explain, inputs, method)
         return {"model": loaded.model, "backend": loaded.backend, "explanations": rows}
