@@ -19,6 +19,7 @@ from shoptransfer.backbones.inputs import saved_model_reads
 from shoptransfer.config import load_config, parse_config
 from shoptransfer.data import read_domain
 from shoptransfer.data.interactions import InteractionDomain, read_interaction_domain
+from shoptransfer.data.multi import scrub_text_inputs
 from shoptransfer.errors import ConfigError, DataError, ShopTransferError
 from shoptransfer.evaluation.compare import analyse
 from shoptransfer.evaluation.html_report import REPORT_FILE, ReportRun, render_report
@@ -265,16 +266,11 @@ def fused_values(
 ) -> dict[str, list[str | None]]:
     """A fused model's inputs as it reads them: an empty value missing (``None``), texts
     scrubbed of personal data."""
-    kinds = predictor.inputs
-    values = {}
-    for name, column in inputs.items():
-        cells = [v if isinstance(v, str) and v.strip() else None for v in column]
-        if kinds.get(name) == "text":
-            rows = [i for i, v in enumerate(cells) if v is not None]
-            cleaned = scrub_texts([cells[i] for i in rows])[0]  # type: ignore[misc]
-            for i, text in zip(rows, cleaned):
-                cells[i] = text
-        values[name] = cells
+    values = {
+        name: [v if isinstance(v, str) and v.strip() else None for v in column]
+        for name, column in inputs.items()
+    }
+    scrub_text_inputs(predictor.inputs, values)
     return values
 
 

@@ -315,6 +315,7 @@ class InputColumns:
         cell, an image file not found or not decodable; texts scrubbed of personal data), and
         the missing inputs counted per input and reason."""
         from shoptransfer.data.images import inspect_images
+        from shoptransfer.data.multi import scrub_text_inputs
 
         cells: list[dict[str, str | None]] = []
         missing: dict[str, dict[str, int]] = {name: {} for name in self.inputs}
@@ -351,12 +352,7 @@ class InputColumns:
                         lack(name, problem)
         scored = [i for i, row in enumerate(cells) if any(v is not None for v in row.values())]
         given = {name: [cells[i][name] for i in scored] for name in self.inputs}
-        for name, (kind, _) in self.inputs.items():
-            if kind == "text":
-                present = [i for i, v in enumerate(given[name]) if v is not None]
-                cleaned = scrub_texts([given[name][i] for i in present])[0]  # type: ignore[misc]
-                for i, text in zip(present, cleaned):
-                    given[name][i] = text
+        scrub_text_inputs({name: kind for name, (kind, _) in self.inputs.items()}, given)
         return scored, given, {n: c for n, c in missing.items() if c}
 
 

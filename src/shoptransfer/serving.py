@@ -43,6 +43,7 @@ from shoptransfer.api import (
     model_folder,
     model_reads,
 )
+from shoptransfer.data.multi import scrub_text_inputs
 from shoptransfer.errors import ConfigError, ShopTransferError
 from shoptransfer.explain import explain as explain_inputs
 from shoptransfer.explain import explain_fused
@@ -465,15 +466,8 @@ class Service:
     def _fused_columns(self, examples: list[dict[str, str]]) -> dict[str, list[str | None]]:
         """Examples as mappings of input name -> value, as a fused model reads them: a column
         per input, ``None`` where missing, texts scrubbed of personal data."""
-        columns: dict[str, list[str | None]] = {}
-        for name, kind in self.input_kinds.items():
-            column = [example.get(name) for example in examples]
-            if kind == "text":
-                rows = [i for i, value in enumerate(column) if value is not None]
-                cleaned = scrub_texts([column[i] for i in rows])[0]  # type: ignore[misc]
-                for i, text in zip(rows, cleaned):
-                    column[i] = text
-            columns[name] = column
+        columns = {name: [example.get(name) for example in examples] for name in self.input_kinds}
+        scrub_text_inputs(self.input_kinds, columns)
         return columns
 
     def explain(self, inputs: list[Any], method: str) -> list[dict[str, Any]]:

@@ -82,6 +82,23 @@ class MultiInputs:
         return MultiInputs(self.kinds, {n: v + other.values[n] for n, v in self.values.items()})
 
 
+def scrub_text_inputs(
+    kinds: Mapping[str, str], values: Mapping[str, list[str | None]]
+) -> dict[str, int]:
+    """Replace personal data in the text inputs of ``values`` (input name -> values, ``None``
+    where missing) by typed placeholders, in place; return the replacements by kind."""
+    total: Counter[str] = Counter()
+    for name, column in values.items():
+        if kinds.get(name) != "text":
+            continue
+        rows = [i for i, v in enumerate(column) if v is not None]
+        texts, counts = scrub_texts([column[i] for i in rows])  # type: ignore[misc]
+        for i, text in zip(rows, texts):
+            column[i] = text
+        total.update(counts or {})
+    return dict(total)
+
+
 @dataclass
 class MultiInputDomain(Domain):
     """A named set of examples with several inputs each (:class:`MultiInputs`), labels
@@ -123,17 +140,7 @@ class MultiInputDomain(Domain):
 
     def scrub_pii(self) -> None:
         """Replace personal data in the text inputs by typed placeholders, in place."""
-        total: Counter[str] = Counter()
-        for name, kind in self.values.kinds.items():
-            if kind != "text":
-                continue
-            column = self.values.values[name]
-            rows = [i for i, v in enumerate(column) if v is not None]
-            texts, counts = scrub_texts([column[i] for i in rows])  # type: ignore[misc]
-            for i, text in zip(rows, texts):
-                column[i] = text
-            total.update(counts or {})
-        self.scrubbed = dict(total)
+        self.scrubbed = scrub_text_inputs(self.values.kinds, self.values.values)
 
     def _take(self, idx: list[int]) -> MultiInputs:
         return self.values.take(idx)
