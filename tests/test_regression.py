@@ -122,6 +122,27 @@ def test_regression_run_from_yaml_writes_metrics_and_models_that_reload(
     )
     expected = load_predictor(run_dir / best["model_dir"]).predict(["pan: awful junk"])
     assert predict(run_dir, ["pan: awful junk"])[0] == pytest.approx(list(expected))
+    # why a number: each word's score is how much the value falls without it (occlusion)
+    from typer.testing import CliRunner
+
+    from shoptransfer.api import explain_predictions
+    from shoptransfer.cli import app
+    from shoptransfer.errors import ConfigError
+    from shoptransfer.explain import without_words
+
+    (why,) = explain_predictions(run_dir, ["pan: awful junk"])
+    assert why.method == "occlusion" and why.value == pytest.approx(expected[0], abs=1e-6)
+    without = without_words(why.input, why.spans, [2])  # "junk" deleted
+    fallen = why.value - predict(run_dir, [without])[0][0]
+    assert why.scores[2] == pytest.approx(fallen, abs=1e-6)
+    assert why.to_dict()["value"] == why.value and "label" not in why.to_dict()
+    with pytest.raises(ConfigError, match="explained by occlusion"):
+        explain_predictions(run_dir, ["pan: awful junk"], method="integrated-gradients")
+    printed = CliRunner().invoke(
+        app, ["predict", str(run_dir), "-t", "pan: awful junk", "--explain"]
+    )
+    assert printed.exit_code == 0, printed.output
+    assert printed.stdout.startswith(f"{why.value:.3f}\t") and "why (occlusion)" in printed.stdout
 
 
 def test_compare_flags_negative_transfer_when_the_rmse_is_higher(

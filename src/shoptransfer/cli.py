@@ -881,10 +881,15 @@ def _print_explanations(
     typer.echo(f"model: {model}" + (" (ONNX export)" if onnx else ""), err=True)
     for item, explanation in zip(inputs, explanations):
         if as_json:
-            record = {key: item, "label": explanation.label, "explanation": explanation.to_dict()}
+            predicted = (
+                {"label": explanation.label}
+                if explanation.value is None
+                else {"value": explanation.value}
+            )
+            record = {key: item, **predicted, "explanation": explanation.to_dict()}
             typer.echo(json.dumps(record, ensure_ascii=False))
         else:
-            typer.echo(f"{explanation.label}\t{explanation.probability:.3f}\t{_preview(item)}")
+            typer.echo(f"{explanation.predicted}\t{_preview(item)}")
             typer.echo(summary_line(explanation))
     return explanations
 

@@ -45,7 +45,8 @@ _WORD = re.compile(rf"[{_HAN}]|[^\s{_HAN}]+")
 class Explanation:
     """One input's explanation: its predicted class and probability, and a score per word (a
     text) or per pixel (a photo's ``pixels`` map, at the model's input size): what it added to
-    that probability (negative: what it took away)."""
+    that probability (negative: what it took away). A regression model's: its predicted
+    ``value`` (``label`` empty, ``probability`` NaN) and what each word added to that number."""
 
     input: str
     label: str
@@ -57,6 +58,7 @@ class Explanation:
     pixels: np.ndarray | None = None
     image: np.ndarray | None = None  # the photo as the model saw it (H x W x 3, 0-255)
     baseline_probability: float | None = None  # integrated gradients: f(baseline)
+    value: float | None = None  # a regression model's prediction
 
     @property
     def words(self) -> list[str]:
@@ -77,12 +79,19 @@ class Explanation:
             "against": [[word, round(score, 6)] for word, score in self.top(3, sign=-1)],
         }
 
+    @property
+    def predicted(self) -> str:
+        """The prediction as printed: the class and its probability, or the value."""
+        if self.value is not None:
+            return f"{self.value:.3f}"
+        return f"{self.label}\t{self.probability:.3f}"
+
     def to_dict(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "method": self.method,
-            "label": self.label,
-            "probability": self.probability,
-        }
+        record: dict[str, Any] = {"method": self.method}
+        if self.value is not None:
+            record["value"] = self.value
+        else:
+            record.update(label=self.label, probability=self.probability)
         if self.baseline_probability is not None:
             record["baseline_probability"] = self.baseline_probability
         if self.spans:
@@ -233,13 +242,18 @@ def _require_captum(method: str) -> Any:
 
 def check_explainable(kind: str, method: str) -> None:
     """Refuse an unknown method, or a model whose output (``kind``: ``classes``, ``value``,
-    ``tasks``) is not one class to explain."""
+    ``tasks``) it cannot explain: several tasks, or a number by integrated gradients."""
     if method not in METHODS:
         raise ConfigError(f"--explain-method '{method}'; expected one of {list(METHODS)}")
-    if kind != "classes":
+    if kind == "tasks":
         raise ConfigError(
-            "--explain explains a classifier's class; this model predicts "
-            f"{'numbers' if kind == 'value' else 'several tasks'}"
+            "--explain explains one prediction; this model predicts several tasks (explain "
+            "each task's own model)"
+        )
+    if kind == "value" and method == "integrated-gradients":
+        raise ConfigError(
+            "integrated gradients explain a class's probability; a model that predicts "
+            "numbers is explained by occlusion (--explain-method occlusion or auto)"
         )
 
 
@@ -291,6 +305,10 @@ def explain(
         outputs = getattr(predictor, "outputs", None)
         kind = outputs.kind if outputs is not None else getattr(predictor, "kind", "classes")
     check_explainable(kind, method)
+    if kind == "value":
+        if reads == "images":
+            raise ConfigError("--explain: a photo's predicted number is not explained yet")
+        return [_occlude_value(predictor, text) for text in inputs]
     if method == "auto":
         try:
             _network(predictor)
@@ -326,6 +344,21 @@ def _occlude_text(predictor: Any, text: str) -> Explanation:
         scores.tolist(),
         read,
     )
+
+
+def _occlude_value(predictor: Any, text: str) -> Explanation:
+    """A regression model's explanation: each word's score is how much the predicted value
+    falls when that word alone is deleted (negative: it rises)."""
+    spans = word_spans(text)
+    read = words_read(predictor, text, spans)
+    shown = [i for i in range(len(spans)) if read[i]]
+    variants = [text] + [without_words(text, spans, [i]) for i in shown]
+    values = np.asarray(predictor.predict(variants), dtype=np.float64).reshape(-1)
+    scores = np.zeros(len(spans))
+    scores[shown] = values[0] - values[1:]
+    explanation = Explanation(text, "", float("nan"), "occlusion", spans, scores.tolist(), read)
+    explanation.value = float(values[0])
+    return explanation
 
 
 def words_read(predictor: Any, text: str, spans: list[tuple[int, int]]) -> list[bool]:
@@ -542,7 +575,7 @@ def explanations_html(explanations: list[Explanation], model: str) -> str:
     blocks = []
     for explanation in explanations:
         heading = (
-            f"<h2>{html.escape(explanation.label)} {explanation.probability:.3f} "
+            f"<h2>{html.escape(explanation.predicted.replace(chr(9), ' '))} "
             f"<small>({html.escape(explanation.method)})</small></h2>"
         )
         if explanation.pixels is not None:

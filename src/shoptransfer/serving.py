@@ -163,8 +163,9 @@ class ExplanationBody(BaseModel):
     predicted class's probability (see ``shoptransfer predict --explain``)."""
 
     method: str
-    label: str
-    probability: float
+    label: str | None = None
+    probability: float | None = None
+    value: float | None = Field(None, description="a regression model's predicted number")
     baseline_probability: float | None = None
     words: list[ExplainedWord] | None = None
     region: ExplainedRegion | None = None
