@@ -326,15 +326,21 @@ def explain(
     return [_integrated_text(predictor, backbone, head, text, steps) for text in inputs]
 
 
-def _occlude_text(predictor: Any, text: str) -> Explanation:
+def _deletions(predictor: Any, text: str) -> tuple[list[tuple[int, int]], list[bool], list[str]]:
+    """The words of ``text``, which of them the model reads, and the texts to score: ``text``
+    itself, then ``text`` without each word it reads, in turn."""
     spans = word_spans(text)
     read = words_read(predictor, text, spans)
-    shown = [i for i in range(len(spans)) if read[i]]
-    variants = [text] + [without_words(text, spans, [i]) for i in shown]
+    variants = [text] + [without_words(text, spans, [i]) for i in range(len(spans)) if read[i]]
+    return spans, read, variants
+
+
+def _occlude_text(predictor: Any, text: str) -> Explanation:
+    spans, read, variants = _deletions(predictor, text)
     probabilities = np.asarray(predictor.predict_proba(variants))
     target = int(probabilities[0].argmax())
     scores = np.zeros(len(spans))
-    scores[shown] = probabilities[0, target] - probabilities[1:, target]
+    scores[np.asarray(read, dtype=bool)] = probabilities[0, target] - probabilities[1:, target]
     return Explanation(
         text,
         predictor.classes[target],
@@ -349,13 +355,10 @@ def _occlude_text(predictor: Any, text: str) -> Explanation:
 def _occlude_value(predictor: Any, text: str) -> Explanation:
     """A regression model's explanation: each word's score is how much the predicted value
     falls when that word alone is deleted (negative: it rises)."""
-    spans = word_spans(text)
-    read = words_read(predictor, text, spans)
-    shown = [i for i in range(len(spans)) if read[i]]
-    variants = [text] + [without_words(text, spans, [i]) for i in shown]
+    spans, read, variants = _deletions(predictor, text)
     values = np.asarray(predictor.predict(variants), dtype=np.float64).reshape(-1)
     scores = np.zeros(len(spans))
-    scores[shown] = values[0] - values[1:]
+    scores[np.asarray(read, dtype=bool)] = values[0] - values[1:]
     explanation = Explanation(text, "", float("nan"), "occlusion", spans, scores.tolist(), read)
     explanation.value = float(values[0])
     return explanation
