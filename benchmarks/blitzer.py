@@ -324,9 +324,19 @@ def source_validation(
     return out
 
 
-def pairs_mean(by_pair: dict[str, list[float]]) -> float:
-    """The mean over pairs of each pair's mean over seeds (every pair weighs the same)."""
-    return float(np.mean([np.mean(values) for values in by_pair.values()]))
+def on_common_pairs(
+    first: dict[str, list[float]], second: dict[str, list[float]]
+) -> tuple[list[str], float, float]:
+    """The pairs both hold (in the papers' order), and over them the mean of each one's
+    per-pair seed means (every pair weighs the same); NaN means where none is common."""
+    common = [p for p in PAIRS if p in first and p in second]
+    if not common:
+        return [], float("nan"), float("nan")
+    return (
+        common,
+        float(np.mean([np.mean(first[p]) for p in common])),
+        float(np.mean([np.mean(second[p]) for p in common])),
+    )
 
 
 def plain_counterpart(method: str) -> str:
@@ -497,10 +507,8 @@ def notes(
         )
     for piece in [m for m in LANGUAGE_PIECES if m in validation]:
         plain = plain_counterpart(piece)
-        common = [p for p in validation[piece] if p in validation.get(plain, {})]
+        common, mine, theirs = on_common_pairs(validation[piece], validation.get(plain, {}))
         if common:
-            mine = pairs_mean({p: validation[piece][p] for p in common})
-            theirs = pairs_mean({p: validation[plain][p] for p in common})
             out.append(
                 f"{piece}'s source validation macro-F1 against {plain}'s on the pairs both ran "
                 f"({', '.join(common)}): {100 * mine:.1f} vs {100 * theirs:.1f} (the rule keeps "
@@ -510,10 +518,11 @@ def notes(
     fixed = [m for m in fixed if any(m in s and len(s[m]) > 1 for s in scores.values())]
     if fixed:
         out.append(f"{', '.join(fixed)}: the same accuracy for every seed (deterministic).")
-    both = [p for p in PAIRS if LAST in scores.get(p, {}) and MAIN in earlier.get(p, {})]
+    both, last, before = on_common_pairs(
+        {p: s[LAST] for p, s in scores.items() if LAST in s},
+        {p: s[MAIN] for p, s in earlier.items() if MAIN in s},
+    )
     if both:
-        last = pairs_mean({p: scores[p][LAST] for p in both})
-        before = pairs_mean({p: earlier[p][MAIN] for p in both})
         out.append(
             f"{LAST} against the earlier table's {MAIN} (results/{EARLIER}.json) on the "
             f"{len(both)} pair(s) it ran ({', '.join(both)}): {last:.1f} vs {before:.1f} "
