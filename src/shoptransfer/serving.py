@@ -159,8 +159,9 @@ class ExplainedRegion(BaseModel):
 
 
 class ExplanationBody(BaseModel):
-    """Why the classifier predicts ``label``: each word's (or the photo region's) share of the
-    predicted class's probability (see ``shoptransfer predict --explain``)."""
+    """Why the classifier predicts ``label``: each word's (or the photo region's, or a fused
+    model's inputs') share of the predicted class's probability, or of a regression model's
+    ``value`` (see ``shoptransfer predict --explain``)."""
 
     method: str
     label: str | None = None
@@ -713,7 +714,10 @@ def create_app(service: Service | None = None, settings: ServeSettings | None = 
     ) -> dict[str, Any]:
         """Why the classifier predicts what it does for each text (or image): a score per word
         (or the region of the photo) for the predicted class's probability, by integrated
-        gradients or occlusion (``auto``: integrated gradients where the model has gradients)."""
+        gradients or occlusion (``auto``: integrated gradients where the model has gradients).
+        A regression model's words score the predicted ``value`` (occlusion); a fused model's
+        examples (``{"inputs": ...}``) are explained by occlusion: each input's share
+        (``inputs``) and each title word's, named by its ``input``."""
         loaded = current()
         if loaded.classifier is None:
             raise RequestError(
