@@ -509,10 +509,11 @@ def notes(
         plain = plain_counterpart(piece)
         common, mine, theirs = on_common_pairs(validation[piece], validation.get(plain, {}))
         if common:
+            cells = [sum(len(v[p]) for p in common) for v in (validation[piece], validation[plain])]
             out.append(
                 f"{piece}'s source validation macro-F1 against {plain}'s on the pairs both ran "
-                f"({', '.join(common)}): {100 * mine:.1f} vs {100 * theirs:.1f} (the rule keeps "
-                f"the piece only where it is higher)."
+                f"({', '.join(common)}): {100 * mine:.1f} vs {100 * theirs:.1f} ({cells[0]} vs "
+                f"{cells[1]} cells; the rule keeps the piece only where it is higher)."
             )
     fixed = [m for m in METHODS if all(max(s[m]) == min(s[m]) for s in scores.values() if m in s)]
     fixed = [m for m in fixed if any(m in s and len(s[m]) > 1 for s in scores.values())]

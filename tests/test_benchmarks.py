@@ -117,7 +117,7 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
             value = 0.85 if record["label"] == "udalm-distil" else 0.9
             record["fitted"] = {"source_stage": {"validation_macro_f1": value}}
     expected = "udalm-distil's source validation macro-F1 against source-only-256's on the pairs"
-    assert f"{expected} both ran (B->K): 85.0 vs 90.0" in blitzer.markdown(payload)
+    assert f"{expected} both ran (B->K): 85.0 vs 90.0 (2 vs 2 cells" in blitzer.markdown(payload)
     together = {"label": "udalm-distil", "metrics": {"accuracy": 0.9123}, "seeds": [0, 1]}
     payload["settings"]["B->K"]["runs"][0]["seed_ensembles"] = [together]
     text = blitzer.markdown(payload)
