@@ -944,7 +944,8 @@ def _predict_file(
         raise ConfigError(f"model {name} reads {predictor.reads}; --input needs a text model")
     summary = predict_file(job, predictor, model_fingerprint(run_dir, name, onnx))
     if summary["empty"]:
-        what = "rows without any input" if job.inputs is not None else "empty input rows"
+        rows = "row" if summary["empty"] == 1 else "rows"
+        what = f"{rows} without any input" if job.inputs is not None else f"empty input {rows}"
         typer.echo(f"warning: {summary['empty']} {what} got an empty prediction", err=True)
     if summary["missing_inputs"]:
         typer.echo(
