@@ -242,6 +242,17 @@ def _predict_inputs(
 ) -> tuple[Any, Any, Any]:
     """:func:`predict` for a fused model: a mapping of input name -> values, its texts
     scrubbed of personal data."""
+    predictor = _fused_predictor(run_dir, inputs, model, onnx, reads)
+    probabilities = predictor.predict_proba(fused_values(predictor, inputs))
+    labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
+    return labels, probabilities, predictor.classes
+
+
+def _fused_predictor(
+    run_dir: str | Path, inputs: Any, model: str | None, onnx: bool, reads: str
+) -> Any:
+    """A fused model's predictor, once ``inputs`` (a mapping of input name -> values) and the
+    model (``reads``) are known to go together."""
     folder = choose_model(run_dir, model)
     if reads != "inputs":
         raise ConfigError(
@@ -255,10 +266,7 @@ def _predict_inputs(
         )
     if onnx:
         raise ConfigError(f"model {folder.name} is a fused model; it has no ONNX export")
-    predictor = load_predictor(folder)
-    probabilities = predictor.predict_proba(fused_values(predictor, inputs))  # type: ignore[arg-type]
-    labels = [predictor.classes[i] for i in probabilities.argmax(axis=1)]
-    return labels, probabilities, predictor.classes
+    return load_predictor(folder)
 
 
 def fused_values(
@@ -292,14 +300,7 @@ def explain_predictions(
     (:class:`~shoptransfer.explain.FusedExplanation`)."""
     reads = model_reads(choose_model(run_dir, model))
     if reads == "inputs" or isinstance(inputs, Mapping):
-        folder = choose_model(run_dir, model)
-        if reads != "inputs" or not isinstance(inputs, Mapping):
-            raise ConfigError(
-                f"model {folder.name} reads {reads}; a mapping of inputs goes with a fused model"
-            )
-        if onnx:
-            raise ConfigError(f"model {folder.name} is a fused model; it has no ONNX export")
-        predictor = load_predictor(folder)
+        predictor = _fused_predictor(run_dir, inputs, model, onnx, reads)
         with showing_progress(False):
             return explain_fused(predictor, fused_values(predictor, inputs), method)
     if reads == "texts":
