@@ -821,10 +821,12 @@ def predict(
     chosen = choose_model(run_dir, model)
     reads = model_reads(chosen)
     if reads == "inputs":
-        if onnx or explain_html is not None:
+        if onnx:
+            raise ConfigError(f"model {chosen.name} is a fused model; it has no ONNX export")
+        if explain_html is not None:
             raise ConfigError(
-                f"model {chosen.name} is a fused model; it has no ONNX export, and its "
-                "explanations are printed (--explain), not written as a page"
+                f"model {chosen.name} is a fused model; its explanations are printed "
+                "(--explain), not written as a page"
             )
         _print_fused_predictions(
             run_dir,
