@@ -529,18 +529,21 @@ def notes(
             f"{len(both)} pair(s) it ran ({', '.join(both)}): {last:.1f} vs {before:.1f} "
             f"({last - before:+.1f} points)."
         )
-    main, plain = averages(scores, MAIN), averages(scores, "source-only")
-    if main is not None and plain is not None:
-        pairs = [p for p in PAIRS if MAIN in scores.get(p, {})]
+    for method, plain_method in ((MAIN, "source-only"), (LAST, RERUN[0])):
+        main, plain = averages(scores, method), averages(scores, plain_method)
+        if main is None or plain is None:
+            continue
+        pairs = [p for p in PAIRS if method in scores.get(p, {})]
         best = float(np.mean([PUBLISHED[BEST_PUBLISHED][PAIRS.index(p)] for p in pairs]))
         which, same = (
             (f"the {len(pairs)} pairs", "the same pairs")
             if len(pairs) > 1
             else (pairs[0], "that pair")
         )
+        side = "below" if main < best else "above"
         out.append(
-            f"Our average over {which}: {MAIN} {main:.1f}, source-only {plain:.1f}, "
-            f"i.e. {main - plain:+.1f} from self-training; {best - main:.1f} points below "
+            f"Our average over {which}: {method} {main:.1f}, {plain_method} {plain:.1f}, "
+            f"i.e. {main - plain:+.1f} from self-training; {abs(best - main):.1f} points {side} "
             f"{BEST_PUBLISHED}'s {best:.1f} on {same}."
         )
     return out
