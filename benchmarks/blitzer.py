@@ -530,10 +530,12 @@ def notes(
             f"({last - before:+.1f} points)."
         )
     for method, plain_method in ((MAIN, "source-only"), (LAST, RERUN[0])):
-        main, plain = averages(scores, method), averages(scores, plain_method)
-        if main is None or plain is None:
+        pairs, main, plain = on_common_pairs(
+            {p: s[method] for p, s in scores.items() if method in s},
+            {p: s[plain_method] for p, s in scores.items() if plain_method in s},
+        )
+        if not pairs:
             continue
-        pairs = [p for p in PAIRS if method in scores.get(p, {})]
         best = float(np.mean([PUBLISHED[BEST_PUBLISHED][PAIRS.index(p)] for p in pairs]))
         which, same = (
             (f"the {len(pairs)} pairs", "the same pairs")

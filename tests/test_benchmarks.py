@@ -104,6 +104,12 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     # the rerun's own pair (issue 19), set against the best published method on the same pairs
     rerun = "self-training-256 109.5, source-only-256 105.5, i.e. +4.0 from self-training"
     assert f"{rerun}; 18.2 points above BERT-GAST's 91.3 on the same pairs" in text
+    # set against its source-only entry on the pairs both ran only
+    records = payload["settings"]["D->B"]["records"]
+    payload["settings"]["D->B"]["records"] = [r for r in records if r["label"] != blitzer.LAST]
+    text = blitzer.markdown(payload)
+    assert f"over B->K: {rerun.replace('109.5', '104.5').replace('105.5', '100.5')}" in text
+    payload["settings"]["D->B"]["records"] = records
     assert "| seconds |" in text and " 246 |" in text
     assert "seeds together" not in text  # no run held an ensemble
     runs = payload["settings"]["B->K"]["runs"]
