@@ -1,12 +1,12 @@
 """HTML reports of the committed benchmarks, from their results files (no training).
 
-    python benchmarks/reports.py [blitzer fashion scientific ...] [--out FOLDER]
+    python benchmarks/reports.py [blitzer blitzer_128 fashion scientific ...] [--out FOLDER]
 
 writes ``FOLDER/<name>.html`` (default ``benchmarks/results/reports/``) with the library's
 report (:mod:`shoptransfer.evaluation.html_report`), one column per setting (a Blitzer pair, a
 fashion part, a Scientific run). Files in the runner's schema (``rerun_*.json`` and every file a
 script writes now) are shown as they are; the three files written by the scripts' earlier
-runners (``blitzer.json``, ``fashion.json``, ``scientific.json``) are read into the runner's
+runners (``blitzer_128.json``, ``fashion.json``, ``scientific.json``) are read into the runner's
 records first, keeping only what they hold (each report says what is missing).
 """
 
@@ -182,7 +182,7 @@ def scientific_runs(payload: dict[str, Any]) -> list[Any]:
     ]
 
 
-EARLIER = {"blitzer": blitzer_runs, "fashion": fashion_runs, "scientific": scientific_runs}
+EARLIER = {"blitzer_128": blitzer_runs, "fashion": fashion_runs, "scientific": scientific_runs}
 
 
 def report_runs(name: str) -> list[Any]:
@@ -203,7 +203,9 @@ def main() -> None:
     from shoptransfer.files import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", default=list(EARLIER), help="results files' names")
+    parser.add_argument(
+        "names", nargs="*", default=["blitzer", *EARLIER], help="results files' names"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "reports", help="output folder")
     args = parser.parse_args()
     for name in args.names:

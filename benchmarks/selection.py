@@ -17,7 +17,7 @@ Grids:
 - Blitzer, for each of the 4 targets the 3 other domains as sources, all-MiniLM-L6-v2 features
   (max_length 128). Budget 0: ``select`` scores each source's 2,000 labelled reviews (source
   labels: no target label is read) and the source-target gap; ground truth: the 4 methods of
-  results/blitzer.json (self-training, source-only, frozen-features, and TF-IDF trained on the
+  results/blitzer_128.json (self-training, source-only, frozen-features, and TF-IDF trained on the
   source: accuracy on all 2,000 target reviews). Budgets 16 and 64 per class and all: ``select``
   scores the budget's labelled target reviews (the draw of seed 0; the test half is held out as
   the runner holds it out), the gap, and the accuracy on them of a classifier trained on the
@@ -582,7 +582,7 @@ def source_scores(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def blitzer_grids(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Per target, budget and recipe: the 3 sources, their scores and measured accuracies."""
-    old = load_json(RESULTS / "blitzer.json")
+    old = load_json(RESULTS / "blitzer_128.json")
     grids = []
     for target in DOMAINS:
         sources = [s for s in DOMAINS if s != target]
@@ -598,7 +598,7 @@ def blitzer_grids(payload: dict[str, Any]) -> list[dict[str, Any]]:
                         s: old["cells"][f"{s[0].upper()}->{target[0].upper()}"][method]["mean"]
                         for s in sources
                     }
-                    truths[f"{method} (blitzer.json)"] = cells
+                    truths[f"{method} (blitzer_128.json)"] = cells
             for recipe in TRANSFER_RECIPES:
                 cells = {}
                 for s in sources:
@@ -844,8 +844,8 @@ def analyse(payload: dict[str, Any]) -> dict[str, Any]:
         "grids": grids,
         "summary": {name: summary(part, ESTIMATOR_ORDER) for name, part in families.items()},
         "source_picks": {
-            "budget 0, self-training": source_picks(grids, "self-training (blitzer.json)", 0),
-            "budget 0, source-only": source_picks(grids, "source-only (blitzer.json)", 0),
+            "budget 0, self-training": source_picks(grids, "self-training (blitzer_128.json)", 0),
+            "budget 0, source-only": source_picks(grids, "source-only (blitzer_128.json)", 0),
             "budget 16, frozen-features": source_picks(grids, "frozen-features", 16),
             "budget 64, frozen-features": source_picks(grids, "frozen-features", 64),
             "budget all, frozen-features": source_picks(grids, "frozen-features", "all"),
@@ -1056,7 +1056,7 @@ def ground_truth_lines(payload: dict[str, Any], analysis: dict[str, Any]) -> lis
         f"{', '.join(str(b) for b in BUDGETS)} (labels per class), seeds {SEEDS}; "
         f"{len(fashion)} fashion runs of frozen-features on the Lite0 features "
         f"({', '.join(k for k in FASHION_FEATURES if 'lite0' in k)}). Read from earlier "
-        "results: Blitzer budget 0 (results/blitzer.json, 4 methods), Lite2 260 px "
+        "results: Blitzer budget 0 (results/blitzer_128.json, 4 methods), Lite2 260 px "
         "frozen-features and Lite0 128 px fine-tune at 20 photos per class "
         "(results/fashion.json), Scientific (below)."
     )

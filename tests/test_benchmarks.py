@@ -146,14 +146,14 @@ def test_blitzer_tables_show_the_earlier_runners_rows(monkeypatch: Any, tmp_path
             "B->K": {"self-training": {"seeds": [91.0, 92.0]}},
         }
     }
-    (tmp_path / "blitzer.json").write_text(json.dumps(earlier))
+    (tmp_path / f"{blitzer.EARLIER}.json").write_text(json.dumps(earlier))
     text = blitzer.markdown(payload)
     row = next(line for line in text.splitlines() if line.startswith("| self-training (earlier"))
     assert "| 91.5 ± 0.7 |" in row and "| 84.5 ± 0.7 |" in row and row.endswith("| 88.0 |")
     # set against the earlier self-training on the pairs both ran: 90.5 vs 84.5
     assert "on the 1 pair(s) it ran (K->D): 90.5 vs 84.5 (+6.0 points)" in text
     # a file of the runner under that name is the table itself, not an earlier one
-    (tmp_path / "blitzer.json").write_text(json.dumps(payload))
+    (tmp_path / f"{blitzer.EARLIER}.json").write_text(json.dumps(payload))
     assert "earlier table" not in blitzer.markdown(payload)
 
 

@@ -40,8 +40,8 @@ window.addEventListener("load", () => {
 
 
 def test_earlier_benchmark_files_become_runner_records() -> None:
-    runs = benchmark_report.report_runs("blitzer")
-    payload = json.loads((BENCHMARKS / "results" / "blitzer.json").read_text())
+    runs = benchmark_report.report_runs("blitzer_128")
+    payload = json.loads((BENCHMARKS / "results" / "blitzer_128.json").read_text())
     assert [run.results["name"] for run in runs] == list(payload["cells"])
     first = runs[0].results
     pair = payload["cells"][first["name"]]
