@@ -489,11 +489,20 @@ def source_contribution(records: list[dict[str, Any]]) -> list[str]:
         if not a or not b:
             continue
         (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-        lines.append(
+        line = (
             f"- `{with_source}` − `{without}` (the MovieLens source stage alone, 100 % of users): "
             f"NDCG@10 {ma - mb:+.4f} ({ma:.4f} vs {mb:.4f}; seed std {sa:.4f} / {sb:.4f}; "
             f"{len(a)} / {len(b)} seeds)"
         )
+        first, second = by_seed(records, with_source, "all"), by_seed(records, without, "all")
+        common = sorted(set(first) & set(second))
+        if common and len(common) < max(len(first), len(second)):
+            paired = [first[seed] - second[seed] for seed in common]
+            line += (
+                f"; on the seeds both ran ({', '.join(map(str, common))}), seed by seed: "
+                f"{float(np.mean(paired)):+.4f} ({', '.join(f'{d:+.4f}' for d in paired)})"
+            )
+        lines.append(line)
     if lines:
         lines.insert(
             0,

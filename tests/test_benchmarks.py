@@ -550,6 +550,28 @@ def test_scientific_runs_only_the_budgets_a_label_still_lacks(
     ]
 
 
+def test_scientific_source_contribution_pairs_the_seeds_both_ran() -> None:
+    import scientific
+
+    def record(label: str, seed: int, ndcg: float) -> dict[str, Any]:
+        return {
+            "label": label,
+            "budget": "all",
+            "seed": seed,
+            "status": "ok",
+            "metrics": {"ndcg@10": ndcg},
+            "validation_metrics": {},
+        }
+
+    records = [record("text-seq", 0, 0.090), record("text-seq", 1, 0.087)]
+    records += [record("text-seq-scratch", s, v) for s, v in [(0, 0.089), (1, 0.090), (2, 0.088)]]
+    text = "\n".join(scientific.source_contribution(records))
+    assert "NDCG@10 -0.0005 (0.0885 vs 0.0890" in text and "2 / 3 seeds" in text
+    assert "on the seeds both ran (0, 1), seed by seed: -0.0010 (+0.0010, -0.0030)" in text
+    records.append(record("text-seq", 2, 0.091))
+    assert "seeds both ran" not in "\n".join(scientific.source_contribution(records))
+
+
 def test_padding_counts_what_a_pass_computes() -> None:
     import padding
 
