@@ -399,6 +399,35 @@ def averages(scores: dict[str, dict[str, list[float]]], method: str) -> float | 
     return float(np.mean(means)) if means else None
 
 
+def method_seeds(payload: dict[str, Any]) -> dict[str, list[int]]:
+    """method -> the seeds its recorded cells ran (on any pair), for a runner's file."""
+    out: dict[str, set[int]] = {}
+    if is_current(payload):
+        for cell in payload["settings"].values():
+            for record in cell["records"]:
+                if record["status"] == "ok":
+                    out.setdefault(record["label"], set()).add(record["seed"])
+    return {m: sorted(out[m]) for m in METHODS if m in out}
+
+
+def seeds_text(payload: dict[str, Any]) -> str:
+    """Which seeds the table's means are over: one list where every method ran the same
+    seeds, else the methods grouped by their seeds."""
+    by_method = method_seeds(payload)
+    if not by_method:
+        return f"seeds {payload.get('seeds', SEEDS)}"
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for method, seeds in by_method.items():
+        groups.setdefault(tuple(seeds), []).append(method)
+    if len(groups) == 1:
+        return f"seeds {list(next(iter(groups)))}"
+    parts = [
+        f"{', '.join(methods)}: seeds {list(seeds)}"
+        for seeds, methods in sorted(groups.items(), key=lambda g: (-len(g[0]), g[0]))
+    ]
+    return "the seeds each method ran (" + "; ".join(parts) + ")"
+
+
 def _summarise(payload: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     scores = table(payload)
     payload.update(
@@ -406,7 +435,8 @@ def _summarise(payload: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
         recipe_options=ADAPTATION[MAIN],
         protocol=__doc__.split("Protocol ")[1].split("\n\n")[0],
         selection_rule=RULE,
-        seeds=seeds,
+        seeds=sorted({s for ran in method_seeds(payload).values() for s in ran} or seeds),
+        method_seeds=method_seeds(payload),
         methods={m: {"average": averages(scores, m)} for m in METHODS},
         complete=all(m in scores.get(p, {}) for m in METHODS for p in method_pairs(m)),
         published=PUBLISHED,
@@ -553,15 +583,15 @@ def notes(
 
 def markdown(payload: dict[str, Any]) -> str:
     scores, seconds = table(payload), pair_seconds(payload)
-    seeds = payload.get("seeds", SEEDS)
     header = "| method | " + " | ".join(PAIRS) + " | average |"
     lines = [
         "# Blitzer reviews: 12 cross-domain pairs, unsupervised adaptation\n",
         "Command: `.venv/bin/python benchmarks/blitzer.py` (protocol, selection rule and the "
         "runs each pair makes on the library's runner in the script's docstring). Accuracy % on "
-        f"all 2,000 target reviews; ours: mean ± std (sample std, n − 1) over seeds {seeds}, "
-        "backbone all-MiniLM-L6-v2 (22M parameters). Published rows from ../shared/data/"
-        "README.md (BERT-base, 110M, GPUs). Data: Blitzer, Dredze & Pereira, ACL 2007.\n",
+        "all 2,000 target reviews; ours: mean ± std (sample std, n − 1) over "
+        f"{seeds_text(payload)}, backbone all-MiniLM-L6-v2 (22M parameters). Published rows "
+        "from ../shared/data/README.md (BERT-base, 110M, GPUs). Data: Blitzer, Dredze & "
+        "Pereira, ACL 2007.\n",
         f"Selection rule: {RULE}\n",
     ]
     if not is_current(payload):

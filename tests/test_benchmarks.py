@@ -112,6 +112,14 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     payload["settings"]["D->B"]["records"] = records
     assert "| seconds |" in text and " 246 |" in text
     assert "seeds together" not in text  # no run held an ensemble
+    assert "over seeds [0, 1]," in text
+    # an ablation method that ran seed 0 only is named with its seeds in the header
+    for cell in payload["settings"].values():
+        cell["records"] = [r for r in cell["records"] if r["label"] != "udalm" or r["seed"] == 0]
+    others = ", ".join(m for m in blitzer.METHODS if m != "udalm")
+    expected = f"over the seeds each method ran ({others}: seeds [0, 1]; udalm: seeds [0]),"
+    assert expected in blitzer.markdown(payload)
+    assert blitzer._summarise(payload, [7])["method_seeds"]["udalm"] == [0]
     runs = payload["settings"]["B->K"]["runs"]
     runs[0]["data"] = {"target": {"name": "kitchen", "pii_scrubbed": {"name": 2, "url": 1}}}
     assert "kitchen name 2, url 1." in blitzer.markdown(payload)
