@@ -339,6 +339,50 @@ def on_common_pairs(
     )
 
 
+# what each piece adds: (entry, the entry it is set against, what differs), on the ablation pairs
+PIECES = [
+    ("dapt-source-only", "source-only", "the language-model step (DAPT) before the source stage"),
+    ("udalm", "dapt-source-only", "UDALM's MLM loss on target batches beside the source loss"),
+    ("dapt-self-training", "dapt-source-only", "self-training after DAPT"),
+    ("distil", "source-only", "self-distillation on the target (word dropout)"),
+    ("source-only-grouped", "source-only", "batches grouped by length (128 tokens)"),
+    ("source-only-256", "source-only-grouped", "256 tokens instead of 128"),
+    ("source-only-512", "source-only-grouped", "512 tokens instead of 128"),
+    ("self-training-256", "source-only-256", "self-training at 256 tokens"),
+    ("udalm-distil", "source-only-256", "DAPT + UDALM + self-distillation at 256 tokens"),
+]
+
+
+def scores_by_seed(payload: dict[str, Any]) -> dict[str, dict[str, dict[int, float]]]:
+    """pair -> method -> seed -> accuracy %, from a runner's records."""
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    if is_current(payload):
+        for pair, cell in payload["settings"].items():
+            for r in cell["records"]:
+                if r["status"] == "ok":
+                    by_seed = out.setdefault(pair, {}).setdefault(r["label"], {})
+                    by_seed[r["seed"]] = 100 * r["metrics"]["accuracy"]
+    return out
+
+
+def piece_gains(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each piece of :data:`PIECES` against its entry, pair by pair on the ablation pairs, at the
+    seeds both ran there (their means' difference); pieces with no such pair are left out."""
+    by_seed, out = scores_by_seed(payload), []
+    for piece, against, adds in PIECES:
+        gains, seeds = {}, set()
+        for pair in ABLATION_PAIRS:
+            mine, theirs = (by_seed.get(pair, {}).get(m, {}) for m in (piece, against))
+            common = sorted(set(mine) & set(theirs))
+            if common:
+                gains[pair] = float(np.mean([mine[s] - theirs[s] for s in common]))
+                seeds.update(common)
+        if gains:
+            entry = {"piece": piece, "against": against, "adds": adds, "seeds": sorted(seeds)}
+            out.append({**entry, "gains": gains, "mean": float(np.mean(list(gains.values())))})
+    return out
+
+
 def plain_counterpart(method: str) -> str:
     """The source-only entry that reads as many tokens as ``method``: what the rule sets a
     language-model piece against."""
@@ -437,6 +481,7 @@ def _summarise(payload: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
         selection_rule=RULE,
         seeds=sorted({s for ran in method_seeds(payload).values() for s in ran} or seeds),
         method_seeds=method_seeds(payload),
+        piece_gains=piece_gains(payload),
         methods={m: {"average": averages(scores, m)} for m in METHODS},
         complete=all(m in scores.get(p, {}) for m in METHODS for p in method_pairs(m)),
         published=PUBLISHED,
@@ -631,6 +676,22 @@ def markdown(payload: dict[str, Any]) -> str:
             if known:
                 cells = " | ".join("—" if v is None else f"{v:.1f}" for v in row)
                 lines.append(f"| {name} (seeds together) | {cells} | {np.mean(known):.1f} |")
+    gains = piece_gains(payload)
+    if gains:
+        lines.append(
+            f"\nWhat each piece adds on the {len(ABLATION_PAIRS)} ablation pairs: accuracy "
+            "points against the entry it extends, at the seeds both ran on the pair (seed 0 "
+            "for the ablation rows); mean over the pairs measured:\n"
+        )
+        lines.append("| entry | adds | against | " + " | ".join(ABLATION_PAIRS) + " | mean |")
+        lines.append("|" + "---|" * (len(ABLATION_PAIRS) + 4))
+        for g in gains:
+            cells = [f"{g['gains'][p]:+.1f}" if p in g["gains"] else "—" for p in ABLATION_PAIRS]
+            lines.append(
+                f"| {g['piece']} | {g['adds']} | {g['against']} | "
+                + " | ".join(cells)
+                + f" | {g['mean']:+.1f} |"
+            )
     lines.append("\nWall-clock seconds per pair (every method and seed of the pair):\n")
     lines.append("| pair | " + " | ".join(PAIRS) + " | total |")
     lines.append("|" + "---|" * (len(PAIRS) + 2))

@@ -113,6 +113,12 @@ def test_blitzer_markdown_is_computed_from_the_records() -> None:
     assert "| seconds |" in text and " 246 |" in text
     assert "seeds together" not in text  # no run held an ensemble
     assert "over seeds [0, 1]," in text
+    # each piece against the entry it extends, on the ablation pairs only (B->K here)
+    dapt = next(line for line in text.splitlines() if line.startswith("| dapt-source-only |"))
+    assert dapt.endswith("| source-only | — | +6.0 | — | — | +6.0 |")
+    gains = {g["piece"]: g for g in blitzer.piece_gains(payload)}
+    assert gains["self-training-256"]["gains"] == {"B->K": pytest.approx(4.0)}
+    assert gains["udalm"]["seeds"] == [0, 1]
     # an ablation method that ran seed 0 only is named with its seeds in the header
     for cell in payload["settings"].values():
         cell["records"] = [r for r in cell["records"] if r["label"] != "udalm" or r["seed"] == 0]
