@@ -3,6 +3,7 @@ objective, and self-distillation on the unlabeled target."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def test_mlm_loss_falls_on_held_out_target_text_and_is_cached(
     after = evaluate_masked_lm(encoder, adaptation.head, HELD_OUT)
     assert after < before - 1.0  # measured: 10.3 -> 8.4
     # each epoch says it ran (a long step shows in a log that it is alive)
-    lines = [line for line in capsys.readouterr().err.splitlines() if "language model" in line]
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if re.match(r"language model: epoch \d+/30, MLM loss ", line)]
     assert len(lines) == 30 and lines[-1].startswith("language model: epoch 30/30, MLM loss ")
     assert encoder.identity()["adapted"] == adaptation.key
     # the same texts in another order: the cached weights, its time charged again
@@ -105,6 +107,26 @@ def test_mlm_loss_falls_on_held_out_target_text_and_is_cached(
     fresh = TextEncoder(tiny_backbone, max_length=24)
     other = LanguageModelSettings(epochs=2, batch_size=4, learning_rate=3e-3)
     assert adaptation_key(fresh, KITCHEN, other) != adaptation.key
+
+
+def test_a_long_language_model_epoch_reports_how_far_it_is(
+    tiny_backbone: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shoptransfer.backbones import language_model
+
+    monkeypatch.setattr(language_model, "REPORT_SECONDS", 0.0)  # every batch after the first
+    encoder = TextEncoder(tiny_backbone, max_length=24)
+    settings = LanguageModelSettings(epochs=1, batch_size=4)
+    adapt_language_model(encoder, KITCHEN, settings)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "language model" in line]
+    texts = len(set(KITCHEN))
+    within = [line for line in lines if f" of {texts:,} texts, MLM loss " in line]
+    assert len(within) == -(-texts // 4) - 1  # one per batch but the first
+    assert (
+        within[0].startswith(f"language model: epoch 1/1, 4 of {texts:,} texts")
+        and "ETA" in within[0]
+    )
+    assert lines[-1].startswith("language model: epoch 1/1, MLM loss ")
 
 
 def test_dapt_recipe_records_its_texts_and_saves_the_adapted_backbone(

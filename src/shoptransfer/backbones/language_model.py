@@ -211,6 +211,10 @@ def adaptation_key(
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
+# within an epoch, a line on stderr at most this often (an epoch on CPU can take many minutes)
+REPORT_SECONDS = 60.0
+
+
 def adapt_language_model(
     encoder: TextEncoder,
     texts: Sequence[str],
@@ -255,10 +259,21 @@ def adapt_language_model(
     encoder.train()
     head.train()
     epochs: list[dict[str, float]] = []
+    last_report = started
     for epoch in progress(range(settings.epochs), f"language model on {len(unique)} texts"):
         order = torch.randperm(len(unique), generator=generator).tolist()
         losses = []
         for start in range(0, len(order), settings.batch_size):
+            now = time.perf_counter()
+            if start and now - last_report >= REPORT_SECONDS:  # a long epoch shows it is alive
+                last_report = now
+                done = epoch * len(order) + start
+                left = (now - started) / done * (len(order) * settings.epochs - done)
+                report(
+                    f"language model: epoch {epoch + 1}/{settings.epochs}, {start:,} of "
+                    f"{len(order):,} texts, MLM loss {sum(losses) / len(losses):.4f} so far, "
+                    f"{duration(now - started)} so far, ETA {duration(left)}"
+                )
             batch = [unique[i] for i in order[start : start + settings.batch_size]]
             optimizer.zero_grad()
             loss = masked_lm_loss(encoder, head, batch, generator)
@@ -268,7 +283,8 @@ def adapt_language_model(
             scheduler.step()
             losses.append(float(loss.detach()))
         epochs.append({"epoch": epoch + 1, "mlm_loss": sum(losses) / max(1, len(losses))})
-        elapsed = time.perf_counter() - started
+        last_report = time.perf_counter()
+        elapsed = last_report - started
         report(
             f"language model: epoch {epoch + 1}/{settings.epochs}, MLM loss "
             f"{epochs[-1]['mlm_loss']:.4f}, {len(unique)} texts, {duration(elapsed)} so far"
