@@ -187,7 +187,7 @@ RULE = (
 # the earlier runner's 12-pair table (results/blitzer_128.json: 128 tokens, reviews read raw,
 # 3 seeds), whose rows the runner's tables show beside their own
 EARLIER = "blitzer_128"
-EARLIER_ROWS = ["source-only", MAIN]
+EARLIER_ROWS = [BASELINE, "frozen-features", "source-only", MAIN]
 LAST = "self-training-256"  # issue 19's rerun, set against the earlier table's best
 DEVELOPMENT_PAIR = "B->K"  # its seed-0 target accuracy was printed during development
 # pairs of the earlier runner's table measured while other jobs shared the cores (its own record)
@@ -472,6 +472,17 @@ def seeds_text(payload: dict[str, Any]) -> str:
     return "the seeds each method ran (" + "; ".join(parts) + ")"
 
 
+def shown_methods(scores: dict[str, dict[str, list[float]]]) -> list[str]:
+    """The methods with a cell in ``scores`` (a file may hold only some: issue 19's runs leave
+    the earlier table's methods to that table's rows)."""
+    return [m for m in METHODS if any(m in cells for cells in scores.values())]
+
+
+def is_complete(scores: dict[str, dict[str, list[float]]]) -> bool:
+    """Whether every method with a cell has one on each of its pairs."""
+    return all(m in scores.get(p, {}) for m in shown_methods(scores) for p in method_pairs(m))
+
+
 def _summarise(payload: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     scores = table(payload)
     payload.update(
@@ -483,7 +494,7 @@ def _summarise(payload: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
         method_seeds=method_seeds(payload),
         piece_gains=piece_gains(payload),
         methods={m: {"average": averages(scores, m)} for m in METHODS},
-        complete=all(m in scores.get(p, {}) for m in METHODS for p in method_pairs(m)),
+        complete=is_complete(scores),
         published=PUBLISHED,
     )
     return payload
@@ -648,11 +659,17 @@ def markdown(payload: dict[str, Any]) -> str:
     for name, published in PUBLISHED.items():
         row = " | ".join(f"{v:.1f}" for v in published)
         lines.append(f"| {name} (published) | {row} | {np.mean(published):.1f} |")
-    complete = all(m in scores.get(p, {}) for m in METHODS for p in method_pairs(m))
-    for name in METHODS:
+    for name in shown_methods(scores):
         row = [pm(scores.get(pair, {}).get(name, [])) for pair in PAIRS]
         average = averages(scores, name)
-        mark = "" if complete else " (pairs so far)"
+        ran = [p for p in PAIRS if name in scores.get(p, {})]
+        mark = (
+            ""
+            if ran == method_pairs(name)
+            else f" ({len(ran)} ablation pairs)"
+            if ran == ABLATION_PAIRS
+            else " (pairs so far)"
+        )
         avg = f"{average:.1f}{mark}" if average is not None else "—"
         lines.append(f"| **{name}** (ours) | " + " | ".join(row) + f" | {avg} |")
     earlier = earlier_scores(payload)
