@@ -483,6 +483,16 @@ def is_complete(scores: dict[str, dict[str, list[float]]]) -> bool:
     return all(m in scores.get(p, {}) for m in shown_methods(scores) for p in method_pairs(m))
 
 
+def pairs_mark(scores: dict[str, dict[str, list[float]]], method: str) -> str:
+    """What an average row says of its pairs: nothing when the method ran all of its own."""
+    ran = [p for p in PAIRS if method in scores.get(p, {})]
+    if ran == method_pairs(method):
+        return ""
+    if ran == ABLATION_PAIRS:
+        return f" ({len(ran)} ablation pairs)"
+    return " (pairs so far)"
+
+
 def _summarise(payload: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
     scores = table(payload)
     payload.update(
@@ -662,15 +672,7 @@ def markdown(payload: dict[str, Any]) -> str:
     for name in shown_methods(scores):
         row = [pm(scores.get(pair, {}).get(name, [])) for pair in PAIRS]
         average = averages(scores, name)
-        ran = [p for p in PAIRS if name in scores.get(p, {})]
-        mark = (
-            ""
-            if ran == method_pairs(name)
-            else f" ({len(ran)} ablation pairs)"
-            if ran == ABLATION_PAIRS
-            else " (pairs so far)"
-        )
-        avg = f"{average:.1f}{mark}" if average is not None else "—"
+        avg = f"{average:.1f}{pairs_mark(scores, name)}" if average is not None else "—"
         lines.append(f"| **{name}** (ours) | " + " | ".join(row) + f" | {avg} |")
     earlier = earlier_scores(payload)
     for name in EARLIER_ROWS if earlier else []:
